@@ -1,0 +1,50 @@
+//! `[policy]`: which flow policy produces the chunks.
+
+use serde::{Deserialize, Serialize};
+
+/// The built-in reference policies (pure Rust, exact velocity fields and VJPs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyKind {
+    /// Two Gaussian modes that steer the point mass above or below the obstacle towards the goal (the demo).
+    #[default]
+    ObstaclePaths,
+    /// Two stationary Gaussian modes at `+separation` and `-separation` (seam and mode-switch tests).
+    Bimodal,
+    /// One stationary Gaussian around zero.
+    Gaussian,
+}
+
+/// Settings of the policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Which policy.
+    pub kind: PolicyKind,
+    /// Prediction horizon H: actions per chunk.
+    pub horizon: usize,
+    /// Dimension of one action.
+    pub action_dim: usize,
+    /// Per-action standard deviation of the reference policies' chunks.
+    pub spread: f64,
+    /// Temporal correlation length of the reference chunks, in actions.
+    pub correlation_length: f64,
+    /// Distance of each mode from zero for `bimodal`.
+    pub separation: f64,
+    /// Speed along the path of `obstacle-paths`, in position units per second.
+    pub path_speed: f64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            kind: PolicyKind::default(),
+            horizon: 16,
+            action_dim: 2,
+            spread: 0.05,
+            correlation_length: 4.0,
+            separation: 1.0,
+            path_speed: 0.6,
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! `[clock]` and `[realtime]`: what paces the controller and how its thread is set up.
+
+use serde::{Deserialize, Serialize};
+
+/// Which clock paces the controller.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClockKind {
+    /// Wall-clock time with absolute deadlines.
+    #[default]
+    Real,
+    /// Virtual time in ticks: runs as fast as the CPU allows and is deterministic.
+    Simulated,
+}
+
+/// Settings of the clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClockConfig {
+    /// Which clock.
+    pub kind: ClockKind,
+    /// Rate of policy actions (one chunk index per policy tick), in Hz.
+    pub policy_rate_hz: f64,
+    /// Rate of the controller loop, an integer multiple of the policy rate; unset means equal to it.
+    pub controller_rate_hz: Option<f64>,
+    /// Inference delay in policy ticks: on the simulated clock every inference takes exactly this long; on the
+    /// real clock a chunk is not used before this many ticks have passed (injected latency, 0 = none).
+    pub inference_delay_ticks: usize,
+    /// Extra delay drawn uniformly from 0..=jitter per inference, in policy ticks.
+    pub inference_delay_jitter_ticks: usize,
+    /// Seed of the jitter draws.
+    pub seed: u64,
+}
+
+impl Default for ClockConfig {
+    fn default() -> Self {
+        ClockConfig {
+            kind: ClockKind::default(),
+            policy_rate_hz: 50.0,
+            controller_rate_hz: None,
+            inference_delay_ticks: 0,
+            inference_delay_jitter_ticks: 0,
+            seed: 0,
+        }
+    }
+}
+
+impl ClockConfig {
+    /// Controller ticks per policy tick.
+    pub fn decimation(&self) -> usize {
+        match self.controller_rate_hz {
+            Some(rate) => (rate / self.policy_rate_hz).round().max(1.0) as usize,
+            None => 1,
+        }
+    }
+
+    /// The controller rate in Hz.
+    pub fn controller_rate(&self) -> f64 {
+        self.controller_rate_hz.unwrap_or(self.policy_rate_hz)
+    }
+
+    /// The largest inference delay the clock will inject, in policy ticks.
+    pub fn max_injected_delay(&self) -> usize {
+        self.inference_delay_ticks + self.inference_delay_jitter_ticks
+    }
+}
+
+/// Real-time setup of the controller thread; each step is attempted and its outcome reported at start-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// SCHED_FIFO priority (1..=99); 0 leaves the thread under the normal scheduler.
+    pub fifo_priority: u8,
+    /// Lock all memory (`mlockall`) so the loop never page-faults.
+    pub lock_memory: bool,
+    /// Pin the controller thread to this CPU.
+    pub cpu: Option<usize>,
+    /// The controller sleeps to this many microseconds before each deadline, then spins.
+    pub spin_margin_us: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            fifo_priority: 80,
+            lock_memory: true,
+            cpu: None,
+            spin_margin_us: 200,
+        }
+    }
+}

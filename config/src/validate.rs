@@ -1,0 +1,315 @@
+//! Cross-field validation: each rule names the key, the value and the rule.
+
+use crate::{Config, ConfigError, Execution, Limit, SamplerMode, Starvation};
+
+/// Checks every rule of `config`.
+pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
+    validate_policy(config)?;
+    validate_sampler(config)?;
+    validate_scheduler(config)?;
+    validate_clock(config)?;
+    validate_limits(config)?;
+    validate_plant(config)
+}
+
+fn check(ok: bool, key: &str, value: impl std::fmt::Display, rule: &str) -> Result<(), ConfigError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, value, rule))
+    }
+}
+
+fn positive_finite(value: f64, key: &str) -> Result<(), ConfigError> {
+    check(
+        value.is_finite() && value > 0.0,
+        key,
+        value,
+        "must be a finite number above 0",
+    )
+}
+
+fn validate_policy(config: &Config) -> Result<(), ConfigError> {
+    let policy = &config.policy;
+    check(
+        (2..=1024).contains(&policy.horizon),
+        "policy.horizon",
+        policy.horizon,
+        "must be between 2 and 1024",
+    )?;
+    check(
+        (1..=64).contains(&policy.action_dim),
+        "policy.action_dim",
+        policy.action_dim,
+        "must be between 1 and 64",
+    )?;
+    positive_finite(policy.spread, "policy.spread")?;
+    positive_finite(policy.correlation_length, "policy.correlation_length")?;
+    positive_finite(policy.separation, "policy.separation")?;
+    positive_finite(policy.path_speed, "policy.path_speed")
+}
+
+fn validate_sampler(config: &Config) -> Result<(), ConfigError> {
+    let sampler = &config.sampler;
+    check(
+        (1..=1000).contains(&sampler.steps),
+        "sampler.steps",
+        sampler.steps,
+        "must be between 1 and 1000",
+    )?;
+    positive_finite(sampler.beta, "sampler.beta")?;
+    check(
+        sampler.mode != SamplerMode::Bid || (1..=1024).contains(&sampler.bid_candidates),
+        "sampler.bid_candidates",
+        sampler.bid_candidates,
+        "must be between 1 and 1024 for mode \"bid\"",
+    )
+}
+
+fn validate_scheduler(config: &Config) -> Result<(), ConfigError> {
+    let scheduler = &config.scheduler;
+    let horizon = config.policy.horizon;
+    let s = scheduler.resolved_execution_horizon(horizon);
+    check(
+        (1..=horizon).contains(&s),
+        "scheduler.execution_horizon",
+        s,
+        &format!("must be between 1 and the horizon H = {horizon}"),
+    )?;
+    check(
+        (1..=1000).contains(&scheduler.delay_buffer),
+        "scheduler.delay_buffer",
+        scheduler.delay_buffer,
+        "must be between 1 and 1000",
+    )?;
+    check(
+        scheduler.initial_delay <= horizon - s,
+        "scheduler.initial_delay",
+        scheduler.initial_delay,
+        &format!(
+            "exceeds H - s = {}: the chunk cannot freeze more actions than it shares with the next",
+            horizon - s
+        ),
+    )?;
+    let d = config.clock.max_injected_delay();
+    if scheduler.execution != Execution::Sync && d > 0 {
+        check(
+            s >= d,
+            "scheduler.execution_horizon",
+            s,
+            &format!("is below the inference delay {d}: need d <= s <= H - d"),
+        )?;
+        check(
+            s + d <= horizon,
+            "scheduler.execution_horizon",
+            s,
+            &format!(
+                "leaves H - s = {} actions, fewer than the inference delay {d}: need d <= s <= H - d",
+                horizon - s
+            ),
+        )?;
+    }
+    match (&scheduler.on_starvation, &scheduler.safe_action) {
+        (Starvation::SafeAction, None) => Err(ConfigError::invalid(
+            "scheduler.safe_action",
+            "(unset)",
+            "is required by on_starvation = \"safe-action\"",
+        )),
+        (_, Some(action)) => check(
+            action.len() == config.policy.action_dim && action.iter().all(|v| v.is_finite()),
+            "scheduler.safe_action",
+            format!("{action:?}"),
+            &format!(
+                "must hold policy.action_dim = {} finite numbers",
+                config.policy.action_dim
+            ),
+        ),
+        _ => Ok(()),
+    }
+}
+
+fn validate_clock(config: &Config) -> Result<(), ConfigError> {
+    let clock = &config.clock;
+    check(
+        clock.policy_rate_hz.is_finite() && clock.policy_rate_hz > 0.0 && clock.policy_rate_hz <= 10_000.0,
+        "clock.policy_rate_hz",
+        clock.policy_rate_hz,
+        "must be above 0 and at most 10000",
+    )?;
+    if let Some(rate) = clock.controller_rate_hz {
+        let ratio = rate / clock.policy_rate_hz;
+        check(
+            rate.is_finite() && rate <= 20_000.0 && ratio >= 1.0 && (ratio - ratio.round()).abs() < 1e-6,
+            "clock.controller_rate_hz",
+            rate,
+            &format!(
+                "must be an integer multiple of clock.policy_rate_hz = {} and at most 20000",
+                clock.policy_rate_hz
+            ),
+        )?;
+    }
+    let horizon = config.policy.horizon;
+    check(
+        clock.max_injected_delay() < horizon,
+        "clock.inference_delay_ticks",
+        clock.inference_delay_ticks,
+        &format!("plus the jitter must stay below the horizon H = {horizon}"),
+    )?;
+    check(
+        config.realtime.fifo_priority <= 99,
+        "realtime.fifo_priority",
+        config.realtime.fifo_priority,
+        "must be between 0 (off) and 99",
+    )
+}
+
+fn check_limit(limit: &Option<Limit>, key: &str, dim: usize, must_be_positive: bool) -> Result<(), ConfigError> {
+    let Some(limit) = limit else { return Ok(()) };
+    if let Limit::Each(values) = limit {
+        check(
+            values.len() == dim,
+            key,
+            format!("{values:?}"),
+            &format!("must hold one number or policy.action_dim = {dim} numbers"),
+        )?;
+    }
+    for value in limit.expand(dim) {
+        let ok = value.is_finite() && (!must_be_positive || value > 0.0);
+        let rule = if must_be_positive {
+            "must be finite and above 0"
+        } else {
+            "must be finite"
+        };
+        check(ok, key, value, rule)?;
+    }
+    Ok(())
+}
+
+fn validate_limits(config: &Config) -> Result<(), ConfigError> {
+    let dim = config.policy.action_dim;
+    let controller = &config.controller;
+    check_limit(&Some(controller.kp.clone()), "controller.kp", dim, true)?;
+    check_limit(&Some(controller.kd.clone()), "controller.kd", dim, false)?;
+    check_limit(&Some(controller.max_effort.clone()), "controller.max_effort", dim, true)?;
+    let safety = &config.safety;
+    check_limit(&safety.position_min, "safety.position_min", dim, false)?;
+    check_limit(&safety.position_max, "safety.position_max", dim, false)?;
+    check_limit(&safety.max_velocity, "safety.max_velocity", dim, true)?;
+    check_limit(&safety.max_delta, "safety.max_delta", dim, true)?;
+    if let (Some(min), Some(max)) = (&safety.position_min, &safety.position_max) {
+        for (joint, (low, high)) in min.expand(dim).iter().zip(max.expand(dim)).enumerate() {
+            check(
+                *low < high,
+                "safety.position_max",
+                high,
+                &format!("must be above safety.position_min = {low} (joint {joint})"),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn validate_plant(config: &Config) -> Result<(), ConfigError> {
+    let plant = &config.plant;
+    check(
+        config.policy.action_dim == 2,
+        "policy.action_dim",
+        config.policy.action_dim,
+        "does not match the point-mass plant, which takes 2",
+    )?;
+    positive_finite(plant.mass, "plant.mass")?;
+    check(
+        plant.damping.is_finite() && plant.damping >= 0.0,
+        "plant.damping",
+        plant.damping,
+        "must be finite and at least 0",
+    )?;
+    positive_finite(plant.goal_radius, "plant.goal_radius")?;
+    positive_finite(plant.obstacle_radius, "plant.obstacle_radius")?;
+    positive_finite(plant.half_extent, "plant.half_extent")?;
+    for (key, point) in [("plant.start", plant.start), ("plant.goal", plant.goal)] {
+        check(
+            point.iter().all(|c| c.is_finite() && c.abs() < plant.half_extent),
+            key,
+            format!("{point:?}"),
+            &format!("must lie inside the walls at +-plant.half_extent = {}", plant.half_extent),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Config;
+
+    fn error_of(text: &str) -> String {
+        Config::from_toml_str(text, "robot.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_the_papers() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.sampler.steps, 5);
+        assert_eq!(config.sampler.beta, 5.0);
+        assert_eq!(config.sampler.schedule, crate::MaskSchedule::Exp);
+        assert_eq!(config.scheduler.delay_buffer, 10);
+        assert_eq!(config.scheduler.resolved_execution_horizon(config.policy.horizon), 8);
+    }
+
+    #[test]
+    fn execution_horizon_below_delay_names_key_value_and_rule() {
+        let message = error_of("[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 2\n[clock]\ninference_delay_ticks = 3\n");
+        assert_eq!(
+            message,
+            "robot.toml: scheduler.execution_horizon = 2 is below the inference delay 3: need d <= s <= H - d"
+        );
+    }
+
+    #[test]
+    fn execution_horizon_above_h_minus_d_is_rejected() {
+        let message = error_of("[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 6\n[clock]\ninference_delay_ticks = 3\n");
+        assert!(message.contains("scheduler.execution_horizon = 6 leaves H - s = 2"), "{message}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_that_name_the_key() {
+        let message = error_of("[sampler]\nstepz = 5\n");
+        assert!(message.starts_with("robot.toml: "), "{message}");
+        assert!(message.contains("stepz"), "{message}");
+    }
+
+    #[test]
+    fn wrong_types_and_bad_enums_are_errors() {
+        assert!(error_of("[sampler]\nmode = \"guided\"\n").contains("mode"));
+        assert!(error_of("[sampler]\nsteps = \"five\"\n").contains("steps"));
+    }
+
+    #[test]
+    fn limits_must_match_the_action_dimension() {
+        let message = error_of("[safety]\nmax_delta = [0.1, 0.1, 0.1]\n");
+        assert!(message.contains("safety.max_delta = [0.1, 0.1, 0.1] must hold one number or policy.action_dim = 2"), "{message}");
+        let message = error_of("[safety]\nposition_min = 1.0\nposition_max = -1.0\n");
+        assert!(message.contains("safety.position_max = -1 must be above safety.position_min = 1"), "{message}");
+    }
+
+    #[test]
+    fn controller_rate_must_be_a_multiple_of_the_policy_rate() {
+        let message = error_of("[clock]\npolicy_rate_hz = 50.0\ncontroller_rate_hz = 120.0\n");
+        assert!(message.contains("clock.controller_rate_hz = 120 must be an integer multiple"), "{message}");
+        let config = Config::from_toml_str("[clock]\ncontroller_rate_hz = 500.0\n", "x").unwrap();
+        assert_eq!(config.clock.decimation(), 10);
+    }
+
+    #[test]
+    fn safe_action_is_required_and_sized() {
+        assert!(error_of("[scheduler]\non_starvation = \"safe-action\"\n").contains("scheduler.safe_action = (unset)"));
+        assert!(error_of("[scheduler]\nsafe_action = [0.0]\n").contains("must hold policy.action_dim = 2"));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let error = Config::load(std::path::Path::new("/nonexistent/robot.toml")).unwrap_err();
+        assert!(error.to_string().starts_with("/nonexistent/robot.toml: cannot read"));
+    }
+}
