@@ -1,0 +1,63 @@
+//! Adapter for policies exported in the openpi / LeRobot convention (t = 1 noise, t = 0 data).
+
+use crate::{FlowPolicy, PolicyError, PolicySpec};
+
+/// Drives a policy whose time runs from t = 1 (noise) to t = 0 (data) as a paper-convention policy:
+/// tau = 1 - t and the velocity's sign flips. The denoiser `A + (1 - tau) v = A - t u` is the same function in
+/// both conventions, so its VJP passes through unchanged.
+pub struct NoiseAtOne<P> {
+    inner: P,
+    flipped_tau: Vec<f32>,
+}
+
+impl<P: FlowPolicy> NoiseAtOne<P> {
+    /// Wraps a policy in the t = 1 noise convention.
+    pub fn new(inner: P) -> Self {
+        NoiseAtOne {
+            inner,
+            flipped_tau: Vec::new(),
+        }
+    }
+
+    /// The wrapped policy.
+    pub fn into_inner(self) -> P {
+        self.inner
+    }
+
+    fn flip(&mut self, tau: &[f32]) {
+        self.flipped_tau.clear();
+        self.flipped_tau.extend(tau.iter().map(|t| 1.0 - t));
+    }
+}
+
+impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
+    fn spec(&self) -> &PolicySpec {
+        self.inner.spec()
+    }
+
+    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
+        self.inner.prepare(observations)
+    }
+
+    fn velocity(&mut self, actions: &[f32], tau: &[f32], velocity: &mut [f32]) -> Result<(), PolicyError> {
+        self.flip(tau);
+        self.inner.velocity(actions, &self.flipped_tau, velocity)?;
+        velocity.iter_mut().for_each(|v| *v = -*v);
+        Ok(())
+    }
+
+    fn denoiser_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        cotangent: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        self.flip(tau);
+        self.inner
+            .denoiser_vjp(actions, &self.flipped_tau, cotangent, velocity, vjp)?;
+        velocity.iter_mut().for_each(|v| *v = -*v);
+        Ok(())
+    }
+}

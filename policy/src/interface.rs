@@ -1,0 +1,79 @@
+//! The flow-policy interface every backend implements.
+
+use crate::PolicyError;
+
+/// The shape and capabilities of a flow policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// Prediction horizon H.
+    pub horizon: usize,
+    /// Dimension of one action.
+    pub action_dim: usize,
+    /// Dimension of one observation vector.
+    pub observation_dim: usize,
+    /// Whether [`FlowPolicy::denoiser_vjp`] is available (exact RTC guidance).
+    pub exact_vjp: bool,
+    /// Whether the policy was trained with clean prefix tokens at tau = 1 (training-time RTC).
+    pub prefix_conditioned: bool,
+}
+
+impl PolicySpec {
+    /// Values in one chunk: H * action_dim.
+    pub fn chunk_len(&self) -> usize {
+        self.horizon * self.action_dim
+    }
+}
+
+/// A flow-matching chunk policy in the paper's convention: tau = 0 is noise, tau = 1 is data.
+///
+/// Chunks are flat `f32` buffers, token-major (`chunk[i * action_dim + j]` is joint `j` of action `i`), batched
+/// as `B` consecutive chunks; `tau` holds one value per token (`B * H`). A batch of `B` chunks over `P` prepared
+/// contexts needs `B` to be a multiple of `P`; chunk `b` uses context `b / (B / P)`.
+///
+/// Not real-time: called from the inference worker only.
+pub trait FlowPolicy: Send {
+    /// The policy's shape and capabilities.
+    fn spec(&self) -> &PolicySpec;
+
+    /// Computes the contexts (the prefix / KV cache) of `observations`, `observation_dim` values each. Called
+    /// once per inference, before any velocity query.
+    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError>;
+
+    /// Writes the velocity v(A, tau) of every chunk of `actions` into `velocity`.
+    fn velocity(&mut self, actions: &[f32], tau: &[f32], velocity: &mut [f32]) -> Result<(), PolicyError>;
+
+    /// Writes v(A, tau) into `velocity` and the vector-Jacobian product of the denoiser
+    /// `A1_hat(A) = A + (1 - tau) v(A, tau)` with `cotangent` into `vjp`. Only if `spec().exact_vjp`.
+    fn denoiser_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        cotangent: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let _ = (actions, tau, cotangent, velocity, vjp);
+        Err(PolicyError::NoVjp)
+    }
+}
+
+/// Checks that a batch buffer holds whole chunks and returns the batch size.
+pub(crate) fn batch_of(spec: &PolicySpec, actions: &[f32], tau: &[f32]) -> Result<usize, PolicyError> {
+    let chunk = spec.chunk_len();
+    let batch = actions.len() / chunk;
+    if batch == 0 || actions.len() != batch * chunk {
+        return Err(PolicyError::Shape {
+            what: "the action batch",
+            got: actions.len(),
+            expected: chunk.max(batch * chunk),
+        });
+    }
+    if tau.len() != batch * spec.horizon {
+        return Err(PolicyError::Shape {
+            what: "tau",
+            got: tau.len(),
+            expected: batch * spec.horizon,
+        });
+    }
+    Ok(batch)
+}

@@ -1,0 +1,142 @@
+//! The samplers against closed-form answers of the Gaussian reference policy.
+
+use rtchunk_config::{MaskSchedule, SamplerConfig, SamplerMode};
+use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+
+const H: usize = 8;
+const SAMPLES: u64 = 2000;
+
+fn sampler(mode: SamplerMode, schedule: MaskSchedule) -> Sampler {
+    let config = SamplerConfig {
+        mode,
+        schedule,
+        ..SamplerConfig::default()
+    };
+    Sampler::new(config, H, 1)
+}
+
+fn gaussian() -> MixtureFlow {
+    MixtureFlow::gaussian(H, 1, 1.0, 3.0, vec![0.0; H])
+}
+
+/// The mean over many seeds of the chunks sampled with committed `previous` and delay `d`.
+fn sample_mean(sampler: &mut Sampler, policy: &mut dyn FlowPolicy, previous: &[f32], d: usize) -> Vec<f64> {
+    let mut mean = vec![0.0f64; H];
+    let mut chunk = vec![0.0f32; H];
+    for seed in 0..SAMPLES {
+        let committed = Committed { actions: previous, delay: d };
+        sampler.sample(policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+        for (m, c) in mean.iter_mut().zip(&chunk) {
+            *m += *c as f64 / SAMPLES as f64;
+        }
+    }
+    mean
+}
+
+/// The previous chunk's remaining actions: a smooth trajectory, typical of the prior as a real previous chunk is.
+const PREVIOUS: [f32; 5] = [0.8, 0.9, 0.9, 0.8, 0.6];
+
+/// Largest deviation of the sampled free part (tokens d..H) from the closed-form conditional mean.
+///
+/// ΠGDM's guidance weight assumes a posterior variance r^2 I, exact only for an i.i.d. unit-variance prior; for
+/// the smooth prior here it is an approximation, which is why the tolerance is stated rather than zero.
+fn free_part_error(mode: SamplerMode, schedule: MaskSchedule) -> f64 {
+    let d = 3;
+    let previous = PREVIOUS;
+    let mut policy = gaussian();
+    let mut sampler = sampler(mode, schedule);
+    let mean = sample_mean(&mut sampler, &mut policy, &previous, d);
+    let exact = policy.conditional_mean(0, &previous[..d], 0);
+    mean[d..]
+        .iter()
+        .zip(&exact)
+        .map(|(m, e)| (m - *e as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+// Monte Carlo error of a mean of 2000 unit-variance draws: about 0.022 (one standard error), so 0.1 is 4.5 sigma.
+const TOLERANCE: f64 = 0.1;
+
+#[test]
+fn hard_mask_rtc_matches_the_conditional_mean_and_plain_sampling_does_not() {
+    let guided = free_part_error(SamplerMode::Rtc, MaskSchedule::Zeros);
+    let plain = free_part_error(SamplerMode::Plain, MaskSchedule::Zeros);
+    println!("free-part error: rtc hard mask {guided:.4}, plain {plain:.4}");
+    assert!(guided < TOLERANCE, "guided error {guided}");
+    assert!(plain > 3.0 * TOLERANCE, "plain error {plain}");
+}
+
+#[test]
+fn trained_prefix_is_exact_conditioning_on_the_reference_gaussian() {
+    let error = free_part_error(SamplerMode::TrainedPrefix, MaskSchedule::Exp);
+    println!("free-part error: trained-prefix {error:.4}");
+    assert!(error < TOLERANCE, "trained-prefix error {error}");
+}
+
+#[test]
+fn guided_modes_pull_the_frozen_prefix_to_the_committed_actions() {
+    let previous = PREVIOUS;
+    for mode in [SamplerMode::Rtc, SamplerMode::RtcIdentity, SamplerMode::PrefixOverwrite, SamplerMode::TrainedPrefix] {
+        let mut policy = gaussian();
+        let mut sampler = sampler(mode, MaskSchedule::Exp);
+        let mean = sample_mean(&mut sampler, &mut policy, &previous, 3);
+        for i in 0..3 {
+            assert!((mean[i] - previous[i] as f64).abs() < 0.15, "{mode:?}: {mean:?}");
+        }
+    }
+}
+
+#[test]
+fn the_sampler_is_deterministic_for_a_seed() {
+    let previous = PREVIOUS;
+    for mode in [SamplerMode::Plain, SamplerMode::Rtc, SamplerMode::Bid] {
+        let run = |seed: u64| {
+            let mut policy = MixtureFlow::bimodal(H, 1, 0.3, 3.0, 1.0);
+            let mut sampler = sampler(mode, MaskSchedule::Exp);
+            let mut chunk = vec![0.0f32; H];
+            let committed = Committed { actions: &previous, delay: 2 };
+            sampler.sample(&mut policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+            chunk
+        };
+        assert_eq!(run(11), run(11), "{mode:?}");
+        assert_ne!(run(11), run(12), "{mode:?}");
+    }
+}
+
+#[test]
+fn bid_picks_the_candidate_that_continues_the_committed_mode() {
+    let previous = [1.0f32; 5];
+    let mut policy = MixtureFlow::bimodal(H, 1, 0.2, 3.0, 1.0);
+    policy.prepare(&[]).unwrap();
+    let mut sampler = sampler(SamplerMode::Bid, MaskSchedule::Exp);
+    let mut chunk = vec![0.0f32; H];
+    for seed in 0..50 {
+        let committed = Committed { actions: &previous, delay: 2 };
+        sampler.sample(&mut policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+        assert_eq!(policy.mode_of(&chunk, 0), 0, "seed {seed}: {chunk:?}");
+    }
+}
+
+#[test]
+fn rtc_refuses_a_policy_without_a_vjp() {
+    struct ForwardOnly(MixtureFlow);
+    impl FlowPolicy for ForwardOnly {
+        fn spec(&self) -> &rtchunk_policy::PolicySpec {
+            self.0.spec()
+        }
+        fn prepare(&mut self, o: &[f32]) -> Result<(), rtchunk_policy::PolicyError> {
+            self.0.prepare(o)
+        }
+        fn velocity(&mut self, a: &[f32], t: &[f32], v: &mut [f32]) -> Result<(), rtchunk_policy::PolicyError> {
+            self.0.velocity(a, t, v)
+        }
+    }
+    let mut policy = ForwardOnly(gaussian());
+    let mut chunk = vec![0.0f32; H];
+    let committed = Committed { actions: &[0.5; 4], delay: 2 };
+    let error = sampler(SamplerMode::Rtc, MaskSchedule::Exp)
+        .sample(&mut policy, None, &[], Some(committed), 0, &mut chunk)
+        .unwrap_err();
+    assert!(error.to_string().contains("rtc-identity"), "{error}");
+}
