@@ -1,0 +1,153 @@
+//! The hard-timed controller thread: every period it reads the plant, runs Algorithm 1's GETACTION on policy
+//! ticks, passes the action through the controller and the safety filter, writes the command and records the
+//! tick. It never waits for the model.
+//!
+//! Real-time contract of the loop: no allocation, lock, log or I/O. It talks to the worker through triple
+//! buffers (requests out, chunks in) and a futex doorbell, and to the collector through a wait-free SPSC ring.
+
+use crate::clock::Clock;
+use crate::doorbell::Doorbell;
+use crate::executor::ChunkExecutor;
+use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::record::{TickKind, TickRecord};
+use rtchunk_controllers::{ActionPipeline, Plant, RobotState, SafetyCounters};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Called on the controller thread around its loop, e.g. to mark the real-time section for a profiler or an
+/// allocation checker. Neither method runs inside the loop.
+pub trait LoopHooks: Send {
+    /// Just before the first tick.
+    fn loop_started(&mut self) {}
+    /// Just after the last tick.
+    fn loop_finished(&mut self) {}
+}
+
+/// Hooks that do nothing.
+pub struct NoHooks;
+
+impl LoopHooks for NoHooks {}
+
+/// Everything the controller thread owns, prepared before it starts.
+pub struct ControllerLoop<P: Plant, C: Clock> {
+    /// The robot or simulator.
+    pub plant: P,
+    /// What paces the loop.
+    pub clock: C,
+    /// Interpolator, safety filter and controller.
+    pub pipeline: ActionPipeline,
+    /// Algorithm 1's controller side.
+    pub executor: ChunkExecutor,
+    /// Requests to the inference worker.
+    pub requests: triple_buffer::Input<InferenceRequest>,
+    /// Rung when a request is published.
+    pub request_bell: Arc<Doorbell>,
+    /// Chunks from the inference worker.
+    pub chunks: triple_buffer::Output<ChunkMessage>,
+    /// Tick records to the collector.
+    pub records: rtrb::Producer<TickRecord>,
+    /// Set to end the loop (by the owner, or by the loop itself when it ends).
+    pub stop: Arc<AtomicBool>,
+    /// Controller ticks to run; `None` runs until `stop`.
+    pub tick_limit: Option<u64>,
+    /// Controller ticks per policy tick.
+    pub decimation: usize,
+    /// Called around the loop.
+    pub hooks: Box<dyn LoopHooks>,
+}
+
+/// What the controller thread hands back when it ends.
+pub struct ControllerResult<P> {
+    /// The plant, for inspection.
+    pub plant: P,
+    /// The safety filter's interventions.
+    pub safety: SafetyCounters,
+    /// Tick records that did not fit in the ring (0 unless the collector stalled).
+    pub records_dropped: u64,
+    /// Inferences that reported failure.
+    pub inference_failures: u64,
+}
+
+impl<P: Plant, C: Clock> ControllerLoop<P, C> {
+    /// Runs the loop until the tick limit or `stop`, then tells the worker to stop.
+    pub fn run(self) -> ControllerResult<P> {
+        let ControllerLoop {
+            mut plant,
+            mut clock,
+            mut pipeline,
+            mut executor,
+            mut requests,
+            request_bell,
+            mut chunks,
+            mut records,
+            stop,
+            tick_limit,
+            decimation,
+            mut hooks,
+        } = self;
+        let mut state = RobotState::zeros(plant.dims());
+        let mut observation = vec![0.0f32; plant.observation_dim()];
+        plant.read(&mut state, &mut observation);
+        pipeline.reset(&state);
+        let mut records_dropped = 0u64;
+        let mut tick = 0u64;
+        hooks.loop_started();
+        while !stop.load(Ordering::Relaxed) && tick_limit.is_none_or(|limit| tick < limit) {
+            let wake = clock.wait_next_tick();
+            plant.read(&mut state, &mut observation);
+            let sub = (tick % decimation as u64) as usize;
+            let policy = if sub == 0 {
+                if chunks.update() {
+                    executor.offer(chunks.output_buffer());
+                }
+                if executor.chunk_due_but_missing() {
+                    clock.stall_until(&|| chunks.updated());
+                    if chunks.update() {
+                        executor.offer(chunks.output_buffer());
+                    }
+                }
+                let record = executor.step(
+                    &observation,
+                    &mut || clock.inference_ticks(),
+                    requests.input_buffer_mut(),
+                );
+                if record.request_seq != 0 {
+                    requests.publish();
+                    request_bell.ring();
+                }
+                if record.kind != TickKind::Warmup {
+                    pipeline.set_action(executor.action());
+                }
+                Some(record)
+            } else {
+                None
+            };
+            let (command, verdict) = pipeline.command(sub, &state);
+            plant.write(command);
+            let record = TickRecord {
+                controller_tick: tick,
+                lateness_ns: wake.lateness_ns,
+                missed: wake.missed,
+                policy,
+                safety_rejected: verdict.rejected,
+                safety_clamped: verdict.clamped,
+            };
+            if let Err(rtrb::PushError::Full(record)) = records.push(record) {
+                clock.stall_until(&|| !records.is_full());
+                if records.push(record).is_err() {
+                    records_dropped += 1;
+                }
+            }
+            tick += 1;
+        }
+        hooks.loop_finished();
+        stop.store(true, Ordering::SeqCst);
+        request_bell.ring();
+        ControllerResult {
+            plant,
+            safety: pipeline.safety().counters(),
+            records_dropped,
+            inference_failures: executor.failures(),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The `rtchunk` command.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rtchunk_config::Config;
+use rtchunk_runtime::policies::reference_policy;
+use rtchunk_runtime::{RunOptions, bench, demo, run};
+use rtchunk_sim::PointMass;
+use std::path::PathBuf;
+
+/// Real-time execution of action-chunking flow policies.
+#[derive(Parser)]
+#[command(name = "rtchunk", version)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Drive the simulated point mass with the bimodal reference policy in real time, with RTC and with naive
+    /// async at the same injected delay, and compare.
+    Demo {
+        /// Seconds per method.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Injected inference delay, in policy ticks (20 ms each).
+        #[arg(long, default_value_t = 4)]
+        delay: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file.
+    CheckConfig {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Run a configuration against the simulated point mass.
+    Run {
+        /// The TOML file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Seconds of controller time.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmarks.
+    Bench {
+        #[command(subcommand)]
+        which: Bench,
+    },
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// The controller loop under inference load, beside a naive thread::sleep loop.
+    Loop {
+        /// Seconds per loop.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+        /// Controller rate, Hz.
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = ["info", "debug", "trace"][cli.verbose.min(2) as usize];
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rtchunk={level},rtchunk_runtime={level}"))),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Demo { seconds, delay, json } => {
+            let config = demo::demo_config(delay);
+            config.validate().context("the demo configuration")?;
+            let runs = demo::run_demo(&config, seconds)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", demo::demo_summary(&runs, delay));
+            }
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: ok (policy {:?}, H = {}, sampler {}, execution {}, clock {:?})",
+                file.display(),
+                config.policy.kind,
+                config.policy.horizon,
+                config.sampler.mode.name(),
+                config.scheduler.execution.name(),
+                config.clock.kind
+            );
+        }
+        Command::Run { config, seconds, json } => {
+            let file = config.display().to_string();
+            let config = Config::load(&config)?;
+            let rate = config.clock.controller_rate();
+            let plant = PointMass::new(config.plant.clone(), 1.0 / rate);
+            let label = format!("{} / {}", config.sampler.mode.name(), config.scheduler.execution.name());
+            let outcome = run(&config, plant, reference_policy(&config), RunOptions::new(&label, (seconds * rate) as u64))
+                .with_context(|| format!("running {file}"))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome.metrics)?);
+            } else {
+                print!("{}", rtchunk_runtime::metrics::table(&[&outcome.metrics]));
+                println!("real-time setup: {}", outcome.realtime);
+            }
+        }
+        Command::Bench {
+            which: Bench::Loop { seconds, rate, json },
+        } => {
+            let result = bench::loop_benchmark(seconds, rate)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", result.summary());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Run metrics: timing, delays, seams, starvation and safety, computed off the controller thread from the
+//! tick and inference records; printed as a table or written as JSON.
+
+use crate::record::{StepClass, TickKind, TickRecord};
+use crate::worker::InferenceRecord;
+use serde::Serialize;
+
+/// Quantiles of a sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Quantiles {
+    /// Minimum.
+    pub min: f64,
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Maximum.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+    /// Sample size.
+    pub count: usize,
+}
+
+impl Quantiles {
+    /// The quantiles of `values` (any order).
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Quantiles::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((q * values.len() as f64) as usize).min(values.len() - 1)];
+        Quantiles {
+            min: values[0],
+            p50: at(0.5),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: values[values.len() - 1],
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            count: values.len(),
+        }
+    }
+}
+
+/// Everything measured in one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunMetrics {
+    /// What ran (method and clock).
+    pub label: String,
+    /// Controller ticks run.
+    pub controller_ticks: u64,
+    /// Policy ticks run.
+    pub policy_ticks: u64,
+    /// Wake lateness after each deadline, in microseconds (zero on the simulated clock).
+    pub wake_lateness_us: Quantiles,
+    /// Periods skipped after overruns.
+    pub missed_ticks: u64,
+    /// Inferences run.
+    pub inferences: usize,
+    /// Inferences that failed.
+    pub inference_failures: u64,
+    /// Wall-clock inference time, in milliseconds.
+    pub inference_ms: Quantiles,
+    /// Chunks adopted after the first.
+    pub swaps: usize,
+    /// Observed inference delays in policy ticks (the first, cold inference excluded).
+    pub observed_delay_ticks: Quantiles,
+    /// |a_t - a_(t-1)| at chunk swaps.
+    pub seam_jump: Quantiles,
+    /// |a_t - a_(t-1)| between consecutive actions of one chunk.
+    pub within_chunk_step: Quantiles,
+    /// Policy ticks that found the chunk exhausted (held).
+    pub starved_ticks: u64,
+    /// Policy ticks paused for synchronous inference.
+    pub paused_ticks: u64,
+    /// Policy ticks before the first chunk.
+    pub warmup_ticks: u64,
+    /// Targets the safety filter rejected (NaN/Inf, held).
+    pub safety_rejections: u64,
+    /// Targets the safety filter clamped.
+    pub safety_clamps: u64,
+    /// Tick records lost because the record ring was full.
+    pub records_dropped: u64,
+}
+
+impl RunMetrics {
+    /// Computes the metrics of a run from its records.
+    pub fn compute(label: &str, ticks: &[TickRecord], inferences: &[InferenceRecord], records_dropped: u64) -> Self {
+        let mut metrics = RunMetrics {
+            label: label.to_string(),
+            controller_ticks: ticks.len() as u64,
+            records_dropped,
+            inferences: inferences.len(),
+            inference_failures: inferences.iter().filter(|i| i.error.is_some()).count() as u64,
+            inference_ms: Quantiles::of(inferences.iter().map(|i| i.duration_us as f64 / 1e3).collect()),
+            wake_lateness_us: Quantiles::of(ticks.iter().map(|t| t.lateness_ns as f64 / 1e3).collect()),
+            ..RunMetrics::default()
+        };
+        let (mut delays, mut seams, mut within) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cold_seen = false;
+        for tick in ticks {
+            metrics.missed_ticks += tick.missed as u64;
+            metrics.safety_rejections += tick.safety_rejected as u64;
+            metrics.safety_clamps += tick.safety_clamped as u64;
+            let Some(policy) = tick.policy else { continue };
+            metrics.policy_ticks += 1;
+            match policy.kind {
+                TickKind::Starved => metrics.starved_ticks += 1,
+                TickKind::Paused => metrics.paused_ticks += 1,
+                TickKind::Warmup => metrics.warmup_ticks += 1,
+                TickKind::Executed => {}
+            }
+            if policy.swapped {
+                if cold_seen {
+                    delays.push(policy.observed_delay as f64);
+                }
+                cold_seen = true;
+            }
+            match policy.step_class {
+                StepClass::Seam => seams.push(policy.step as f64),
+                StepClass::Within => within.push(policy.step as f64),
+                StepClass::Other => {}
+            }
+        }
+        metrics.swaps = delays.len();
+        metrics.observed_delay_ticks = Quantiles::of(delays);
+        metrics.seam_jump = Quantiles::of(seams);
+        metrics.within_chunk_step = Quantiles::of(within);
+        metrics
+    }
+}
+
+/// Formats runs side by side, one column per run.
+pub fn table(runs: &[&RunMetrics]) -> String {
+    let rows: Vec<(&str, Box<dyn Fn(&RunMetrics) -> String>)> = vec![
+        ("policy ticks", Box::new(|m| m.policy_ticks.to_string())),
+        ("wake lateness p50 / p99 (us)", Box::new(|m| format!("{:.1} / {:.1}", m.wake_lateness_us.p50, m.wake_lateness_us.p99))),
+        ("wake lateness p99.9 / max (us)", Box::new(|m| format!("{:.1} / {:.1}", m.wake_lateness_us.p999, m.wake_lateness_us.max))),
+        ("missed ticks", Box::new(|m| m.missed_ticks.to_string())),
+        ("inferences (failed)", Box::new(|m| format!("{} ({})", m.inferences, m.inference_failures))),
+        ("inference ms p50 / max", Box::new(|m| format!("{:.2} / {:.2}", m.inference_ms.p50, m.inference_ms.max))),
+        ("observed delay ticks min..max", Box::new(|m| format!("{:.0}..{:.0} (mean {:.2})", m.observed_delay_ticks.min, m.observed_delay_ticks.max, m.observed_delay_ticks.mean))),
+        ("seam jump mean / max", Box::new(|m| format!("{:.4} / {:.4}", m.seam_jump.mean, m.seam_jump.max))),
+        ("within-chunk step mean / max", Box::new(|m| format!("{:.4} / {:.4}", m.within_chunk_step.mean, m.within_chunk_step.max))),
+        ("seam / within ratio", Box::new(|m| format!("{:.2}", m.seam_jump.mean / m.within_chunk_step.mean.max(1e-12)))),
+        ("starved / paused ticks", Box::new(|m| format!("{} / {}", m.starved_ticks, m.paused_ticks))),
+        ("safety rejections / clamps", Box::new(|m| format!("{} / {}", m.safety_rejections, m.safety_clamps))),
+        ("records dropped", Box::new(|m| m.records_dropped.to_string())),
+    ];
+    let label_width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
+    let cells: Vec<Vec<String>> = rows.iter().map(|(_, cell)| runs.iter().map(|m| cell(m)).collect()).collect();
+    let width = runs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| cells.iter().map(|row| row[i].len()).chain([m.label.len()]).max().unwrap_or(0))
+        .collect::<Vec<_>>();
+    let mut out = format!("{:label_width$}", "");
+    for (run, w) in runs.iter().zip(&width) {
+        out += &format!("  {:>w$}", run.label);
+    }
+    out.push('\n');
+    for ((label, _), row) in rows.iter().zip(&cells) {
+        out += &format!("{label:label_width$}");
+        for (cell, w) in row.iter().zip(&width) {
+            out += &format!("  {cell:>w$}");
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,111 @@
+//! The built-in reference policies, built from `[policy]`.
+
+use rtchunk_config::{Config, PolicyKind};
+use rtchunk_policy::FlowPolicy;
+use rtchunk_policy::reference::{MixtureFlow, ModeMeans};
+
+/// The reference policy that `config.policy` names.
+pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
+    let policy = &config.policy;
+    let (h, a) = (policy.horizon, policy.action_dim);
+    match policy.kind {
+        PolicyKind::Gaussian => Box::new(MixtureFlow::gaussian(
+            h,
+            a,
+            policy.spread,
+            policy.correlation_length,
+            vec![0.0; h * a],
+        )),
+        PolicyKind::Bimodal => Box::new(MixtureFlow::bimodal(
+            h,
+            a,
+            policy.spread,
+            policy.correlation_length,
+            policy.separation,
+        )),
+        PolicyKind::ObstaclePaths => Box::new(MixtureFlow::new(
+            h,
+            a,
+            policy.spread,
+            policy.correlation_length,
+            Box::new(ObstaclePaths::from_config(config)),
+        )),
+    }
+}
+
+/// Two modes of waypoints for the point mass: towards the goal at a constant speed, passing the obstacle above
+/// (mode 0) or below (mode 1) with a smooth bump. The waypoints start where the PD controller's target must be
+/// for the mass to be where it is, `x + vx * lead` with `lead = (kd + damping) / kp` (a PD tracking a ramp
+/// lags by that long), so consecutive chunks describe one continuous path. Observation: `[x, y, vx, vy]`.
+pub struct ObstaclePaths {
+    horizon: usize,
+    step: f64,
+    lead: f64,
+    goal: [f64; 2],
+    obstacle: [f64; 2],
+    clearance: f64,
+    half_width: f64,
+}
+
+impl ObstaclePaths {
+    /// Paths for the plant and policy rate of `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let plant = &config.plant;
+        ObstaclePaths {
+            horizon: config.policy.horizon,
+            step: config.policy.path_speed / config.clock.policy_rate_hz,
+            lead: tracking_lag(config),
+            goal: plant.goal,
+            obstacle: plant.obstacle,
+            clearance: plant.obstacle_radius + 0.12,
+            half_width: plant.obstacle_radius + 0.45,
+        }
+    }
+
+    fn bump(&self, x: f64) -> f64 {
+        let u = (x - self.obstacle[0]) / self.half_width;
+        if u.abs() >= 1.0 {
+            0.0
+        } else {
+            self.clearance * (std::f64::consts::FRAC_PI_2 * u).cos().powi(2)
+        }
+    }
+}
+
+impl ModeMeans for ObstaclePaths {
+    fn observation_dim(&self) -> usize {
+        4
+    }
+
+    fn modes(&self) -> usize {
+        2
+    }
+
+    fn mean(&self, observation: &[f32], mode: usize, mean: &mut [f64]) {
+        let side = if mode == 0 { 1.0 } else { -1.0 };
+        let x = observation[0] as f64 + self.lead * observation[2] as f64;
+        let direction = (self.goal[0] - x).signum();
+        for i in 0..self.horizon {
+            let travelled = x + direction * (i + 1) as f64 * self.step;
+            let xi = if direction > 0.0 {
+                travelled.min(self.goal[0])
+            } else {
+                travelled.max(self.goal[0])
+            };
+            mean[2 * i] = xi;
+            mean[2 * i + 1] = self.goal[1] + side * self.bump(xi);
+        }
+    }
+}
+
+/// How long a PD controller tracking a ramp lags behind it: `(kd + damping) / kp` (0 for passthrough).
+fn tracking_lag(config: &Config) -> f64 {
+    match config.controller.kind {
+        rtchunk_config::ControllerKind::Passthrough => 0.0,
+        rtchunk_config::ControllerKind::Pd => {
+            let kp = config.controller.kp.expand(1)[0];
+            let kd = config.controller.kd.expand(1)[0];
+            (kd + config.plant.damping) / kp
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Per-tick records, written by the controller into a wait-free ring and collected off the controller thread.
+
+use serde::Serialize;
+
+/// What the controller did at a policy tick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TickKind {
+    /// An action of the current chunk (or, when ensembling, the average of all chunks covering the tick).
+    Executed,
+    /// No chunk yet: the robot holds its measured position while the first (cold) inference runs.
+    Warmup,
+    /// Synchronous execution: the robot holds while the model infers.
+    Paused,
+    /// The chunk ran out before the next one arrived: the last action (or the safe action) is held.
+    Starved,
+}
+
+/// How the step |a_t - a_(t-1)| of a policy tick is classified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepClass {
+    /// The first action of a newly adopted chunk, after an executed action of the previous one.
+    Seam,
+    /// Consecutive actions of the same chunk.
+    Within,
+    /// Anything else (holds, the first action).
+    Other,
+}
+
+/// What happened at a policy tick.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PolicyTick {
+    /// T: policy ticks so far, this one included.
+    pub tick: u64,
+    /// What the controller did.
+    pub kind: TickKind,
+    /// The request number of the chunk in use (0: none yet).
+    pub chunk_seq: u64,
+    /// The index of the executed action in that chunk (meaningful when `kind` is `Executed`).
+    pub index: u32,
+    /// A new chunk was adopted at this tick.
+    pub swapped: bool,
+    /// The observed delay of the adopted chunk: policy ticks consumed while it was inferred.
+    pub observed_delay: u32,
+    /// A request was issued at this tick (its number; 0: none).
+    pub request_seq: u64,
+    /// |a_t - a_(t-1)|, Euclidean over the action's joints.
+    pub step: f32,
+    /// How `step` is classified.
+    pub step_class: StepClass,
+}
+
+/// One controller tick.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TickRecord {
+    /// Controller ticks before this one.
+    pub controller_tick: u64,
+    /// How late the tick woke after its deadline, in nanoseconds.
+    pub lateness_ns: u64,
+    /// Whole periods skipped before this tick.
+    pub missed: u32,
+    /// Present on policy ticks (every `decimation` controller ticks).
+    pub policy: Option<PolicyTick>,
+    /// The safety filter replaced a NaN/Inf target by a hold.
+    pub safety_rejected: bool,
+    /// The safety filter clamped the target.
+    pub safety_clamped: bool,
+}

@@ -1,0 +1,277 @@
+//! One run: builds the channels, starts the inference worker (tokio), the collector and the controller thread
+//! (in that order, so the controller's real-time settings are not inherited by the others), waits for the end
+//! and computes the metrics.
+
+use crate::clock::{Clock, DelayInjector, RealClock, SimClock};
+use crate::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
+use crate::doorbell::Doorbell;
+use crate::executor::{ChunkExecutor, ExecutorSettings};
+use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::metrics::RunMetrics;
+use crate::record::TickRecord;
+use crate::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
+use crate::worker::{InferenceEngine, InferenceRecord, InferenceWorker};
+use rtchunk_config::{ClockKind, Config};
+use rtchunk_controllers::{ActionPipeline, Plant};
+use rtchunk_policy::{FlowPolicy, PolicyError, Sampler};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+use thiserror::Error;
+
+/// Capacity of the tick-record ring: about a minute at 500 Hz, far more than the collector ever lags.
+const RECORD_RING: usize = 1 << 15;
+
+/// Why a run could not start or finish.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// The policy does not fit the configuration or the sampler mode.
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
+    /// The configuration, the policy and the plant disagree.
+    #[error("{0}")]
+    Mismatch(String),
+    /// A thread or the async runtime failed.
+    #[error("runtime: {0}")]
+    Runtime(String),
+}
+
+/// How long to run and what to attach.
+pub struct RunOptions {
+    /// Names the run in reports.
+    pub label: String,
+    /// Controller ticks to run.
+    pub controller_ticks: u64,
+    /// Called around the controller loop.
+    pub hooks: Box<dyn LoopHooks>,
+    /// BID's weak policy, for forward contrast.
+    pub weak_policy: Option<Box<dyn FlowPolicy>>,
+}
+
+impl RunOptions {
+    /// A run of `controller_ticks` ticks named `label`, without hooks.
+    pub fn new(label: &str, controller_ticks: u64) -> Self {
+        RunOptions {
+            label: label.to_string(),
+            controller_ticks,
+            hooks: Box::new(NoHooks),
+            weak_policy: None,
+        }
+    }
+}
+
+/// Everything a run produced.
+pub struct RunOutcome<P> {
+    /// The plant, after the run.
+    pub plant: P,
+    /// The metrics.
+    pub metrics: RunMetrics,
+    /// Every controller tick.
+    pub ticks: Vec<TickRecord>,
+    /// Every inference.
+    pub inferences: Vec<InferenceRecord>,
+    /// Which real-time measures took effect.
+    pub realtime: RealtimeReport,
+}
+
+fn check_shapes(config: &Config, policy: &dyn FlowPolicy, plant: &dyn Plant) -> Result<(), RunError> {
+    let spec = policy.spec();
+    let (h, a) = (config.policy.horizon, config.policy.action_dim);
+    if spec.horizon != h || spec.action_dim != a {
+        return Err(RunError::Mismatch(format!(
+            "the policy makes chunks of {} x {} but policy.horizon = {h} and policy.action_dim = {a}",
+            spec.horizon, spec.action_dim
+        )));
+    }
+    if plant.dims() != a {
+        return Err(RunError::Mismatch(format!(
+            "the plant takes commands of {} joints but policy.action_dim = {a}",
+            plant.dims()
+        )));
+    }
+    if spec.observation_dim != 0 && spec.observation_dim != plant.observation_dim() {
+        return Err(RunError::Mismatch(format!(
+            "the policy expects observations of {} values but the plant gives {}",
+            spec.observation_dim,
+            plant.observation_dim()
+        )));
+    }
+    Ok(())
+}
+
+/// The clock a run uses.
+pub enum ClockChoice<C> {
+    /// The one `config.clock` describes.
+    Configured,
+    /// Another clock (e.g. a baseline in a benchmark), without real-time setup.
+    Custom(C),
+}
+
+/// Runs `policy` on `plant` as `config` says, for `options.controller_ticks` controller ticks.
+pub fn run<P: Plant + 'static>(
+    config: &Config,
+    plant: P,
+    policy: Box<dyn FlowPolicy>,
+    options: RunOptions,
+) -> Result<RunOutcome<P>, RunError> {
+    run_with_clock::<P, SimClock>(config, plant, policy, options, ClockChoice::Configured)
+}
+
+/// [`run`] with the choice of clock.
+pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
+    config: &Config,
+    plant: P,
+    policy: Box<dyn FlowPolicy>,
+    options: RunOptions,
+    clock: ClockChoice<C>,
+) -> Result<RunOutcome<P>, RunError> {
+    check_shapes(config, policy.as_ref(), &plant)?;
+    let chunk_len = config.policy.horizon * config.policy.action_dim;
+    let sampler = Sampler::new(config.sampler.clone(), config.policy.horizon, config.policy.action_dim);
+    sampler.check_policy(policy.as_ref())?;
+    let (request_in, request_out) =
+        triple_buffer::triple_buffer(&InferenceRequest::with_capacity(chunk_len, plant.observation_dim()));
+    let (chunk_in, chunk_out) = triple_buffer::triple_buffer(&ChunkMessage::with_capacity(chunk_len));
+    let request_bell = Arc::new(Doorbell::default());
+    let chunk_bell = Arc::new(Doorbell::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let alive = Arc::new(AtomicBool::new(true));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("rtchunk-infer")
+        .enable_time()
+        .build()
+        .map_err(|e| RunError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let worker = InferenceWorker {
+        engine: InferenceEngine::new(policy, options.weak_policy, sampler, config.sampler.seed),
+        requests: request_out,
+        request_bell: request_bell.clone(),
+        chunks: chunk_in,
+        chunk_bell: chunk_bell.clone(),
+        stop: stop.clone(),
+        alive: alive.clone(),
+    };
+    let worker = runtime.spawn(worker.run());
+
+    let (producer, consumer) = rtrb::RingBuffer::new(RECORD_RING);
+    let collector = std::thread::Builder::new()
+        .name("rtchunk-collect".into())
+        .spawn(move || collect(consumer))
+        .map_err(|e| RunError::Runtime(format!("cannot start the collector: {e}")))?;
+
+    let delays = DelayInjector::new(
+        config.clock.inference_delay_ticks,
+        config.clock.inference_delay_jitter_ticks,
+        config.clock.seed,
+    );
+    let parts = LoopParts {
+        pipeline: ActionPipeline::from_config(config),
+        executor: ChunkExecutor::new(ExecutorSettings::from_config(config)),
+        requests: request_in,
+        request_bell: request_bell.clone(),
+        chunks: chunk_out,
+        records: producer,
+        stop: stop.clone(),
+        controller_ticks: options.controller_ticks,
+        decimation: config.clock.decimation(),
+        hooks: options.hooks,
+    };
+    let controller = match (clock, config.clock.kind) {
+        (ClockChoice::Custom(clock), _) => spawn_controller(plant, clock, parts, RealtimeReport::skipped)?,
+        (ClockChoice::Configured, ClockKind::Real) => {
+            let memory = lock_memory(&config.realtime);
+            let realtime = config.realtime.clone();
+            let clock = RealClock::new(
+                Duration::from_secs_f64(1.0 / config.clock.controller_rate()),
+                Duration::from_micros(config.realtime.spin_margin_us),
+                delays,
+            );
+            spawn_controller(plant, clock, parts, move || prepare_current_thread(&realtime, memory))?
+        }
+        (ClockChoice::Configured, ClockKind::Simulated) => {
+            let clock = SimClock::new(delays, chunk_bell, alive);
+            spawn_controller(plant, clock, parts, RealtimeReport::skipped)?
+        }
+    };
+    let joined = controller.join();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    request_bell.ring();
+    let (result, realtime) = joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
+    let inferences = runtime
+        .block_on(worker)
+        .map_err(|e| RunError::Runtime(format!("the inference worker failed: {e}")))?;
+    let ticks = collector
+        .join()
+        .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
+    let mut metrics = RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
+    metrics.safety_rejections = result.safety.rejected_non_finite;
+    Ok(RunOutcome {
+        plant: result.plant,
+        metrics,
+        ticks,
+        inferences,
+        realtime,
+    })
+}
+
+/// The controller's parts that do not depend on the clock or the plant.
+struct LoopParts {
+    pipeline: ActionPipeline,
+    executor: ChunkExecutor,
+    requests: triple_buffer::Input<InferenceRequest>,
+    request_bell: Arc<Doorbell>,
+    chunks: triple_buffer::Output<ChunkMessage>,
+    records: rtrb::Producer<TickRecord>,
+    stop: Arc<AtomicBool>,
+    controller_ticks: u64,
+    decimation: usize,
+    hooks: Box<dyn LoopHooks>,
+}
+
+type ControllerThread<P> = std::thread::JoinHandle<(ControllerResult<P>, RealtimeReport)>;
+
+fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
+    plant: P,
+    clock: C,
+    parts: LoopParts,
+    prepare: impl FnOnce() -> RealtimeReport + Send + 'static,
+) -> Result<ControllerThread<P>, RunError> {
+    std::thread::Builder::new()
+        .name("rtchunk-control".into())
+        .spawn(move || {
+            let realtime = prepare();
+            tracing::info!(%realtime, "controller thread ready");
+            let controller = ControllerLoop {
+                plant,
+                clock,
+                pipeline: parts.pipeline,
+                executor: parts.executor,
+                requests: parts.requests,
+                request_bell: parts.request_bell,
+                chunks: parts.chunks,
+                records: parts.records,
+                stop: parts.stop,
+                tick_limit: Some(parts.controller_ticks),
+                decimation: parts.decimation,
+                hooks: parts.hooks,
+            };
+            (controller.run(), realtime)
+        })
+        .map_err(|e| RunError::Runtime(format!("cannot start the controller thread: {e}")))
+}
+
+/// Drains the tick ring until the controller has gone and the ring is empty.
+fn collect(mut consumer: rtrb::Consumer<TickRecord>) -> Vec<TickRecord> {
+    let mut ticks = Vec::new();
+    loop {
+        let finished = consumer.is_abandoned();
+        while let Ok(record) = consumer.pop() {
+            ticks.push(record);
+        }
+        if finished {
+            return ticks;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}

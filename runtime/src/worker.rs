@@ -1,0 +1,154 @@
+//! The inference worker (tokio): waits for the controller's request, samples the next chunk with the
+//! configured sampler and hands it back through a triple buffer. Inference runs on tokio's blocking pool, so
+//! the async side stays free for I/O.
+
+use crate::doorbell::Doorbell;
+use crate::messages::{ChunkMessage, InferenceRequest};
+use rtchunk_policy::{Committed, FlowPolicy, PolicyError, Sampler};
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One inference, as the worker saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceRecord {
+    /// The request number.
+    pub seq: u64,
+    /// The policy tick of the request, T_s.
+    pub tick: u64,
+    /// s: actions of the previous chunk executed at the request.
+    pub executed: usize,
+    /// d: the forecast delay used by the sampler.
+    pub delay: usize,
+    /// Wall-clock time of the inference, in microseconds.
+    pub duration_us: u64,
+    /// The failure, if any.
+    pub error: Option<String>,
+    /// The sampled chunk (H x action_dim, token-major), empty on failure.
+    pub chunk: Vec<f32>,
+}
+
+/// The policy and sampler, owned by whichever thread runs the inference.
+pub struct InferenceEngine {
+    /// The policy.
+    pub policy: Box<dyn FlowPolicy>,
+    /// BID's weak policy, if any.
+    pub weak: Option<Box<dyn FlowPolicy>>,
+    /// The sampler.
+    pub sampler: Sampler,
+    /// Base seed; each request samples with its own stream.
+    pub seed: u64,
+    chunk: Vec<f32>,
+}
+
+impl InferenceEngine {
+    /// An engine for the policy's chunk shape.
+    pub fn new(policy: Box<dyn FlowPolicy>, weak: Option<Box<dyn FlowPolicy>>, sampler: Sampler, seed: u64) -> Self {
+        let len = policy.spec().chunk_len();
+        InferenceEngine {
+            policy,
+            weak,
+            sampler,
+            seed,
+            chunk: vec![0.0; len],
+        }
+    }
+
+    /// Samples the chunk answering `request`.
+    pub fn infer(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
+        let committed = request.committed().map(|actions| Committed {
+            actions,
+            delay: request.delay,
+        });
+        let seed = self.seed ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let weak = self.weak.as_deref_mut().map(|w| w as &mut dyn FlowPolicy);
+        self.sampler
+            .sample(self.policy.as_mut(), weak, &request.observation, committed, seed, &mut self.chunk)?;
+        Ok(&self.chunk)
+    }
+}
+
+/// The worker's ends of the channels to the controller.
+pub struct InferenceWorker {
+    /// Policy and sampler.
+    pub engine: InferenceEngine,
+    /// Requests from the controller.
+    pub requests: triple_buffer::Output<InferenceRequest>,
+    /// Rung by the controller when it publishes a request.
+    pub request_bell: Arc<Doorbell>,
+    /// Chunks to the controller.
+    pub chunks: triple_buffer::Input<ChunkMessage>,
+    /// Rung after each chunk is published.
+    pub chunk_bell: Arc<Doorbell>,
+    /// Set when the run ends.
+    pub stop: Arc<AtomicBool>,
+    /// Cleared when the worker exits, so a simulated clock stops waiting for it.
+    pub alive: Arc<AtomicBool>,
+}
+
+impl InferenceWorker {
+    /// Serves requests until `stop`; returns the record of every inference.
+    pub async fn run(mut self) -> Vec<InferenceRecord> {
+        let mut history = Vec::new();
+        while let Some(request) = self.next_request().await {
+            let started = Instant::now();
+            let mut engine = self.engine;
+            let job = tokio::task::spawn_blocking(move || {
+                let result = engine.infer(&request).map(<[f32]>::to_vec);
+                (engine, request, result)
+            });
+            let Ok((engine, request, result)) = job.await else {
+                break;
+            };
+            self.engine = engine;
+            let duration_us = started.elapsed().as_micros() as u64;
+            self.publish(&request, result.as_deref().ok());
+            if let Err(error) = &result {
+                tracing::warn!(seq = request.seq, %error, "inference failed; the controller keeps executing its chunk");
+            }
+            history.push(InferenceRecord {
+                seq: request.seq,
+                tick: request.tick,
+                executed: request.executed,
+                delay: request.delay,
+                duration_us,
+                error: result.as_ref().err().map(ToString::to_string),
+                chunk: result.unwrap_or_default(),
+            });
+        }
+        self.alive.store(false, Ordering::SeqCst);
+        self.chunk_bell.ring();
+        history
+    }
+
+    /// Waits for the next request without blocking the async runtime; `None` once stopped.
+    async fn next_request(&mut self) -> Option<InferenceRequest> {
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            let seen = self.request_bell.rings();
+            if self.requests.update() {
+                return Some(self.requests.output_buffer().clone());
+            }
+            let bell = self.request_bell.clone();
+            tokio::task::spawn_blocking(move || bell.wait(seen, Duration::from_millis(20)))
+                .await
+                .ok()?;
+        }
+    }
+
+    fn publish(&mut self, request: &InferenceRequest, chunk: Option<&[f32]>) {
+        let message = self.chunks.input_buffer_mut();
+        message.seq = request.seq;
+        message.start_tick = request.tick;
+        message.release_tick = request.release_tick;
+        message.ok = chunk.is_some();
+        if let Some(chunk) = chunk {
+            message.actions.copy_from_slice(chunk);
+        }
+        self.chunks.publish();
+        self.chunk_bell.ring();
+    }
+}
