@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: configurations and runs on the simulated point mass.
 
 use rtchunk_config::{ClockKind, Config, ControllerKind, PolicyKind, SamplerMode};
+use rtchunk_policy::FlowPolicy;
 use rtchunk_runtime::policies::reference_policy;
 use rtchunk_runtime::record::{PolicyTick, TickKind};
 use rtchunk_runtime::{RunOptions, RunOutcome, run};
@@ -24,12 +25,22 @@ pub fn simulated(horizon: usize, s_min: usize, delay: usize, mode: SamplerMode) 
     config
 }
 
-/// Runs `config` on the point mass for `policy_ticks` policy ticks.
+/// Runs `config`'s reference policy on the point mass for `policy_ticks` policy ticks.
 pub fn run_for(config: &Config, policy_ticks: u64, options: Option<RunOptions>) -> RunOutcome<PointMass> {
+    run_policy(config, reference_policy(config), policy_ticks, options)
+}
+
+/// Runs `policy` on the point mass as `config` says, for `policy_ticks` policy ticks.
+pub fn run_policy(
+    config: &Config,
+    policy: Box<dyn FlowPolicy>,
+    policy_ticks: u64,
+    options: Option<RunOptions>,
+) -> RunOutcome<PointMass> {
     let ticks = policy_ticks * config.clock.decimation() as u64;
     let plant = PointMass::new(config.plant.clone(), 1.0 / config.clock.controller_rate());
     let options = options.unwrap_or_else(|| RunOptions::new("test", ticks));
-    run(config, plant, reference_policy(config), RunOptions { controller_ticks: ticks, ..options }).expect("run succeeds")
+    run(config, plant, policy, RunOptions { controller_ticks: ticks, ..options }).expect("run succeeds")
 }
 
 /// The policy-tick records of a run.

@@ -2,7 +2,9 @@
 
 use rtchunk_config::{Execution, SamplerMode};
 use rtchunk_runtime::record::TickKind;
-use rtchunk_tests::{executed, policy_ticks, run_for, simulated};
+use rtchunk_policy::Normalization;
+use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_tests::{executed, policy_ticks, run_for, run_policy, simulated};
 
 /// Algorithm 1 (GETACTION and INFERENCELOOP) executed sequentially, with every inference lasting exactly
 /// `delay` GETACTION calls, starting from A_init = chunk 1 with t = 0. Returns the (chunk, index) of each call.
@@ -177,4 +179,22 @@ fn temporal_ensembling_executes_the_average_of_the_chunks_that_cover_a_tick() {
         }
     }
     assert!(checked > 250);
+}
+
+#[test]
+fn actions_are_normalised_once_on_the_way_in_and_once_on_the_way_out() {
+    // A model-space bimodal at +-1 behind a normalisation with offset 5 and scale 2: chunks in the robot's units
+    // sit at 5 +- 2, and prefix conditioning, exact on this policy, continues the committed mode at its level.
+    let config = simulated(8, 4, 3, SamplerMode::TrainedPrefix);
+    let policy = MixtureFlow::bimodal(8, 2, 0.3, 3.0, 1.0)
+        .with_normalization(Normalization::actions(vec![5.0, 5.0], vec![2.0, 2.0]));
+    let outcome = run_policy(&config, Box::new(policy), 800, None);
+    let means: Vec<f32> = outcome
+        .inferences
+        .iter()
+        .map(|i| i.chunk.iter().sum::<f32>() / i.chunk.len() as f32)
+        .collect();
+    assert!(means.iter().all(|m| (m - 7.0).abs() < 1.0 || (m - 3.0).abs() < 1.0), "{means:?}");
+    let switches = means.windows(2).filter(|w| (w[0] > 5.0) != (w[1] > 5.0)).count();
+    assert!(switches <= 2, "{switches} mode switches: committed actions were not normalised once");
 }

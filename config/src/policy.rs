@@ -25,7 +25,8 @@ pub struct PolicyConfig {
     pub horizon: usize,
     /// Dimension of one action.
     pub action_dim: usize,
-    /// Per-action standard deviation of the reference policies' chunks.
+    /// Per-action standard deviation of the reference policies' chunks, in the model's normalised space
+    /// (`obstacle-paths` normalises positions by a quarter of the box: 0.15 is 4.5 cm by default).
     pub spread: f64,
     /// Temporal correlation length of the reference chunks, in actions.
     pub correlation_length: f64,
@@ -41,7 +42,7 @@ impl Default for PolicyConfig {
             kind: PolicyKind::default(),
             horizon: 16,
             action_dim: 2,
-            spread: 0.05,
+            spread: 0.15,
             correlation_length: 4.0,
             separation: 1.0,
             path_speed: 0.6,

@@ -1,6 +1,6 @@
 //! Adapter for policies exported in the openpi / LeRobot convention (t = 1 noise, t = 0 data).
 
-use crate::{FlowPolicy, PolicyError, PolicySpec};
+use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 
 /// Drives a policy whose time runs from t = 1 (noise) to t = 0 (data) as a paper-convention policy:
 /// tau = 1 - t and the velocity's sign flips. The denoiser `A + (1 - tau) v = A - t u` is the same function in
@@ -33,6 +33,10 @@ impl<P: FlowPolicy> NoiseAtOne<P> {
 impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
     fn spec(&self) -> &PolicySpec {
         self.inner.spec()
+    }
+
+    fn normalization(&self) -> Option<&Normalization> {
+        self.inner.normalization()
     }
 
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {

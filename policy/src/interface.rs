@@ -1,6 +1,6 @@
 //! The flow-policy interface every backend implements.
 
-use crate::PolicyError;
+use crate::{Normalization, PolicyError};
 
 /// The shape and capabilities of a flow policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,12 @@ impl PolicySpec {
 pub trait FlowPolicy: Send {
     /// The policy's shape and capabilities.
     fn spec(&self) -> &PolicySpec;
+
+    /// The map from the robot's units to the policy's normalised space; `None` when they coincide. The runtime
+    /// applies it once: to observations and committed actions before sampling, and back to sampled chunks.
+    fn normalization(&self) -> Option<&Normalization> {
+        None
+    }
 
     /// Computes the contexts (the prefix / KV cache) of `observations`, `observation_dim` values each. Called
     /// once per inference, before any velocity query.

@@ -8,7 +8,7 @@
 
 use crate::gaussian::{NoisedPrior, conditional_mean, smooth_covariance};
 use crate::interface::batch_of;
-use crate::{FlowPolicy, PolicyError, PolicySpec};
+use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use nalgebra::DMatrix;
 
 /// The mean chunk of each mode given an observation.
@@ -55,6 +55,7 @@ pub struct MixtureFlow {
     /// Per prepared context, per mode: the mean chunk as an H x action_dim matrix.
     contexts: Vec<Vec<DMatrix<f64>>>,
     factor: Option<NoisedPrior>,
+    normalization: Option<Normalization>,
 }
 
 /// The posterior of one noised chunk: the denoised estimate and what its VJP needs.
@@ -87,7 +88,15 @@ impl MixtureFlow {
             modes,
             contexts: Vec::new(),
             factor: None,
+            normalization: None,
         }
+    }
+
+    /// The same policy defined in a normalised action space: its modes and spread are in model units, and
+    /// `normalization` maps the robot's units to them.
+    pub fn with_normalization(mut self, normalization: Normalization) -> Self {
+        self.normalization = Some(normalization);
+        self
     }
 
     /// One Gaussian with a fixed mean chunk.
@@ -205,6 +214,10 @@ fn to_f64(values: &[f32]) -> Vec<f64> {
 impl FlowPolicy for MixtureFlow {
     fn spec(&self) -> &PolicySpec {
         &self.spec
+    }
+
+    fn normalization(&self) -> Option<&Normalization> {
+        self.normalization.as_ref()
     }
 
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {

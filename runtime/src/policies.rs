@@ -1,7 +1,7 @@
 //! The built-in reference policies, built from `[policy]`.
 
 use rtchunk_config::{Config, PolicyKind};
-use rtchunk_policy::FlowPolicy;
+use rtchunk_policy::{FlowPolicy, Normalization};
 use rtchunk_policy::reference::{MixtureFlow, ModeMeans};
 
 /// The reference policy that `config.policy` names.
@@ -23,13 +23,14 @@ pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
             policy.correlation_length,
             policy.separation,
         )),
-        PolicyKind::ObstaclePaths => Box::new(MixtureFlow::new(
-            h,
-            a,
-            policy.spread,
-            policy.correlation_length,
-            Box::new(ObstaclePaths::from_config(config)),
-        )),
+        PolicyKind::ObstaclePaths => {
+            let paths = ObstaclePaths::from_config(config);
+            let normalization = Normalization::actions(vec![0.0; a], vec![paths.scale as f32; a]);
+            Box::new(
+                MixtureFlow::new(h, a, policy.spread, policy.correlation_length, Box::new(paths))
+                    .with_normalization(normalization),
+            )
+        }
     }
 }
 
@@ -37,8 +38,10 @@ pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
 /// (mode 0) or below (mode 1) with a smooth bump. The waypoints start where the PD controller's target must be
 /// for the mass to be where it is, `x + vx * lead` with `lead = (kd + damping) / kp` (a PD tracking a ramp
 /// lags by that long), so consecutive chunks describe one continuous path. Observation: `[x, y, vx, vy]`.
+/// The means are in the model's normalised space: positions divided by `scale`, a quarter of the box.
 pub struct ObstaclePaths {
     horizon: usize,
+    scale: f64,
     step: f64,
     lead: f64,
     goal: [f64; 2],
@@ -53,6 +56,7 @@ impl ObstaclePaths {
         let plant = &config.plant;
         ObstaclePaths {
             horizon: config.policy.horizon,
+            scale: plant.half_extent / 4.0,
             step: config.policy.path_speed / config.clock.policy_rate_hz,
             lead: tracking_lag(config),
             goal: plant.goal,
@@ -92,8 +96,8 @@ impl ModeMeans for ObstaclePaths {
             } else {
                 travelled.max(self.goal[0])
             };
-            mean[2 * i] = xi;
-            mean[2 * i + 1] = self.goal[1] + side * self.bump(xi);
+            mean[2 * i] = xi / self.scale;
+            mean[2 * i + 1] = (self.goal[1] + side * self.bump(xi)) / self.scale;
         }
     }
 }

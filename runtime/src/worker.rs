@@ -4,7 +4,7 @@
 
 use crate::doorbell::Doorbell;
 use crate::messages::{ChunkMessage, InferenceRequest};
-use rtchunk_policy::{Committed, FlowPolicy, PolicyError, Sampler};
+use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, Sampler};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +39,9 @@ pub struct InferenceEngine {
     pub sampler: Sampler,
     /// Base seed; each request samples with its own stream.
     pub seed: u64,
+    normalization: Option<Normalization>,
+    observation: Vec<f32>,
+    committed: Vec<f32>,
     chunk: Vec<f32>,
 }
 
@@ -47,24 +50,41 @@ impl InferenceEngine {
     pub fn new(policy: Box<dyn FlowPolicy>, weak: Option<Box<dyn FlowPolicy>>, sampler: Sampler, seed: u64) -> Self {
         let len = policy.spec().chunk_len();
         InferenceEngine {
+            normalization: policy.normalization().cloned(),
+            observation: Vec::new(),
+            committed: vec![0.0; len],
+            chunk: vec![0.0; len],
             policy,
             weak,
             sampler,
             seed,
-            chunk: vec![0.0; len],
         }
     }
 
-    /// Samples the chunk answering `request`.
+    /// Samples the chunk answering `request`, in the robot's units. Observations and committed actions are
+    /// normalised into the policy's space, and the chunk back, here and nowhere else.
     pub fn infer(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
-        let committed = request.committed().map(|actions| Committed {
-            actions,
+        let committed_len = request.committed().map_or(0, <[f32]>::len);
+        let (observation, committed) = match &self.normalization {
+            Some(normalization) => {
+                self.observation.resize(request.observation.len(), 0.0);
+                normalization.normalize_observation(&request.observation, &mut self.observation);
+                normalization.normalize_actions(&request.committed[..committed_len], &mut self.committed[..committed_len]);
+                (&self.observation[..], &self.committed[..committed_len])
+            }
+            None => (&request.observation[..], &request.committed[..committed_len]),
+        };
+        let committed = (committed_len > 0).then_some(Committed {
+            actions: committed,
             delay: request.delay,
         });
         let seed = self.seed ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let weak = self.weak.as_deref_mut().map(|w| w as &mut dyn FlowPolicy);
         self.sampler
-            .sample(self.policy.as_mut(), weak, &request.observation, committed, seed, &mut self.chunk)?;
+            .sample(self.policy.as_mut(), weak, observation, committed, seed, &mut self.chunk)?;
+        if let Some(normalization) = &self.normalization {
+            normalization.denormalize_actions(&mut self.chunk);
+        }
         Ok(&self.chunk)
     }
 }
