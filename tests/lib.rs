@@ -26,7 +26,11 @@ pub fn simulated(horizon: usize, s_min: usize, delay: usize, mode: SamplerMode) 
 }
 
 /// Runs `config`'s reference policy on the point mass for `policy_ticks` policy ticks.
-pub fn run_for(config: &Config, policy_ticks: u64, options: Option<RunOptions>) -> RunOutcome<PointMass> {
+pub fn run_for(
+    config: &Config,
+    policy_ticks: u64,
+    options: Option<RunOptions>,
+) -> RunOutcome<PointMass> {
     run_policy(config, reference_policy(config), policy_ticks, options)
 }
 
@@ -40,7 +44,16 @@ pub fn run_policy(
     let ticks = policy_ticks * config.clock.decimation() as u64;
     let plant = PointMass::new(config.plant.clone(), 1.0 / config.clock.controller_rate());
     let options = options.unwrap_or_else(|| RunOptions::new("test", ticks));
-    run(config, plant, policy, RunOptions { controller_ticks: ticks, ..options }).expect("run succeeds")
+    run(
+        config,
+        plant,
+        policy,
+        RunOptions {
+            controller_ticks: ticks,
+            ..options
+        },
+    )
+    .expect("run succeeds")
 }
 
 /// The policy-tick records of a run.

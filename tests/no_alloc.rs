@@ -87,8 +87,15 @@ fn the_loop_does_not_allocate_on_the_simulated_clock_in_any_mode() {
         config.sampler.bid_candidates = 4;
         let (options, counter) = watched("sim");
         let outcome = run_for(&config, 2_000, Some(options));
-        assert!(outcome.metrics.swaps > 100, "{execution:?}: the run swapped chunks");
-        assert_eq!(counter.load(Ordering::SeqCst), 0, "{execution:?} / {mode:?}: the loop allocated");
+        assert!(
+            outcome.metrics.swaps > 100,
+            "{execution:?}: the run swapped chunks"
+        );
+        assert_eq!(
+            counter.load(Ordering::SeqCst),
+            0,
+            "{execution:?} / {mode:?}: the loop allocated"
+        );
     }
 }
 
@@ -105,7 +112,18 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
     config.validate().unwrap();
     let (options, counter) = watched("real");
     let outcome = run_for(&config, 75, Some(options));
-    assert!(outcome.metrics.swaps >= 5, "swaps: {}", outcome.metrics.swaps);
-    assert!(outcome.metrics.safety_clamps > 0, "the safety filter was exercised");
-    assert_eq!(counter.load(Ordering::SeqCst), 0, "the real-time loop allocated");
+    assert!(
+        outcome.metrics.swaps >= 5,
+        "swaps: {}",
+        outcome.metrics.swaps
+    );
+    assert!(
+        outcome.metrics.safety_clamps > 0,
+        "the safety filter was exercised"
+    );
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        0,
+        "the real-time loop allocated"
+    );
 }

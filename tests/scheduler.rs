@@ -1,9 +1,9 @@
 //! The scheduler on the simulated clock against Algorithm 1, step by step.
 
 use rtchunk_config::{Execution, SamplerMode};
-use rtchunk_runtime::record::TickKind;
 use rtchunk_policy::Normalization;
 use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_runtime::record::TickKind;
 use rtchunk_tests::{executed, policy_ticks, run_for, run_policy, simulated};
 
 /// Algorithm 1 (GETACTION and INFERENCELOOP) executed sequentially, with every inference lasting exactly
@@ -65,24 +65,38 @@ fn no_action_is_skipped_or_executed_twice() {
     for (horizon, s_min, delay) in [(8, 4, 3), (8, 3, 3), (16, 8, 5), (8, 2, 0)] {
         let config = simulated(horizon, s_min, delay, SamplerMode::Plain);
         let outcome = run_for(&config, 2_000, None);
-        let executed_at: std::collections::HashMap<u64, usize> =
-            outcome.inferences.iter().map(|i| (i.seq, i.executed)).collect();
+        let executed_at: std::collections::HashMap<u64, usize> = outcome
+            .inferences
+            .iter()
+            .map(|i| (i.seq, i.executed))
+            .collect();
         let ticks = policy_ticks(&outcome);
         let mut previous: Option<(u64, u32)> = None;
         for tick in ticks.iter().filter(|p| p.kind == TickKind::Executed) {
             if let Some((chunk, index)) = previous {
                 if tick.chunk_seq == chunk {
-                    assert_eq!(tick.index, index + 1, "H={horizon} s_min={s_min} d={delay}: gap or repeat in chunk {chunk}");
+                    assert_eq!(
+                        tick.index,
+                        index + 1,
+                        "H={horizon} s_min={s_min} d={delay}: gap or repeat in chunk {chunk}"
+                    );
                 } else {
                     // The new chunk's action i replaces the old chunk's action s + i: continuing at index
                     // (last old index + 1) - s means nothing was skipped or repeated across the seam.
                     let s = executed_at[&tick.chunk_seq] as u32;
-                    assert_eq!(tick.index + s, index + 1, "H={horizon} s_min={s_min} d={delay}: seam misaligned");
+                    assert_eq!(
+                        tick.index + s,
+                        index + 1,
+                        "H={horizon} s_min={s_min} d={delay}: seam misaligned"
+                    );
                 }
             }
             previous = Some((tick.chunk_seq, tick.index));
         }
-        assert!(ticks.iter().all(|p| p.kind != TickKind::Starved), "no starvation when d <= H - s");
+        assert!(
+            ticks.iter().all(|p| p.kind != TickKind::Starved),
+            "no starvation when d <= H - s"
+        );
     }
 }
 
@@ -92,7 +106,12 @@ fn a_run_on_the_simulated_clock_is_deterministic() {
     let first = run_for(&config, 500, None);
     let second = run_for(&config, 500, None);
     assert_eq!(executed(&first), executed(&second));
-    let chunks = |o: &rtchunk_runtime::RunOutcome<_>| o.inferences.iter().map(|i| i.chunk.clone()).collect::<Vec<_>>();
+    let chunks = |o: &rtchunk_runtime::RunOutcome<_>| {
+        o.inferences
+            .iter()
+            .map(|i| i.chunk.clone())
+            .collect::<Vec<_>>()
+    };
     assert_eq!(chunks(&first), chunks(&second));
 }
 
@@ -105,7 +124,10 @@ fn the_first_cold_inference_does_not_enter_the_delay_forecast() {
     let outcome = run_for(&config, 200, None);
     let delays: Vec<usize> = outcome.inferences.iter().map(|i| i.delay).collect();
     assert_eq!(delays[0], 0, "the first chunk has nothing to continue");
-    assert_eq!(delays[1], 1, "the second uses d_init: the cold delay was not recorded");
+    assert_eq!(
+        delays[1], 1,
+        "the second uses d_init: the cold delay was not recorded"
+    );
     assert!(delays[2..].iter().all(|&d| d == 2), "{delays:?}");
 }
 
@@ -138,8 +160,14 @@ fn sync_execution_pauses_while_inferring_and_starts_chunks_from_their_first_acti
     }
     // Each cycle: 8 executed actions, then 3 paused ticks.
     let paused = outcome.metrics.paused_ticks as f64;
-    let executed = ticks.iter().filter(|p| p.kind == TickKind::Executed).count() as f64;
-    assert!((paused / executed - 3.0 / 8.0).abs() < 0.05, "{paused} paused, {executed} executed");
+    let executed = ticks
+        .iter()
+        .filter(|p| p.kind == TickKind::Executed)
+        .count() as f64;
+    assert!(
+        (paused / executed - 3.0 / 8.0).abs() < 0.05,
+        "{paused} paused, {executed} executed"
+    );
 }
 
 #[test]
@@ -152,18 +180,29 @@ fn temporal_ensembling_executes_the_average_of_the_chunks_that_cover_a_tick() {
     let ticks = policy_ticks(&outcome);
     // Each chunk covers the ticks after its adoption, at index tick - 1 - start: the request tick, except for
     // the first (cold) chunk, which starts at its first action when adopted.
-    let adopted_at: std::collections::HashMap<u64, u64> =
-        ticks.iter().filter(|p| p.swapped).map(|p| (p.chunk_seq, p.tick)).collect();
+    let adopted_at: std::collections::HashMap<u64, u64> = ticks
+        .iter()
+        .filter(|p| p.swapped)
+        .map(|p| (p.chunk_seq, p.tick))
+        .collect();
     let average_at = |tick: u64| -> Vec<f64> {
         let mut sum = vec![0.0; a];
         let mut count = 0.0;
         for inference in &outcome.inferences {
-            let Some(&adopted) = adopted_at.get(&inference.seq) else { continue };
-            let start = if inference.seq == 1 { adopted - 1 } else { inference.tick };
+            let Some(&adopted) = adopted_at.get(&inference.seq) else {
+                continue;
+            };
+            let start = if inference.seq == 1 {
+                adopted - 1
+            } else {
+                inference.tick
+            };
             let index = tick as i64 - 1 - start as i64;
             if adopted <= tick && (0..h as i64).contains(&index) {
                 let action = &inference.chunk[index as usize * a..(index as usize + 1) * a];
-                sum.iter_mut().zip(action).for_each(|(s, v)| *s += *v as f64);
+                sum.iter_mut()
+                    .zip(action)
+                    .for_each(|(s, v)| *s += *v as f64);
                 count += 1.0;
             }
         }
@@ -173,8 +212,18 @@ fn temporal_ensembling_executes_the_average_of_the_chunks_that_cover_a_tick() {
     for pair in ticks.windows(2).skip(5) {
         if pair[0].kind == TickKind::Executed && pair[1].kind == TickKind::Executed {
             let (before, after) = (average_at(pair[0].tick), average_at(pair[1].tick));
-            let step = before.iter().zip(&after).map(|(x, y)| (x - y).powi(2)).sum::<f64>().sqrt();
-            assert!((step - pair[1].step as f64).abs() < 1e-4, "tick {}: {step} vs {}", pair[1].tick, pair[1].step);
+            let step = before
+                .iter()
+                .zip(&after)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            assert!(
+                (step - pair[1].step as f64).abs() < 1e-4,
+                "tick {}: {step} vs {}",
+                pair[1].tick,
+                pair[1].step
+            );
             checked += 1;
         }
     }
@@ -194,7 +243,18 @@ fn actions_are_normalised_once_on_the_way_in_and_once_on_the_way_out() {
         .iter()
         .map(|i| i.chunk.iter().sum::<f32>() / i.chunk.len() as f32)
         .collect();
-    assert!(means.iter().all(|m| (m - 7.0).abs() < 1.0 || (m - 3.0).abs() < 1.0), "{means:?}");
-    let switches = means.windows(2).filter(|w| (w[0] > 5.0) != (w[1] > 5.0)).count();
-    assert!(switches <= 2, "{switches} mode switches: committed actions were not normalised once");
+    assert!(
+        means
+            .iter()
+            .all(|m| (m - 7.0).abs() < 1.0 || (m - 3.0).abs() < 1.0),
+        "{means:?}"
+    );
+    let switches = means
+        .windows(2)
+        .filter(|w| (w[0] > 5.0) != (w[1] > 5.0))
+        .count();
+    assert!(
+        switches <= 2,
+        "{switches} mode switches: committed actions were not normalised once"
+    );
 }

@@ -23,9 +23,19 @@ fn seams(mode: SamplerMode) -> SeamReport {
     config.sampler.beta = 10.0;
     let outcome: RunOutcome<PointMass> = run_for(&config, 4_100, None);
     let policy = &config.policy;
-    let mut classifier = MixtureFlow::bimodal(policy.horizon, policy.action_dim, policy.spread, policy.correlation_length, policy.separation);
+    let mut classifier = MixtureFlow::bimodal(
+        policy.horizon,
+        policy.action_dim,
+        policy.spread,
+        policy.correlation_length,
+        policy.separation,
+    );
     classifier.prepare(&[]).unwrap();
-    let modes: Vec<usize> = outcome.inferences.iter().map(|i| classifier.mode_of(&i.chunk, 0)).collect();
+    let modes: Vec<usize> = outcome
+        .inferences
+        .iter()
+        .map(|i| classifier.mode_of(&i.chunk, 0))
+        .collect();
     let changes = modes.windows(2).filter(|w| w[0] != w[1]).count();
     SeamReport {
         mean_seam_jump: outcome.metrics.seam_jump.mean,

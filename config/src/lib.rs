@@ -69,7 +69,9 @@ impl Config {
             file: origin.to_string(),
             message: error.to_string(),
         })?;
-        config.validate().map_err(|problem| problem.in_file(origin))?;
+        config
+            .validate()
+            .map_err(|problem| problem.in_file(origin))?;
         Ok(config)
     }
 

@@ -12,7 +12,12 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_plant(config)
 }
 
-fn check(ok: bool, key: &str, value: impl std::fmt::Display, rule: &str) -> Result<(), ConfigError> {
+fn check(
+    ok: bool,
+    key: &str,
+    value: impl std::fmt::Display,
+    rule: &str,
+) -> Result<(), ConfigError> {
     if ok {
         Ok(())
     } else {
@@ -131,7 +136,9 @@ fn validate_scheduler(config: &Config) -> Result<(), ConfigError> {
 fn validate_clock(config: &Config) -> Result<(), ConfigError> {
     let clock = &config.clock;
     check(
-        clock.policy_rate_hz.is_finite() && clock.policy_rate_hz > 0.0 && clock.policy_rate_hz <= 10_000.0,
+        clock.policy_rate_hz.is_finite()
+            && clock.policy_rate_hz > 0.0
+            && clock.policy_rate_hz <= 10_000.0,
         "clock.policy_rate_hz",
         clock.policy_rate_hz,
         "must be above 0 and at most 10000",
@@ -139,7 +146,10 @@ fn validate_clock(config: &Config) -> Result<(), ConfigError> {
     if let Some(rate) = clock.controller_rate_hz {
         let ratio = rate / clock.policy_rate_hz;
         check(
-            rate.is_finite() && rate <= 20_000.0 && ratio >= 1.0 && (ratio - ratio.round()).abs() < 1e-6,
+            rate.is_finite()
+                && rate <= 20_000.0
+                && ratio >= 1.0
+                && (ratio - ratio.round()).abs() < 1e-6,
             "clock.controller_rate_hz",
             rate,
             &format!(
@@ -163,7 +173,12 @@ fn validate_clock(config: &Config) -> Result<(), ConfigError> {
     )
 }
 
-fn check_limit(limit: &Option<Limit>, key: &str, dim: usize, must_be_positive: bool) -> Result<(), ConfigError> {
+fn check_limit(
+    limit: &Option<Limit>,
+    key: &str,
+    dim: usize,
+    must_be_positive: bool,
+) -> Result<(), ConfigError> {
     let Some(limit) = limit else { return Ok(()) };
     if let Limit::Each(values) = limit {
         check(
@@ -190,7 +205,12 @@ fn validate_limits(config: &Config) -> Result<(), ConfigError> {
     let controller = &config.controller;
     check_limit(&Some(controller.kp.clone()), "controller.kp", dim, true)?;
     check_limit(&Some(controller.kd.clone()), "controller.kd", dim, false)?;
-    check_limit(&Some(controller.max_effort.clone()), "controller.max_effort", dim, true)?;
+    check_limit(
+        &Some(controller.max_effort.clone()),
+        "controller.max_effort",
+        dim,
+        true,
+    )?;
     let safety = &config.safety;
     check_limit(&safety.position_min, "safety.position_min", dim, false)?;
     check_limit(&safety.position_max, "safety.position_max", dim, false)?;
@@ -229,10 +249,15 @@ fn validate_plant(config: &Config) -> Result<(), ConfigError> {
     positive_finite(plant.half_extent, "plant.half_extent")?;
     for (key, point) in [("plant.start", plant.start), ("plant.goal", plant.goal)] {
         check(
-            point.iter().all(|c| c.is_finite() && c.abs() < plant.half_extent),
+            point
+                .iter()
+                .all(|c| c.is_finite() && c.abs() < plant.half_extent),
             key,
             format!("{point:?}"),
-            &format!("must lie inside the walls at +-plant.half_extent = {}", plant.half_extent),
+            &format!(
+                "must lie inside the walls at +-plant.half_extent = {}",
+                plant.half_extent
+            ),
         )?;
     }
     Ok(())
@@ -243,7 +268,9 @@ mod tests {
     use crate::Config;
 
     fn error_of(text: &str) -> String {
-        Config::from_toml_str(text, "robot.toml").unwrap_err().to_string()
+        Config::from_toml_str(text, "robot.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -254,12 +281,19 @@ mod tests {
         assert_eq!(config.sampler.beta, 5.0);
         assert_eq!(config.sampler.schedule, crate::MaskSchedule::Exp);
         assert_eq!(config.scheduler.delay_buffer, 10);
-        assert_eq!(config.scheduler.resolved_execution_horizon(config.policy.horizon), 8);
+        assert_eq!(
+            config
+                .scheduler
+                .resolved_execution_horizon(config.policy.horizon),
+            8
+        );
     }
 
     #[test]
     fn execution_horizon_below_delay_names_key_value_and_rule() {
-        let message = error_of("[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 2\n[clock]\ninference_delay_ticks = 3\n");
+        let message = error_of(
+            "[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 2\n[clock]\ninference_delay_ticks = 3\n",
+        );
         assert_eq!(
             message,
             "robot.toml: scheduler.execution_horizon = 2 is below the inference delay 3: need d <= s <= H - d"
@@ -268,8 +302,13 @@ mod tests {
 
     #[test]
     fn execution_horizon_above_h_minus_d_is_rejected() {
-        let message = error_of("[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 6\n[clock]\ninference_delay_ticks = 3\n");
-        assert!(message.contains("scheduler.execution_horizon = 6 leaves H - s = 2"), "{message}");
+        let message = error_of(
+            "[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 6\n[clock]\ninference_delay_ticks = 3\n",
+        );
+        assert!(
+            message.contains("scheduler.execution_horizon = 6 leaves H - s = 2"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -288,28 +327,49 @@ mod tests {
     #[test]
     fn limits_must_match_the_action_dimension() {
         let message = error_of("[safety]\nmax_delta = [0.1, 0.1, 0.1]\n");
-        assert!(message.contains("safety.max_delta = [0.1, 0.1, 0.1] must hold one number or policy.action_dim = 2"), "{message}");
+        assert!(
+            message.contains(
+                "safety.max_delta = [0.1, 0.1, 0.1] must hold one number or policy.action_dim = 2"
+            ),
+            "{message}"
+        );
         let message = error_of("[safety]\nposition_min = 1.0\nposition_max = -1.0\n");
-        assert!(message.contains("safety.position_max = -1 must be above safety.position_min = 1"), "{message}");
+        assert!(
+            message.contains("safety.position_max = -1 must be above safety.position_min = 1"),
+            "{message}"
+        );
     }
 
     #[test]
     fn controller_rate_must_be_a_multiple_of_the_policy_rate() {
         let message = error_of("[clock]\npolicy_rate_hz = 50.0\ncontroller_rate_hz = 120.0\n");
-        assert!(message.contains("clock.controller_rate_hz = 120 must be an integer multiple"), "{message}");
+        assert!(
+            message.contains("clock.controller_rate_hz = 120 must be an integer multiple"),
+            "{message}"
+        );
         let config = Config::from_toml_str("[clock]\ncontroller_rate_hz = 500.0\n", "x").unwrap();
         assert_eq!(config.clock.decimation(), 10);
     }
 
     #[test]
     fn safe_action_is_required_and_sized() {
-        assert!(error_of("[scheduler]\non_starvation = \"safe-action\"\n").contains("scheduler.safe_action = (unset)"));
-        assert!(error_of("[scheduler]\nsafe_action = [0.0]\n").contains("must hold policy.action_dim = 2"));
+        assert!(
+            error_of("[scheduler]\non_starvation = \"safe-action\"\n")
+                .contains("scheduler.safe_action = (unset)")
+        );
+        assert!(
+            error_of("[scheduler]\nsafe_action = [0.0]\n")
+                .contains("must hold policy.action_dim = 2")
+        );
     }
 
     #[test]
     fn a_missing_file_is_named() {
         let error = Config::load(std::path::Path::new("/nonexistent/robot.toml")).unwrap_err();
-        assert!(error.to_string().starts_with("/nonexistent/robot.toml: cannot read"));
+        assert!(
+            error
+                .to_string()
+                .starts_with("/nonexistent/robot.toml: cannot read")
+        );
     }
 }

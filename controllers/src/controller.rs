@@ -40,7 +40,8 @@ impl Pd {
 impl Controller for Pd {
     fn update(&mut self, target: &DVector<f64>, state: &RobotState, command: &mut DVector<f64>) {
         for i in 0..command.len() {
-            let effort = self.kp[i] * (target[i] - state.position[i]) - self.kd[i] * state.velocity[i];
+            let effort =
+                self.kp[i] * (target[i] - state.position[i]) - self.kd[i] * state.velocity[i];
             command[i] = effort.clamp(-self.max_effort[i], self.max_effort[i]);
         }
     }
@@ -52,7 +53,11 @@ mod tests {
 
     #[test]
     fn pd_pushes_towards_the_target_and_respects_the_effort_limit() {
-        let mut pd = Pd::new(DVector::from_element(2, 10.0), DVector::from_element(2, 2.0), DVector::from_element(2, 5.0));
+        let mut pd = Pd::new(
+            DVector::from_element(2, 10.0),
+            DVector::from_element(2, 2.0),
+            DVector::from_element(2, 5.0),
+        );
         let mut state = RobotState::zeros(2);
         state.velocity[1] = 1.0;
         let mut command = DVector::zeros(2);

@@ -17,7 +17,12 @@ pub struct ActionPipeline {
 
 impl ActionPipeline {
     /// A pipeline for `dims` joints.
-    pub fn new(controller: Box<dyn Controller>, safety: SafetyFilter, interpolator: Interpolator, dims: usize) -> Self {
+    pub fn new(
+        controller: Box<dyn Controller>,
+        safety: SafetyFilter,
+        interpolator: Interpolator,
+        dims: usize,
+    ) -> Self {
         ActionPipeline {
             interpolator,
             safety,
@@ -66,7 +71,8 @@ impl ActionPipeline {
     pub fn command(&mut self, sub: usize, state: &RobotState) -> (&DVector<f64>, SafetyVerdict) {
         self.interpolator.sample(sub, &mut self.target);
         let verdict = self.safety.filter(&mut self.target, state);
-        self.controller.update(&self.target, state, &mut self.command);
+        self.controller
+            .update(&self.target, state, &mut self.command);
         (&self.command, verdict)
     }
 

@@ -79,7 +79,12 @@ impl SafetyFilter {
             };
         }
         let mut verdict = SafetyVerdict::default();
-        if clamp_between(target, self.position_min.as_ref(), self.position_max.as_ref(), None) {
+        if clamp_between(
+            target,
+            self.position_min.as_ref(),
+            self.position_max.as_ref(),
+            None,
+        ) {
             self.counters.clamped_position += 1;
             verdict.clamped = true;
         }
@@ -172,7 +177,14 @@ mod tests {
         filter.filter(&mut target, &state);
         assert_eq!(target, DVector::from_vec(vec![0.3, 0.0]));
         let counters = filter.counters();
-        assert_eq!((counters.clamped_position, counters.clamped_velocity, counters.clamped_delta), (1, 1, 1));
+        assert_eq!(
+            (
+                counters.clamped_position,
+                counters.clamped_velocity,
+                counters.clamped_delta
+            ),
+            (1, 1, 1)
+        );
     }
 
     trait IntoState {

@@ -43,7 +43,12 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         self.inner.prepare(observations)
     }
 
-    fn velocity(&mut self, actions: &[f32], tau: &[f32], velocity: &mut [f32]) -> Result<(), PolicyError> {
+    fn velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+    ) -> Result<(), PolicyError> {
         self.flip(tau);
         self.inner.velocity(actions, &self.flipped_tau, velocity)?;
         velocity.iter_mut().for_each(|v| *v = -*v);

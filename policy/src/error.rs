@@ -16,10 +16,14 @@ pub enum PolicyError {
         expected: usize,
     },
     /// The policy cannot answer vector-Jacobian products.
-    #[error("the policy has no vector-Jacobian product; use sampler.mode = \"rtc-identity\" instead of \"rtc\"")]
+    #[error(
+        "the policy has no vector-Jacobian product; use sampler.mode = \"rtc-identity\" instead of \"rtc\""
+    )]
     NoVjp,
     /// The policy was not trained with per-token prefix conditioning.
-    #[error("the policy was not trained with prefix conditioning; sampler.mode = \"trained-prefix\" needs such a policy")]
+    #[error(
+        "the policy was not trained with prefix conditioning; sampler.mode = \"trained-prefix\" needs such a policy"
+    )]
     NotPrefixConditioned,
     /// A query came before `prepare`.
     #[error("the policy was queried before an observation was prepared")]

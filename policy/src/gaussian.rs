@@ -8,7 +8,11 @@
 use nalgebra::{DMatrix, DVector};
 
 /// The temporal covariance of a chunk: a squared-exponential kernel plus a small diagonal.
-pub(crate) fn smooth_covariance(horizon: usize, spread: f64, correlation_length: f64) -> DMatrix<f64> {
+pub(crate) fn smooth_covariance(
+    horizon: usize,
+    spread: f64,
+    correlation_length: f64,
+) -> DMatrix<f64> {
     DMatrix::from_fn(horizon, horizon, |i, j| {
         let lag = (i as f64 - j as f64) / correlation_length;
         spread * spread * ((-0.5 * lag * lag).exp() + if i == j { 1e-3 } else { 0.0 })
@@ -27,12 +31,18 @@ impl NoisedPrior {
     /// Factors C = D K D + (I - D)^2 for the per-token `tau`.
     pub(crate) fn new(kernel: &DMatrix<f64>, tau: &[f32]) -> Self {
         let tau = DVector::from_iterator(tau.len(), tau.iter().map(|&t| t as f64));
-        let kernel_tau = DMatrix::from_fn(kernel.nrows(), kernel.ncols(), |i, j| kernel[(i, j)] * tau[j]);
-        let mut noised = DMatrix::from_fn(kernel.nrows(), kernel.ncols(), |i, j| tau[i] * kernel_tau[(i, j)]);
+        let kernel_tau = DMatrix::from_fn(kernel.nrows(), kernel.ncols(), |i, j| {
+            kernel[(i, j)] * tau[j]
+        });
+        let mut noised = DMatrix::from_fn(kernel.nrows(), kernel.ncols(), |i, j| {
+            tau[i] * kernel_tau[(i, j)]
+        });
         for i in 0..tau.len() {
             noised[(i, i)] += (1.0 - tau[i]).powi(2);
         }
-        let cholesky = noised.cholesky().expect("D K D + (I - D)^2 is positive definite");
+        let cholesky = noised
+            .cholesky()
+            .expect("D K D + (I - D)^2 is positive definite");
         NoisedPrior {
             tau,
             kernel_tau,
@@ -60,13 +70,18 @@ impl NoisedPrior {
     }
 
     /// The posterior mean `mu + K D z` given the whitened residual z.
-    pub(crate) fn posterior_mean(&self, mean: &DMatrix<f64>, whitened: &DMatrix<f64>) -> DMatrix<f64> {
+    pub(crate) fn posterior_mean(
+        &self,
+        mean: &DMatrix<f64>,
+        whitened: &DMatrix<f64>,
+    ) -> DMatrix<f64> {
         mean + &self.kernel_tau * whitened
     }
 
     /// `J^T g = C^-1 D K g`, the transpose of the posterior mean's Jacobian applied to g.
     pub(crate) fn transpose_jacobian(&self, cotangent: &DMatrix<f64>) -> DMatrix<f64> {
-        self.cholesky.solve(&(self.kernel_tau.transpose() * cotangent))
+        self.cholesky
+            .solve(&(self.kernel_tau.transpose() * cotangent))
     }
 }
 
@@ -81,6 +96,9 @@ pub(crate) fn conditional_mean(
     let k_pp = kernel.view((0, 0), (d, d)).clone_owned();
     let k_fp = kernel.view((d, 0), (h - d, d)).clone_owned();
     let offset = prefix - mean.rows(0, d);
-    let solved = k_pp.cholesky().expect("K is positive definite").solve(&offset);
+    let solved = k_pp
+        .cholesky()
+        .expect("K is positive definite")
+        .solve(&offset);
     mean.rows(d, h - d) + k_fp * solved
 }

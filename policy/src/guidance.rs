@@ -76,7 +76,9 @@ mod tests {
 
     #[test]
     fn guidance_weights_for_five_steps_and_beta_five() {
-        let weights: Vec<f64> = (0..5).map(|k| guidance_weight(k as f64 / 5.0, 5.0)).collect();
+        let weights: Vec<f64> = (0..5)
+            .map(|k| guidance_weight(k as f64 / 5.0, 5.0))
+            .collect();
         let expected = [5.0, 4.25, 2.1666667, 2.1666667, 4.25];
         for (got, want) in weights.iter().zip(expected) {
             assert!((got - want).abs() < 1e-6, "{weights:?}");
@@ -90,7 +92,10 @@ mod tests {
                 for d in 0..=(h - s) {
                     let got = mask(d, s, h, MaskSchedule::Exp);
                     for (i, w) in got.iter().enumerate() {
-                        assert!((*w as f64 - eq5(d, s, h, i)).abs() < 1e-6, "H={h} d={d} s={s} i={i}: {got:?}");
+                        assert!(
+                            (*w as f64 - eq5(d, s, h, i)).abs() < 1e-6,
+                            "H={h} d={d} s={s} i={i}: {got:?}"
+                        );
                     }
                 }
             }
@@ -100,7 +105,10 @@ mod tests {
     #[test]
     fn soft_mask_matches_the_papers_figure_3_example() {
         let got = mask(4, 5, 16, MaskSchedule::Exp);
-        let expected = [1.0, 1.0, 1.0, 1.0, 0.712, 0.488, 0.316, 0.189, 0.099, 0.041, 0.010, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let expected = [
+            1.0, 1.0, 1.0, 1.0, 0.712, 0.488, 0.316, 0.189, 0.099, 0.041, 0.010, 0.0, 0.0, 0.0,
+            0.0, 0.0,
+        ];
         for (g, e) in got.iter().zip(expected) {
             assert!((g - e).abs() < 1e-3, "{got:?}");
         }
@@ -108,11 +116,23 @@ mod tests {
 
     #[test]
     fn other_schedules() {
-        assert_eq!(mask(2, 4, 10, MaskSchedule::Linear), [1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(mask(2, 4, 10, MaskSchedule::Ones), [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        assert_eq!(mask(2, 4, 10, MaskSchedule::Zeros), [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            mask(2, 4, 10, MaskSchedule::Linear),
+            [1.0, 1.0, 0.8, 0.6, 0.4, 0.2, 0.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            mask(2, 4, 10, MaskSchedule::Ones),
+            [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            mask(2, 4, 10, MaskSchedule::Zeros),
+            [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
         // s = H - d: the frozen prefix meets the free tail, no decay in between.
-        assert_eq!(mask(3, 5, 8, MaskSchedule::Exp), [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            mask(3, 5, 8, MaskSchedule::Exp),
+            [1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
     }
 
     #[test]

@@ -46,7 +46,12 @@ pub trait FlowPolicy: Send {
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError>;
 
     /// Writes the velocity v(A, tau) of every chunk of `actions` into `velocity`.
-    fn velocity(&mut self, actions: &[f32], tau: &[f32], velocity: &mut [f32]) -> Result<(), PolicyError>;
+    fn velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+    ) -> Result<(), PolicyError>;
 
     /// Writes v(A, tau) into `velocity` and the vector-Jacobian product of the denoiser
     /// `A1_hat(A) = A + (1 - tau) v(A, tau)` with `cotangent` into `vjp`. Only if `spec().exact_vjp`.
@@ -64,7 +69,11 @@ pub trait FlowPolicy: Send {
 }
 
 /// Checks that a batch buffer holds whole chunks and returns the batch size.
-pub(crate) fn batch_of(spec: &PolicySpec, actions: &[f32], tau: &[f32]) -> Result<usize, PolicyError> {
+pub(crate) fn batch_of(
+    spec: &PolicySpec,
+    actions: &[f32],
+    tau: &[f32],
+) -> Result<usize, PolicyError> {
     let chunk = spec.chunk_len();
     let batch = actions.len() / chunk;
     if batch == 0 || actions.len() != batch * chunk {

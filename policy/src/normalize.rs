@@ -27,13 +27,25 @@ impl Normalization {
 
     /// Writes the model-space version of `actions` (whole actions, token-major) into `out`.
     pub fn normalize_actions(&self, actions: &[f32], out: &mut [f32]) {
-        affine(actions, out, &self.action_offset, &self.action_scale, |v, o, s| (v - o) / s);
+        affine(
+            actions,
+            out,
+            &self.action_offset,
+            &self.action_scale,
+            |v, o, s| (v - o) / s,
+        );
     }
 
     /// Converts a model-space chunk to the robot's units, in place.
     pub fn denormalize_actions(&self, chunk: &mut [f32]) {
         let copy = chunk.to_vec();
-        affine(&copy, chunk, &self.action_offset, &self.action_scale, |v, o, s| v * s + o);
+        affine(
+            &copy,
+            chunk,
+            &self.action_offset,
+            &self.action_scale,
+            |v, o, s| v * s + o,
+        );
     }
 
     /// Writes the model-space version of `observation` into `out`.
@@ -41,12 +53,24 @@ impl Normalization {
         if self.observation_scale.is_empty() {
             out.copy_from_slice(observation);
         } else {
-            affine(observation, out, &self.observation_offset, &self.observation_scale, |v, o, s| (v - o) / s);
+            affine(
+                observation,
+                out,
+                &self.observation_offset,
+                &self.observation_scale,
+                |v, o, s| (v - o) / s,
+            );
         }
     }
 }
 
-fn affine(input: &[f32], out: &mut [f32], offset: &[f32], scale: &[f32], map: impl Fn(f32, f32, f32) -> f32) {
+fn affine(
+    input: &[f32],
+    out: &mut [f32],
+    offset: &[f32],
+    scale: &[f32],
+    map: impl Fn(f32, f32, f32) -> f32,
+) {
     let dim = scale.len().max(1);
     for (k, (o, v)) in out.iter_mut().zip(input).enumerate() {
         *o = map(*v, offset[k % dim], scale[k % dim]);

@@ -100,7 +100,13 @@ impl MixtureFlow {
     }
 
     /// One Gaussian with a fixed mean chunk.
-    pub fn gaussian(horizon: usize, action_dim: usize, spread: f64, correlation_length: f64, mean: Vec<f64>) -> Self {
+    pub fn gaussian(
+        horizon: usize,
+        action_dim: usize,
+        spread: f64,
+        correlation_length: f64,
+        mean: Vec<f64>,
+    ) -> Self {
         Self::new(
             horizon,
             action_dim,
@@ -111,10 +117,22 @@ impl MixtureFlow {
     }
 
     /// Two stationary modes, every action at `+separation` or at `-separation`.
-    pub fn bimodal(horizon: usize, action_dim: usize, spread: f64, correlation_length: f64, separation: f64) -> Self {
+    pub fn bimodal(
+        horizon: usize,
+        action_dim: usize,
+        spread: f64,
+        correlation_length: f64,
+        separation: f64,
+    ) -> Self {
         let len = horizon * action_dim;
         let modes = ConstantModes::new(vec![vec![separation; len], vec![-separation; len]]);
-        Self::new(horizon, action_dim, spread, correlation_length, Box::new(modes))
+        Self::new(
+            horizon,
+            action_dim,
+            spread,
+            correlation_length,
+            Box::new(modes),
+        )
     }
 
     /// The mode whose Gaussian makes the clean chunk most likely, under prepared context `context`.
@@ -141,21 +159,33 @@ impl MixtureFlow {
 
     /// The mean chunk of mode `mode` under context `context` (token-major).
     pub fn mode_mean(&self, mode: usize, context: usize) -> Vec<f32> {
-        self.contexts[context][mode].transpose().iter().map(|&v| v as f32).collect()
+        self.contexts[context][mode]
+            .transpose()
+            .iter()
+            .map(|&v| v as f32)
+            .collect()
     }
 
     fn matrix(&self, chunk: &[f32]) -> DMatrix<f64> {
         DMatrix::from_row_slice(self.spec.horizon, self.spec.action_dim, &to_f64(chunk))
     }
 
-    fn posterior(&mut self, chunk: &[f32], tau: &[f32], context: usize) -> Result<Posterior, PolicyError> {
+    fn posterior(
+        &mut self,
+        chunk: &[f32],
+        tau: &[f32],
+        context: usize,
+    ) -> Result<Posterior, PolicyError> {
         let means = self.contexts.get(context).ok_or(PolicyError::NotPrepared)?;
         if !self.factor.as_ref().is_some_and(|f| f.matches(tau)) {
             self.factor = Some(NoisedPrior::new(&self.kernel, tau));
         }
         let factor = self.factor.as_ref().expect("factor was just set");
         let x = DMatrix::from_row_slice(self.spec.horizon, self.spec.action_dim, &to_f64(chunk));
-        let whitened: Vec<DMatrix<f64>> = means.iter().map(|m| factor.whitened_residual(&x, m)).collect();
+        let whitened: Vec<DMatrix<f64>> = means
+            .iter()
+            .map(|m| factor.whitened_residual(&x, m))
+            .collect();
         let log_likelihood: Vec<f64> = means
             .iter()
             .zip(&whitened)
@@ -167,7 +197,10 @@ impl MixtureFlow {
                 -0.5 * residual.dot(z)
             })
             .collect();
-        let peak = log_likelihood.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let peak = log_likelihood
+            .iter()
+            .cloned()
+            .fold(f64::NEG_INFINITY, f64::max);
         let mut weights: Vec<f64> = log_likelihood.iter().map(|l| (l - peak).exp()).collect();
         let total: f64 = weights.iter().sum();
         weights.iter_mut().for_each(|w| *w /= total);
@@ -222,7 +255,8 @@ impl FlowPolicy for MixtureFlow {
 
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
         let dim = self.spec.observation_dim;
-        let count = if dim == 0 { 1 } else { observations.len() / dim };
+        // An unconditional policy (dim 0) has one context, whatever it is given.
+        let count = observations.len().checked_div(dim).unwrap_or(1);
         if dim > 0 && (count == 0 || observations.len() != count * dim) {
             return Err(PolicyError::Shape {
                 what: "the observation batch",
@@ -246,14 +280,24 @@ impl FlowPolicy for MixtureFlow {
         Ok(())
     }
 
-    fn velocity(&mut self, actions: &[f32], tau: &[f32], velocity: &mut [f32]) -> Result<(), PolicyError> {
+    fn velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+    ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
         let (len, h) = (self.spec.chunk_len(), self.spec.horizon);
         for b in 0..batch {
             let chunk = &actions[b * len..(b + 1) * len];
             let tau_b = &tau[b * h..(b + 1) * h];
             let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
-            self.write_velocity(chunk, tau_b, &posterior.denoised, &mut velocity[b * len..(b + 1) * len]);
+            self.write_velocity(
+                chunk,
+                tau_b,
+                &posterior.denoised,
+                &mut velocity[b * len..(b + 1) * len],
+            );
         }
         Ok(())
     }
@@ -267,12 +311,21 @@ impl FlowPolicy for MixtureFlow {
         vjp: &mut [f32],
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
-        let (len, h, a) = (self.spec.chunk_len(), self.spec.horizon, self.spec.action_dim);
+        let (len, h, a) = (
+            self.spec.chunk_len(),
+            self.spec.horizon,
+            self.spec.action_dim,
+        );
         for b in 0..batch {
             let chunk = &actions[b * len..(b + 1) * len];
             let tau_b = &tau[b * h..(b + 1) * h];
             let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
-            self.write_velocity(chunk, tau_b, &posterior.denoised, &mut velocity[b * len..(b + 1) * len]);
+            self.write_velocity(
+                chunk,
+                tau_b,
+                &posterior.denoised,
+                &mut velocity[b * len..(b + 1) * len],
+            );
             let g = DMatrix::from_row_slice(h, a, &to_f64(&cotangent[b * len..(b + 1) * len]));
             let factor = self.factor.as_ref().expect("posterior factored tau");
             // Each component's mean is affine with Jacobian K D C^-1; the weights add
@@ -290,7 +343,10 @@ impl FlowPolicy for MixtureFlow {
             {
                 result += (&mean_whitened - z) * (w * m.dot(&g));
             }
-            for (out, value) in vjp[b * len..(b + 1) * len].iter_mut().zip(result.transpose().iter()) {
+            for (out, value) in vjp[b * len..(b + 1) * len]
+                .iter_mut()
+                .zip(result.transpose().iter())
+            {
                 *out = *value as f32;
             }
         }

@@ -21,7 +21,9 @@ pub struct Committed<'a> {
 enum Guide {
     None,
     /// ΠGDM guidance; `exact` uses the policy's VJP, otherwise the Jacobian is taken as the identity.
-    Pinv { exact: bool },
+    Pinv {
+        exact: bool,
+    },
     /// Replace the first d actions by their noised target at every step.
     Overwrite,
     /// Give the first d actions clean, with tau = 1.
@@ -86,7 +88,9 @@ impl Sampler {
         }
         match self.config.mode {
             SamplerMode::Rtc if !spec.exact_vjp => Err(PolicyError::NoVjp),
-            SamplerMode::TrainedPrefix if !spec.prefix_conditioned => Err(PolicyError::NotPrefixConditioned),
+            SamplerMode::TrainedPrefix if !spec.prefix_conditioned => {
+                Err(PolicyError::NotPrefixConditioned)
+            }
             _ => Ok(()),
         }
     }
@@ -179,7 +183,12 @@ impl Sampler {
         }
         self.delay = committed.delay.min(overlap);
         pad_committed(committed.actions, a, &mut self.target);
-        soft_mask(self.delay, self.horizon - overlap, self.config.schedule, &mut self.mask);
+        soft_mask(
+            self.delay,
+            self.horizon - overlap,
+            self.config.schedule,
+            &mut self.mask,
+        );
         Ok(Some(overlap))
     }
 
@@ -192,7 +201,14 @@ impl Sampler {
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
         let len = h * a;
-        for buffer in [&mut self.x, &mut self.noise, &mut self.velocity, &mut self.correction, &mut self.cotangent, &mut self.vjp_velocity] {
+        for buffer in [
+            &mut self.x,
+            &mut self.noise,
+            &mut self.velocity,
+            &mut self.correction,
+            &mut self.cotangent,
+            &mut self.vjp_velocity,
+        ] {
             buffer.resize(batch * len, 0.0);
         }
         self.tau.resize(batch * h, 0.0);
@@ -240,7 +256,13 @@ impl Sampler {
     }
 
     /// Adds `w(tau) * (W * (Y - A1_hat))^T dA1_hat/dA` to the velocity (Eq. 2).
-    fn add_guidance(&mut self, policy: &mut dyn FlowPolicy, batch: usize, tau: f64, exact: bool) -> Result<(), PolicyError> {
+    fn add_guidance(
+        &mut self,
+        policy: &mut dyn FlowPolicy,
+        batch: usize,
+        tau: f64,
+        exact: bool,
+    ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
         let len = h * a;
         for b in 0..batch {
@@ -248,7 +270,8 @@ impl Sampler {
                 for j in 0..a {
                     let k = b * len + i * a + j;
                     let denoised = self.x[k] as f64 + (1.0 - tau) * self.velocity[k] as f64;
-                    self.cotangent[k] = (self.mask[i] as f64 * (self.target[i * a + j] as f64 - denoised)) as f32;
+                    self.cotangent[k] =
+                        (self.mask[i] as f64 * (self.target[i * a + j] as f64 - denoised)) as f32;
                 }
             }
         }

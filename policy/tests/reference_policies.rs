@@ -16,7 +16,12 @@ fn denoised(policy: &mut dyn FlowPolicy, x: &[f32], tau: &[f32]) -> Vec<f64> {
 }
 
 /// Checks <g, J u> from central differences against <J^T g, u> from the VJP, for random g, u and x.
-fn assert_vjp_matches_finite_differences(policy: &mut dyn FlowPolicy, observation: &[f32], tau: &[f32], seed: u64) {
+fn assert_vjp_matches_finite_differences(
+    policy: &mut dyn FlowPolicy,
+    observation: &[f32],
+    tau: &[f32],
+    seed: u64,
+) {
     policy.prepare(observation).unwrap();
     let len = policy.spec().chunk_len();
     let mut rng = NormalRng::new(seed);
@@ -29,9 +34,16 @@ fn assert_vjp_matches_finite_differences(policy: &mut dyn FlowPolicy, observatio
     x.iter_mut().for_each(|v| *v *= 0.5);
     let mut velocity = vec![0.0; len];
     let mut vjp = vec![0.0; len];
-    policy.denoiser_vjp(&x, tau, &g, &mut velocity, &mut vjp).unwrap();
+    policy
+        .denoiser_vjp(&x, tau, &g, &mut velocity, &mut vjp)
+        .unwrap();
     let epsilon = 1e-3f32;
-    let shifted = |sign: f32| -> Vec<f32> { x.iter().zip(&u).map(|(x, u)| x + sign * epsilon * u).collect() };
+    let shifted = |sign: f32| -> Vec<f32> {
+        x.iter()
+            .zip(&u)
+            .map(|(x, u)| x + sign * epsilon * u)
+            .collect()
+    };
     let plus = denoised(policy, &shifted(1.0), tau);
     let minus = denoised(policy, &shifted(-1.0), tau);
     let numeric: f64 = plus
@@ -49,7 +61,10 @@ fn assert_vjp_matches_finite_differences(policy: &mut dyn FlowPolicy, observatio
 }
 
 fn tau_grid(horizon: usize) -> Vec<Vec<f32>> {
-    let mut grids: Vec<Vec<f32>> = [0.0f32, 0.2, 0.4, 0.6, 0.8].iter().map(|&t| vec![t; horizon]).collect();
+    let mut grids: Vec<Vec<f32>> = [0.0f32, 0.2, 0.4, 0.6, 0.8]
+        .iter()
+        .map(|&t| vec![t; horizon])
+        .collect();
     // Per token: a clean prefix at tau = 1 (training-time RTC) and a ramp.
     let mut prefixed = vec![0.4f32; horizon];
     prefixed[..3].fill(1.0);
@@ -60,7 +75,13 @@ fn tau_grid(horizon: usize) -> Vec<Vec<f32>> {
 
 #[test]
 fn gaussian_vjp_matches_finite_differences() {
-    let mut policy = MixtureFlow::gaussian(8, 2, 0.7, 2.5, (0..16).map(|i| (i as f64 * 0.3).sin()).collect());
+    let mut policy = MixtureFlow::gaussian(
+        8,
+        2,
+        0.7,
+        2.5,
+        (0..16).map(|i| (i as f64 * 0.3).sin()).collect(),
+    );
     for (k, tau) in tau_grid(8).iter().enumerate() {
         assert_vjp_matches_finite_differences(&mut policy, &[], tau, k as u64);
     }

@@ -21,12 +21,22 @@ fn gaussian() -> MixtureFlow {
 }
 
 /// The mean over many seeds of the chunks sampled with committed `previous` and delay `d`.
-fn sample_mean(sampler: &mut Sampler, policy: &mut dyn FlowPolicy, previous: &[f32], d: usize) -> Vec<f64> {
+fn sample_mean(
+    sampler: &mut Sampler,
+    policy: &mut dyn FlowPolicy,
+    previous: &[f32],
+    d: usize,
+) -> Vec<f64> {
     let mut mean = vec![0.0f64; H];
     let mut chunk = vec![0.0f32; H];
     for seed in 0..SAMPLES {
-        let committed = Committed { actions: previous, delay: d };
-        sampler.sample(policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+        let committed = Committed {
+            actions: previous,
+            delay: d,
+        };
+        sampler
+            .sample(policy, None, &[], Some(committed), seed, &mut chunk)
+            .unwrap();
         for (m, c) in mean.iter_mut().zip(&chunk) {
             *m += *c as f64 / SAMPLES as f64;
         }
@@ -77,12 +87,20 @@ fn trained_prefix_is_exact_conditioning_on_the_reference_gaussian() {
 #[test]
 fn guided_modes_pull_the_frozen_prefix_to_the_committed_actions() {
     let previous = PREVIOUS;
-    for mode in [SamplerMode::Rtc, SamplerMode::RtcIdentity, SamplerMode::PrefixOverwrite, SamplerMode::TrainedPrefix] {
+    for mode in [
+        SamplerMode::Rtc,
+        SamplerMode::RtcIdentity,
+        SamplerMode::PrefixOverwrite,
+        SamplerMode::TrainedPrefix,
+    ] {
         let mut policy = gaussian();
         let mut sampler = sampler(mode, MaskSchedule::Exp);
         let mean = sample_mean(&mut sampler, &mut policy, &previous, 3);
         for i in 0..3 {
-            assert!((mean[i] - previous[i] as f64).abs() < 0.15, "{mode:?}: {mean:?}");
+            assert!(
+                (mean[i] - previous[i] as f64).abs() < 0.15,
+                "{mode:?}: {mean:?}"
+            );
         }
     }
 }
@@ -95,8 +113,13 @@ fn the_sampler_is_deterministic_for_a_seed() {
             let mut policy = MixtureFlow::bimodal(H, 1, 0.3, 3.0, 1.0);
             let mut sampler = sampler(mode, MaskSchedule::Exp);
             let mut chunk = vec![0.0f32; H];
-            let committed = Committed { actions: &previous, delay: 2 };
-            sampler.sample(&mut policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+            let committed = Committed {
+                actions: &previous,
+                delay: 2,
+            };
+            sampler
+                .sample(&mut policy, None, &[], Some(committed), seed, &mut chunk)
+                .unwrap();
             chunk
         };
         assert_eq!(run(11), run(11), "{mode:?}");
@@ -112,8 +135,13 @@ fn bid_picks_the_candidate_that_continues_the_committed_mode() {
     let mut sampler = sampler(SamplerMode::Bid, MaskSchedule::Exp);
     let mut chunk = vec![0.0f32; H];
     for seed in 0..50 {
-        let committed = Committed { actions: &previous, delay: 2 };
-        sampler.sample(&mut policy, None, &[], Some(committed), seed, &mut chunk).unwrap();
+        let committed = Committed {
+            actions: &previous,
+            delay: 2,
+        };
+        sampler
+            .sample(&mut policy, None, &[], Some(committed), seed, &mut chunk)
+            .unwrap();
         assert_eq!(policy.mode_of(&chunk, 0), 0, "seed {seed}: {chunk:?}");
     }
 }
@@ -128,13 +156,21 @@ fn rtc_refuses_a_policy_without_a_vjp() {
         fn prepare(&mut self, o: &[f32]) -> Result<(), rtchunk_policy::PolicyError> {
             self.0.prepare(o)
         }
-        fn velocity(&mut self, a: &[f32], t: &[f32], v: &mut [f32]) -> Result<(), rtchunk_policy::PolicyError> {
+        fn velocity(
+            &mut self,
+            a: &[f32],
+            t: &[f32],
+            v: &mut [f32],
+        ) -> Result<(), rtchunk_policy::PolicyError> {
             self.0.velocity(a, t, v)
         }
     }
     let mut policy = ForwardOnly(gaussian());
     let mut chunk = vec![0.0f32; H];
-    let committed = Committed { actions: &[0.5; 4], delay: 2 };
+    let committed = Committed {
+        actions: &[0.5; 4],
+        delay: 2,
+    };
     let error = sampler(SamplerMode::Rtc, MaskSchedule::Exp)
         .sample(&mut policy, None, &[], Some(committed), 0, &mut chunk)
         .unwrap_err();

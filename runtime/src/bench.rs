@@ -70,7 +70,13 @@ pub struct LoopBenchmark {
 impl LoopBenchmark {
     /// The report printed by `rtchunk bench loop`.
     pub fn summary(&self) -> String {
-        let ratio = |ours: f64, naive: f64| if ours > 0.0 { naive / ours } else { f64::INFINITY };
+        let ratio = |ours: f64, naive: f64| {
+            if ours > 0.0 {
+                naive / ours
+            } else {
+                f64::INFINITY
+            }
+        };
         let (ours, naive) = (&self.rtchunk.wake_lateness_us, &self.naive.wake_lateness_us);
         format!(
             "{}\nreal-time setup: {}\ninference worker busy: {:.0} % (rtchunk run), {:.0} % (naive run)\n\
@@ -86,8 +92,9 @@ impl LoopBenchmark {
     }
 }
 
-/// The configuration of the benchmark: the bimodal reference policy sampled with BID over many candidates and
-/// a new inference at every policy tick, so the worker keeps the other core busy.
+/// The configuration of the benchmark: the bimodal reference policy sampled with BID over 640 candidates (about
+/// one policy period of compute on one core here) and a new inference at every policy tick, so the worker keeps
+/// the other core busy.
 pub fn bench_config(rate_hz: f64) -> Config {
     let mut config = Config::default();
     config.clock.kind = ClockKind::Real;
@@ -95,7 +102,7 @@ pub fn bench_config(rate_hz: f64) -> Config {
     config.clock.controller_rate_hz = Some(rate_hz);
     config.policy.kind = PolicyKind::Bimodal;
     config.sampler.mode = SamplerMode::Bid;
-    config.sampler.bid_candidates = 256;
+    config.sampler.bid_candidates = 640;
     config.scheduler.execution_horizon = Some(1);
     config
 }

@@ -71,7 +71,10 @@ pub struct RealClock {
 
 /// CLOCK_MONOTONIC in nanoseconds.
 pub fn monotonic_ns() -> u64 {
-    let mut now = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `now` is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
@@ -85,7 +88,12 @@ fn sleep_until_ns(deadline_ns: u64) {
     loop {
         // SAFETY: `deadline` is a valid timespec; the remainder pointer may be null with TIMER_ABSTIME.
         let result = unsafe {
-            libc::clock_nanosleep(libc::CLOCK_MONOTONIC, libc::TIMER_ABSTIME, &deadline, std::ptr::null_mut())
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &deadline,
+                std::ptr::null_mut(),
+            )
         };
         if result != libc::EINTR {
             break;
@@ -148,7 +156,11 @@ pub struct SimClock {
 impl SimClock {
     /// A simulated clock whose inferences last `delays` ticks; it waits for chunks on `chunk_bell` while
     /// `worker_alive` holds.
-    pub fn new(delays: DelayInjector, chunk_bell: Arc<Doorbell>, worker_alive: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        delays: DelayInjector,
+        chunk_bell: Arc<Doorbell>,
+        worker_alive: Arc<AtomicBool>,
+    ) -> Self {
         SimClock {
             delays,
             chunk_bell,
@@ -184,7 +196,11 @@ mod tests {
     #[test]
     fn the_real_clock_keeps_absolute_deadlines() {
         let period = Duration::from_millis(2);
-        let mut clock = RealClock::new(period, Duration::from_micros(200), DelayInjector::new(0, 0, 0));
+        let mut clock = RealClock::new(
+            period,
+            Duration::from_micros(200),
+            DelayInjector::new(0, 0, 0),
+        );
         let start = monotonic_ns();
         let mut missed = 0;
         for _ in 0..50 {
@@ -197,7 +213,11 @@ mod tests {
 
     #[test]
     fn an_overrun_skips_whole_periods_and_counts_them() {
-        let mut clock = RealClock::new(Duration::from_millis(2), Duration::from_micros(200), DelayInjector::new(0, 0, 0));
+        let mut clock = RealClock::new(
+            Duration::from_millis(2),
+            Duration::from_micros(200),
+            DelayInjector::new(0, 0, 0),
+        );
         clock.wait_next_tick();
         std::thread::sleep(Duration::from_millis(7));
         let wake = clock.wait_next_tick();

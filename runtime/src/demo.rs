@@ -21,6 +21,9 @@ pub struct DemoRun {
     pub side_switches: usize,
     /// Which real-time measures took effect.
     pub realtime: RealtimeReport,
+    /// The mass's position at every controller tick.
+    #[serde(skip)]
+    pub trajectory: Vec<[f32; 2]>,
 }
 
 /// The demo's defaults: policy actions at 50 Hz, a 500 Hz PD controller with linear interpolation, H = 16,
@@ -39,7 +42,8 @@ pub fn demo_config(delay: usize) -> Config {
 
 /// Which side of the obstacle a chunk passes: +1 above, -1 below, 0 when it is clear of the obstacle.
 fn side(chunk: &[f32], centre_y: f64) -> i32 {
-    let offset: f64 = chunk.chunks(2).map(|a| a[1] as f64 - centre_y).sum::<f64>() / (chunk.len() / 2) as f64;
+    let offset: f64 =
+        chunk.chunks(2).map(|a| a[1] as f64 - centre_y).sum::<f64>() / (chunk.len() / 2) as f64;
     if offset > 0.03 {
         1
     } else if offset < -0.03 {
@@ -61,7 +65,10 @@ fn side_switches(inferences: &[InferenceRecord], centre_y: f64) -> usize {
 
 /// Runs `config` for `seconds` with RTC and with naive async (plain sampling), in that order.
 pub fn run_demo(config: &Config, seconds: f64) -> Result<Vec<DemoRun>, RunError> {
-    let methods = [("rtc", SamplerMode::Rtc), ("naive async", SamplerMode::Plain)];
+    let methods = [
+        ("rtc", SamplerMode::Rtc),
+        ("naive async", SamplerMode::Plain),
+    ];
     methods
         .iter()
         .map(|(label, mode)| {
@@ -69,11 +76,18 @@ pub fn run_demo(config: &Config, seconds: f64) -> Result<Vec<DemoRun>, RunError>
             config.sampler.mode = *mode;
             let period = 1.0 / config.clock.controller_rate();
             let ticks = (seconds * config.clock.controller_rate()) as u64;
-            let plant = PointMass::new(config.plant.clone(), period);
-            let outcome = run(&config, plant, reference_policy(&config), RunOptions::new(label, ticks))?;
+            let plant =
+                PointMass::new(config.plant.clone(), period).with_trajectory(ticks as usize);
+            let outcome = run(
+                &config,
+                plant,
+                reference_policy(&config),
+                RunOptions::new(label, ticks),
+            )?;
             Ok(DemoRun {
                 side_switches: side_switches(&outcome.inferences, config.plant.obstacle[1]),
                 plant: outcome.plant.report(),
+                trajectory: outcome.plant.trajectory().to_vec(),
                 metrics: outcome.metrics,
                 realtime: outcome.realtime,
             })
@@ -92,10 +106,15 @@ pub fn demo_summary(runs: &[DemoRun], delay: usize) -> String {
         let goal = run
             .plant
             .reached_goal_at
-            .map_or("not reached".to_string(), |t| format!("reached at {t:.2} s"));
+            .map_or("not reached".to_string(), |t| {
+                format!("reached at {t:.2} s")
+            });
         out += &format!(
             "{:>12}: obstacle contacts {}, wall contacts {}, goal {goal}, chunks switching sides {}\n",
-            run.metrics.label, run.plant.obstacle_contacts, run.plant.wall_contacts, run.side_switches
+            run.metrics.label,
+            run.plant.obstacle_contacts,
+            run.plant.wall_contacts,
+            run.side_switches
         );
     }
     if let Some(run) = runs.first() {

@@ -147,7 +147,9 @@ impl ChunkExecutor {
     /// Takes a message from the worker. Answers to other requests than the one in flight are ignored; a
     /// failure ends the request, so a new one can be made.
     pub fn offer(&mut self, message: &ChunkMessage) {
-        let Some(awaiting) = self.awaiting else { return };
+        let Some(awaiting) = self.awaiting else {
+            return;
+        };
         if message.seq != awaiting.seq || self.has_pending {
             return;
         }
@@ -255,11 +257,16 @@ impl ChunkExecutor {
             TickKind::Paused
         } else if let Some(index) = current.index_at(self.tick, horizon) {
             record.index = index as u32;
-            self.action.copy_from_slice(&current.actions[index * a..(index + 1) * a]);
+            self.action
+                .copy_from_slice(&current.actions[index * a..(index + 1) * a]);
             let mut count = 1.0;
             for chunk in self.retained.iter().filter(|c| c.seq != 0) {
                 if let Some(i) = chunk.index_at(self.tick, horizon) {
-                    for (sum, value) in self.action.iter_mut().zip(&chunk.actions[i * a..(i + 1) * a]) {
+                    for (sum, value) in self
+                        .action
+                        .iter_mut()
+                        .zip(&chunk.actions[i * a..(i + 1) * a])
+                    {
                         *sum += value;
                     }
                     count += 1.0;
@@ -281,8 +288,13 @@ impl ChunkExecutor {
                 .map(|(x, y)| (x - y) * (x - y))
                 .sum::<f32>()
                 .sqrt();
-            let both_executed = record.kind == TickKind::Executed && previous_kind == TickKind::Executed;
-            record.step_class = match (both_executed, record.swapped, previous_seq == record.chunk_seq) {
+            let both_executed =
+                record.kind == TickKind::Executed && previous_kind == TickKind::Executed;
+            record.step_class = match (
+                both_executed,
+                record.swapped,
+                previous_seq == record.chunk_seq,
+            ) {
                 (true, true, _) => StepClass::Seam,
                 (true, false, true) => StepClass::Within,
                 _ => StepClass::Other,

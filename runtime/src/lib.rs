@@ -9,14 +9,15 @@
 //! - [`session`]: wires a run together; [`metrics`]: what a run measured.
 
 pub mod bench;
-pub mod demo;
 pub mod clock;
 pub mod controller;
 pub mod delay;
+pub mod demo;
 pub mod doorbell;
 pub mod executor;
 pub mod messages;
 pub mod metrics;
+pub mod plot;
 pub mod policies;
 pub mod record;
 pub mod rt_setup;

@@ -33,6 +33,9 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Also write a figure of both runs (SVG) to this file.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// Validate a configuration file.
     CheckConfig {
@@ -79,16 +82,30 @@ fn main() -> anyhow::Result<()> {
     let level = ["info", "debug", "trace"][cli.verbose.min(2) as usize];
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("rtchunk={level},rtchunk_runtime={level}"))),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!(
+                    "rtchunk={level},rtchunk_runtime={level}"
+                ))
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Demo { seconds, delay, json } => {
+        Command::Demo {
+            seconds,
+            delay,
+            json,
+            plot,
+        } => {
             let config = demo::demo_config(delay);
             config.validate().context("the demo configuration")?;
             let runs = demo::run_demo(&config, seconds)?;
+            if let Some(path) = plot {
+                let period = 1.0 / config.clock.controller_rate();
+                rtchunk_runtime::plot::demo_figure(&runs, &config.plant, period, &path)
+                    .map_err(anyhow::Error::msg)?;
+                eprintln!("wrote {}", path.display());
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
@@ -107,14 +124,27 @@ fn main() -> anyhow::Result<()> {
                 config.clock.kind
             );
         }
-        Command::Run { config, seconds, json } => {
+        Command::Run {
+            config,
+            seconds,
+            json,
+        } => {
             let file = config.display().to_string();
             let config = Config::load(&config)?;
             let rate = config.clock.controller_rate();
             let plant = PointMass::new(config.plant.clone(), 1.0 / rate);
-            let label = format!("{} / {}", config.sampler.mode.name(), config.scheduler.execution.name());
-            let outcome = run(&config, plant, reference_policy(&config), RunOptions::new(&label, (seconds * rate) as u64))
-                .with_context(|| format!("running {file}"))?;
+            let label = format!(
+                "{} / {}",
+                config.sampler.mode.name(),
+                config.scheduler.execution.name()
+            );
+            let outcome = run(
+                &config,
+                plant,
+                reference_policy(&config),
+                RunOptions::new(&label, (seconds * rate) as u64),
+            )
+            .with_context(|| format!("running {file}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome.metrics)?);
             } else {
@@ -123,7 +153,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench {
-            which: Bench::Loop { seconds, rate, json },
+            which:
+                Bench::Loop {
+                    seconds,
+                    rate,
+                    json,
+                },
         } => {
             let result = bench::loop_benchmark(seconds, rate)?;
             if json {

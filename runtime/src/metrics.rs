@@ -87,15 +87,27 @@ pub struct RunMetrics {
 
 impl RunMetrics {
     /// Computes the metrics of a run from its records.
-    pub fn compute(label: &str, ticks: &[TickRecord], inferences: &[InferenceRecord], records_dropped: u64) -> Self {
+    pub fn compute(
+        label: &str,
+        ticks: &[TickRecord],
+        inferences: &[InferenceRecord],
+        records_dropped: u64,
+    ) -> Self {
         let mut metrics = RunMetrics {
             label: label.to_string(),
             controller_ticks: ticks.len() as u64,
             records_dropped,
             inferences: inferences.len(),
             inference_failures: inferences.iter().filter(|i| i.error.is_some()).count() as u64,
-            inference_ms: Quantiles::of(inferences.iter().map(|i| i.duration_us as f64 / 1e3).collect()),
-            wake_lateness_us: Quantiles::of(ticks.iter().map(|t| t.lateness_ns as f64 / 1e3).collect()),
+            inference_ms: Quantiles::of(
+                inferences
+                    .iter()
+                    .map(|i| i.duration_us as f64 / 1e3)
+                    .collect(),
+            ),
+            wake_lateness_us: Quantiles::of(
+                ticks.iter().map(|t| t.lateness_ns as f64 / 1e3).collect(),
+            ),
             ..RunMetrics::default()
         };
         let (mut delays, mut seams, mut within) = (Vec::new(), Vec::new(), Vec::new());
@@ -132,29 +144,100 @@ impl RunMetrics {
     }
 }
 
+/// One row of the table: how a run's metric is written.
+type Cell = fn(&RunMetrics) -> String;
+
 /// Formats runs side by side, one column per run.
 pub fn table(runs: &[&RunMetrics]) -> String {
-    let rows: Vec<(&str, Box<dyn Fn(&RunMetrics) -> String>)> = vec![
-        ("policy ticks", Box::new(|m| m.policy_ticks.to_string())),
-        ("wake lateness p50 / p99 (us)", Box::new(|m| format!("{:.1} / {:.1}", m.wake_lateness_us.p50, m.wake_lateness_us.p99))),
-        ("wake lateness p99.9 / max (us)", Box::new(|m| format!("{:.1} / {:.1}", m.wake_lateness_us.p999, m.wake_lateness_us.max))),
-        ("missed ticks", Box::new(|m| m.missed_ticks.to_string())),
-        ("inferences (failed)", Box::new(|m| format!("{} ({})", m.inferences, m.inference_failures))),
-        ("inference ms p50 / max", Box::new(|m| format!("{:.2} / {:.2}", m.inference_ms.p50, m.inference_ms.max))),
-        ("observed delay ticks min..max", Box::new(|m| format!("{:.0}..{:.0} (mean {:.2})", m.observed_delay_ticks.min, m.observed_delay_ticks.max, m.observed_delay_ticks.mean))),
-        ("seam jump mean / max", Box::new(|m| format!("{:.4} / {:.4}", m.seam_jump.mean, m.seam_jump.max))),
-        ("within-chunk step mean / max", Box::new(|m| format!("{:.4} / {:.4}", m.within_chunk_step.mean, m.within_chunk_step.max))),
-        ("seam / within ratio", Box::new(|m| format!("{:.2}", m.seam_jump.mean / m.within_chunk_step.mean.max(1e-12)))),
-        ("starved / paused ticks", Box::new(|m| format!("{} / {}", m.starved_ticks, m.paused_ticks))),
-        ("safety rejections / clamps", Box::new(|m| format!("{} / {}", m.safety_rejections, m.safety_clamps))),
-        ("records dropped", Box::new(|m| m.records_dropped.to_string())),
+    let rows: Vec<(&str, Cell)> = vec![
+        ("policy ticks", (|m| m.policy_ticks.to_string())),
+        (
+            "wake lateness p50 / p99 (us)",
+            (|m| {
+                format!(
+                    "{:.1} / {:.1}",
+                    m.wake_lateness_us.p50, m.wake_lateness_us.p99
+                )
+            }),
+        ),
+        (
+            "wake lateness p99.9 / max (us)",
+            (|m| {
+                format!(
+                    "{:.1} / {:.1}",
+                    m.wake_lateness_us.p999, m.wake_lateness_us.max
+                )
+            }),
+        ),
+        ("missed ticks", (|m| m.missed_ticks.to_string())),
+        (
+            "inferences (failed)",
+            (|m| format!("{} ({})", m.inferences, m.inference_failures)),
+        ),
+        (
+            "inference ms p50 / max",
+            (|m| format!("{:.2} / {:.2}", m.inference_ms.p50, m.inference_ms.max)),
+        ),
+        (
+            "observed delay ticks min..max",
+            (|m| {
+                format!(
+                    "{:.0}..{:.0} (mean {:.2})",
+                    m.observed_delay_ticks.min,
+                    m.observed_delay_ticks.max,
+                    m.observed_delay_ticks.mean
+                )
+            }),
+        ),
+        (
+            "seam jump mean / max",
+            (|m| format!("{:.4} / {:.4}", m.seam_jump.mean, m.seam_jump.max)),
+        ),
+        (
+            "within-chunk step mean / max",
+            (|m| {
+                format!(
+                    "{:.4} / {:.4}",
+                    m.within_chunk_step.mean, m.within_chunk_step.max
+                )
+            }),
+        ),
+        (
+            "seam / within ratio",
+            (|m| match m.within_chunk_step.count {
+                0 => "n/a".to_string(),
+                _ => format!(
+                    "{:.2}",
+                    m.seam_jump.mean / m.within_chunk_step.mean.max(1e-12)
+                ),
+            }),
+        ),
+        (
+            "starved / paused ticks",
+            (|m| format!("{} / {}", m.starved_ticks, m.paused_ticks)),
+        ),
+        (
+            "safety rejections / clamps",
+            (|m| format!("{} / {}", m.safety_rejections, m.safety_clamps)),
+        ),
+        ("records dropped", (|m| m.records_dropped.to_string())),
     ];
     let label_width = rows.iter().map(|(label, _)| label.len()).max().unwrap_or(0);
-    let cells: Vec<Vec<String>> = rows.iter().map(|(_, cell)| runs.iter().map(|m| cell(m)).collect()).collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(_, cell)| runs.iter().map(|m| cell(m)).collect())
+        .collect();
     let width = runs
         .iter()
         .enumerate()
-        .map(|(i, m)| cells.iter().map(|row| row[i].len()).chain([m.label.len()]).max().unwrap_or(0))
+        .map(|(i, m)| {
+            cells
+                .iter()
+                .map(|row| row[i].len())
+                .chain([m.label.len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect::<Vec<_>>();
     let mut out = format!("{:label_width$}", "");
     for (run, w) in runs.iter().zip(&width) {

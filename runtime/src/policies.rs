@@ -1,8 +1,8 @@
 //! The built-in reference policies, built from `[policy]`.
 
 use rtchunk_config::{Config, PolicyKind};
-use rtchunk_policy::{FlowPolicy, Normalization};
 use rtchunk_policy::reference::{MixtureFlow, ModeMeans};
+use rtchunk_policy::{FlowPolicy, Normalization};
 
 /// The reference policy that `config.policy` names.
 pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
@@ -27,8 +27,14 @@ pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
             let paths = ObstaclePaths::from_config(config);
             let normalization = Normalization::actions(vec![0.0; a], vec![paths.scale as f32; a]);
             Box::new(
-                MixtureFlow::new(h, a, policy.spread, policy.correlation_length, Box::new(paths))
-                    .with_normalization(normalization),
+                MixtureFlow::new(
+                    h,
+                    a,
+                    policy.spread,
+                    policy.correlation_length,
+                    Box::new(paths),
+                )
+                .with_normalization(normalization),
             )
         }
     }

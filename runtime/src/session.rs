@@ -74,7 +74,11 @@ pub struct RunOutcome<P> {
     pub realtime: RealtimeReport,
 }
 
-fn check_shapes(config: &Config, policy: &dyn FlowPolicy, plant: &dyn Plant) -> Result<(), RunError> {
+fn check_shapes(
+    config: &Config,
+    policy: &dyn FlowPolicy,
+    plant: &dyn Plant,
+) -> Result<(), RunError> {
     let spec = policy.spec();
     let (h, a) = (config.policy.horizon, config.policy.action_dim);
     if spec.horizon != h || spec.action_dim != a {
@@ -127,11 +131,18 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
 ) -> Result<RunOutcome<P>, RunError> {
     check_shapes(config, policy.as_ref(), &plant)?;
     let chunk_len = config.policy.horizon * config.policy.action_dim;
-    let sampler = Sampler::new(config.sampler.clone(), config.policy.horizon, config.policy.action_dim);
+    let sampler = Sampler::new(
+        config.sampler.clone(),
+        config.policy.horizon,
+        config.policy.action_dim,
+    );
     sampler.check_policy(policy.as_ref())?;
-    let (request_in, request_out) =
-        triple_buffer::triple_buffer(&InferenceRequest::with_capacity(chunk_len, plant.observation_dim()));
-    let (chunk_in, chunk_out) = triple_buffer::triple_buffer(&ChunkMessage::with_capacity(chunk_len));
+    let (request_in, request_out) = triple_buffer::triple_buffer(&InferenceRequest::with_capacity(
+        chunk_len,
+        plant.observation_dim(),
+    ));
+    let (chunk_in, chunk_out) =
+        triple_buffer::triple_buffer(&ChunkMessage::with_capacity(chunk_len));
     let request_bell = Arc::new(Doorbell::default());
     let chunk_bell = Arc::new(Doorbell::default());
     let stop = Arc::new(AtomicBool::new(false));
@@ -178,7 +189,9 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
         hooks: options.hooks,
     };
     let controller = match (clock, config.clock.kind) {
-        (ClockChoice::Custom(clock), _) => spawn_controller(plant, clock, parts, RealtimeReport::skipped)?,
+        (ClockChoice::Custom(clock), _) => {
+            spawn_controller(plant, clock, parts, RealtimeReport::skipped)?
+        }
         (ClockChoice::Configured, ClockKind::Real) => {
             let memory = lock_memory(&config.realtime);
             let realtime = config.realtime.clone();
@@ -187,7 +200,9 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
                 Duration::from_micros(config.realtime.spin_margin_us),
                 delays,
             );
-            spawn_controller(plant, clock, parts, move || prepare_current_thread(&realtime, memory))?
+            spawn_controller(plant, clock, parts, move || {
+                prepare_current_thread(&realtime, memory)
+            })?
         }
         (ClockChoice::Configured, ClockKind::Simulated) => {
             let clock = SimClock::new(delays, chunk_bell, alive);
@@ -197,14 +212,16 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     let joined = controller.join();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     request_bell.ring();
-    let (result, realtime) = joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
+    let (result, realtime) =
+        joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
     let inferences = runtime
         .block_on(worker)
         .map_err(|e| RunError::Runtime(format!("the inference worker failed: {e}")))?;
     let ticks = collector
         .join()
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
-    let mut metrics = RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
+    let mut metrics =
+        RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
     metrics.safety_rejections = result.safety.rejected_non_finite;
     Ok(RunOutcome {
         plant: result.plant,

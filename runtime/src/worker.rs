@@ -47,7 +47,12 @@ pub struct InferenceEngine {
 
 impl InferenceEngine {
     /// An engine for the policy's chunk shape.
-    pub fn new(policy: Box<dyn FlowPolicy>, weak: Option<Box<dyn FlowPolicy>>, sampler: Sampler, seed: u64) -> Self {
+    pub fn new(
+        policy: Box<dyn FlowPolicy>,
+        weak: Option<Box<dyn FlowPolicy>>,
+        sampler: Sampler,
+        seed: u64,
+    ) -> Self {
         let len = policy.spec().chunk_len();
         InferenceEngine {
             normalization: policy.normalization().cloned(),
@@ -69,10 +74,16 @@ impl InferenceEngine {
             Some(normalization) => {
                 self.observation.resize(request.observation.len(), 0.0);
                 normalization.normalize_observation(&request.observation, &mut self.observation);
-                normalization.normalize_actions(&request.committed[..committed_len], &mut self.committed[..committed_len]);
+                normalization.normalize_actions(
+                    &request.committed[..committed_len],
+                    &mut self.committed[..committed_len],
+                );
                 (&self.observation[..], &self.committed[..committed_len])
             }
-            None => (&request.observation[..], &request.committed[..committed_len]),
+            None => (
+                &request.observation[..],
+                &request.committed[..committed_len],
+            ),
         };
         let committed = (committed_len > 0).then_some(Committed {
             actions: committed,
@@ -80,8 +91,14 @@ impl InferenceEngine {
         });
         let seed = self.seed ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         let weak = self.weak.as_deref_mut().map(|w| w as &mut dyn FlowPolicy);
-        self.sampler
-            .sample(self.policy.as_mut(), weak, observation, committed, seed, &mut self.chunk)?;
+        self.sampler.sample(
+            self.policy.as_mut(),
+            weak,
+            observation,
+            committed,
+            seed,
+            &mut self.chunk,
+        )?;
         if let Some(normalization) = &self.normalization {
             normalization.denormalize_actions(&mut self.chunk);
         }

@@ -12,7 +12,10 @@ fn rtchunk(args: &[&str]) -> Output {
 
 fn examples() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files
 }
@@ -29,14 +32,22 @@ fn every_example_configuration_is_valid() {
     assert!(files.len() >= 2);
     for file in files {
         let output = rtchunk(&["check-config", file.to_str().unwrap()]);
-        assert!(output.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
         assert!(String::from_utf8_lossy(&output.stdout).contains(": ok"));
     }
 }
 
 #[test]
 fn a_bad_configuration_is_rejected_with_file_key_value_and_rule() {
-    let file = temp_file("bad.toml", "[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 2\n[clock]\ninference_delay_ticks = 3\n");
+    let file = temp_file(
+        "bad.toml",
+        "[policy]\nhorizon = 8\n[scheduler]\nexecution_horizon = 2\n[clock]\ninference_delay_ticks = 3\n",
+    );
     let output = rtchunk(&["check-config", file.to_str().unwrap()]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -44,14 +55,31 @@ fn a_bad_configuration_is_rejected_with_file_key_value_and_rule() {
     let typo = temp_file("typo.toml", "[sampler]\nbetta = 5.0\n");
     let output = rtchunk(&["check-config", typo.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && stderr.contains("betta") && stderr.contains("typo.toml"), "{stderr}");
+    assert!(
+        !output.status.success() && stderr.contains("betta") && stderr.contains("typo.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn run_on_the_simulated_clock_prints_metrics_as_json() {
-    let file = examples().into_iter().find(|f| f.ends_with("simulated-bimodal.toml")).unwrap();
-    let output = rtchunk(&["run", "--config", file.to_str().unwrap(), "--seconds", "4", "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let file = examples()
+        .into_iter()
+        .find(|f| f.ends_with("simulated-bimodal.toml"))
+        .unwrap();
+    let output = rtchunk(&[
+        "run",
+        "--config",
+        file.to_str().unwrap(),
+        "--seconds",
+        "4",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(metrics["policy_ticks"], 200);
     assert!(metrics["swaps"].as_u64().unwrap() > 40);
@@ -62,9 +90,18 @@ fn run_on_the_simulated_clock_prints_metrics_as_json() {
 #[test]
 fn the_demo_runs_both_methods_in_real_time() {
     let output = rtchunk(&["demo", "--seconds", "1", "--json"]);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let runs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    let labels: Vec<&str> = runs.as_array().unwrap().iter().map(|r| r["metrics"]["label"].as_str().unwrap()).collect();
+    let labels: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["metrics"]["label"].as_str().unwrap())
+        .collect();
     assert_eq!(labels, ["rtc", "naive async"]);
     for run in runs.as_array().unwrap() {
         assert_eq!(run["metrics"]["policy_ticks"], 50);

@@ -1,9 +1,9 @@
 //! A force-controlled point mass with a disc obstacle and a goal disc.
 
 use nalgebra::{DVector, Vector2};
-use serde::Serialize;
 use rtchunk_config::PlantConfig;
 use rtchunk_controllers::{Plant, RobotState};
+use serde::Serialize;
 
 /// What happened during a run of the point mass.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
@@ -29,6 +29,7 @@ pub struct PointMass {
     in_obstacle: bool,
     at_wall: bool,
     report: PointMassReport,
+    trajectory: Vec<[f32; 2]>,
 }
 
 /// Speed below which the mass counts as at rest in the goal.
@@ -45,7 +46,20 @@ impl PointMass {
             in_obstacle: false,
             at_wall: false,
             report: PointMassReport::default(),
+            trajectory: Vec::new(),
         }
+    }
+
+    /// Also records the position after each step, up to `capacity` steps (reserved now, so stepping never
+    /// allocates).
+    pub fn with_trajectory(mut self, capacity: usize) -> Self {
+        self.trajectory = Vec::with_capacity(capacity);
+        self
+    }
+
+    /// The recorded positions, one per step.
+    pub fn trajectory(&self) -> &[[f32; 2]] {
+        &self.trajectory
     }
 
     /// What happened so far.
@@ -66,6 +80,10 @@ impl PointMass {
         self.resolve_obstacle();
         self.resolve_walls();
         self.report.elapsed += self.period;
+        if self.trajectory.len() < self.trajectory.capacity() {
+            self.trajectory
+                .push([self.position.x as f32, self.position.y as f32]);
+        }
         let goal = Vector2::from(self.config.goal);
         if self.report.reached_goal_at.is_none()
             && (self.position - goal).norm() < self.config.goal_radius
@@ -82,7 +100,11 @@ impl PointMass {
         let distance = offset.norm();
         let inside = distance < self.config.obstacle_radius;
         if inside {
-            let normal = if distance > 1e-12 { offset / distance } else { Vector2::new(0.0, 1.0) };
+            let normal = if distance > 1e-12 {
+                offset / distance
+            } else {
+                Vector2::new(0.0, 1.0)
+            };
             self.position = centre + normal * self.config.obstacle_radius;
             let inward = self.velocity.dot(&normal).min(0.0);
             self.velocity -= normal * inward;
