@@ -95,8 +95,9 @@ impl LoopBenchmark {
 /// The configuration of the benchmark: the bimodal reference policy sampled with BID over 640 candidates (about
 /// one policy period of compute on one core here) and a new inference at every policy tick, so the worker keeps
 /// the other core busy.
-pub fn bench_config(rate_hz: f64) -> Config {
+pub fn bench_config(rate_hz: f64, cpu: Option<usize>) -> Config {
     let mut config = Config::default();
+    config.realtime.cpu = cpu;
     config.clock.kind = ClockKind::Real;
     config.clock.policy_rate_hz = 50.0;
     config.clock.controller_rate_hz = Some(rate_hz);
@@ -107,9 +108,10 @@ pub fn bench_config(rate_hz: f64) -> Config {
     config
 }
 
-/// Runs rtchunk's loop, then the naive loop, each for `seconds` at `rate_hz` under the same inference load.
-pub fn loop_benchmark(seconds: f64, rate_hz: f64) -> Result<LoopBenchmark, RunError> {
-    let config = bench_config(rate_hz);
+/// Runs rtchunk's loop, then the naive loop, each for `seconds` at `rate_hz` under the same inference load;
+/// rtchunk's controller thread is pinned to `cpu` if given.
+pub fn loop_benchmark(seconds: f64, rate_hz: f64, cpu: Option<usize>) -> Result<LoopBenchmark, RunError> {
+    let config = bench_config(rate_hz, cpu);
     let ticks = (seconds * rate_hz) as u64;
     let period = Duration::from_secs_f64(1.0 / rate_hz);
     let plant = || PointMass::new(config.plant.clone(), period.as_secs_f64());

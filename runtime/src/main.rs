@@ -71,6 +71,9 @@ enum Bench {
         /// Controller rate, Hz.
         #[arg(long, default_value_t = 500.0)]
         rate: f64,
+        /// Pin rtchunk's controller thread to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -157,10 +160,11 @@ fn main() -> anyhow::Result<()> {
                 Bench::Loop {
                     seconds,
                     rate,
+                    cpu,
                     json,
                 },
         } => {
-            let result = bench::loop_benchmark(seconds, rate)?;
+            let result = bench::loop_benchmark(seconds, rate, cpu)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {

@@ -75,7 +75,7 @@ pub fn demo_figure(
             );
             paths
                 .draw_series(LineSeries::new(
-                    run.trajectory.iter().map(|p| (p[0] as f64, p[1] as f64)),
+                    run.trajectory.iter().step_by(4).map(|p| (p[0] as f64, p[1] as f64)),
                     colour.stroke_width(2),
                 ))?
                 .label(label)
@@ -86,6 +86,7 @@ pub fn demo_figure(
                 run.trajectory
                     .iter()
                     .enumerate()
+                    .step_by(4)
                     .map(|(k, p)| (k as f64 * period, p[1] as f64)),
                 colour.stroke_width(2),
             ))?;
