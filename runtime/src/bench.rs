@@ -110,7 +110,11 @@ pub fn bench_config(rate_hz: f64, cpu: Option<usize>) -> Config {
 
 /// Runs rtchunk's loop, then the naive loop, each for `seconds` at `rate_hz` under the same inference load;
 /// rtchunk's controller thread is pinned to `cpu` if given.
-pub fn loop_benchmark(seconds: f64, rate_hz: f64, cpu: Option<usize>) -> Result<LoopBenchmark, RunError> {
+pub fn loop_benchmark(
+    seconds: f64,
+    rate_hz: f64,
+    cpu: Option<usize>,
+) -> Result<LoopBenchmark, RunError> {
     let config = bench_config(rate_hz, cpu);
     let ticks = (seconds * rate_hz) as u64;
     let period = Duration::from_secs_f64(1.0 / rate_hz);

@@ -75,7 +75,10 @@ pub fn demo_figure(
             );
             paths
                 .draw_series(LineSeries::new(
-                    run.trajectory.iter().step_by(4).map(|p| (p[0] as f64, p[1] as f64)),
+                    run.trajectory
+                        .iter()
+                        .step_by(4)
+                        .map(|p| (p[0] as f64, p[1] as f64)),
                     colour.stroke_width(2),
                 ))?
                 .label(label)
