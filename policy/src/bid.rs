@@ -51,3 +51,23 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
         .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
         .sum()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::select_candidate;
+
+    #[test]
+    fn backward_coherence_prefers_the_candidate_closest_to_the_committed_actions() {
+        // Three one-dimensional chunks of two actions; the committed overlap is one action at 1.0.
+        let candidates = [0.0f32, 0.0, 0.9, 0.9, 2.0, 2.0];
+        assert_eq!(select_candidate(&candidates, None, &[1.0], 1, 2), 1);
+    }
+
+    #[test]
+    fn forward_contrast_moves_away_from_the_weak_policy() {
+        // Equally coherent candidates (no overlap); the weak policy's samples sit near the first one.
+        let candidates = [0.0f32, 0.0, 1.0, 1.0];
+        let weak = [0.1f32, 0.1, -0.1, -0.1];
+        assert_eq!(select_candidate(&candidates, Some(&weak), &[], 1, 2), 1);
+    }
+}

@@ -235,6 +235,28 @@ impl MixtureFlow {
         }
     }
 
+    /// Writes the velocity of chunk `b` of a batch of `batch` and returns its posterior.
+    fn chunk_velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        b: usize,
+        batch: usize,
+        velocity: &mut [f32],
+    ) -> Result<Posterior, PolicyError> {
+        let (len, h) = (self.spec.chunk_len(), self.spec.horizon);
+        let chunk = &actions[b * len..(b + 1) * len];
+        let tau_b = &tau[b * h..(b + 1) * h];
+        let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
+        self.write_velocity(
+            chunk,
+            tau_b,
+            &posterior.denoised,
+            &mut velocity[b * len..(b + 1) * len],
+        );
+        Ok(posterior)
+    }
+
     fn context_of(&self, index: usize, batch: usize) -> usize {
         index / (batch / self.contexts.len().max(1)).max(1)
     }
@@ -287,17 +309,8 @@ impl FlowPolicy for MixtureFlow {
         velocity: &mut [f32],
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
-        let (len, h) = (self.spec.chunk_len(), self.spec.horizon);
         for b in 0..batch {
-            let chunk = &actions[b * len..(b + 1) * len];
-            let tau_b = &tau[b * h..(b + 1) * h];
-            let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
-            self.write_velocity(
-                chunk,
-                tau_b,
-                &posterior.denoised,
-                &mut velocity[b * len..(b + 1) * len],
-            );
+            self.chunk_velocity(actions, tau, b, batch, velocity)?;
         }
         Ok(())
     }
@@ -317,15 +330,7 @@ impl FlowPolicy for MixtureFlow {
             self.spec.action_dim,
         );
         for b in 0..batch {
-            let chunk = &actions[b * len..(b + 1) * len];
-            let tau_b = &tau[b * h..(b + 1) * h];
-            let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
-            self.write_velocity(
-                chunk,
-                tau_b,
-                &posterior.denoised,
-                &mut velocity[b * len..(b + 1) * len],
-            );
+            let posterior = self.chunk_velocity(actions, tau, b, batch, velocity)?;
             let g = DMatrix::from_row_slice(h, a, &to_f64(&cotangent[b * len..(b + 1) * len]));
             let factor = self.factor.as_ref().expect("posterior factored tau");
             // Each component's mean is affine with Jacobian K D C^-1; the weights add
