@@ -29,6 +29,7 @@ mod gaussian;
 mod guidance;
 mod interface;
 mod normalize;
+pub mod onnx;
 pub mod reference;
 mod rng;
 mod sampler;

@@ -1,0 +1,62 @@
+"""The export toolchain: bundles it writes match JAX in ONNX Runtime, carry correct hashes, and a mismatch is refused."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rtchunk_train.bundle import EXPORT_TOLERANCE, check_against_jax, run_onnx, sha256
+from rtchunk_train.export_gaussian import export
+from rtchunk_train.gaussian import GaussianFlow, GaussianSpec, smooth_covariance
+
+SPEC = GaussianSpec(horizon=6, action_dim=2)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("gaussian")
+    recorded = export(SPEC, directory, batch=2, seed=3)
+    return directory, recorded
+
+
+def test_manifest_lists_every_graph_with_its_hash(bundle):
+    directory, _ = bundle
+    manifest = json.loads((directory / "manifest.json").read_text())
+    assert manifest["format_version"] == 1
+    assert (manifest["horizon"], manifest["action_dim"]) == (6, 2)
+    for graph in manifest["graphs"].values():
+        assert sha256(directory / graph["file"]) == graph["sha256"]
+
+
+def test_graphs_match_jax_in_onnx_runtime(bundle):
+    directory, recorded = bundle
+    inputs = {k: np.asarray(v, dtype=np.float32) for k, v in recorded["inputs"].items()}
+    context = np.asarray(recorded["context"], dtype=np.float32)
+    (velocity,) = run_onnx(directory / "velocity.onnx", {"actions": inputs["actions"], "tau": inputs["tau"], "context": context})
+    assert np.max(np.abs(velocity - np.asarray(recorded["velocity"]))) <= EXPORT_TOLERANCE
+    _, vjp = run_onnx(
+        directory / "velocity_vjp.onnx",
+        {"actions": inputs["actions"], "tau": inputs["tau"], "context": context, "cotangent": inputs["cotangent"]},
+    )
+    assert np.max(np.abs(vjp - np.asarray(recorded["vjp"]))) <= EXPORT_TOLERANCE
+
+
+def test_the_velocity_is_the_exact_gaussian_flow():
+    # At tau = 0 the denoiser is the prior mean; its Jacobian there is zero, at tau -> 1 the identity.
+    flow = GaussianFlow(SPEC)
+    actions = np.random.default_rng(0).normal(size=(1, 6, 2)).astype(np.float32)
+    context = np.asarray(flow.prefix(np.zeros((1, 4), np.float32)))
+    zero = np.zeros((1, 6), np.float32)
+    np.testing.assert_allclose(flow.denoised(actions, zero, context), context, atol=1e-6)
+    near_one = np.full((1, 6), 0.9999, np.float32)
+    np.testing.assert_allclose(flow.denoised(actions, near_one, context), actions, atol=1e-2)
+    assert np.all(np.linalg.eigvalsh(smooth_covariance(6, 1.0, 3.0)) > 0)
+
+
+def test_an_export_that_differs_from_jax_is_refused(bundle):
+    directory, recorded = bundle
+    inputs = {k: np.asarray(v, dtype=np.float32) for k, v in recorded["inputs"].items()}
+    context = np.asarray(recorded["context"], dtype=np.float32)
+    wrong = np.asarray(recorded["velocity"], dtype=np.float32) + 1e-3
+    with pytest.raises(ValueError, match="differs from JAX"):
+        check_against_jax(directory / "velocity.onnx", {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}, [wrong])

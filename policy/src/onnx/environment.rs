@@ -1,0 +1,83 @@
+//! Finding and loading the ONNX Runtime library once per process.
+
+use super::BundleError;
+use ort::environment::Environment;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+/// How bundles are run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnnxRuntimeOptions {
+    /// The ONNX Runtime library; `None` searches `ORT_DYLIB_PATH`, then `.cache/onnxruntime/` above the
+    /// executable and the working directory (where `scripts/setup.sh` puts it).
+    pub library: Option<PathBuf>,
+    /// Threads of each session's intra-op pool (they never spin, so the controller's core stays quiet).
+    pub intra_threads: usize,
+}
+
+impl Default for OnnxRuntimeOptions {
+    fn default() -> Self {
+        OnnxRuntimeOptions {
+            library: None,
+            intra_threads: 1,
+        }
+    }
+}
+
+const CACHED_LIBRARY: &str = ".cache/onnxruntime/libonnxruntime.so";
+
+/// The ONNX Runtime library to load: `explicit`, else `ORT_DYLIB_PATH`, else the setup script's cache.
+pub fn find_onnxruntime(explicit: Option<&Path>) -> Result<PathBuf, BundleError> {
+    let mut searched = Vec::new();
+    let mut candidates: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
+    if explicit.is_none() {
+        candidates.extend(std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
+        let roots = [std::env::current_exe().ok(), std::env::current_dir().ok()];
+        for root in roots.into_iter().flatten() {
+            candidates.extend(root.ancestors().map(|dir| dir.join(CACHED_LIBRARY)));
+        }
+    }
+    for candidate in candidates {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        searched.push(candidate);
+    }
+    Err(BundleError::Library(format!(
+        "the ONNX Runtime library was not found (looked at {}); run ./scripts/setup.sh to install it, or set \
+         ORT_DYLIB_PATH",
+        searched
+            .first()
+            .map_or("nothing".into(), |p| p.display().to_string())
+    )))
+}
+
+static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
+static LOADING: Mutex<()> = Mutex::new(());
+
+/// The process's ONNX Runtime environment, loading the library on first use.
+pub(crate) fn environment(
+    options: &OnnxRuntimeOptions,
+) -> Result<&'static Environment, BundleError> {
+    if let Some(environment) = ENVIRONMENT.get() {
+        return Ok(environment);
+    }
+    let _guard = LOADING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(environment) = ENVIRONMENT.get() {
+        return Ok(environment);
+    }
+    let library = find_onnxruntime(options.library.as_deref())?;
+    let environment = ort::init_from(&library)
+        .map_err(|e| BundleError::Library(format!("cannot load {}: {e}", library.display())))?
+        .with_name("rtchunk")
+        .build()
+        .map_err(|e| {
+            BundleError::Library(format!(
+                "cannot start ONNX Runtime from {}: {e}",
+                library.display()
+            ))
+        })?;
+    Ok(ENVIRONMENT.get_or_init(|| environment))
+}

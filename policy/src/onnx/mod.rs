@@ -1,0 +1,12 @@
+//! The ONNX Runtime backend: policy bundles (a manifest and three ONNX graphs, see `policy/BUNDLE.md`) loaded
+//! through the `ort` crate and driven as a [`crate::FlowPolicy`].
+
+mod bundle;
+mod environment;
+mod manifest;
+mod policy;
+
+pub use bundle::{BundleError, load_manifest};
+pub use environment::{OnnxRuntimeOptions, find_onnxruntime};
+pub use manifest::{AttentionKind, Manifest, TimeConvention};
+pub use policy::OnnxPolicy;

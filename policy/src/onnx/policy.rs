@@ -1,0 +1,315 @@
+//! A policy bundle run by ONNX Runtime, as a [`FlowPolicy`].
+
+use super::bundle::{BundleError, load_manifest};
+use super::environment::{OnnxRuntimeOptions, environment};
+use super::manifest::{GraphFile, Manifest, TimeConvention};
+use crate::interface::batch_of;
+use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::value::{Tensor, TensorElementType, ValueType};
+use std::path::Path;
+
+/// The sessions of a bundle's graphs and the prepared contexts.
+pub struct OnnxPolicy {
+    manifest: Manifest,
+    spec: PolicySpec,
+    normalization: Normalization,
+    prefix: Session,
+    velocity: Session,
+    velocity_vjp: Option<Session>,
+    /// The contexts of the prepared observations, one after another.
+    contexts: Vec<f32>,
+    context_count: usize,
+    /// The contexts repeated for a batch of chunks.
+    batch_contexts: Vec<f32>,
+}
+
+fn backend(error: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Backend(error.to_string())
+}
+
+impl OnnxPolicy {
+    /// Loads and checks the bundle in `directory`: manifest, hashes, and every graph's inputs and outputs.
+    pub fn load(directory: &Path, options: &OnnxRuntimeOptions) -> Result<Self, BundleError> {
+        let manifest = load_manifest(directory)?;
+        let environment = environment(options)?;
+        let open =
+            |graph: &GraphFile, inputs: &[(&str, Vec<i64>)], outputs: &[(&str, Vec<i64>)]| {
+                let path = directory.join(&graph.file);
+                let failure = |e: &dyn std::fmt::Display| BundleError::Graph {
+                    path: path.clone(),
+                    message: format!("ONNX Runtime cannot load it: {e}"),
+                };
+                let session = session_builder(environment, options)
+                    .and_then(|mut builder| builder.commit_from_file(&path))
+                    .map_err(|e| failure(&e))?;
+                check_outlets(&path, "input", session.inputs(), inputs)?;
+                check_outlets(&path, "output", session.outputs(), outputs)?;
+                Ok::<_, BundleError>(session)
+            };
+        let (h, a) = (manifest.horizon as i64, manifest.action_dim as i64);
+        let context: Vec<i64> = std::iter::once(-1)
+            .chain(manifest.context_shape.iter().map(|&d| d as i64))
+            .collect();
+        let observations: Vec<(&str, Vec<i64>)> = manifest
+            .observation
+            .iter()
+            .map(|o| {
+                (
+                    o.name.as_str(),
+                    std::iter::once(-1)
+                        .chain(o.shape.iter().map(|&d| d as i64))
+                        .collect(),
+                )
+            })
+            .collect();
+        let chunk = vec![-1, h, a];
+        let flow_inputs = vec![
+            ("actions", chunk.clone()),
+            ("tau", vec![-1, h]),
+            ("context", context.clone()),
+        ];
+        let prefix = open(
+            &manifest.graphs.prefix,
+            &observations,
+            &[("context", context.clone())],
+        )?;
+        let velocity = open(
+            &manifest.graphs.velocity,
+            &flow_inputs,
+            &[("velocity", chunk.clone())],
+        )?;
+        let velocity_vjp = match &manifest.graphs.velocity_vjp {
+            Some(graph) => {
+                let mut inputs = flow_inputs.clone();
+                inputs.push(("cotangent", chunk.clone()));
+                Some(open(
+                    graph,
+                    &inputs,
+                    &[("velocity", chunk.clone()), ("vjp", chunk)],
+                )?)
+            }
+            None => None,
+        };
+        let stats = &manifest.normalization;
+        let normalization = Normalization {
+            action_offset: stats.action.mean.clone(),
+            action_scale: stats.action.std.clone(),
+            observation_offset: stats.observation.mean.clone(),
+            observation_scale: stats.observation.std.clone(),
+        };
+        let spec = PolicySpec {
+            horizon: manifest.horizon,
+            action_dim: manifest.action_dim,
+            observation_dim: manifest.observation_dim(),
+            exact_vjp: manifest.capabilities.exact_vjp,
+            prefix_conditioned: manifest.capabilities.prefix_conditioned,
+        };
+        Ok(OnnxPolicy {
+            manifest,
+            spec,
+            normalization,
+            prefix,
+            velocity,
+            velocity_vjp,
+            contexts: Vec::new(),
+            context_count: 0,
+            batch_contexts: Vec::new(),
+        })
+    }
+
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Loads a bundle as a paper-convention policy, adapting the time convention if the bundle uses t = 1 noise.
+    pub fn load_boxed(
+        directory: &Path,
+        options: &OnnxRuntimeOptions,
+    ) -> Result<Box<dyn FlowPolicy>, BundleError> {
+        let policy = OnnxPolicy::load(directory, options)?;
+        Ok(match policy.manifest.time_convention {
+            TimeConvention::TauOneIsData => Box::new(policy),
+            TimeConvention::TOneIsNoise => Box::new(NoiseAtOne::new(policy)),
+        })
+    }
+
+    /// Repeats the prepared contexts so that chunk b of a batch of `batch` uses context b / (batch / count).
+    fn contexts_for(&mut self, batch: usize) -> Result<Vec<i64>, PolicyError> {
+        if self.context_count == 0 {
+            return Err(PolicyError::NotPrepared);
+        }
+        if !batch.is_multiple_of(self.context_count) {
+            return Err(PolicyError::Shape {
+                what: "the chunk batch (a multiple of the prepared observations)",
+                got: batch,
+                expected: self.context_count,
+            });
+        }
+        let len = self.manifest.context_len();
+        let repeat = batch / self.context_count;
+        self.batch_contexts.clear();
+        for context in self.contexts.chunks(len) {
+            for _ in 0..repeat {
+                self.batch_contexts.extend_from_slice(context);
+            }
+        }
+        Ok(std::iter::once(batch as i64)
+            .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
+            .collect())
+    }
+}
+
+/// A session builder with the optimisation and (quiet, non-spinning) threading rtchunk uses.
+fn session_builder(
+    environment: &ort::environment::Environment,
+    options: &OnnxRuntimeOptions,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
+    Ok(Session::builder(environment)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_intra_threads(options.intra_threads.max(1))?
+        .with_intra_op_spinning(false)?
+        .with_inter_op_spinning(false)?)
+}
+
+/// Checks that a graph's inputs or outputs are float32 tensors with the expected names and fixed dimensions
+/// (-1: any).
+fn check_outlets(
+    path: &Path,
+    kind: &str,
+    outlets: &[ort::value::Outlet],
+    expected: &[(&str, Vec<i64>)],
+) -> Result<(), BundleError> {
+    let mismatch = |message: String| BundleError::Graph {
+        path: path.to_path_buf(),
+        message,
+    };
+    for (name, shape) in expected {
+        let outlet = outlets
+            .iter()
+            .find(|o| o.name() == *name)
+            .ok_or_else(|| mismatch(format!("has no {kind} named \"{name}\"")))?;
+        let ValueType::Tensor {
+            ty, shape: found, ..
+        } = outlet.dtype()
+        else {
+            return Err(mismatch(format!("{kind} \"{name}\" is not a tensor")));
+        };
+        if *ty != TensorElementType::Float32 {
+            return Err(mismatch(format!(
+                "{kind} \"{name}\" is {ty:?}, the manifest says float32"
+            )));
+        }
+        let agrees = found.len() == shape.len()
+            && found
+                .iter()
+                .zip(shape)
+                .all(|(f, e)| *e < 0 || *f < 0 || f == e);
+        if !agrees {
+            return Err(mismatch(format!(
+                "{kind} \"{name}\" has shape {:?}, the manifest implies {shape:?} (-1: any)",
+                &found[..]
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn tensor(shape: Vec<i64>, values: &[f32]) -> Result<Tensor<f32>, PolicyError> {
+    Tensor::from_array((shape, values.to_vec())).map_err(backend)
+}
+
+fn copy_output(
+    outputs: &ort::session::SessionOutputs<'_>,
+    name: &str,
+    out: &mut [f32],
+) -> Result<(), PolicyError> {
+    let (_, values) = outputs[name].try_extract_tensor::<f32>().map_err(backend)?;
+    if values.len() != out.len() {
+        return Err(PolicyError::Shape {
+            what: "a graph output",
+            got: values.len(),
+            expected: out.len(),
+        });
+    }
+    out.copy_from_slice(values);
+    Ok(())
+}
+
+impl FlowPolicy for OnnxPolicy {
+    fn spec(&self) -> &PolicySpec {
+        &self.spec
+    }
+
+    fn normalization(&self) -> Option<&Normalization> {
+        Some(&self.normalization)
+    }
+
+    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
+        let dim = self.spec.observation_dim;
+        let count = observations.len() / dim.max(1);
+        if count == 0 || count * dim != observations.len() {
+            return Err(PolicyError::Shape {
+                what: "the observation batch",
+                got: observations.len(),
+                expected: dim,
+            });
+        }
+        let input = tensor(vec![count as i64, dim as i64], observations)?;
+        let name = self.manifest.observation[0].name.clone();
+        let outputs = self
+            .prefix
+            .run(ort::inputs![name => input])
+            .map_err(backend)?;
+        let (_, context) = outputs["context"]
+            .try_extract_tensor::<f32>()
+            .map_err(backend)?;
+        self.contexts.clear();
+        self.contexts.extend_from_slice(context);
+        self.context_count = count;
+        Ok(())
+    }
+
+    fn velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let batch = batch_of(&self.spec, actions, tau)?;
+        let context_shape = self.contexts_for(batch)?;
+        let (h, a) = (self.spec.horizon as i64, self.spec.action_dim as i64);
+        let inputs = ort::inputs![
+            "actions" => tensor(vec![batch as i64, h, a], actions)?,
+            "tau" => tensor(vec![batch as i64, h], tau)?,
+            "context" => tensor(context_shape, &self.batch_contexts)?,
+        ];
+        let outputs = self.velocity.run(inputs).map_err(backend)?;
+        copy_output(&outputs, "velocity", velocity)
+    }
+
+    fn denoiser_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        cotangent: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let batch = batch_of(&self.spec, actions, tau)?;
+        let context_shape = self.contexts_for(batch)?;
+        let (h, a) = (self.spec.horizon as i64, self.spec.action_dim as i64);
+        let inputs = ort::inputs![
+            "actions" => tensor(vec![batch as i64, h, a], actions)?,
+            "tau" => tensor(vec![batch as i64, h], tau)?,
+            "context" => tensor(context_shape, &self.batch_contexts)?,
+            "cotangent" => tensor(vec![batch as i64, h, a], cotangent)?,
+        ];
+        let session = self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?;
+        let outputs = session.run(inputs).map_err(backend)?;
+        copy_output(&outputs, "velocity", velocity)?;
+        copy_output(&outputs, "vjp", vjp)
+    }
+}

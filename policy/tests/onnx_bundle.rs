@@ -1,0 +1,211 @@
+//! The ONNX Runtime backend against the JAX outputs recorded at export, against the pure-Rust reference policy
+//! it was exported from, and against broken bundles.
+
+use rtchunk_config::{SamplerConfig, SamplerMode};
+use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions, find_onnxruntime};
+use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/gaussian")
+}
+
+fn expected() -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap())
+        .unwrap()
+}
+
+fn flat(value: &Value) -> Vec<f32> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        other => panic!("not a number: {other}"),
+    }
+}
+
+fn load() -> OnnxPolicy {
+    OnnxPolicy::load(&fixture(), &OnnxRuntimeOptions::default()).expect("the fixture bundle loads")
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
+    let expected = expected();
+    let tolerance = expected["tolerance"].as_f64().unwrap() as f32;
+    let inputs = &expected["inputs"];
+    let mut policy = load();
+    policy.prepare(&flat(&inputs["observation"])).unwrap();
+    let actions = flat(&inputs["actions"]);
+    let tau = flat(&inputs["tau"]);
+    let mut velocity = vec![0.0; actions.len()];
+    policy.velocity(&actions, &tau, &mut velocity).unwrap();
+    assert!(max_difference(&velocity, &flat(&expected["velocity"])) <= tolerance);
+    let mut again = vec![0.0; actions.len()];
+    let mut vjp = vec![0.0; actions.len()];
+    policy
+        .denoiser_vjp(
+            &actions,
+            &tau,
+            &flat(&inputs["cotangent"]),
+            &mut again,
+            &mut vjp,
+        )
+        .unwrap();
+    assert!(max_difference(&again, &velocity) <= tolerance);
+    assert!(max_difference(&vjp, &flat(&expected["vjp"])) <= tolerance);
+}
+
+#[test]
+fn rtc_over_onnx_agrees_with_rtc_over_the_pure_rust_reference() {
+    let expected = expected();
+    let manifest = load().manifest().clone();
+    let reference = manifest.reference.as_ref().unwrap();
+    let (h, a) = (manifest.horizon, manifest.action_dim);
+    let mean: Vec<f64> = flat(&expected["mean"]).iter().map(|&v| v as f64).collect();
+    let mut rust = MixtureFlow::gaussian(
+        h,
+        a,
+        reference["spread"].as_f64().unwrap(),
+        reference["correlation_length"].as_f64().unwrap(),
+        mean,
+    );
+    let mut onnx = load();
+    let observation = [0.1f32, -0.2, 0.3, 0.0];
+    let committed: Vec<f32> = (0..4 * a).map(|k| 0.3 * (k as f32 * 0.7).sin()).collect();
+    for mode in [
+        SamplerMode::Rtc,
+        SamplerMode::RtcIdentity,
+        SamplerMode::Plain,
+        SamplerMode::Bid,
+    ] {
+        let config = SamplerConfig {
+            mode,
+            bid_candidates: 4,
+            ..SamplerConfig::default()
+        };
+        let sample = |policy: &mut dyn FlowPolicy| {
+            let mut sampler = Sampler::new(config.clone(), h, a);
+            let mut chunk = vec![0.0f32; h * a];
+            let committed = Committed {
+                actions: &committed,
+                delay: 2,
+            };
+            sampler
+                .sample(policy, None, &observation, Some(committed), 42, &mut chunk)
+                .unwrap();
+            chunk
+        };
+        let difference = max_difference(&sample(&mut onnx), &sample(&mut rust));
+        assert!(
+            difference <= 1e-4,
+            "{mode:?}: ONNX and Rust differ by {difference}"
+        );
+    }
+}
+
+/// A copy of the fixture in a fresh directory, changed by `edit`.
+fn broken(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    let directory =
+        std::env::temp_dir().join(format!("rtchunk-bundle-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    for entry in std::fs::read_dir(fixture()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), directory.join(entry.file_name())).unwrap();
+    }
+    edit(&directory);
+    directory
+}
+
+fn edit_manifest(directory: &Path, edit: impl FnOnce(&mut Value)) {
+    let path = directory.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(&mut manifest);
+    std::fs::write(&path, manifest.to_string()).unwrap();
+}
+
+fn load_error(directory: &Path) -> String {
+    match OnnxPolicy::load(directory, &OnnxRuntimeOptions::default()) {
+        Ok(_) => panic!("{} loaded", directory.display()),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn broken_bundles_are_refused_with_the_file_and_field_named() {
+    let corrupt = broken("corrupt", |d| {
+        let path = d.join("velocity.onnx");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(path, bytes).unwrap();
+    });
+    let message = load_error(&corrupt);
+    assert!(
+        message.contains("velocity.onnx: SHA-256 is") && message.contains("corrupt"),
+        "{message}"
+    );
+
+    let missing = broken("missing", |d| {
+        std::fs::remove_file(d.join("prefix.onnx")).unwrap()
+    });
+    assert!(load_error(&missing).contains("prefix.onnx: cannot read"));
+
+    let version = broken("version", |d| {
+        edit_manifest(d, |m| m["format_version"] = 7.into())
+    });
+    let message = load_error(&version);
+    assert!(
+        message.contains("manifest.json: format_version is 7, but this runtime reads version 1"),
+        "{message}"
+    );
+
+    let zero = broken("zero-std", |d| {
+        edit_manifest(d, |m| m["normalization"]["action"]["std"][1] = 0.0.into())
+    });
+    let message = load_error(&zero);
+    assert!(
+        message.contains("normalization.action.std[1] is zero"),
+        "{message}"
+    );
+
+    let nan = broken("nan", |d| {
+        let path = d.join("manifest.json");
+        let text =
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .replacen("\"mean\": [", "\"mean\": [NaN, ", 1);
+        std::fs::write(path, text).unwrap();
+    });
+    assert!(load_error(&nan).contains("manifest.json: "));
+
+    let shape = broken("shape", |d| edit_manifest(d, |m| m["horizon"] = 10.into()));
+    let message = load_error(&shape);
+    assert!(
+        message.contains(".onnx: input \"actions\" has shape") && message.contains("10"),
+        "{message}"
+    );
+
+    let unknown = broken("unknown", |d| {
+        edit_manifest(d, |m| m["colour"] = "red".into())
+    });
+    assert!(load_error(&unknown).contains("unknown field `colour`"));
+}
+
+#[test]
+fn a_missing_runtime_library_says_how_to_install_it() {
+    let error = find_onnxruntime(Some(Path::new("/nonexistent/libonnxruntime.so"))).unwrap_err();
+    assert!(
+        error.to_string().contains("run ./scripts/setup.sh"),
+        "{error}"
+    );
+}
