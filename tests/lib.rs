@@ -2,7 +2,7 @@
 
 use rtchunk_config::{ClockKind, Config, ControllerKind, PolicyKind, SamplerMode};
 use rtchunk_policy::FlowPolicy;
-use rtchunk_runtime::policies::reference_policy;
+use rtchunk_runtime::policies::load_policy;
 use rtchunk_runtime::record::{PolicyTick, TickKind};
 use rtchunk_runtime::{RunOptions, RunOutcome, run};
 use rtchunk_sim::PointMass;
@@ -31,7 +31,8 @@ pub fn run_for(
     policy_ticks: u64,
     options: Option<RunOptions>,
 ) -> RunOutcome<PointMass> {
-    run_policy(config, reference_policy(config), policy_ticks, options)
+    let policy = load_policy(config).expect("the policy loads");
+    run_policy(config, policy, policy_ticks, options)
 }
 
 /// Runs `policy` on the point mass as `config` says, for `policy_ticks` policy ticks.

@@ -60,7 +60,17 @@ impl Config {
             file: origin.clone(),
             source,
         })?;
-        Self::from_toml_str(&text, &origin)
+        let mut config = Self::from_toml_str(&text, &origin)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in [&mut config.policy.bundle, &mut config.policy.onnxruntime]
+            .into_iter()
+            .flatten()
+        {
+            if file.is_relative() {
+                *file = base.join(&*file);
+            }
+        }
+        Ok(config)
     }
 
     /// Parses and validates TOML text; `origin` names its source in errors.

@@ -1,6 +1,7 @@
 //! `[policy]`: which flow policy produces the chunks.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// The built-in reference policies (pure Rust, exact velocity fields and VJPs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -13,6 +14,8 @@ pub enum PolicyKind {
     Bimodal,
     /// One stationary Gaussian around zero.
     Gaussian,
+    /// A policy bundle run by ONNX Runtime (`policy.bundle`); H and the action dimension come from its manifest.
+    Bundle,
 }
 
 /// Settings of the policy.
@@ -34,6 +37,12 @@ pub struct PolicyConfig {
     pub separation: f64,
     /// Speed along the path of `obstacle-paths`, in position units per second.
     pub path_speed: f64,
+    /// The bundle directory for `kind = "bundle"` (relative paths are relative to the configuration file).
+    pub bundle: Option<PathBuf>,
+    /// The ONNX Runtime library; unset searches `ORT_DYLIB_PATH`, then `.cache/onnxruntime/` (scripts/setup.sh).
+    pub onnxruntime: Option<PathBuf>,
+    /// Threads of ONNX Runtime's intra-op pool per session (they never spin).
+    pub intra_threads: usize,
 }
 
 impl Default for PolicyConfig {
@@ -46,6 +55,9 @@ impl Default for PolicyConfig {
             correlation_length: 4.0,
             separation: 1.0,
             path_speed: 0.6,
+            bundle: None,
+            onnxruntime: None,
+            intra_threads: 1,
         }
     }
 }

@@ -51,7 +51,19 @@ fn validate_policy(config: &Config) -> Result<(), ConfigError> {
     positive_finite(policy.spread, "policy.spread")?;
     positive_finite(policy.correlation_length, "policy.correlation_length")?;
     positive_finite(policy.separation, "policy.separation")?;
-    positive_finite(policy.path_speed, "policy.path_speed")
+    positive_finite(policy.path_speed, "policy.path_speed")?;
+    check(
+        (1..=64).contains(&policy.intra_threads),
+        "policy.intra_threads",
+        policy.intra_threads,
+        "must be between 1 and 64",
+    )?;
+    check(
+        policy.kind != crate::PolicyKind::Bundle || policy.bundle.is_some(),
+        "policy.bundle",
+        "(unset)",
+        "is required by policy.kind = \"bundle\"",
+    )
 }
 
 fn validate_sampler(config: &Config) -> Result<(), ConfigError> {
@@ -360,6 +372,15 @@ mod tests {
         assert!(
             error_of("[scheduler]\nsafe_action = [0.0]\n")
                 .contains("must hold policy.action_dim = 2")
+        );
+    }
+
+    #[test]
+    fn a_bundle_policy_needs_its_directory() {
+        let message = error_of("[policy]\nkind = \"bundle\"\n");
+        assert!(
+            message.contains("policy.bundle = (unset) is required by policy.kind = \"bundle\""),
+            "{message}"
         );
     }
 

@@ -3,7 +3,7 @@
 
 use crate::clock::{Clock, Wake, monotonic_ns};
 use crate::metrics::RunMetrics;
-use crate::policies::reference_policy;
+use crate::policies::load_policy;
 use crate::rt_setup::RealtimeReport;
 use crate::session::{ClockChoice, RunError, RunOptions, run_with_clock};
 use rtchunk_config::{ClockKind, Config, PolicyKind, SamplerMode};
@@ -125,14 +125,14 @@ pub fn loop_benchmark(
     let ours = run_with_clock::<_, NaiveSleepClock>(
         &config,
         plant(),
-        reference_policy(&config),
+        load_policy(&config)?,
         RunOptions::new("rtchunk loop", ticks),
         ClockChoice::Configured,
     )?;
     let naive = run_with_clock(
         &config,
         plant(),
-        reference_policy(&config),
+        load_policy(&config)?,
         RunOptions::new("thread::sleep loop", ticks),
         ClockChoice::Custom(NaiveSleepClock::new(period)),
     )?;

@@ -2,7 +2,7 @@
 //! naive asynchronous chunking at the same injected inference delay.
 
 use crate::metrics::RunMetrics;
-use crate::policies::reference_policy;
+use crate::policies::load_policy;
 use crate::rt_setup::RealtimeReport;
 use crate::session::{RunError, RunOptions, run};
 use crate::worker::InferenceRecord;
@@ -81,7 +81,7 @@ pub fn run_demo(config: &Config, seconds: f64) -> Result<Vec<DemoRun>, RunError>
             let outcome = run(
                 &config,
                 plant,
-                reference_policy(&config),
+                load_policy(&config)?,
                 RunOptions::new(label, ticks),
             )?;
             Ok(DemoRun {

@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rtchunk_config::Config;
-use rtchunk_runtime::policies::reference_policy;
+use rtchunk_config::PolicyKind;
+use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::{RunOptions, bench, demo, run};
 use rtchunk_sim::PointMass;
 use std::path::PathBuf;
@@ -36,6 +37,14 @@ enum Command {
         /// Also write a figure of both runs (SVG) to this file.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Run this policy bundle instead of the built-in two-mode policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+    },
+    /// Check a policy bundle (manifest, hashes, graphs) and print its manifest.
+    Inspect {
+        /// The bundle directory.
+        bundle: PathBuf,
     },
     /// Validate a configuration file.
     CheckConfig {
@@ -99,8 +108,14 @@ fn main() -> anyhow::Result<()> {
             delay,
             json,
             plot,
+            policy,
         } => {
-            let config = demo::demo_config(delay);
+            let mut config = demo::demo_config(delay);
+            if let Some(bundle) = policy {
+                config.policy.kind = PolicyKind::Bundle;
+                config.policy.bundle = Some(bundle);
+                adopt_bundle_shape(&mut config)?;
+            }
             config.validate().context("the demo configuration")?;
             let runs = demo::run_demo(&config, seconds)?;
             if let Some(path) = plot {
@@ -115,8 +130,21 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", demo::demo_summary(&runs, delay));
             }
         }
+        Command::Inspect { bundle } => {
+            let policy = rtchunk_policy::onnx::OnnxPolicy::load(&bundle, &Default::default())?;
+            println!("{}", serde_json::to_string_pretty(policy.manifest())?);
+            println!(
+                "{}: ok (manifest, hashes and graphs check out)",
+                bundle.display()
+            );
+        }
         Command::CheckConfig { file } => {
-            let config = Config::load(&file)?;
+            let mut config = Config::load(&file)?;
+            if adopt_bundle_shape(&mut config)?.is_some() {
+                config
+                    .validate()
+                    .with_context(|| format!("{} with its bundle's shape", file.display()))?;
+            }
             println!(
                 "{}: ok (policy {:?}, H = {}, sampler {}, execution {}, clock {:?})",
                 file.display(),
@@ -133,7 +161,12 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             let file = config.display().to_string();
-            let config = Config::load(&config)?;
+            let mut config = Config::load(&config)?;
+            if adopt_bundle_shape(&mut config)?.is_some() {
+                config
+                    .validate()
+                    .with_context(|| format!("{file} with its bundle's shape"))?;
+            }
             let rate = config.clock.controller_rate();
             let plant = PointMass::new(config.plant.clone(), 1.0 / rate);
             let label = format!(
@@ -144,7 +177,7 @@ fn main() -> anyhow::Result<()> {
             let outcome = run(
                 &config,
                 plant,
-                reference_policy(&config),
+                load_policy(&config)?,
                 RunOptions::new(&label, (seconds * rate) as u64),
             )
             .with_context(|| format!("running {file}"))?;

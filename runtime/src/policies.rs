@@ -1,14 +1,24 @@
-//! The built-in reference policies, built from `[policy]`.
+//! The policy that `[policy]` names: a built-in reference policy or a bundle run by ONNX Runtime.
 
 use rtchunk_config::{Config, PolicyKind};
+use rtchunk_policy::onnx::{BundleError, Manifest, OnnxPolicy, OnnxRuntimeOptions, load_manifest};
 use rtchunk_policy::reference::{MixtureFlow, ModeMeans};
 use rtchunk_policy::{FlowPolicy, Normalization};
+use std::path::Path;
 
-/// The reference policy that `config.policy` names.
-pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
+/// The policy that `config.policy` names.
+pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> {
     let policy = &config.policy;
     let (h, a) = (policy.horizon, policy.action_dim);
-    match policy.kind {
+    Ok(match policy.kind {
+        PolicyKind::Bundle => {
+            let options = OnnxRuntimeOptions {
+                library: policy.onnxruntime.clone(),
+                intra_threads: policy.intra_threads,
+            };
+            let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
+            OnnxPolicy::load_boxed(directory, &options)?
+        }
         PolicyKind::Gaussian => Box::new(MixtureFlow::gaussian(
             h,
             a,
@@ -37,7 +47,19 @@ pub fn reference_policy(config: &Config) -> Box<dyn FlowPolicy> {
                 .with_normalization(normalization),
             )
         }
-    }
+    })
+}
+
+/// For `policy.kind = "bundle"`: reads the bundle's manifest and makes the configuration's horizon and action
+/// dimension the bundle's, so that validation and the scheduler see the policy's real shape.
+pub fn adopt_bundle_shape(config: &mut Config) -> Result<Option<Manifest>, BundleError> {
+    let (PolicyKind::Bundle, Some(directory)) = (config.policy.kind, &config.policy.bundle) else {
+        return Ok(None);
+    };
+    let manifest = load_manifest(directory)?;
+    config.policy.horizon = manifest.horizon;
+    config.policy.action_dim = manifest.action_dim;
+    Ok(Some(manifest))
 }
 
 /// Two modes of waypoints for the point mass: towards the goal at a constant speed, passing the obstacle above

@@ -28,6 +28,9 @@ pub enum RunError {
     /// The policy does not fit the configuration or the sampler mode.
     #[error("policy: {0}")]
     Policy(#[from] PolicyError),
+    /// The policy bundle could not be loaded.
+    #[error("policy bundle: {0}")]
+    Bundle(#[from] rtchunk_policy::onnx::BundleError),
     /// The configuration, the policy and the plant disagree.
     #[error("{0}")]
     Mismatch(String),

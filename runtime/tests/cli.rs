@@ -108,3 +108,70 @@ fn the_demo_runs_both_methods_in_real_time() {
         assert!(run["metrics"]["swaps"].as_u64().unwrap() >= 3);
     }
 }
+
+#[test]
+fn inspect_checks_a_bundle_and_prints_its_manifest() {
+    let bundle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gaussian");
+    let output = rtchunk(&["inspect", bundle.to_str().unwrap()]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("\"name\": \"gaussian-reference\"")
+            && stdout.contains("ok (manifest, hashes and graphs")
+    );
+    let output = rtchunk(&["inspect", "/nonexistent/bundle"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("/nonexistent/bundle/manifest.json: cannot read")
+    );
+}
+
+#[test]
+fn a_bundle_runs_through_the_scheduler_from_a_configuration_file() {
+    let file = examples()
+        .into_iter()
+        .find(|f| f.ends_with("gaussian-bundle.toml"))
+        .unwrap();
+    let output = rtchunk(&[
+        "run",
+        "--config",
+        file.to_str().unwrap(),
+        "--seconds",
+        "2",
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(metrics["policy_ticks"], 100);
+    assert!(metrics["swaps"].as_u64().unwrap() > 15);
+    assert_eq!(metrics["inference_failures"], 0);
+}
+
+#[test]
+fn the_demo_runs_a_bundle() {
+    let bundle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gaussian");
+    let output = rtchunk(&[
+        "demo",
+        "--seconds",
+        "1",
+        "--json",
+        "--policy",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let runs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(runs[0]["metrics"]["swaps"].as_u64().unwrap() >= 3);
+}
