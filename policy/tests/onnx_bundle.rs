@@ -8,13 +8,21 @@ use rtchunk_policy::{Committed, FlowPolicy, Sampler};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The exact Gaussian flow, exported through the toolchain.
 fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/gaussian")
+    fixtures().join("gaussian")
+}
+
+fn expected_of(bundle: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(bundle.join("expected.json")).unwrap()).unwrap()
 }
 
 fn expected() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap())
-        .unwrap()
+    expected_of(&fixture())
 }
 
 fn flat(value: &Value) -> Vec<f32> {
@@ -26,7 +34,11 @@ fn flat(value: &Value) -> Vec<f32> {
 }
 
 fn load() -> OnnxPolicy {
-    OnnxPolicy::load(&fixture(), &OnnxRuntimeOptions::default()).expect("the fixture bundle loads")
+    load_bundle(&fixture())
+}
+
+fn load_bundle(bundle: &Path) -> OnnxPolicy {
+    OnnxPolicy::load(bundle, &OnnxRuntimeOptions::default()).expect("the fixture bundle loads")
 }
 
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
@@ -39,16 +51,27 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
-    let expected = expected();
+    for bundle in ["gaussian", "gta-toy"] {
+        check_recorded_outputs(&fixtures().join(bundle));
+    }
+}
+
+fn check_recorded_outputs(bundle: &Path) {
+    let expected = expected_of(bundle);
     let tolerance = expected["tolerance"].as_f64().unwrap() as f32;
     let inputs = &expected["inputs"];
-    let mut policy = load();
+    let mut policy = load_bundle(bundle);
     policy.prepare(&flat(&inputs["observation"])).unwrap();
     let actions = flat(&inputs["actions"]);
     let tau = flat(&inputs["tau"]);
     let mut velocity = vec![0.0; actions.len()];
     policy.velocity(&actions, &tau, &mut velocity).unwrap();
-    assert!(max_difference(&velocity, &flat(&expected["velocity"])) <= tolerance);
+    let error = max_difference(&velocity, &flat(&expected["velocity"]));
+    assert!(
+        error <= tolerance,
+        "{}: velocity differs from JAX by {error}",
+        bundle.display()
+    );
     let mut again = vec![0.0; actions.len()];
     let mut vjp = vec![0.0; actions.len()];
     policy
@@ -61,7 +84,12 @@ fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
         )
         .unwrap();
     assert!(max_difference(&again, &velocity) <= tolerance);
-    assert!(max_difference(&vjp, &flat(&expected["vjp"])) <= tolerance);
+    let error = max_difference(&vjp, &flat(&expected["vjp"]));
+    assert!(
+        error <= tolerance,
+        "{}: VJP differs from JAX by {error}",
+        bundle.display()
+    );
 }
 
 #[test]

@@ -76,3 +76,66 @@ def write_manifest(directory: Path, manifest: dict, graph_files: dict):
     manifest["format_version"] = FORMAT_VERSION
     manifest["graphs"] = {role: {"file": name, "sha256": sha256(directory / name)} for role, name in graph_files.items()}
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def export_policy(out: Path, prefix, velocity, dims: dict, manifest: dict, inputs: dict) -> dict:
+    """Exports prefix, velocity and velocity_vjp graphs of a policy into `out`, checks each in ONNX Runtime
+    against JAX on `inputs` (observation, actions, tau, cotangent), writes the manifest and `expected.json`, and
+    returns the recorded outputs. `dims` gives horizon, action_dim, observation_dim and context_shape."""
+    out.mkdir(parents=True, exist_ok=True)
+    h, a, o = dims["horizon"], dims["action_dim"], dims["observation_dim"]
+    chunk, context_shape = ("B", h, a), ("B",) + tuple(dims["context_shape"])
+    context = np.asarray(prefix(inputs["observation"]))
+    v = np.asarray(velocity(inputs["actions"], inputs["tau"], context))
+    _, vjp = (np.asarray(x) for x in jax.jit(vjp_graph(velocity))(inputs["actions"], inputs["tau"], context, inputs["cotangent"]))
+    export_graph(prefix, [("B", o)], out / "prefix.onnx", ["observation"], ["context"])
+    export_graph(velocity, [chunk, ("B", h), context_shape], out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"])
+    export_graph(
+        vjp_graph(velocity),
+        [chunk, ("B", h), context_shape, chunk],
+        out / "velocity_vjp.onnx",
+        ["actions", "tau", "context", "cotangent"],
+        ["velocity", "vjp"],
+    )
+    check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"]}, [context])
+    flow_inputs = {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}
+    check_against_jax(out / "velocity.onnx", flow_inputs, [v])
+    check_against_jax(out / "velocity_vjp.onnx", {**flow_inputs, "cotangent": inputs["cotangent"]}, [v, vjp])
+    manifest = {
+        **manifest,
+        "action_dim": a,
+        "horizon": h,
+        "observation": [{"name": "observation", "shape": [o], "dtype": "float32"}],
+        "context_shape": list(dims["context_shape"]),
+        "time_convention": "tau-one-is-data",
+        "dtype": "float32",
+    }
+    write_manifest(out, manifest, {"prefix": "prefix.onnx", "velocity": "velocity.onnx", "velocity_vjp": "velocity_vjp.onnx"})
+    recorded = {
+        "tolerance": EXPORT_TOLERANCE,
+        "inputs": {k: np.asarray(x).tolist() for k, x in inputs.items()},
+        "context": context.tolist(),
+        "velocity": v.tolist(),
+        "vjp": vjp.tolist(),
+    }
+    return recorded
+
+
+def fixed_inputs(horizon: int, action_dim: int, observation_dim: int, batch: int, seed: int, per_token: bool) -> dict:
+    """Deterministic inputs for recorded outputs: observations, noisy chunks, tau, cotangents. With `per_token`
+    the tau varies along the chunk (a clean prefix at tau = 1, as training-time RTC drives it)."""
+    rng = np.random.default_rng(seed)
+    tau = np.repeat(rng.uniform(0.0, 0.9, size=(batch, 1)), horizon, axis=1)
+    if per_token:
+        tau[:, : horizon // 4] = 1.0
+    return {
+        "observation": rng.normal(size=(batch, observation_dim)).astype(np.float32),
+        "actions": rng.normal(size=(batch, horizon, action_dim)).astype(np.float32),
+        "tau": tau.astype(np.float32),
+        "cotangent": rng.normal(size=(batch, horizon, action_dim)).astype(np.float32),
+    }
+
+
+def write_expected(out: Path, recorded: dict):
+    """Writes the recorded inputs and outputs next to the bundle."""
+    (out / "expected.json").write_text(json.dumps(recorded) + "\n")

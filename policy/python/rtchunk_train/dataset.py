@@ -1,0 +1,90 @@
+"""The demonstration dataset format shared by the simulator (which writes it) and the trainer (which reads it).
+
+One `.npz` file with three arrays, one row per control step, episodes stored one after another in time order:
+
+- `observation`: float32 [N, observation_dim]
+- `action`: float32 [N, action_dim], the action taken at that step
+- `episode_index`: int64 [N], non-decreasing
+
+Training chunks are the H actions from each step on, within its episode; past the episode's end the last action is
+held (never zeros, which would decode to the dataset mean).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Demonstrations, validated."""
+
+    observation: np.ndarray
+    action: np.ndarray
+    episode_index: np.ndarray
+
+    def chunks(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """Observations [N, O] and their action chunks [N, H, A]."""
+        n = len(self.action)
+        index = np.arange(n)[:, None] + np.arange(horizon)[None, :]
+        ends = np.searchsorted(self.episode_index, self.episode_index, side="right") - 1
+        index = np.minimum(index, ends[:, None])
+        return self.observation, self.action[index]
+
+    def statistics(self) -> dict:
+        """Mean and standard deviation per dimension, as the bundle manifest stores them."""
+
+        def stats(x):
+            std = np.maximum(x.std(axis=0), 1e-6)
+            return {"mean": x.mean(axis=0).astype(float).tolist(), "std": std.astype(float).tolist()}
+
+        return {"observation": stats(self.observation), "action": stats(self.action)}
+
+
+def save(path: Path, observation, action, episode_index):
+    """Writes a dataset file after validating it."""
+    dataset = validate(path, np.asarray(observation), np.asarray(action), np.asarray(episode_index))
+    np.savez_compressed(path, observation=dataset.observation, action=dataset.action, episode_index=dataset.episode_index)
+
+
+def load(path: Path) -> Dataset:
+    """Reads and validates a dataset file; errors name the file and the array."""
+    with np.load(path) as data:
+        missing = {"observation", "action", "episode_index"} - set(data.files)
+        if missing:
+            raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+        return validate(path, data["observation"], data["action"], data["episode_index"])
+
+
+def validate(path, observation, action, episode_index) -> Dataset:
+    """Checks shapes, types and finiteness."""
+    if observation.ndim != 2 or action.ndim != 2 or episode_index.ndim != 1:
+        raise ValueError(f"{path}: observation and action must be 2-D, episode_index 1-D")
+    if not len(observation) == len(action) == len(episode_index):
+        raise ValueError(f"{path}: observation, action and episode_index have different lengths")
+    for name, values in (("observation", observation), ("action", action)):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{path}: {name} holds NaN or infinite values")
+    if np.any(np.diff(episode_index) < 0):
+        raise ValueError(f"{path}: episode_index must be non-decreasing")
+    return Dataset(observation.astype(np.float32), action.astype(np.float32), episode_index.astype(np.int64))
+
+
+def toy_obstacle_demonstrations(episodes: int, seed: int, rate_hz: float = 50.0) -> Dataset:
+    """A toy two-mode dataset: a point moves from x = -0.9 to 0.9 at 0.6 m/s, passing an obstacle at the origin
+    above or below (chosen at random per episode), with small tracking noise. Observation [x, y, vx, vy];
+    action: the next position target."""
+    rng = np.random.default_rng(seed)
+    step = 0.6 / rate_hz
+    observations, actions, index = [], [], []
+    for episode in range(episodes):
+        side = rng.choice([-1.0, 1.0])
+        x = np.arange(-0.9, 0.9, step)
+        bump = np.where(np.abs(x) < 0.7, 0.37 * np.cos(0.5 * np.pi * x / 0.7) ** 2, 0.0)
+        path = np.stack([x, side * bump], axis=1) + rng.normal(scale=0.005, size=(len(x), 2))
+        velocity = np.vstack([np.zeros((1, 2)), np.diff(path, axis=0) * rate_hz])
+        observations.append(np.hstack([path, velocity]))
+        actions.append(np.vstack([path[1:], path[-1:]]))
+        index.append(np.full(len(x), episode))
+    return validate("toy", np.vstack(observations), np.vstack(actions), np.concatenate(index))

@@ -1,0 +1,186 @@
+"""A flow-matching transformer over action chunks with Grouped-Tied Attention (GTA), as pure JAX functions.
+
+Observations become `prefix_tokens` tokens through a prefix encoder. Each layer's keys and values of those tokens
+form the context (the prefix KV cache), computed once per inference. The H action tokens, conditioned on a
+per-token tau through adaLN, attend to the prefix cache and to each other.
+
+GTA (Zadouri, Strauss, Dao 2025): per KV group one tied projection `kv` (head_dim wide) serves whole as V and, for
+its first head_dim - rope_dim channels, as K; the remaining rope_dim channels of K are one single-head RoPE key
+shared by all groups. Queries are split the same way. The cache holds kv_heads * head_dim + rope_dim values per
+token per layer, against 2 * kv_heads * head_dim for GQA. `attention = "gqa"` and `"mha"` (kv_heads = heads) use
+separate K and V projections, with RoPE on the same channels, for comparison.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the model; the defaults make a ~30k-parameter model that trains on two CPU cores."""
+
+    horizon: int = 8
+    action_dim: int = 2
+    observation_dim: int = 4
+    prefix_tokens: int = 4
+    width: int = 32
+    layers: int = 2
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 8
+    rope_dim: int = 4
+    mlp_ratio: int = 2
+    attention: str = "gta"
+
+    @property
+    def query_groups(self) -> int:
+        return self.heads // self.kv_heads
+
+    def cache_width(self) -> int:
+        """Values cached per prefix token per layer."""
+        if self.attention == "gta":
+            return self.kv_heads * self.head_dim + self.rope_dim
+        return 2 * self.kv_heads * self.head_dim
+
+
+def _dense(key, fan_in, fan_out, scale=1.0):
+    return scale * jax.random.normal(key, (fan_in, fan_out), jnp.float32) / np.sqrt(fan_in)
+
+
+def init_params(config: ModelConfig, key) -> dict:
+    """Random parameters for `config`."""
+    if config.heads % config.kv_heads:
+        raise ValueError(f"heads = {config.heads} is not a multiple of kv_heads = {config.kv_heads}")
+    if config.attention not in ("gta", "gqa", "mha"):
+        raise ValueError(f"attention = {config.attention!r}: expected gta, gqa or mha")
+    if config.attention == "mha" and config.kv_heads != config.heads:
+        raise ValueError("attention = 'mha' needs kv_heads == heads")
+    w, d = config.width, config.head_dim
+    keys = iter(jax.random.split(key, 16 + 16 * config.layers))
+    params = {
+        "prefix_in": _dense(next(keys), config.observation_dim, config.prefix_tokens * w),
+        "prefix_out": _dense(next(keys), w, w),
+        "action_in": _dense(next(keys), config.action_dim, w),
+        "action_position": 0.02 * jax.random.normal(next(keys), (config.horizon, w)),
+        "time_mlp": _dense(next(keys), w, w),
+        "final_modulation": _dense(next(keys), w, 2 * w, scale=0.1),
+        "action_out": _dense(next(keys), w, config.action_dim, scale=0.1),
+        "layers": [],
+    }
+    for _ in range(config.layers):
+        layer = {
+            "query": _dense(next(keys), w, config.heads * d),
+            "out": _dense(next(keys), config.heads * d, w),
+            "mlp_in": _dense(next(keys), w, config.mlp_ratio * w),
+            "mlp_out": _dense(next(keys), config.mlp_ratio * w, w),
+            "modulation": _dense(next(keys), w, 6 * w, scale=0.1),
+        }
+        if config.attention == "gta":
+            layer["kv"] = _dense(next(keys), w, config.kv_heads * d)
+            layer["key_rope"] = _dense(next(keys), w, config.rope_dim)
+        else:
+            layer["key"] = _dense(next(keys), w, config.kv_heads * d)
+            layer["value"] = _dense(next(keys), w, config.kv_heads * d)
+        params["layers"].append(layer)
+    return params
+
+
+def parameter_count(params) -> int:
+    return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
+
+
+def _rope_tables(positions: np.ndarray, dim: int):
+    half = dim // 2
+    frequencies = 1.0 / (10000.0 ** (np.arange(half) / half))
+    angles = positions[:, None] * frequencies[None, :]
+    return jnp.asarray(np.cos(angles), jnp.float32), jnp.asarray(np.sin(angles), jnp.float32)
+
+
+def _rope(x, cos, sin):
+    """Rotary embedding over the last axis of x [..., T, dim]; cos/sin [T, dim/2]."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def _layer_norm(x):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    variance = jnp.mean((x - mean) ** 2, axis=-1, keepdims=True)
+    return (x - mean) / jnp.sqrt(variance + 1e-6)
+
+
+def _keys_values(config: ModelConfig, layer: dict, x, cos, sin):
+    """Cache entries [B, T, cache_width] of tokens x [B, T, width] at the positions of cos/sin."""
+    b, t, _ = x.shape
+    d, r = config.head_dim, config.rope_dim
+    if config.attention == "gta":
+        kv = x @ layer["kv"]
+        key_rope = _rope(x @ layer["key_rope"], cos, sin)
+        return jnp.concatenate([kv, key_rope], axis=-1)
+    key = (x @ layer["key"]).reshape(b, t, config.kv_heads, d)
+    key = jnp.concatenate([key[..., : d - r], _rope(jnp.swapaxes(key[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)], axis=-1)
+    return jnp.concatenate([key.reshape(b, t, -1), x @ layer["value"]], axis=-1)
+
+
+def _split_cache(config: ModelConfig, cache):
+    """Keys and values [B, T, kv_heads, head_dim] from cache entries [B, T, cache_width]."""
+    b, t, _ = cache.shape
+    g, d, r = config.kv_heads, config.head_dim, config.rope_dim
+    if config.attention == "gta":
+        kv = cache[..., : g * d].reshape(b, t, g, d)
+        key_rope = jnp.broadcast_to(cache[..., None, g * d :], (b, t, g, r))
+        return jnp.concatenate([kv[..., : d - r], key_rope], axis=-1), kv
+    return cache[..., : g * d].reshape(b, t, g, d), cache[..., g * d :].reshape(b, t, g, d)
+
+
+def _prefix_positions(config):
+    return np.arange(config.prefix_tokens, dtype=np.float64)
+
+
+def _action_positions(config):
+    return config.prefix_tokens + np.arange(config.horizon, dtype=np.float64)
+
+
+def prefix(config: ModelConfig, params: dict, observation):
+    """observation [B, observation_dim] -> context [B, layers, prefix_tokens, cache_width]."""
+    b = observation.shape[0]
+    tokens = jax.nn.gelu(observation @ params["prefix_in"]).reshape(b, config.prefix_tokens, config.width)
+    tokens = _layer_norm(tokens @ params["prefix_out"])
+    cos, sin = _rope_tables(_prefix_positions(config), config.rope_dim)
+    return jnp.stack([_keys_values(config, layer, tokens, cos, sin) for layer in params["layers"]], axis=1)
+
+
+def _time_embedding(width: int, tau):
+    """Sinusoidal embedding of tau [B, H] -> [B, H, width]."""
+    half = width // 2
+    frequencies = jnp.asarray(np.exp(np.linspace(np.log(1.0), np.log(1000.0), half)), jnp.float32)
+    angles = tau[..., None] * frequencies
+    return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+
+
+def velocity(config: ModelConfig, params: dict, actions, tau, context):
+    """v(A, tau) for actions [B, H, action_dim], tau [B, H] (per token), context from `prefix`."""
+    b, h, _ = actions.shape
+    w, d = config.width, config.head_dim
+    x = actions @ params["action_in"] + params["action_position"]
+    condition = jax.nn.silu(_time_embedding(w, tau) @ params["time_mlp"])
+    cos, sin = _rope_tables(_action_positions(config), config.rope_dim)
+    for index, layer in enumerate(params["layers"]):
+        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(condition @ layer["modulation"], 6, axis=-1)
+        y = _layer_norm(x) * (1.0 + scale1) + shift1
+        cache = jnp.concatenate([context[:, index], _keys_values(config, layer, y, cos, sin)], axis=1)
+        keys, values = _split_cache(config, cache)
+        query = (y @ layer["query"]).reshape(b, h, config.heads, d)
+        query_rope = _rope(jnp.swapaxes(query[..., d - config.rope_dim :], 1, 2), cos, sin).swapaxes(1, 2)
+        query = jnp.concatenate([query[..., : d - config.rope_dim], query_rope], axis=-1)
+        query = query.reshape(b, h, config.kv_heads, config.query_groups, d)
+        scores = jnp.einsum("bhgqd,btgd->bgqht", query, keys) / np.sqrt(d)
+        attended = jnp.einsum("bgqht,btgd->bhgqd", jax.nn.softmax(scores, axis=-1), values)
+        x = x + gate1 * (attended.reshape(b, h, config.heads * d) @ layer["out"])
+        y = _layer_norm(x) * (1.0 + scale2) + shift2
+        x = x + gate2 * (jax.nn.gelu(y @ layer["mlp_in"]) @ layer["mlp_out"])
+    shift, scale = jnp.split(condition @ params["final_modulation"], 2, axis=-1)
+    return (_layer_norm(x) * (1.0 + scale) + shift) @ params["action_out"]
