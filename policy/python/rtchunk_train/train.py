@@ -26,8 +26,9 @@ def normalize(values, stats):
     return (values - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
 
 
-def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay: int, tau_beta: bool):
-    """Flow-matching loss; with max_delay > 0, training-time RTC's clean prefix."""
+def training_example(chunk, key, max_delay: int, tau_beta: bool):
+    """Noised chunks, per-token tau, velocity targets and loss weights for clean chunks [B, H, A]. With
+    max_delay > 0 a prefix of d ~ P(d) proportional to exp(-d) actions is given clean at tau = 1 and weighted 0."""
     b, h, _ = chunk.shape
     k_tau, k_noise, k_delay = jax.random.split(key, 3)
     tau = jax.random.beta(k_tau, 1.5, 1.0, (b, 1)) if tau_beta else jax.random.uniform(k_tau, (b, 1))
@@ -41,10 +42,15 @@ def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay: i
         frozen = jnp.zeros((b, h), bool)
     noise = jax.random.normal(k_noise, chunk.shape)
     noised = tau[..., None] * chunk + (1.0 - tau[..., None]) * noise
+    return noised, tau, chunk - noise, (~frozen).astype(jnp.float32)
+
+
+def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay: int, tau_beta: bool):
+    """Flow-matching loss over the weighted (not frozen) tokens."""
+    noised, tau, target, weight = training_example(chunk, key, max_delay, tau_beta)
     predicted = velocity(config, params, noised, tau, prefix(config, params, observation))
-    error = jnp.sum((predicted - (chunk - noise)) ** 2, axis=-1)
-    free = (~frozen).astype(jnp.float32)
-    return jnp.sum(error * free) / jnp.maximum(jnp.sum(free), 1.0)
+    error = jnp.sum((predicted - target) ** 2, axis=-1)
+    return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
 def train(config: ModelConfig, data: datasets.Dataset, steps: int, seed: int, batch: int, max_delay: int, tau_beta: bool):
