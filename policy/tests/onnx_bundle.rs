@@ -140,6 +140,37 @@ fn rtc_over_onnx_agrees_with_rtc_over_the_pure_rust_reference() {
     }
 }
 
+#[test]
+fn a_fixed_batch_bundle_serves_larger_batches_in_groups() {
+    let bundle = fixtures().join("gta-toy");
+    let mut policy = load_bundle(&bundle);
+    assert_eq!(policy.manifest().batch, Some(1));
+    let (h, a) = (policy.spec().horizon, policy.spec().action_dim);
+    policy
+        .prepare(&[0.1, -0.2, 0.3, 0.0, 0.5, 0.5, -0.1, 0.2])
+        .unwrap();
+    let actions: Vec<f32> = (0..4 * h * a).map(|k| (k as f32 * 0.37).sin()).collect();
+    let tau: Vec<f32> = (0..4 * h).map(|k| (k / h) as f32 * 0.2).collect();
+    let mut together = vec![0.0; actions.len()];
+    policy.velocity(&actions, &tau, &mut together).unwrap();
+    // Chunks 0-1 use the first observation's context, 2-3 the second's.
+    for (chunk, observation) in [(0, [0.1f32, -0.2, 0.3, 0.0]), (3, [0.5, 0.5, -0.1, 0.2])] {
+        let mut single = vec![0.0; h * a];
+        policy.prepare(&observation).unwrap();
+        policy
+            .velocity(
+                &actions[chunk * h * a..(chunk + 1) * h * a],
+                &tau[chunk * h..(chunk + 1) * h],
+                &mut single,
+            )
+            .unwrap();
+        assert!(max_difference(&single, &together[chunk * h * a..(chunk + 1) * h * a]) < 1e-6);
+        policy
+            .prepare(&[0.1, -0.2, 0.3, 0.0, 0.5, 0.5, -0.1, 0.2])
+            .unwrap();
+    }
+}
+
 /// A copy of the fixture in a fresh directory, changed by `edit`.
 fn broken(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     let directory =
@@ -222,6 +253,9 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
         message.contains(".onnx: input \"actions\" has shape") && message.contains("10"),
         "{message}"
     );
+
+    let batch = broken("batch", |d| edit_manifest(d, |m| m["batch"] = 0.into()));
+    assert!(load_error(&batch).contains("manifest.json: batch is 0"));
 
     let unknown = broken("unknown", |d| {
         edit_manifest(d, |m| m["colour"] = "red".into())

@@ -2,7 +2,7 @@
 //! run in the same command under the same load.
 
 use crate::clock::{Clock, Wake, monotonic_ns};
-use crate::metrics::RunMetrics;
+use crate::metrics::{Quantiles, RunMetrics};
 use crate::policies::load_policy;
 use crate::rt_setup::RealtimeReport;
 use crate::session::{ClockChoice, RunError, RunOptions, run_with_clock};
@@ -143,5 +143,139 @@ pub fn loop_benchmark(
         rtchunk: ours.metrics,
         naive: naive.metrics,
         realtime: ours.realtime,
+    })
+}
+
+/// Timings of one policy's graphs and of whole inferences, each the same call repeated.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyBenchmark {
+    /// The bundle's name.
+    pub policy: String,
+    /// Repetitions per measurement.
+    pub iterations: usize,
+    /// The prefix graph (one observation), ms.
+    pub prefix_ms: Quantiles,
+    /// One plain denoising step: one velocity query, ms.
+    pub plain_step_ms: Quantiles,
+    /// One guided denoising step as the RTC sampler takes it: a velocity query and a VJP query, ms.
+    pub guided_step_ms: Quantiles,
+    /// Guided over plain step, by median.
+    pub guided_over_plain: f64,
+    /// A whole plain inference (prefix and n steps), ms.
+    pub plain_inference_ms: Quantiles,
+    /// A whole RTC inference (prefix and n guided steps), ms.
+    pub rtc_inference_ms: Quantiles,
+}
+
+impl PolicyBenchmark {
+    /// The report printed by `rtchunk bench policy`.
+    pub fn summary(&self) -> String {
+        let row = |name: &str, q: &Quantiles| {
+            format!("{name:<28} {:>9.3} {:>9.3} {:>9.3}\n", q.p50, q.p99, q.max)
+        };
+        format!(
+            "policy {} ({} repetitions each)\n{:<28} {:>9} {:>9} {:>9}\n{}{}{}{}{}guided / plain step (p50): {:.2}\n",
+            self.policy,
+            self.iterations,
+            "ms",
+            "p50",
+            "p99",
+            "max",
+            row("prefix", &self.prefix_ms),
+            row("plain step (velocity)", &self.plain_step_ms),
+            row("guided step (velocity+VJP)", &self.guided_step_ms),
+            row("plain inference", &self.plain_inference_ms),
+            row("RTC inference", &self.rtc_inference_ms),
+            self.guided_over_plain,
+        )
+    }
+}
+
+fn time_ms(iterations: usize, mut call: impl FnMut()) -> Quantiles {
+    for _ in 0..iterations.min(10) {
+        call();
+    }
+    Quantiles::of(
+        (0..iterations)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                call();
+                started.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+/// Times the bundle in `directory` on the CPU: its graphs one call at a time, and whole inferences with the
+/// bundle's default number of steps, plain and with RTC guidance (d = 2, half the chunk committed).
+pub fn policy_benchmark(
+    directory: &std::path::Path,
+    options: &rtchunk_policy::onnx::OnnxRuntimeOptions,
+    iterations: usize,
+) -> Result<PolicyBenchmark, RunError> {
+    use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+    let mut policy = rtchunk_policy::onnx::OnnxPolicy::load(directory, options)?;
+    let manifest = policy.manifest().clone();
+    let (h, a) = (manifest.horizon, manifest.action_dim);
+    let observation = vec![0.1f32; manifest.observation_dim()];
+    let actions = vec![0.2f32; h * a];
+    let tau = vec![0.4f32; h];
+    let (mut velocity, mut vjp) = (vec![0.0f32; h * a], vec![0.0f32; h * a]);
+    let failed =
+        |e: rtchunk_policy::PolicyError| RunError::Runtime(format!("benchmark call failed: {e}"));
+    policy.prepare(&observation).map_err(failed)?;
+    let mut error = None;
+    let mut note = |result: Result<(), rtchunk_policy::PolicyError>| {
+        if let Err(e) = result {
+            error.get_or_insert(e);
+        }
+    };
+    let prefix_ms = time_ms(iterations, || note(policy.prepare(&observation)));
+    let plain_step_ms = time_ms(iterations, || {
+        note(policy.velocity(&actions, &tau, &mut velocity))
+    });
+    let guided_step_ms = time_ms(iterations, || {
+        note(policy.velocity(&actions, &tau, &mut velocity));
+        note(policy.denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp));
+    });
+    let mut inference = |mode: rtchunk_config::SamplerMode| {
+        let config = rtchunk_config::SamplerConfig {
+            mode,
+            steps: manifest.defaults.steps,
+            beta: manifest.defaults.beta,
+            ..Default::default()
+        };
+        let mut sampler = Sampler::new(config, h, a);
+        let committed = &actions[..(h / 2) * a];
+        let mut chunk = vec![0.0f32; h * a];
+        time_ms(iterations, || {
+            let committed = Committed {
+                actions: committed,
+                delay: 2,
+            };
+            note(sampler.sample(
+                &mut policy,
+                None,
+                &observation,
+                Some(committed),
+                0,
+                &mut chunk,
+            ));
+        })
+    };
+    let plain_inference_ms = inference(rtchunk_config::SamplerMode::Plain);
+    let rtc_inference_ms = inference(rtchunk_config::SamplerMode::Rtc);
+    if let Some(e) = error {
+        return Err(failed(e));
+    }
+    Ok(PolicyBenchmark {
+        policy: manifest.name,
+        iterations,
+        guided_over_plain: guided_step_ms.p50 / plain_step_ms.p50,
+        prefix_ms,
+        plain_step_ms,
+        guided_step_ms,
+        plain_inference_ms,
+        rtc_inference_ms,
     })
 }

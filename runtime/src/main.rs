@@ -72,6 +72,20 @@ enum Command {
 
 #[derive(Subcommand)]
 enum Bench {
+    /// A policy bundle's graphs and inferences on the CPU: prefix, plain and guided steps, and their ratio.
+    Policy {
+        /// The bundle directory.
+        bundle: PathBuf,
+        /// Repetitions per measurement.
+        #[arg(long, default_value_t = 200)]
+        iterations: usize,
+        /// Threads of ONNX Runtime's intra-op pool.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// The controller loop under inference load, beside a naive thread::sleep loop.
     Loop {
         /// Seconds per loop.
@@ -186,6 +200,26 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", rtchunk_runtime::metrics::table(&[&outcome.metrics]));
                 println!("real-time setup: {}", outcome.realtime);
+            }
+        }
+        Command::Bench {
+            which:
+                Bench::Policy {
+                    bundle,
+                    iterations,
+                    threads,
+                    json,
+                },
+        } => {
+            let options = rtchunk_policy::onnx::OnnxRuntimeOptions {
+                library: None,
+                intra_threads: threads,
+            };
+            let result = bench::policy_benchmark(&bundle, &options, iterations)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&result)?);
+            } else {
+                print!("{}", result.summary());
             }
         }
         Command::Bench {

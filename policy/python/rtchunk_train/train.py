@@ -92,6 +92,7 @@ def main():
     parser.add_argument("--attention", choices=["gta", "gqa", "mha"], default="gta")
     parser.add_argument("--training-rtc", type=int, default=0, metavar="MAX_DELAY", help="training-time RTC up to this delay")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
+    parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
     args = parser.parse_args()
     data = datasets.toy_obstacle_demonstrations(200, args.seed) if args.dataset == "toy" else datasets.load(Path(args.dataset))
     config = ModelConfig(horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)
@@ -139,6 +140,7 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
         },
         manifest,
         inputs,
+        batch=args.graph_batch or None,
     )
     recorded["model"] = asdict(config)
     return recorded

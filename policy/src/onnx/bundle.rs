@@ -136,6 +136,13 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             "is missing but capabilities.exact_vjp is true",
         ));
     }
+    if manifest.batch == Some(0) {
+        return Err(field(
+            path,
+            "batch",
+            "is 0: give the graphs' fixed batch size, or leave it out for any",
+        ));
+    }
     if manifest.context_shape.is_empty() || manifest.context_len() == 0 {
         return Err(field(
             path,

@@ -25,6 +25,10 @@ pub struct Manifest {
     pub observation: Vec<ObservationInput>,
     /// Shape of the context of one observation (after the batch dimension).
     pub context_shape: Vec<usize>,
+    /// The batch size the graphs were exported for; `None`: any (a symbolic batch dimension). A fixed batch
+    /// lets ONNX Runtime fold the shape arithmetic away; larger batches are run in groups of it.
+    #[serde(default)]
+    pub batch: Option<usize>,
     /// Normalisation statistics.
     pub normalization: Statistics,
     /// Which end of the flow is noise.

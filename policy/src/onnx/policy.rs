@@ -49,7 +49,8 @@ impl OnnxPolicy {
                 Ok::<_, BundleError>(session)
             };
         let (h, a) = (manifest.horizon as i64, manifest.action_dim as i64);
-        let context: Vec<i64> = std::iter::once(-1)
+        let b = manifest.batch.map_or(-1, |group| group as i64);
+        let context: Vec<i64> = std::iter::once(b)
             .chain(manifest.context_shape.iter().map(|&d| d as i64))
             .collect();
         let observations: Vec<(&str, Vec<i64>)> = manifest
@@ -64,10 +65,10 @@ impl OnnxPolicy {
                 )
             })
             .collect();
-        let chunk = vec![-1, h, a];
+        let chunk = vec![b, h, a];
         let flow_inputs = vec![
             ("actions", chunk.clone()),
-            ("tau", vec![-1, h]),
+            ("tau", vec![b, h]),
             ("context", context.clone()),
         ];
         let prefix = open(
@@ -136,8 +137,66 @@ impl OnnxPolicy {
         })
     }
 
+    /// How many items one call of the graphs takes: the manifest's fixed batch, or all of them.
+    fn group_size(&self, items: usize) -> Result<usize, PolicyError> {
+        match self.manifest.batch {
+            None => Ok(items),
+            Some(group) if items.is_multiple_of(group) => Ok(group),
+            Some(group) => Err(PolicyError::Shape {
+                what: "the batch (a multiple of the bundle's fixed batch)",
+                got: items,
+                expected: group,
+            }),
+        }
+    }
+
+    /// Runs the velocity graph, or with a cotangent the VJP graph, over a batch of chunks in the groups the
+    /// graphs take.
+    fn run_flow(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        cotangent: Option<&[f32]>,
+        velocity: &mut [f32],
+        mut vjp: Option<&mut [f32]>,
+    ) -> Result<(), PolicyError> {
+        let batch = batch_of(&self.spec, actions, tau)?;
+        self.contexts_for(batch)?;
+        let group = self.group_size(batch)?;
+        let (h, a) = (self.spec.horizon, self.spec.action_dim);
+        let (len, context_len) = (h * a, self.manifest.context_len());
+        let context_shape: Vec<i64> = std::iter::once(group as i64)
+            .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
+            .collect();
+        for start in (0..batch).step_by(group) {
+            let chunks = start * len..(start + group) * len;
+            let mut inputs = ort::inputs![
+                "actions" => tensor(vec![group as i64, h as i64, a as i64], &actions[chunks.clone()])?,
+                "tau" => tensor(vec![group as i64, h as i64], &tau[start * h..(start + group) * h])?,
+                "context" => tensor(context_shape.clone(), &self.batch_contexts[start * context_len..(start + group) * context_len])?,
+            ];
+            let session = match cotangent {
+                Some(cotangent) => {
+                    let value = tensor(
+                        vec![group as i64, h as i64, a as i64],
+                        &cotangent[chunks.clone()],
+                    )?;
+                    inputs.push(("cotangent".into(), value.into()));
+                    self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?
+                }
+                None => &mut self.velocity,
+            };
+            let outputs = session.run(inputs).map_err(backend)?;
+            copy_output(&outputs, "velocity", &mut velocity[chunks.clone()])?;
+            if let Some(vjp) = vjp.as_deref_mut() {
+                copy_output(&outputs, "vjp", &mut vjp[chunks])?;
+            }
+        }
+        Ok(())
+    }
+
     /// Repeats the prepared contexts so that chunk b of a batch of `batch` uses context b / (batch / count).
-    fn contexts_for(&mut self, batch: usize) -> Result<Vec<i64>, PolicyError> {
+    fn contexts_for(&mut self, batch: usize) -> Result<(), PolicyError> {
         if self.context_count == 0 {
             return Err(PolicyError::NotPrepared);
         }
@@ -156,9 +215,7 @@ impl OnnxPolicy {
                 self.batch_contexts.extend_from_slice(context);
             }
         }
-        Ok(std::iter::once(batch as i64)
-            .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
-            .collect())
+        Ok(())
     }
 }
 
@@ -257,17 +314,20 @@ impl FlowPolicy for OnnxPolicy {
                 expected: dim,
             });
         }
-        let input = tensor(vec![count as i64, dim as i64], observations)?;
+        let group = self.group_size(count)?;
         let name = self.manifest.observation[0].name.clone();
-        let outputs = self
-            .prefix
-            .run(ort::inputs![name => input])
-            .map_err(backend)?;
-        let (_, context) = outputs["context"]
-            .try_extract_tensor::<f32>()
-            .map_err(backend)?;
         self.contexts.clear();
-        self.contexts.extend_from_slice(context);
+        for batch in observations.chunks(group * dim) {
+            let input = tensor(vec![group as i64, dim as i64], batch)?;
+            let outputs = self
+                .prefix
+                .run(ort::inputs![name.as_str() => input])
+                .map_err(backend)?;
+            let (_, context) = outputs["context"]
+                .try_extract_tensor::<f32>()
+                .map_err(backend)?;
+            self.contexts.extend_from_slice(context);
+        }
         self.context_count = count;
         Ok(())
     }
@@ -278,16 +338,7 @@ impl FlowPolicy for OnnxPolicy {
         tau: &[f32],
         velocity: &mut [f32],
     ) -> Result<(), PolicyError> {
-        let batch = batch_of(&self.spec, actions, tau)?;
-        let context_shape = self.contexts_for(batch)?;
-        let (h, a) = (self.spec.horizon as i64, self.spec.action_dim as i64);
-        let inputs = ort::inputs![
-            "actions" => tensor(vec![batch as i64, h, a], actions)?,
-            "tau" => tensor(vec![batch as i64, h], tau)?,
-            "context" => tensor(context_shape, &self.batch_contexts)?,
-        ];
-        let outputs = self.velocity.run(inputs).map_err(backend)?;
-        copy_output(&outputs, "velocity", velocity)
+        self.run_flow(actions, tau, None, velocity, None)
     }
 
     fn denoiser_vjp(
@@ -298,18 +349,6 @@ impl FlowPolicy for OnnxPolicy {
         velocity: &mut [f32],
         vjp: &mut [f32],
     ) -> Result<(), PolicyError> {
-        let batch = batch_of(&self.spec, actions, tau)?;
-        let context_shape = self.contexts_for(batch)?;
-        let (h, a) = (self.spec.horizon as i64, self.spec.action_dim as i64);
-        let inputs = ort::inputs![
-            "actions" => tensor(vec![batch as i64, h, a], actions)?,
-            "tau" => tensor(vec![batch as i64, h], tau)?,
-            "context" => tensor(context_shape, &self.batch_contexts)?,
-            "cotangent" => tensor(vec![batch as i64, h, a], cotangent)?,
-        ];
-        let session = self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?;
-        let outputs = session.run(inputs).map_err(backend)?;
-        copy_output(&outputs, "velocity", velocity)?;
-        copy_output(&outputs, "vjp", vjp)
+        self.run_flow(actions, tau, Some(cotangent), velocity, Some(vjp))
     }
 }
