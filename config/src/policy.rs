@@ -43,6 +43,8 @@ pub struct PolicyConfig {
     pub onnxruntime: Option<PathBuf>,
     /// Threads of ONNX Runtime's intra-op pool per session (they never spin).
     pub intra_threads: usize,
+    /// Where a bundle runs: "cpu", "cuda" or "cuda:N" (CUDA needs rtchunk built with --features cuda).
+    pub device: String,
 }
 
 impl Default for PolicyConfig {
@@ -58,6 +60,7 @@ impl Default for PolicyConfig {
             bundle: None,
             onnxruntime: None,
             intra_threads: 1,
+            device: "cpu".into(),
         }
     }
 }

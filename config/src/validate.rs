@@ -58,6 +58,18 @@ fn validate_policy(config: &Config) -> Result<(), ConfigError> {
         policy.intra_threads,
         "must be between 1 and 64",
     )?;
+    let device_ok = policy.device == "cpu"
+        || policy.device == "cuda"
+        || policy
+            .device
+            .strip_prefix("cuda:")
+            .is_some_and(|id| id.parse::<u32>().is_ok());
+    check(
+        device_ok,
+        "policy.device",
+        &policy.device,
+        "must be \"cpu\", \"cuda\" or \"cuda:N\"",
+    )?;
     check(
         policy.kind != crate::PolicyKind::Bundle || policy.bundle.is_some(),
         "policy.bundle",

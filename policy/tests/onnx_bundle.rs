@@ -2,7 +2,7 @@
 //! it was exported from, and against broken bundles.
 
 use rtchunk_config::{SamplerConfig, SamplerMode};
-use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions, find_onnxruntime};
+use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions, check_recorded, find_onnxruntime};
 use rtchunk_policy::reference::MixtureFlow;
 use rtchunk_policy::{Committed, FlowPolicy, Sampler};
 use serde_json::Value;
@@ -57,39 +57,11 @@ fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
 }
 
 fn check_recorded_outputs(bundle: &Path) {
-    let expected = expected_of(bundle);
-    let tolerance = expected["tolerance"].as_f64().unwrap() as f32;
-    let inputs = &expected["inputs"];
     let mut policy = load_bundle(bundle);
-    policy.prepare(&flat(&inputs["observation"])).unwrap();
-    let actions = flat(&inputs["actions"]);
-    let tau = flat(&inputs["tau"]);
-    let mut velocity = vec![0.0; actions.len()];
-    policy.velocity(&actions, &tau, &mut velocity).unwrap();
-    let error = max_difference(&velocity, &flat(&expected["velocity"]));
-    assert!(
-        error <= tolerance,
-        "{}: velocity differs from JAX by {error}",
-        bundle.display()
-    );
-    let mut again = vec![0.0; actions.len()];
-    let mut vjp = vec![0.0; actions.len()];
-    policy
-        .denoiser_vjp(
-            &actions,
-            &tau,
-            &flat(&inputs["cotangent"]),
-            &mut again,
-            &mut vjp,
-        )
-        .unwrap();
-    assert!(max_difference(&again, &velocity) <= tolerance);
-    let error = max_difference(&vjp, &flat(&expected["vjp"]));
-    assert!(
-        error <= tolerance,
-        "{}: VJP differs from JAX by {error}",
-        bundle.display()
-    );
+    let check = check_recorded(&mut policy, bundle)
+        .unwrap()
+        .expect("the fixture recorded outputs");
+    assert!(check.passes(), "{}: {check:?}", bundle.display());
 }
 
 #[test]

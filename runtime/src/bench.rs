@@ -151,6 +151,8 @@ pub fn loop_benchmark(
 pub struct PolicyBenchmark {
     /// The bundle's name.
     pub policy: String,
+    /// Where the graphs ran.
+    pub device: String,
     /// Repetitions per measurement.
     pub iterations: usize,
     /// The prefix graph (one observation), ms.
@@ -174,8 +176,9 @@ impl PolicyBenchmark {
             format!("{name:<28} {:>9.3} {:>9.3} {:>9.3}\n", q.p50, q.p99, q.max)
         };
         format!(
-            "policy {} ({} repetitions each)\n{:<28} {:>9} {:>9} {:>9}\n{}{}{}{}{}guided / plain step (p50): {:.2}\n",
+            "policy {} on {} ({} repetitions each)\n{:<28} {:>9} {:>9} {:>9}\n{}{}{}{}{}guided / plain step (p50): {:.2}\n",
             self.policy,
+            self.device,
             self.iterations,
             "ms",
             "p50",
@@ -270,6 +273,7 @@ pub fn policy_benchmark(
     }
     Ok(PolicyBenchmark {
         policy: manifest.name,
+        device: options.device.to_string(),
         iterations,
         guided_over_plain: guided_step_ms.p50 / plain_step_ms.p50,
         prefix_ms,

@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rtchunk_config::Config;
 use rtchunk_config::PolicyKind;
+use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::{RunOptions, bench, demo, run};
 use rtchunk_sim::PointMass;
@@ -41,10 +42,14 @@ enum Command {
         #[arg(long)]
         policy: Option<PathBuf>,
     },
-    /// Check a policy bundle (manifest, hashes, graphs) and print its manifest.
+    /// Check a policy bundle (manifest, hashes, graphs), print its manifest, and replay the inputs it recorded
+    /// at export against JAX's outputs.
     Inspect {
         /// The bundle directory.
         bundle: PathBuf,
+        /// Where to run the graphs: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: Device,
     },
     /// Validate a configuration file.
     CheckConfig {
@@ -82,6 +87,9 @@ enum Bench {
         /// Threads of ONNX Runtime's intra-op pool.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Where to run the graphs: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: Device,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -144,13 +152,29 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", demo::demo_summary(&runs, delay));
             }
         }
-        Command::Inspect { bundle } => {
-            let policy = rtchunk_policy::onnx::OnnxPolicy::load(&bundle, &Default::default())?;
+        Command::Inspect { bundle, device } => {
+            let options = OnnxRuntimeOptions {
+                device,
+                ..Default::default()
+            };
+            let mut policy = OnnxPolicy::load(&bundle, &options)?;
             println!("{}", serde_json::to_string_pretty(policy.manifest())?);
             println!(
                 "{}: ok (manifest, hashes and graphs check out)",
                 bundle.display()
             );
+            if let Some(check) = check_recorded(&mut policy, &bundle)? {
+                println!(
+                    "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e} of JAX \
+                     (tolerance {:.0e})",
+                    check.velocity_error, check.vjp_error, check.tolerance
+                );
+                anyhow::ensure!(
+                    check.passes(),
+                    "{}: outputs differ from JAX beyond the tolerance",
+                    bundle.display()
+                );
+            }
         }
         Command::CheckConfig { file } => {
             let mut config = Config::load(&file)?;
@@ -208,12 +232,14 @@ fn main() -> anyhow::Result<()> {
                     bundle,
                     iterations,
                     threads,
+                    device,
                     json,
                 },
         } => {
-            let options = rtchunk_policy::onnx::OnnxRuntimeOptions {
+            let options = OnnxRuntimeOptions {
                 library: None,
                 intra_threads: threads,
+                device,
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
             if json {

@@ -15,6 +15,10 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
             let options = OnnxRuntimeOptions {
                 library: policy.onnxruntime.clone(),
                 intra_threads: policy.intra_threads,
+                device: policy
+                    .device
+                    .parse()
+                    .map_err(|e: String| BundleError::Library(format!("policy.device: {e}")))?,
             };
             let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
             OnnxPolicy::load_boxed(directory, &options)?

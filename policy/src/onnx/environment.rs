@@ -5,6 +5,43 @@ use ort::environment::Environment;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+/// Where a bundle's graphs run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime's CPU execution provider.
+    #[default]
+    Cpu,
+    /// The CUDA execution provider on this GPU (needs the `cuda` feature and ONNX Runtime's GPU build).
+    Cuda(i32),
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|id| id.parse().ok())
+                .map(Device::Cuda)
+                .ok_or_else(|| {
+                    format!("{text:?} is not a device: expected \"cpu\", \"cuda\" or \"cuda:N\"")
+                }),
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(id) => write!(f, "cuda:{id}"),
+        }
+    }
+}
+
 /// How bundles are run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnnxRuntimeOptions {
@@ -13,6 +50,8 @@ pub struct OnnxRuntimeOptions {
     pub library: Option<PathBuf>,
     /// Threads of each session's intra-op pool (they never spin, so the controller's core stays quiet).
     pub intra_threads: usize,
+    /// Where the graphs run.
+    pub device: Device,
 }
 
 impl Default for OnnxRuntimeOptions {
@@ -20,6 +59,7 @@ impl Default for OnnxRuntimeOptions {
         OnnxRuntimeOptions {
             library: None,
             intra_threads: 1,
+            device: Device::Cpu,
         }
     }
 }

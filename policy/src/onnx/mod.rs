@@ -5,8 +5,10 @@ mod bundle;
 mod environment;
 mod manifest;
 mod policy;
+mod recorded;
 
 pub use bundle::{BundleError, load_manifest};
-pub use environment::{OnnxRuntimeOptions, find_onnxruntime};
+pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
 pub use manifest::{AttentionKind, Manifest, TimeConvention};
 pub use policy::OnnxPolicy;
+pub use recorded::{RecordedCheck, check_recorded};

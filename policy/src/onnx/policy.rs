@@ -1,7 +1,7 @@
 //! A policy bundle run by ONNX Runtime, as a [`FlowPolicy`].
 
 use super::bundle::{BundleError, load_manifest};
-use super::environment::{OnnxRuntimeOptions, environment};
+use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{GraphFile, Manifest, TimeConvention};
 use crate::interface::batch_of;
 use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
@@ -41,8 +41,8 @@ impl OnnxPolicy {
                     path: path.clone(),
                     message: format!("ONNX Runtime cannot load it: {e}"),
                 };
-                let session = session_builder(environment, options)
-                    .and_then(|mut builder| builder.commit_from_file(&path))
+                let session = session_builder(environment, options)?
+                    .commit_from_file(&path)
                     .map_err(|e| failure(&e))?;
                 check_outlets(&path, "input", session.inputs(), inputs)?;
                 check_outlets(&path, "output", session.outputs(), outputs)?;
@@ -219,16 +219,39 @@ impl OnnxPolicy {
     }
 }
 
-/// A session builder with the optimisation and (quiet, non-spinning) threading rtchunk uses.
+/// A session builder with the optimisation, the (quiet, non-spinning) threading and the device rtchunk uses. A
+/// device that cannot be registered is an error, never a silent fall-back to the CPU.
 fn session_builder(
     environment: &ort::environment::Environment,
     options: &OnnxRuntimeOptions,
-) -> ort::Result<ort::session::builder::SessionBuilder> {
-    Ok(Session::builder(environment)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)?
-        .with_intra_threads(options.intra_threads.max(1))?
-        .with_intra_op_spinning(false)?
-        .with_inter_op_spinning(false)?)
+) -> Result<ort::session::builder::SessionBuilder, BundleError> {
+    let runtime =
+        |e: ort::Error| BundleError::Library(format!("ONNX Runtime session options: {e}"));
+    let builder = Session::builder(environment)
+        .map_err(runtime)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(|e| runtime(e.into()))?
+        .with_intra_threads(options.intra_threads.max(1))
+        .map_err(|e| runtime(e.into()))?
+        .with_intra_op_spinning(false)
+        .map_err(|e| runtime(e.into()))?
+        .with_inter_op_spinning(false)
+        .map_err(|e| runtime(e.into()))?;
+    match options.device {
+        Device::Cpu => Ok(builder),
+        #[cfg(feature = "cuda")]
+        Device::Cuda(id) => builder
+            .with_execution_providers([ort::ep::CUDA::default()
+                .with_device_id(id)
+                .with_tf32(false)
+                .build()
+                .error_on_failure()])
+            .map_err(|e| BundleError::Library(format!("the CUDA execution provider (device {id}) failed to register: {e}"))),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => Err(BundleError::Library(
+            "this rtchunk was built without the CUDA execution provider: build it with --features cuda".into(),
+        )),
+    }
 }
 
 /// Checks that a graph's inputs or outputs are float32 tensors with the expected names and fixed dimensions

@@ -1,0 +1,84 @@
+//! Replaying the inputs a bundle recorded at export (`expected.json`) and measuring how far this runtime's
+//! outputs are from JAX's.
+
+use super::BundleError;
+use super::policy::OnnxPolicy;
+use crate::FlowPolicy;
+use serde_json::Value;
+use std::path::Path;
+
+/// How closely the graphs, run here, reproduce JAX's recorded outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecordedCheck {
+    /// The export's tolerance.
+    pub tolerance: f32,
+    /// Largest difference of the velocity.
+    pub velocity_error: f32,
+    /// Largest difference of the VJP.
+    pub vjp_error: f32,
+}
+
+impl RecordedCheck {
+    /// Whether both differences are within the tolerance.
+    pub fn passes(&self) -> bool {
+        self.velocity_error <= self.tolerance && self.vjp_error <= self.tolerance
+    }
+}
+
+fn flat(value: &Value) -> Vec<f32> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(flat).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN) as f32],
+        _ => vec![f32::NAN],
+    }
+}
+
+fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+    if a.len() != b.len() {
+        return f32::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Runs the recorded inputs of the bundle in `directory` through `policy`; `None` if it recorded none.
+pub fn check_recorded(
+    policy: &mut OnnxPolicy,
+    directory: &Path,
+) -> Result<Option<RecordedCheck>, BundleError> {
+    let path = directory.join("expected.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let bad = |message: String| BundleError::Manifest {
+        path: path.clone(),
+        message,
+    };
+    let recorded: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let inputs = &recorded["inputs"];
+    let actions = flat(&inputs["actions"]);
+    let tau = flat(&inputs["tau"]);
+    let run = |e: crate::PolicyError| bad(format!("replaying the recorded inputs: {e}"));
+    policy.prepare(&flat(&inputs["observation"])).map_err(run)?;
+    let (mut velocity, mut vjp) = (vec![0.0; actions.len()], vec![0.0; actions.len()]);
+    policy
+        .denoiser_vjp(
+            &actions,
+            &tau,
+            &flat(&inputs["cotangent"]),
+            &mut velocity,
+            &mut vjp,
+        )
+        .map_err(run)?;
+    let mut plain = vec![0.0; actions.len()];
+    policy.velocity(&actions, &tau, &mut plain).map_err(run)?;
+    let expected_velocity = flat(&recorded["velocity"]);
+    Ok(Some(RecordedCheck {
+        tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
+        velocity_error: max_difference(&velocity, &expected_velocity)
+            .max(max_difference(&plain, &expected_velocity)),
+        vjp_error: max_difference(&vjp, &flat(&recorded["vjp"])),
+    }))
+}
