@@ -30,6 +30,31 @@ enum Guide {
     Trained,
 }
 
+/// Where the initial noise A^0 comes from.
+enum NoiseSource<'a> {
+    /// Drawn from a seeded stream.
+    Seeded(NormalRng),
+    /// Given by the caller, for one integration.
+    Given(&'a [f32]),
+}
+
+impl NoiseSource<'_> {
+    fn fill(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
+        match self {
+            NoiseSource::Seeded(rng) => rng.fill_normal(out),
+            NoiseSource::Given(noise) if noise.len() == out.len() => out.copy_from_slice(noise),
+            NoiseSource::Given(noise) => {
+                return Err(PolicyError::Shape {
+                    what: "the given noise",
+                    got: noise.len(),
+                    expected: out.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Samples chunks from a [`FlowPolicy`]; holds its buffers so repeated calls do not allocate.
 ///
 /// Not real-time: runs in the inference worker.
@@ -107,6 +132,33 @@ impl Sampler {
         seed: u64,
         out: &mut [f32],
     ) -> Result<(), PolicyError> {
+        let mut noise = NoiseSource::Seeded(NormalRng::new(seed));
+        self.sample_with(policy, weak, observation, committed, &mut noise, out)
+    }
+
+    /// [`Sampler::sample`] from the given initial noise A^0 (one chunk, or `bid_candidates` chunks for BID)
+    /// instead of a seed: for comparing with other implementations of the same sampler.
+    pub fn sample_from_noise(
+        &mut self,
+        policy: &mut dyn FlowPolicy,
+        observation: &[f32],
+        committed: Option<Committed>,
+        noise: &[f32],
+        out: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let mut noise = NoiseSource::Given(noise);
+        self.sample_with(policy, None, observation, committed, &mut noise, out)
+    }
+
+    fn sample_with(
+        &mut self,
+        policy: &mut dyn FlowPolicy,
+        weak: Option<&mut dyn FlowPolicy>,
+        observation: &[f32],
+        committed: Option<Committed>,
+        noise: &mut NoiseSource,
+        out: &mut [f32],
+    ) -> Result<(), PolicyError> {
         self.check_policy(policy)?;
         let len = self.horizon * self.action_dim;
         if out.len() != len {
@@ -131,15 +183,14 @@ impl Sampler {
         } else {
             1
         };
-        let mut rng = NormalRng::new(seed);
-        self.integrate(policy, batch, guide, &mut rng)?;
+        self.integrate(policy, batch, guide, noise)?;
         let chosen = match (overlap, weak) {
             (Some(overlap), weak) if batch > 1 => {
                 let weak_candidates = match weak {
                     Some(weak) => {
                         weak.prepare(observation)?;
                         let strong = std::mem::take(&mut self.x);
-                        self.integrate(weak, batch, Guide::None, &mut rng)?;
+                        self.integrate(weak, batch, Guide::None, noise)?;
                         self.weak_candidates = std::mem::replace(&mut self.x, strong);
                         Some(self.weak_candidates.as_slice())
                     }
@@ -197,7 +248,7 @@ impl Sampler {
         policy: &mut dyn FlowPolicy,
         batch: usize,
         guide: Guide,
-        rng: &mut NormalRng,
+        noise: &mut NoiseSource,
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
         let len = h * a;
@@ -212,7 +263,7 @@ impl Sampler {
             buffer.resize(batch * len, 0.0);
         }
         self.tau.resize(batch * h, 0.0);
-        rng.fill_normal(&mut self.x);
+        noise.fill(&mut self.x)?;
         self.noise.copy_from_slice(&self.x);
         let steps = self.config.steps;
         let prefix = self.delay * a;

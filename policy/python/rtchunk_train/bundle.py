@@ -9,6 +9,8 @@ import numpy as np
 import onnxruntime as ort
 from jax2onnx import to_onnx
 
+from .rtc import guided_inference
+
 FORMAT_VERSION = 1
 # Largest difference between ONNX Runtime and JAX that an fp32 export may show.
 EXPORT_TOLERANCE = 1e-5
@@ -123,8 +125,26 @@ def export_policy(out: Path, prefix, velocity, dims: dict, manifest: dict, input
         "context": context.tolist(),
         "velocity": v.tolist(),
         "vjp": vjp.tolist(),
+        "rtc": record_rtc(velocity, context[:1], h, a),
     }
     return recorded
+
+
+def record_rtc(velocity, context, horizon: int, action_dim: int) -> dict:
+    """A full guided RTC inference from fixed noise (n = 5, beta = 5, d = 2, s = H / 2), recorded for comparison."""
+    rng = np.random.default_rng(7)
+    noise = rng.normal(size=(1, horizon, action_dim)).astype(np.float32)
+    executed = horizon // 2
+    committed = (0.5 * np.sin(0.5 * np.arange((horizon - executed) * action_dim))).reshape(-1, action_dim).astype(np.float32)
+    chunk = guided_inference(jax.jit(velocity), jax.jit(vjp_graph(velocity)), context, noise, committed, 2, 5, 5.0)
+    return {
+        "noise": noise.tolist(),
+        "committed": committed.tolist(),
+        "delay": 2,
+        "steps": 5,
+        "beta": 5.0,
+        "chunk": chunk.tolist(),
+    }
 
 
 def fixed_inputs(horizon: int, action_dim: int, observation_dim: int, batch: int, seed: int, per_token: bool) -> dict:
