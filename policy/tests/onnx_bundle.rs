@@ -68,38 +68,13 @@ fn check_recorded_outputs(bundle: &Path) {
 fn a_full_rtc_inference_from_fixed_noise_matches_jax() {
     for bundle in ["gaussian", "gta-toy"] {
         let bundle = fixtures().join(bundle);
-        let expected = expected_of(&bundle);
-        let rtc = &expected["rtc"];
         let mut policy = load_bundle(&bundle);
-        let (h, a) = (policy.spec().horizon, policy.spec().action_dim);
-        let config = SamplerConfig {
-            mode: SamplerMode::Rtc,
-            steps: rtc["steps"].as_u64().unwrap() as usize,
-            beta: rtc["beta"].as_f64().unwrap(),
-            ..SamplerConfig::default()
-        };
-        let observation = flat(&expected["inputs"]["observation"]);
-        let observation = &observation[..policy.spec().observation_dim];
-        let committed = flat(&rtc["committed"]);
-        let mut chunk = vec![0.0f32; h * a];
-        Sampler::new(config, h, a)
-            .sample_from_noise(
-                &mut policy,
-                observation,
-                Some(Committed {
-                    actions: &committed,
-                    delay: rtc["delay"].as_u64().unwrap() as usize,
-                }),
-                &flat(&rtc["noise"]),
-                &mut chunk,
-            )
-            .unwrap();
-        let difference = max_difference(&chunk, &flat(&rtc["chunk"]));
-        println!(
-            "{}: RTC chunk within {difference:.2e} of JAX",
-            bundle.display()
-        );
-        assert!(difference <= 1e-5, "{}: {difference}", bundle.display());
+        let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
+        let error = check
+            .rtc_error
+            .expect("the fixture recorded an RTC inference");
+        println!("{}: RTC chunk within {error:.2e} of JAX", bundle.display());
+        assert!(error <= check.tolerance, "{}: {error}", bundle.display());
     }
 }
 

@@ -90,6 +90,9 @@ enum Bench {
         /// Where to run the graphs: cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: Device,
+        /// On a GPU, send the context with every step instead of keeping it in device memory (for comparison).
+        #[arg(long)]
+        host_context: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -165,9 +168,14 @@ fn main() -> anyhow::Result<()> {
             );
             if let Some(check) = check_recorded(&mut policy, &bundle)? {
                 println!(
-                    "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e} of JAX \
-                     (tolerance {:.0e})",
-                    check.velocity_error, check.vjp_error, check.tolerance
+                    "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e}, RTC inference \
+                     within {} of JAX (tolerance {:.0e})",
+                    check.velocity_error,
+                    check.vjp_error,
+                    check
+                        .rtc_error
+                        .map_or("(not recorded)".into(), |e| format!("{e:.2e}")),
+                    check.tolerance
                 );
                 anyhow::ensure!(
                     check.passes(),
@@ -233,6 +241,7 @@ fn main() -> anyhow::Result<()> {
                     iterations,
                     threads,
                     device,
+                    host_context,
                     json,
                 },
         } => {
@@ -240,6 +249,7 @@ fn main() -> anyhow::Result<()> {
                 library: None,
                 intra_threads: threads,
                 device,
+                context_on_device: !host_context,
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
             if json {

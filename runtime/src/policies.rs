@@ -15,6 +15,7 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
             let options = OnnxRuntimeOptions {
                 library: policy.onnxruntime.clone(),
                 intra_threads: policy.intra_threads,
+                context_on_device: true,
                 device: policy
                     .device
                     .parse()

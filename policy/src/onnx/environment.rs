@@ -52,6 +52,8 @@ pub struct OnnxRuntimeOptions {
     pub intra_threads: usize,
     /// Where the graphs run.
     pub device: Device,
+    /// On a GPU, keep a single observation's context in device memory across the denoising steps (IoBinding).
+    pub context_on_device: bool,
 }
 
 impl Default for OnnxRuntimeOptions {
@@ -60,6 +62,7 @@ impl Default for OnnxRuntimeOptions {
             library: None,
             intra_threads: 1,
             device: Device::Cpu,
+            context_on_device: true,
         }
     }
 }

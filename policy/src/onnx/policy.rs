@@ -5,9 +5,10 @@ use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{GraphFile, Manifest, TimeConvention};
 use crate::interface::batch_of;
 use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
+use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::{Tensor, TensorElementType, ValueType};
+use ort::value::{DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 use std::path::Path;
 
 /// The sessions of a bundle's graphs and the prepared contexts.
@@ -23,6 +24,13 @@ pub struct OnnxPolicy {
     context_count: usize,
     /// The contexts repeated for a batch of chunks.
     batch_contexts: Vec<f32>,
+    /// Where the graphs run.
+    device: Device,
+    /// Whether a GPU keeps a single observation's context in its memory.
+    context_on_device: bool,
+    /// On a GPU, the context of a single prepared observation, kept in device memory so that the denoising steps
+    /// move only the chunk; `contexts` is then filled from it only if a call needs it on the host.
+    device_context: Option<DynValue>,
 }
 
 fn backend(error: impl std::fmt::Display) -> PolicyError {
@@ -117,6 +125,9 @@ impl OnnxPolicy {
             contexts: Vec::new(),
             context_count: 0,
             batch_contexts: Vec::new(),
+            device: options.device,
+            context_on_device: options.context_on_device,
+            device_context: None,
         })
     }
 
@@ -161,8 +172,11 @@ impl OnnxPolicy {
         mut vjp: Option<&mut [f32]>,
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
-        self.contexts_for(batch)?;
         let group = self.group_size(batch)?;
+        if group == 1 && self.device_context.is_some() {
+            return self.run_flow_on_device(actions, tau, cotangent, velocity, vjp);
+        }
+        self.contexts_for(batch)?;
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let (len, context_len) = (h * a, self.manifest.context_len());
         let context_shape: Vec<i64> = std::iter::once(group as i64)
@@ -195,10 +209,110 @@ impl OnnxPolicy {
         Ok(())
     }
 
+    /// [`OnnxPolicy::run_flow`] one chunk at a time against the context held in device memory (IoBinding): only
+    /// the chunk, tau and the cotangent go to the device, and only the outputs come back.
+    fn run_flow_on_device(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        cotangent: Option<&[f32]>,
+        velocity: &mut [f32],
+        mut vjp: Option<&mut [f32]>,
+    ) -> Result<(), PolicyError> {
+        let (h, a) = (self.spec.horizon, self.spec.action_dim);
+        let len = h * a;
+        let host = MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(backend)?;
+        let context = self
+            .device_context
+            .as_ref()
+            .ok_or(PolicyError::NotPrepared)?;
+        let session = match cotangent {
+            Some(_) => self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?,
+            None => &mut self.velocity,
+        };
+        for start in 0..actions.len() / len {
+            let chunk = start * len..(start + 1) * len;
+            let mut binding = session.create_binding().map_err(backend)?;
+            let shape = vec![1, h as i64, a as i64];
+            binding
+                .bind_input("actions", &tensor(shape.clone(), &actions[chunk.clone()])?)
+                .map_err(backend)?;
+            binding
+                .bind_input(
+                    "tau",
+                    &tensor(vec![1, h as i64], &tau[start * h..(start + 1) * h])?,
+                )
+                .map_err(backend)?;
+            binding.bind_input("context", context).map_err(backend)?;
+            if let Some(cotangent) = cotangent {
+                binding
+                    .bind_input("cotangent", &tensor(shape, &cotangent[chunk.clone()])?)
+                    .map_err(backend)?;
+                binding
+                    .bind_output_to_device("vjp", &host)
+                    .map_err(backend)?;
+            }
+            binding
+                .bind_output_to_device("velocity", &host)
+                .map_err(backend)?;
+            let outputs = session.run_binding(&binding).map_err(backend)?;
+            copy_output(&outputs, "velocity", &mut velocity[chunk.clone()])?;
+            if let Some(vjp) = vjp.as_deref_mut() {
+                copy_output(&outputs, "vjp", &mut vjp[chunk])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the prefix graph for one observation with its output left in the GPU's memory.
+    fn prepare_on_device(
+        &mut self,
+        observation: &[f32],
+        device_id: i32,
+    ) -> Result<(), PolicyError> {
+        let dim = self.spec.observation_dim;
+        let name = self.manifest.observation[0].name.clone();
+        let device = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device_id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(backend)?;
+        let input = tensor(vec![1, dim as i64], observation)?;
+        let mut binding = self.prefix.create_binding().map_err(backend)?;
+        binding.bind_input(name, &input).map_err(backend)?;
+        binding
+            .bind_output_to_device("context", &device)
+            .map_err(backend)?;
+        let mut outputs = self.prefix.run_binding(&binding).map_err(backend)?;
+        self.device_context = Some(outputs.remove("context").ok_or(PolicyError::NotPrepared)?);
+        self.contexts.clear();
+        self.context_count = 1;
+        Ok(())
+    }
+
     /// Repeats the prepared contexts so that chunk b of a batch of `batch` uses context b / (batch / count).
     fn contexts_for(&mut self, batch: usize) -> Result<(), PolicyError> {
         if self.context_count == 0 {
             return Err(PolicyError::NotPrepared);
+        }
+        if self.contexts.is_empty()
+            && let Some(context) = &self.device_context
+        {
+            let tensor = context
+                .view()
+                .downcast::<DynTensorValueType>()
+                .map_err(backend)?;
+            let host = tensor.to(AllocationDevice::CPU, 0).map_err(backend)?;
+            let (_, values) = host.try_extract_tensor::<f32>().map_err(backend)?;
+            self.contexts.extend_from_slice(values);
         }
         if !batch.is_multiple_of(self.context_count) {
             return Err(PolicyError::Shape {
@@ -338,6 +452,10 @@ impl FlowPolicy for OnnxPolicy {
             });
         }
         let group = self.group_size(count)?;
+        self.device_context = None;
+        if let (Device::Cuda(id), 1, true) = (self.device, count, self.context_on_device) {
+            return self.prepare_on_device(observations, id);
+        }
         let name = self.manifest.observation[0].name.clone();
         self.contexts.clear();
         for batch in observations.chunks(group * dim) {

@@ -3,7 +3,8 @@
 
 use super::BundleError;
 use super::policy::OnnxPolicy;
-use crate::FlowPolicy;
+use crate::{Committed, FlowPolicy, Sampler};
+use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
 use std::path::Path;
 
@@ -16,12 +17,16 @@ pub struct RecordedCheck {
     pub velocity_error: f32,
     /// Largest difference of the VJP.
     pub vjp_error: f32,
+    /// Largest difference of a whole RTC inference from the recorded noise, if one was recorded.
+    pub rtc_error: Option<f32>,
 }
 
 impl RecordedCheck {
     /// Whether both differences are within the tolerance.
     pub fn passes(&self) -> bool {
-        self.velocity_error <= self.tolerance && self.vjp_error <= self.tolerance
+        self.velocity_error <= self.tolerance
+            && self.vjp_error <= self.tolerance
+            && self.rtc_error.is_none_or(|e| e <= self.tolerance)
     }
 }
 
@@ -75,10 +80,45 @@ pub fn check_recorded(
     let mut plain = vec![0.0; actions.len()];
     policy.velocity(&actions, &tau, &mut plain).map_err(run)?;
     let expected_velocity = flat(&recorded["velocity"]);
+    let observation = flat(&inputs["observation"]);
+    let rtc_error = match recorded.get("rtc") {
+        Some(rtc) => Some(replay_rtc(policy, rtc, &observation).map_err(run)?),
+        None => None,
+    };
     Ok(Some(RecordedCheck {
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
         velocity_error: max_difference(&velocity, &expected_velocity)
             .max(max_difference(&plain, &expected_velocity)),
         vjp_error: max_difference(&vjp, &flat(&recorded["vjp"])),
+        rtc_error,
     }))
+}
+
+/// Runs the RTC sampler from the recorded noise for the first recorded observation; returns the largest
+/// difference from the recorded chunk.
+fn replay_rtc(
+    policy: &mut OnnxPolicy,
+    rtc: &Value,
+    observations: &[f32],
+) -> Result<f32, crate::PolicyError> {
+    let spec = policy.spec().clone();
+    let config = SamplerConfig {
+        mode: SamplerMode::Rtc,
+        steps: rtc["steps"].as_u64().unwrap_or(5) as usize,
+        beta: rtc["beta"].as_f64().unwrap_or(5.0),
+        ..SamplerConfig::default()
+    };
+    let committed = flat(&rtc["committed"]);
+    let mut chunk = vec![0.0f32; spec.chunk_len()];
+    Sampler::new(config, spec.horizon, spec.action_dim).sample_from_noise(
+        policy,
+        &observations[..spec.observation_dim.min(observations.len())],
+        Some(Committed {
+            actions: &committed,
+            delay: rtc["delay"].as_u64().unwrap_or(0) as usize,
+        }),
+        &flat(&rtc["noise"]),
+        &mut chunk,
+    )?;
+    Ok(max_difference(&chunk, &flat(&rtc["chunk"])))
 }
