@@ -46,6 +46,21 @@ class ModelConfig:
         return 2 * self.kv_heads * self.head_dim
 
 
+# Named sizes, from one that trains on two CPU cores to an action expert of about 300M parameters (GPU).
+PRESETS = {
+    "tiny": {},
+    "small": {"width": 128, "layers": 4, "heads": 8, "kv_heads": 2, "head_dim": 16, "rope_dim": 8},
+    "expert-300m": {"width": 1024, "layers": 18, "heads": 16, "kv_heads": 4, "head_dim": 64, "rope_dim": 32, "mlp_ratio": 4},
+}
+
+
+def preset(name: str, **dims) -> ModelConfig:
+    """The named size, with the task's dimensions (horizon, action_dim, observation_dim, attention)."""
+    if name not in PRESETS:
+        raise ValueError(f"size {name!r}: expected one of {sorted(PRESETS)}")
+    return ModelConfig(**{**PRESETS[name], **dims})
+
+
 def _dense(key, fan_in, fan_out, scale=1.0):
     return scale * jax.random.normal(key, (fan_in, fan_out), jnp.float32) / np.sqrt(fan_in)
 

@@ -19,7 +19,7 @@ import optax
 
 from . import __version__, dataset as datasets
 from .bundle import export_policy, fixed_inputs, write_expected
-from .model import ModelConfig, init_params, parameter_count, prefix, velocity
+from .model import PRESETS, ModelConfig, init_params, parameter_count, prefix, preset, velocity
 
 
 def normalize(values, stats):
@@ -90,12 +90,13 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--attention", choices=["gta", "gqa", "mha"], default="gta")
+    parser.add_argument("--size", choices=sorted(PRESETS), default="tiny", help="model size preset")
     parser.add_argument("--training-rtc", type=int, default=0, metavar="MAX_DELAY", help="training-time RTC up to this delay")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
     parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
     args = parser.parse_args()
     data = datasets.toy_obstacle_demonstrations(200, args.seed) if args.dataset == "toy" else datasets.load(Path(args.dataset))
-    config = ModelConfig(horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)
+    config = preset(args.size, horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)
     if args.attention == "mha":
         config = replace(config, kv_heads=config.heads)
     params, losses, stats = train(config, data, args.steps, args.seed, args.batch, args.training_rtc, args.tau_beta)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from rtchunk_train import dataset as datasets
-from rtchunk_train.model import ModelConfig, _keys_values, _rope, _rope_tables, _split_cache, init_params, prefix, velocity
+from rtchunk_train.model import ModelConfig, preset, _keys_values, _rope, _rope_tables, _split_cache, init_params, prefix, velocity
 from rtchunk_train.train import train, training_example
 
 
@@ -81,3 +81,15 @@ def test_a_short_training_run_reduces_the_flow_matching_loss():
     _, losses, stats = train(ModelConfig(), data, steps=150, seed=0, batch=64, max_delay=0, tau_beta=False)
     assert np.mean(losses[-20:]) < 0.5 * np.mean(losses[:20])
     assert len(stats["action"]["std"]) == 2
+
+
+def test_size_presets_span_a_toy_to_a_300m_action_expert():
+    def count(config):
+        shapes = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
+        return sum(np.prod(x.shape) for x in jax.tree_util.tree_leaves(shapes))
+
+    assert count(preset("tiny")) < 50_000
+    expert = count(preset("expert-300m", horizon=50, action_dim=32, observation_dim=64))
+    assert 250e6 < expert < 350e6, expert
+    gta, gqa = preset("expert-300m"), preset("expert-300m", attention="gqa")
+    assert gta.cache_width() / gqa.cache_width() == (4 * 64 + 32) / (2 * 4 * 64)
