@@ -240,9 +240,14 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
         "{message}"
     );
 
-    let half = broken("dtype", |d| edit_manifest(d, |m| m["dtype"] = "float16".into()));
+    let half = broken("dtype", |d| {
+        edit_manifest(d, |m| m["dtype"] = "float16".into())
+    });
     let message = load_error(&half);
-    assert!(message.contains("manifest.json: dtype Float16 is not supported yet"), "{message}");
+    assert!(
+        message.contains("manifest.json: dtype Float16 is not supported yet"),
+        "{message}"
+    );
 
     let batch = broken("batch", |d| edit_manifest(d, |m| m["batch"] = 0.into()));
     assert!(load_error(&batch).contains("manifest.json: batch is 0"));

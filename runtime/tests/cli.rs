@@ -61,18 +61,15 @@ fn a_bad_configuration_is_rejected_with_file_key_value_and_rule() {
     );
 }
 
-#[test]
-fn run_on_the_simulated_clock_prints_metrics_as_json() {
-    let file = examples()
-        .into_iter()
-        .find(|f| f.ends_with("simulated-bimodal.toml"))
-        .unwrap();
+/// Runs an example configuration for `seconds` and returns its JSON metrics.
+fn run_example(name: &str, seconds: &str) -> serde_json::Value {
+    let file = examples().into_iter().find(|f| f.ends_with(name)).unwrap();
     let output = rtchunk(&[
         "run",
         "--config",
         file.to_str().unwrap(),
         "--seconds",
-        "4",
+        seconds,
         "--json",
     ]);
     assert!(
@@ -80,7 +77,12 @@ fn run_on_the_simulated_clock_prints_metrics_as_json() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn run_on_the_simulated_clock_prints_metrics_as_json() {
+    let metrics = run_example("simulated-bimodal.toml", "4");
     assert_eq!(metrics["policy_ticks"], 200);
     assert!(metrics["swaps"].as_u64().unwrap() > 40);
     assert_eq!(metrics["observed_delay_ticks"]["max"], 3.0);
@@ -133,24 +135,7 @@ fn inspect_checks_a_bundle_and_prints_its_manifest() {
 
 #[test]
 fn a_bundle_runs_through_the_scheduler_from_a_configuration_file() {
-    let file = examples()
-        .into_iter()
-        .find(|f| f.ends_with("gaussian-bundle.toml"))
-        .unwrap();
-    let output = rtchunk(&[
-        "run",
-        "--config",
-        file.to_str().unwrap(),
-        "--seconds",
-        "2",
-        "--json",
-    ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let metrics = run_example("gaussian-bundle.toml", "2");
     assert_eq!(metrics["policy_ticks"], 100);
     assert!(metrics["swaps"].as_u64().unwrap() > 15);
     assert_eq!(metrics["inference_failures"], 0);

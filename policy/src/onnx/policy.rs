@@ -201,10 +201,7 @@ impl OnnxPolicy {
                 None => &mut self.velocity,
             };
             let outputs = session.run(inputs).map_err(backend)?;
-            copy_output(&outputs, "velocity", &mut velocity[chunks.clone()])?;
-            if let Some(vjp) = vjp.as_deref_mut() {
-                copy_output(&outputs, "vjp", &mut vjp[chunks])?;
-            }
+            copy_outputs(&outputs, chunks, velocity, vjp.as_deref_mut())?;
         }
         Ok(())
     }
@@ -262,10 +259,7 @@ impl OnnxPolicy {
                 .bind_output_to_device("velocity", &host)
                 .map_err(backend)?;
             let outputs = session.run_binding(&binding).map_err(backend)?;
-            copy_output(&outputs, "velocity", &mut velocity[chunk.clone()])?;
-            if let Some(vjp) = vjp.as_deref_mut() {
-                copy_output(&outputs, "vjp", &mut vjp[chunk])?;
-            }
+            copy_outputs(&outputs, chunk, velocity, vjp.as_deref_mut())?;
         }
         Ok(())
     }
@@ -430,6 +424,20 @@ fn copy_output(
     }
     out.copy_from_slice(values);
     Ok(())
+}
+
+/// Copies the velocity (and, when asked, the VJP) of the chunks in `range` out of a run's outputs.
+fn copy_outputs(
+    outputs: &ort::session::SessionOutputs<'_>,
+    range: std::ops::Range<usize>,
+    velocity: &mut [f32],
+    vjp: Option<&mut [f32]>,
+) -> Result<(), PolicyError> {
+    copy_output(outputs, "velocity", &mut velocity[range.clone()])?;
+    match vjp {
+        Some(vjp) => copy_output(outputs, "vjp", &mut vjp[range]),
+        None => Ok(()),
+    }
 }
 
 impl FlowPolicy for OnnxPolicy {
