@@ -107,11 +107,11 @@ def parameter_count(params) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
 
-def _rope_tables(positions: np.ndarray, dim: int):
+def _rope_tables(positions: np.ndarray, dim: int, dtype=jnp.float32):
     half = dim // 2
     frequencies = 1.0 / (10000.0 ** (np.arange(half) / half))
     angles = positions[:, None] * frequencies[None, :]
-    return jnp.asarray(np.cos(angles), jnp.float32), jnp.asarray(np.sin(angles), jnp.float32)
+    return jnp.asarray(np.cos(angles), dtype), jnp.asarray(np.sin(angles), dtype)
 
 
 def _rope(x, cos, sin):
@@ -151,6 +151,16 @@ def _split_cache(config: ModelConfig, cache):
     return cache[..., : g * d].reshape(b, t, g, d), cache[..., g * d :].reshape(b, t, g, d)
 
 
+def _attend(query, keys, values, head_dim: int):
+    """Softmax attention of query [B, H, G, Q, d] (G KV groups of Q query heads) over keys and values
+    [B, T, G, d], as batched matrix products (ONNX MatMul: every float type, fast CPU kernels)."""
+    query = query.transpose(0, 2, 3, 1, 4)  # [B, G, Q, H, d]
+    keys = keys.transpose(0, 2, 3, 1)[:, :, None]  # [B, G, 1, d, T]
+    values = values.transpose(0, 2, 1, 3)[:, :, None]  # [B, G, 1, T, d]
+    weights = jax.nn.softmax((query @ keys) / np.sqrt(head_dim), axis=-1)
+    return (weights @ values).transpose(0, 3, 1, 2, 4)  # [B, H, G, Q, d]
+
+
 def _prefix_positions(config):
     return np.arange(config.prefix_tokens, dtype=np.float64)
 
@@ -164,14 +174,14 @@ def prefix(config: ModelConfig, params: dict, observation):
     b = observation.shape[0]
     tokens = jax.nn.gelu(observation @ params["prefix_in"]).reshape(b, config.prefix_tokens, config.width)
     tokens = _layer_norm(tokens @ params["prefix_out"])
-    cos, sin = _rope_tables(_prefix_positions(config), config.rope_dim)
+    cos, sin = _rope_tables(_prefix_positions(config), config.rope_dim, observation.dtype)
     return jnp.stack([_keys_values(config, layer, tokens, cos, sin) for layer in params["layers"]], axis=1)
 
 
 def _time_embedding(width: int, tau):
     """Sinusoidal embedding of tau [B, H] -> [B, H, width]."""
     half = width // 2
-    frequencies = jnp.asarray(np.exp(np.linspace(np.log(1.0), np.log(1000.0), half)), jnp.float32)
+    frequencies = jnp.asarray(np.exp(np.linspace(np.log(1.0), np.log(1000.0), half)), tau.dtype)
     angles = tau[..., None] * frequencies
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
@@ -182,7 +192,7 @@ def velocity(config: ModelConfig, params: dict, actions, tau, context):
     w, d = config.width, config.head_dim
     x = actions @ params["action_in"] + params["action_position"]
     condition = jax.nn.silu(_time_embedding(w, tau) @ params["time_mlp"])
-    cos, sin = _rope_tables(_action_positions(config), config.rope_dim)
+    cos, sin = _rope_tables(_action_positions(config), config.rope_dim, actions.dtype)
     for index, layer in enumerate(params["layers"]):
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(condition @ layer["modulation"], 6, axis=-1)
         y = _layer_norm(x) * (1.0 + scale1) + shift1
@@ -192,8 +202,7 @@ def velocity(config: ModelConfig, params: dict, actions, tau, context):
         query_rope = _rope(jnp.swapaxes(query[..., d - config.rope_dim :], 1, 2), cos, sin).swapaxes(1, 2)
         query = jnp.concatenate([query[..., : d - config.rope_dim], query_rope], axis=-1)
         query = query.reshape(b, h, config.kv_heads, config.query_groups, d)
-        scores = jnp.einsum("bhgqd,btgd->bgqht", query, keys) / np.sqrt(d)
-        attended = jnp.einsum("bgqht,btgd->bhgqd", jax.nn.softmax(scores, axis=-1), values)
+        attended = _attend(query, keys, values, d)
         x = x + gate1 * (attended.reshape(b, h, config.heads * d) @ layer["out"])
         y = _layer_norm(x) * (1.0 + scale2) + shift2
         x = x + gate2 * (jax.nn.gelu(y @ layer["mlp_in"]) @ layer["mlp_out"])

@@ -93,3 +93,14 @@ def test_size_presets_span_a_toy_to_a_300m_action_expert():
     assert 250e6 < expert < 350e6, expert
     gta, gqa = preset("expert-300m"), preset("expert-300m", attention="gqa")
     assert gta.cache_width() / gqa.cache_width() == (4 * 64 + 32) / (2 * 4 * 64)
+
+
+def test_attention_is_softmax_of_scaled_dot_products_per_group():
+    from rtchunk_train.model import _attend
+
+    q = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 2, 2, 8))
+    k = jax.random.normal(jax.random.PRNGKey(1), (2, 12, 2, 8))
+    v = jax.random.normal(jax.random.PRNGKey(2), (2, 12, 2, 8))
+    scores = jnp.einsum("bhgqd,btgd->bgqht", q, k) / np.sqrt(8)
+    expected = jnp.einsum("bgqht,btgd->bhgqd", jax.nn.softmax(scores, axis=-1), v)
+    np.testing.assert_allclose(_attend(q, k, v, 8), expected, atol=1e-6)
