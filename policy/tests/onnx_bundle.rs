@@ -51,7 +51,7 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
-    for bundle in ["gaussian", "gta-toy"] {
+    for bundle in ["gaussian", "gta-toy", "gta-toy-fp16"] {
         check_recorded_outputs(&fixtures().join(bundle));
     }
 }
@@ -66,7 +66,7 @@ fn check_recorded_outputs(bundle: &Path) {
 
 #[test]
 fn a_full_rtc_inference_from_fixed_noise_matches_jax() {
-    for bundle in ["gaussian", "gta-toy"] {
+    for bundle in ["gaussian", "gta-toy", "gta-toy-fp16"] {
         let bundle = fixtures().join(bundle);
         let mut policy = load_bundle(&bundle);
         let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
@@ -240,12 +240,21 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
         "{message}"
     );
 
-    let half = broken("dtype", |d| {
+    let bf16 = broken("dtype", |d| {
+        edit_manifest(d, |m| m["dtype"] = "bfloat16".into())
+    });
+    let message = load_error(&bf16);
+    assert!(
+        message.contains("manifest.json: dtype Bfloat16 is not supported yet"),
+        "{message}"
+    );
+
+    let half = broken("half", |d| {
         edit_manifest(d, |m| m["dtype"] = "float16".into())
     });
     let message = load_error(&half);
     assert!(
-        message.contains("manifest.json: dtype Float16 is not supported yet"),
+        message.contains(".onnx: input \"observation\" is Float32, the manifest says Float16"),
         "{message}"
     );
 

@@ -3,6 +3,7 @@
 import hashlib
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import jax
 import numpy as np
@@ -12,8 +13,9 @@ from jax2onnx import to_onnx
 from .rtc import guided_inference
 
 FORMAT_VERSION = 1
-# Largest difference between ONNX Runtime and JAX that an fp32 export may show.
-EXPORT_TOLERANCE = 1e-5
+# Largest difference between ONNX Runtime and JAX that an export may show, per graph dtype.
+EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
 def vjp_graph(velocity):
@@ -35,9 +37,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_graph(function, shapes, path: Path, input_names, output_names):
-    """Exports a JAX function of float32 arrays with static shapes to ONNX with the given I/O names."""
-    model = to_onnx(function, [tuple(s) for s in shapes], model_name=path.stem)
+def export_graph(function, shapes, path: Path, input_names, output_names, dtype: str = "float32"):
+    """Exports a JAX function of `dtype` arrays (a dimension may be a symbol such as "B") to ONNX with the given
+    I/O names."""
+    specs = [SimpleNamespace(shape=tuple(s), dtype=NUMPY_DTYPES[dtype]) for s in shapes]
+    model = to_onnx(function, specs, model_name=path.stem)
     for graph_input, name in zip(model.graph.input, input_names):
         rename(model.graph, graph_input.name, name)
     for graph_output, name in zip(model.graph.output, output_names):
@@ -57,19 +61,21 @@ def rename(graph, old: str, new: str):
         node.output[:] = [new if name == old else name for name in node.output]
 
 
-def run_onnx(path: Path, inputs: dict) -> list:
-    """Runs a graph in ONNX Runtime on the CPU."""
+def run_onnx(path: Path, inputs: dict, dtype: str = "float32") -> list:
+    """Runs a graph in ONNX Runtime on the CPU; outputs as float32."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {k: np.asarray(v, dtype=np.float32) for k, v in inputs.items()})
+    outputs = session.run(None, {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()})
+    return [np.asarray(o, dtype=np.float32) for o in outputs]
 
 
-def check_against_jax(path: Path, inputs: dict, expected: list):
-    """Refuses an export whose ONNX Runtime outputs differ from JAX's by more than EXPORT_TOLERANCE."""
-    got = run_onnx(path, inputs)
+def check_against_jax(path: Path, inputs: dict, expected: list, dtype: str = "float32"):
+    """Refuses an export whose ONNX Runtime outputs differ from JAX's by more than the dtype's tolerance."""
+    got = run_onnx(path, inputs, dtype)
+    tolerance = EXPORT_TOLERANCE[dtype]
     for name, (g, e) in enumerate(zip(got, expected)):
-        error = float(np.max(np.abs(np.asarray(g) - np.asarray(e))))
-        if not error <= EXPORT_TOLERANCE:
-            raise ValueError(f"{path.name}: output {name} differs from JAX by {error:.3g} > {EXPORT_TOLERANCE}")
+        error = float(np.max(np.abs(np.asarray(g) - np.asarray(e, dtype=np.float32))))
+        if not error <= tolerance:
+            raise ValueError(f"{path.name}: output {name} differs from JAX by {error:.3g} > {tolerance}")
 
 
 def write_manifest(directory: Path, manifest: dict, graph_files: dict):
@@ -80,54 +86,68 @@ def write_manifest(directory: Path, manifest: dict, graph_files: dict):
     (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
-def export_policy(out: Path, prefix, velocity, dims: dict, manifest: dict, inputs: dict, batch: int | None = None) -> dict:
+def export_policy(
+    out: Path, prefix, velocity, dims: dict, manifest: dict, inputs: dict, batch: int | None = None, dtype: str = "float32"
+) -> dict:
     """Exports prefix, velocity and velocity_vjp graphs of a policy into `out`, checks each in ONNX Runtime
     against JAX on `inputs` (observation, actions, tau, cotangent), writes the manifest, and returns the recorded
     outputs. `dims` gives horizon, action_dim, observation_dim and context_shape. `batch` fixes the graphs'
     batch size (ONNX Runtime then folds the shape arithmetic away: several times faster for small models, and
-    the runtime calls them in groups); `None` leaves it symbolic. `inputs` must hold a multiple of it."""
+    the runtime calls them in groups); `None` leaves it symbolic. `inputs` must hold a multiple of it. `dtype`
+    is the graphs' float type ("float32" or "float16"; the functions must compute in it)."""
     out.mkdir(parents=True, exist_ok=True)
     graph_batch = "B" if batch is None else batch
     if batch is not None:
         inputs = {k: v[:batch] for k, v in inputs.items()}
+    inputs = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
     h, a, o = dims["horizon"], dims["action_dim"], dims["observation_dim"]
     chunk, context_shape = (graph_batch, h, a), (graph_batch,) + tuple(dims["context_shape"])
     context = np.asarray(prefix(inputs["observation"]))
     v = np.asarray(velocity(inputs["actions"], inputs["tau"], context))
     _, vjp = (np.asarray(x) for x in jax.jit(vjp_graph(velocity))(inputs["actions"], inputs["tau"], context, inputs["cotangent"]))
-    export_graph(prefix, [(graph_batch, o)], out / "prefix.onnx", ["observation"], ["context"])
-    export_graph(velocity, [chunk, (graph_batch, h), context_shape], out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"])
+    export_graph(prefix, [(graph_batch, o)], out / "prefix.onnx", ["observation"], ["context"], dtype)
+    export_graph(velocity, [chunk, (graph_batch, h), context_shape], out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"], dtype)
     export_graph(
         vjp_graph(velocity),
         [chunk, (graph_batch, h), context_shape, chunk],
         out / "velocity_vjp.onnx",
         ["actions", "tau", "context", "cotangent"],
         ["velocity", "vjp"],
+        dtype,
     )
-    check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"]}, [context])
+    check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"]}, [context], dtype)
     flow_inputs = {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}
-    check_against_jax(out / "velocity.onnx", flow_inputs, [v])
-    check_against_jax(out / "velocity_vjp.onnx", {**flow_inputs, "cotangent": inputs["cotangent"]}, [v, vjp])
+    check_against_jax(out / "velocity.onnx", flow_inputs, [v], dtype)
+    check_against_jax(out / "velocity_vjp.onnx", {**flow_inputs, "cotangent": inputs["cotangent"]}, [v, vjp], dtype)
     manifest = {
         **manifest,
         "action_dim": a,
         "horizon": h,
-        "observation": [{"name": "observation", "shape": [o], "dtype": "float32"}],
+        "observation": [{"name": "observation", "shape": [o], "dtype": dtype}],
         "context_shape": list(dims["context_shape"]),
         "batch": batch,
         "time_convention": "tau-one-is-data",
-        "dtype": "float32",
+        "dtype": dtype,
     }
     write_manifest(out, manifest, {"prefix": "prefix.onnx", "velocity": "velocity.onnx", "velocity_vjp": "velocity_vjp.onnx"})
+    as_float32 = lambda x: np.asarray(x, dtype=np.float32).tolist()  # noqa: E731
     recorded = {
-        "tolerance": EXPORT_TOLERANCE,
-        "inputs": {k: np.asarray(x).tolist() for k, x in inputs.items()},
-        "context": context.tolist(),
-        "velocity": v.tolist(),
-        "vjp": vjp.tolist(),
-        "rtc": record_rtc(velocity, context[:1], h, a),
+        "tolerance": EXPORT_TOLERANCE[dtype],
+        "inputs": {k: as_float32(x) for k, x in inputs.items()},
+        "context": as_float32(context),
+        "velocity": as_float32(v),
+        "vjp": as_float32(vjp),
+        "rtc": record_rtc(in_float32(velocity, dtype), context[:1], h, a),
     }
     return recorded
+
+
+def in_float32(velocity, dtype: str):
+    """The velocity as the runtime drives a graph of `dtype`: float32 in and out, cast at the boundary."""
+    if dtype == "float32":
+        return velocity
+    cast = NUMPY_DTYPES[dtype]
+    return lambda a, t, c: velocity(a.astype(cast), t.astype(cast), c).astype(np.float32)
 
 
 def record_rtc(velocity, context, horizon: int, action_dim: int) -> dict:

@@ -157,7 +157,7 @@ def _attend(query, keys, values, head_dim: int):
     query = query.transpose(0, 2, 3, 1, 4)  # [B, G, Q, H, d]
     keys = keys.transpose(0, 2, 3, 1)[:, :, None]  # [B, G, 1, d, T]
     values = values.transpose(0, 2, 1, 3)[:, :, None]  # [B, G, 1, T, d]
-    weights = jax.nn.softmax((query @ keys) / np.sqrt(head_dim), axis=-1)
+    weights = jax.nn.softmax((query @ keys) * head_dim**-0.5, axis=-1)
     return (weights @ values).transpose(0, 3, 1, 2, 4)  # [B, H, G, Q, d]
 
 
@@ -172,7 +172,9 @@ def _action_positions(config):
 def prefix(config: ModelConfig, params: dict, observation):
     """observation [B, observation_dim] -> context [B, layers, prefix_tokens, cache_width]."""
     b = observation.shape[0]
-    tokens = jax.nn.gelu(observation @ params["prefix_in"]).reshape(b, config.prefix_tokens, config.width)
+    # A token axis before the product keeps every matrix product batched (jax2onnx's 2-D Gemm lowering mixes float
+    # types in float16 graphs).
+    tokens = jax.nn.gelu(observation[:, None, :] @ params["prefix_in"]).reshape(b, config.prefix_tokens, config.width)
     tokens = _layer_norm(tokens @ params["prefix_out"])
     cos, sin = _rope_tables(_prefix_positions(config), config.rope_dim, observation.dtype)
     return jnp.stack([_keys_values(config, layer, tokens, cos, sin) for layer in params["layers"]], axis=1)

@@ -94,6 +94,7 @@ def main():
     parser.add_argument("--training-rtc", type=int, default=0, metavar="MAX_DELAY", help="training-time RTC up to this delay")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
     parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="float type of the exported graphs")
     args = parser.parse_args()
     data = datasets.toy_obstacle_demonstrations(200, args.seed) if args.dataset == "toy" else datasets.load(Path(args.dataset))
     config = preset(args.size, horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)
@@ -129,6 +130,7 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
             "width": config.width,
         },
     }
+    params = jax.tree_util.tree_map(lambda x: x.astype(args.dtype), params)
     recorded = export_policy(
         args.out,
         lambda o: prefix(config, params, o),
@@ -142,6 +144,7 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
         manifest,
         inputs,
         batch=args.graph_batch or None,
+        dtype=args.dtype,
     )
     recorded["model"] = asdict(config)
     return recorded

@@ -122,11 +122,11 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             "must be at least 2 and 1",
         ));
     }
-    if manifest.dtype != Dtype::Float32 {
+    if manifest.dtype == Dtype::Bfloat16 {
         return Err(field(
             path,
             "dtype",
-            format!("{:?} is not supported yet: export float32", manifest.dtype),
+            "Bfloat16 is not supported yet: export float32 or float16",
         ));
     }
     if manifest.capabilities.exact_vjp && manifest.graphs.velocity_vjp.is_none() {

@@ -2,7 +2,7 @@
 
 use super::bundle::{BundleError, load_manifest};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
-use super::manifest::{GraphFile, Manifest, TimeConvention};
+use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
 use crate::interface::batch_of;
 use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
 use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
@@ -42,6 +42,10 @@ impl OnnxPolicy {
     pub fn load(directory: &Path, options: &OnnxRuntimeOptions) -> Result<Self, BundleError> {
         let manifest = load_manifest(directory)?;
         let environment = environment(options)?;
+        let element_type = match manifest.dtype {
+            Dtype::Float16 => TensorElementType::Float16,
+            _ => TensorElementType::Float32,
+        };
         let open =
             |graph: &GraphFile, inputs: &[(&str, Vec<i64>)], outputs: &[(&str, Vec<i64>)]| {
                 let path = directory.join(&graph.file);
@@ -52,8 +56,8 @@ impl OnnxPolicy {
                 let session = session_builder(environment, options)?
                     .commit_from_file(&path)
                     .map_err(|e| failure(&e))?;
-                check_outlets(&path, "input", session.inputs(), inputs)?;
-                check_outlets(&path, "output", session.outputs(), outputs)?;
+                check_outlets(&path, "input", session.inputs(), inputs, element_type)?;
+                check_outlets(&path, "output", session.outputs(), outputs, element_type)?;
                 Ok::<_, BundleError>(session)
             };
         let (h, a) = (manifest.horizon as i64, manifest.action_dim as i64);
@@ -177,6 +181,7 @@ impl OnnxPolicy {
             return self.run_flow_on_device(actions, tau, cotangent, velocity, vjp);
         }
         self.contexts_for(batch)?;
+        let dtype = self.manifest.dtype;
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let (len, context_len) = (h * a, self.manifest.context_len());
         let context_shape: Vec<i64> = std::iter::once(group as i64)
@@ -185,13 +190,14 @@ impl OnnxPolicy {
         for start in (0..batch).step_by(group) {
             let chunks = start * len..(start + group) * len;
             let mut inputs = ort::inputs![
-                "actions" => tensor(vec![group as i64, h as i64, a as i64], &actions[chunks.clone()])?,
-                "tau" => tensor(vec![group as i64, h as i64], &tau[start * h..(start + group) * h])?,
-                "context" => tensor(context_shape.clone(), &self.batch_contexts[start * context_len..(start + group) * context_len])?,
+                "actions" => tensor(dtype, vec![group as i64, h as i64, a as i64], &actions[chunks.clone()])?,
+                "tau" => tensor(dtype, vec![group as i64, h as i64], &tau[start * h..(start + group) * h])?,
+                "context" => tensor(dtype, context_shape.clone(), &self.batch_contexts[start * context_len..(start + group) * context_len])?,
             ];
             let session = match cotangent {
                 Some(cotangent) => {
                     let value = tensor(
+                        dtype,
                         vec![group as i64, h as i64, a as i64],
                         &cotangent[chunks.clone()],
                     )?;
@@ -218,6 +224,7 @@ impl OnnxPolicy {
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let len = h * a;
+        let dtype = self.manifest.dtype;
         let host = MemoryInfo::new(
             AllocationDevice::CPU,
             0,
@@ -238,18 +245,24 @@ impl OnnxPolicy {
             let mut binding = session.create_binding().map_err(backend)?;
             let shape = vec![1, h as i64, a as i64];
             binding
-                .bind_input("actions", &tensor(shape.clone(), &actions[chunk.clone()])?)
+                .bind_input(
+                    "actions",
+                    &tensor(dtype, shape.clone(), &actions[chunk.clone()])?,
+                )
                 .map_err(backend)?;
             binding
                 .bind_input(
                     "tau",
-                    &tensor(vec![1, h as i64], &tau[start * h..(start + 1) * h])?,
+                    &tensor(dtype, vec![1, h as i64], &tau[start * h..(start + 1) * h])?,
                 )
                 .map_err(backend)?;
             binding.bind_input("context", context).map_err(backend)?;
             if let Some(cotangent) = cotangent {
                 binding
-                    .bind_input("cotangent", &tensor(shape, &cotangent[chunk.clone()])?)
+                    .bind_input(
+                        "cotangent",
+                        &tensor(dtype, shape, &cotangent[chunk.clone()])?,
+                    )
                     .map_err(backend)?;
                 binding
                     .bind_output_to_device("vjp", &host)
@@ -279,7 +292,7 @@ impl OnnxPolicy {
             MemoryType::Default,
         )
         .map_err(backend)?;
-        let input = tensor(vec![1, dim as i64], observation)?;
+        let input = tensor(self.manifest.dtype, vec![1, dim as i64], observation)?;
         let mut binding = self.prefix.create_binding().map_err(backend)?;
         binding.bind_input(name, &input).map_err(backend)?;
         binding
@@ -305,8 +318,8 @@ impl OnnxPolicy {
                 .downcast::<DynTensorValueType>()
                 .map_err(backend)?;
             let host = tensor.to(AllocationDevice::CPU, 0).map_err(backend)?;
-            let (_, values) = host.try_extract_tensor::<f32>().map_err(backend)?;
-            self.contexts.extend_from_slice(values);
+            self.contexts
+                .extend_from_slice(&read_f32(&host.into_dyn())?);
         }
         if !batch.is_multiple_of(self.context_count) {
             return Err(PolicyError::Shape {
@@ -369,6 +382,7 @@ fn check_outlets(
     kind: &str,
     outlets: &[ort::value::Outlet],
     expected: &[(&str, Vec<i64>)],
+    element_type: TensorElementType,
 ) -> Result<(), BundleError> {
     let mismatch = |message: String| BundleError::Graph {
         path: path.to_path_buf(),
@@ -385,9 +399,9 @@ fn check_outlets(
         else {
             return Err(mismatch(format!("{kind} \"{name}\" is not a tensor")));
         };
-        if *ty != TensorElementType::Float32 {
+        if *ty != element_type {
             return Err(mismatch(format!(
-                "{kind} \"{name}\" is {ty:?}, the manifest says float32"
+                "{kind} \"{name}\" is {ty:?}, the manifest says {element_type:?}"
             )));
         }
         let agrees = found.len() == shape.len()
@@ -405,8 +419,34 @@ fn check_outlets(
     Ok(())
 }
 
-fn tensor(shape: Vec<i64>, values: &[f32]) -> Result<Tensor<f32>, PolicyError> {
-    Tensor::from_array((shape, values.to_vec())).map_err(backend)
+/// A graph input of the bundle's float type from `f32` values.
+fn tensor(dtype: Dtype, shape: Vec<i64>, values: &[f32]) -> Result<DynValue, PolicyError> {
+    Ok(match dtype {
+        Dtype::Float16 => {
+            let halves: Vec<half::f16> = values.iter().map(|&v| half::f16::from_f32(v)).collect();
+            Tensor::from_array((shape, halves))
+                .map_err(backend)?
+                .into_dyn()
+        }
+        _ => Tensor::from_array((shape, values.to_vec()))
+            .map_err(backend)?
+            .into_dyn(),
+    })
+}
+
+/// The values of a float32 or float16 tensor as `f32`.
+fn read_f32(value: &DynValue) -> Result<Vec<f32>, PolicyError> {
+    match value.dtype().tensor_type() {
+        Some(TensorElementType::Float16) => {
+            let (_, values) = value.try_extract_tensor::<half::f16>().map_err(backend)?;
+            Ok(values.iter().map(|v| v.to_f32()).collect())
+        }
+        _ => Ok(value
+            .try_extract_tensor::<f32>()
+            .map_err(backend)?
+            .1
+            .to_vec()),
+    }
 }
 
 fn copy_output(
@@ -414,7 +454,7 @@ fn copy_output(
     name: &str,
     out: &mut [f32],
 ) -> Result<(), PolicyError> {
-    let (_, values) = outputs[name].try_extract_tensor::<f32>().map_err(backend)?;
+    let values = read_f32(&outputs[name])?;
     if values.len() != out.len() {
         return Err(PolicyError::Shape {
             what: "a graph output",
@@ -422,7 +462,7 @@ fn copy_output(
             expected: out.len(),
         });
     }
-    out.copy_from_slice(values);
+    out.copy_from_slice(&values);
     Ok(())
 }
 
@@ -467,15 +507,13 @@ impl FlowPolicy for OnnxPolicy {
         let name = self.manifest.observation[0].name.clone();
         self.contexts.clear();
         for batch in observations.chunks(group * dim) {
-            let input = tensor(vec![group as i64, dim as i64], batch)?;
+            let input = tensor(self.manifest.dtype, vec![group as i64, dim as i64], batch)?;
             let outputs = self
                 .prefix
                 .run(ort::inputs![name.as_str() => input])
                 .map_err(backend)?;
-            let (_, context) = outputs["context"]
-                .try_extract_tensor::<f32>()
-                .map_err(backend)?;
-            self.contexts.extend_from_slice(context);
+            self.contexts
+                .extend_from_slice(&read_f32(&outputs["context"])?);
         }
         self.context_count = count;
         Ok(())
