@@ -111,7 +111,8 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
     """Exports the trained model as a bundle; returns the recorded outputs."""
     inputs = fixed_inputs(config.horizon, config.action_dim, config.observation_dim, 3, args.seed, per_token=args.training_rtc > 0)
     manifest = {
-        "name": f"{args.attention}-{'toy' if args.dataset == 'toy' else Path(args.dataset).stem}",
+        "name": f"{args.attention}-{'toy' if args.dataset == 'toy' else Path(args.dataset).stem}"
+        + ("" if args.dtype == "float32" else f"-{args.dtype}"),
         "producer": f"rtchunk_train {__version__} (jax {jax.__version__}); " + json.dumps(
             {"dataset": args.dataset, "steps": args.steps, "seed": args.seed, "batch": args.batch, "training_rtc": args.training_rtc,
              "final_loss": round(float(np.mean(losses[-50:])), 5)}
