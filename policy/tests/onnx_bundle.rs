@@ -245,7 +245,7 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
     });
     let message = load_error(&bf16);
     assert!(
-        message.contains("manifest.json: dtype Bfloat16 is not supported yet"),
+        message.contains("manifest.json: dtype Bfloat16 is not supported"),
         "{message}"
     );
 

@@ -10,6 +10,7 @@ import numpy as np
 import onnxruntime as ort
 from jax2onnx import to_onnx
 
+from .einsum import einsum_to_matmul
 from .rtc import guided_inference
 
 FORMAT_VERSION = 1
@@ -42,6 +43,7 @@ def export_graph(function, shapes, path: Path, input_names, output_names, dtype:
     I/O names."""
     specs = [SimpleNamespace(shape=tuple(s), dtype=NUMPY_DTYPES[dtype]) for s in shapes]
     model = to_onnx(function, specs, model_name=path.stem)
+    einsum_to_matmul(model)
     for graph_input, name in zip(model.graph.input, input_names):
         rename(model.graph, graph_input.name, name)
     for graph_output, name in zip(model.graph.output, output_names):

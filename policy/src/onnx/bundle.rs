@@ -126,7 +126,8 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
         return Err(field(
             path,
             "dtype",
-            "Bfloat16 is not supported yet: export float32 or float16",
+            "Bfloat16 is not supported: ONNX Runtime 1.31 has no bfloat16 kernels on the CPU and lacks some (ReduceMax) \
+             on CUDA; export float32 or float16",
         ));
     }
     if manifest.capabilities.exact_vjp && manifest.graphs.velocity_vjp.is_none() {
