@@ -121,6 +121,11 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
         outcome.metrics.safety_clamps > 0,
         "the safety filter was exercised"
     );
+    let rules = outcome.metrics.safety_clamps_by_rule;
+    assert!(
+        rules.position + rules.velocity + rules.delta >= outcome.metrics.safety_clamps,
+        "every clamped tick is attributed to a rule: {rules:?}"
+    );
     assert_eq!(
         counter.load(Ordering::SeqCst),
         0,

@@ -76,11 +76,6 @@ impl ActionPipeline {
         (&self.command, verdict)
     }
 
-    /// The filtered target of the last command.
-    pub fn target(&self) -> &DVector<f64> {
-        &self.target
-    }
-
     /// The safety filter's interventions so far.
     pub fn safety(&self) -> &SafetyFilter {
         &self.safety

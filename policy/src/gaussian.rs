@@ -55,18 +55,16 @@ impl NoisedPrior {
         self.tau.len() == tau.len() && self.tau.iter().zip(tau).all(|(a, &b)| *a == b as f64)
     }
 
-    /// The per-token tau.
-    pub(crate) fn tau(&self) -> &DVector<f64> {
-        &self.tau
-    }
-
-    /// `C^-1 (x - D mu)` for a chunk x and mean mu (H x A matrices).
-    pub(crate) fn whitened_residual(&self, x: &DMatrix<f64>, mean: &DMatrix<f64>) -> DMatrix<f64> {
+    /// The whitened residual `z = C^-1 (x - D mu)` of a chunk x under mean mu (H x A matrices), with the energy
+    /// `(x - D mu) . z` (minus twice the log-likelihood, up to a constant).
+    pub(crate) fn whiten(&self, x: &DMatrix<f64>, mean: &DMatrix<f64>) -> (DMatrix<f64>, f64) {
         let mut residual = x.clone();
         for (i, mut row) in residual.row_iter_mut().enumerate() {
             row -= mean.row(i) * self.tau[i];
         }
-        self.cholesky.solve(&residual)
+        let whitened = self.cholesky.solve(&residual);
+        let energy = residual.dot(&whitened);
+        (whitened, energy)
     }
 
     /// The posterior mean `mu + K D z` given the whitened residual z.

@@ -139,10 +139,7 @@ impl MixtureFlow {
     pub fn mode_of(&self, chunk: &[f32], context: usize) -> usize {
         let x = self.matrix(chunk);
         let clean = NoisedPrior::new(&self.kernel, &vec![1.0; self.spec.horizon]);
-        let energy = |mean: &DMatrix<f64>| {
-            let whitened = clean.whitened_residual(&x, mean);
-            (&x - mean).dot(&whitened)
-        };
+        let energy = |mean: &DMatrix<f64>| clean.whiten(&x, mean).1;
         let means = &self.contexts[context];
         (0..means.len())
             .min_by(|&a, &b| energy(&means[a]).total_cmp(&energy(&means[b])))
@@ -182,21 +179,9 @@ impl MixtureFlow {
         }
         let factor = self.factor.as_ref().expect("factor was just set");
         let x = DMatrix::from_row_slice(self.spec.horizon, self.spec.action_dim, &to_f64(chunk));
-        let whitened: Vec<DMatrix<f64>> = means
-            .iter()
-            .map(|m| factor.whitened_residual(&x, m))
-            .collect();
-        let log_likelihood: Vec<f64> = means
-            .iter()
-            .zip(&whitened)
-            .map(|(mean, z)| {
-                let mut residual = x.clone();
-                for (i, mut row) in residual.row_iter_mut().enumerate() {
-                    row -= mean.row(i) * factor.tau()[i];
-                }
-                -0.5 * residual.dot(z)
-            })
-            .collect();
+        let (whitened, energies): (Vec<DMatrix<f64>>, Vec<f64>) =
+            means.iter().map(|m| factor.whiten(&x, m)).unzip();
+        let log_likelihood: Vec<f64> = energies.iter().map(|e| -0.5 * e).collect();
         let peak = log_likelihood
             .iter()
             .cloned()

@@ -96,11 +96,6 @@ impl Sampler {
         }
     }
 
-    /// The sampler's settings.
-    pub fn config(&self) -> &SamplerConfig {
-        &self.config
-    }
-
     /// Checks that `policy` supports this sampler's mode.
     pub fn check_policy(&self, policy: &dyn FlowPolicy) -> Result<(), PolicyError> {
         let spec = policy.spec();

@@ -44,6 +44,17 @@ impl Quantiles {
     }
 }
 
+/// Clamps by safety rule (one target can be clamped by several).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SafetyClamps {
+    /// To the position limits.
+    pub position: u64,
+    /// By the velocity limit.
+    pub velocity: u64,
+    /// To the per-tick delta against the measured state.
+    pub delta: u64,
+}
+
 /// Everything measured in one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunMetrics {
@@ -81,6 +92,8 @@ pub struct RunMetrics {
     pub safety_rejections: u64,
     /// Targets the safety filter clamped.
     pub safety_clamps: u64,
+    /// Which safety rules clamped, and how often.
+    pub safety_clamps_by_rule: SafetyClamps,
     /// Tick records lost because the record ring was full.
     pub records_dropped: u64,
 }
@@ -218,7 +231,17 @@ pub fn table(runs: &[&RunMetrics]) -> String {
         ),
         (
             "safety rejections / clamps",
-            (|m| format!("{} / {}", m.safety_rejections, m.safety_clamps)),
+            (|m| {
+                let rules = m.safety_clamps_by_rule;
+                format!(
+                    "{} / {} (pos {}, vel {}, delta {})",
+                    m.safety_rejections,
+                    m.safety_clamps,
+                    rules.position,
+                    rules.velocity,
+                    rules.delta
+                )
+            }),
         ),
         ("records dropped", (|m| m.records_dropped.to_string())),
     ];

@@ -7,7 +7,7 @@ use crate::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
 use crate::doorbell::Doorbell;
 use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::metrics::RunMetrics;
+use crate::metrics::{RunMetrics, SafetyClamps};
 use crate::record::TickRecord;
 use crate::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
 use crate::worker::{InferenceEngine, InferenceRecord, InferenceWorker};
@@ -225,7 +225,11 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
     let mut metrics =
         RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
-    metrics.safety_rejections = result.safety.rejected_non_finite;
+    metrics.safety_clamps_by_rule = SafetyClamps {
+        position: result.safety.clamped_position,
+        velocity: result.safety.clamped_velocity,
+        delta: result.safety.clamped_delta,
+    };
     Ok(RunOutcome {
         plant: result.plant,
         metrics,
