@@ -245,8 +245,16 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
     });
     let message = load_error(&bf16);
     assert!(
-        message.contains("manifest.json: dtype Bfloat16 is not supported"),
+        message.contains("manifest.json: dtype bfloat16 needs the CUDA execution provider"),
         "{message}"
+    );
+
+    let committed_bf16 = load_error(&fixtures().join("gta-toy-bf16"));
+    assert!(
+        committed_bf16.contains(
+            "gta-toy-bf16/manifest.json: dtype bfloat16 needs the CUDA execution provider"
+        ),
+        "{committed_bf16}"
     );
 
     let half = broken("half", |d| {

@@ -6,29 +6,37 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import jax
+import jax.numpy as jnp
+import ml_dtypes
 import numpy as np
+import onnx
 import onnxruntime as ort
 from jax2onnx import to_onnx
+from onnx.reference import ReferenceEvaluator
 
 from .einsum import einsum_to_matmul
 from .rtc import guided_inference
 
 FORMAT_VERSION = 1
 # Largest difference between ONNX Runtime and JAX that an export may show, per graph dtype.
-EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2}
-NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
+EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2, "bfloat16": 5e-2}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
 def vjp_graph(velocity):
-    """(A, tau, context, cotangent) -> (v, VJP of A1_hat = A + (1 - tau) v against the cotangent)."""
+    """(A, tau, context, cotangent) -> (v, VJP of A1_hat = A + (1 - tau) v against the cotangent). For bfloat16
+    graphs the denoiser's own arithmetic runs in float32, like the model's elementwise work."""
 
     def velocity_vjp(actions, tau, context, cotangent):
-        def denoiser(a):
-            v = velocity(a, tau, context)
-            return a + (1.0 - tau[:, :, None]) * v, v
+        io_dtype = actions.dtype
+        work = jnp.float32 if io_dtype == jnp.bfloat16 else io_dtype
 
-        _, pullback, v = jax.vjp(denoiser, actions, has_aux=True)
-        return v, pullback(cotangent)[0]
+        def denoiser(a):
+            v = velocity(a.astype(io_dtype), tau, context).astype(work)
+            return a + (1.0 - tau.astype(work)[:, :, None]) * v, v
+
+        _, pullback, v = jax.vjp(denoiser, actions.astype(work), has_aux=True)
+        return v.astype(io_dtype), pullback(cotangent.astype(work))[0].astype(io_dtype)
 
     return velocity_vjp
 
@@ -64,9 +72,13 @@ def rename(graph, old: str, new: str):
 
 
 def run_onnx(path: Path, inputs: dict, dtype: str = "float32") -> list:
-    """Runs a graph in ONNX Runtime on the CPU; outputs as float32."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    outputs = session.run(None, {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()})
+    """Runs a graph on the CPU, in ONNX Runtime, or for bfloat16 graphs (ONNX Runtime has no bfloat16 CPU kernels)
+    in ONNX's reference evaluator; outputs as float32."""
+    feeds = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
+    if dtype == "bfloat16":
+        outputs = ReferenceEvaluator(onnx.load(str(path))).run(None, feeds)
+    else:
+        outputs = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)
     return [np.asarray(o, dtype=np.float32) for o in outputs]
 
 
@@ -96,7 +108,7 @@ def export_policy(
     outputs. `dims` gives horizon, action_dim, observation_dim and context_shape. `batch` fixes the graphs'
     batch size (ONNX Runtime then folds the shape arithmetic away: several times faster for small models, and
     the runtime calls them in groups); `None` leaves it symbolic. `inputs` must hold a multiple of it. `dtype`
-    is the graphs' float type ("float32" or "float16"; the functions must compute in it)."""
+    is the graphs' float type ("float32", "float16" or "bfloat16"; the functions take and return it)."""
     out.mkdir(parents=True, exist_ok=True)
     graph_batch = "B" if batch is None else batch
     if batch is not None:

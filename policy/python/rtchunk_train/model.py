@@ -107,6 +107,18 @@ def parameter_count(params) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
 
+def _compute_dtype(io_dtype):
+    """Activations' float type for graphs of `io_dtype`. A bfloat16 model keeps its weights and matrix products in
+    bfloat16 and everything else (normalisation, softmax, elementwise) in float32: the mixed precision that
+    ONNX Runtime's CUDA kernels support (they lack bfloat16 reductions)."""
+    return jnp.float32 if io_dtype == jnp.bfloat16 else io_dtype
+
+
+def _mm(x, weight):
+    """x @ weight, the product in the weight's float type, the result in x's."""
+    return (x.astype(weight.dtype) @ weight).astype(x.dtype)
+
+
 def _rope_tables(positions: np.ndarray, dim: int, dtype=jnp.float32):
     half = dim // 2
     frequencies = 1.0 / (10000.0 ** (np.arange(half) / half))
@@ -132,12 +144,12 @@ def _keys_values(config: ModelConfig, layer: dict, x, cos, sin):
     b, t, _ = x.shape
     d, r = config.head_dim, config.rope_dim
     if config.attention == "gta":
-        kv = x @ layer["kv"]
-        key_rope = _rope(x @ layer["key_rope"], cos, sin)
+        kv = _mm(x, layer["kv"])
+        key_rope = _rope(_mm(x, layer["key_rope"]), cos, sin)
         return jnp.concatenate([kv, key_rope], axis=-1)
-    key = (x @ layer["key"]).reshape(b, t, config.kv_heads, d)
+    key = _mm(x, layer["key"]).reshape(b, t, config.kv_heads, d)
     key = jnp.concatenate([key[..., : d - r], _rope(jnp.swapaxes(key[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)], axis=-1)
-    return jnp.concatenate([key.reshape(b, t, -1), x @ layer["value"]], axis=-1)
+    return jnp.concatenate([key.reshape(b, t, -1), _mm(x, layer["value"])], axis=-1)
 
 
 def _split_cache(config: ModelConfig, cache):
@@ -171,13 +183,15 @@ def _action_positions(config):
 
 def prefix(config: ModelConfig, params: dict, observation):
     """observation [B, observation_dim] -> context [B, layers, prefix_tokens, cache_width]."""
-    b = observation.shape[0]
+    b, io_dtype = observation.shape[0], observation.dtype
+    observation = observation.astype(_compute_dtype(io_dtype))
     # A token axis before the product keeps every matrix product batched (jax2onnx's 2-D Gemm lowering mixes float
     # types in float16 graphs).
-    tokens = jax.nn.gelu(observation[:, None, :] @ params["prefix_in"]).reshape(b, config.prefix_tokens, config.width)
-    tokens = _layer_norm(tokens @ params["prefix_out"])
+    tokens = jax.nn.gelu(_mm(observation[:, None, :], params["prefix_in"])).reshape(b, config.prefix_tokens, config.width)
+    tokens = _layer_norm(_mm(tokens, params["prefix_out"]))
     cos, sin = _rope_tables(_prefix_positions(config), config.rope_dim, observation.dtype)
-    return jnp.stack([_keys_values(config, layer, tokens, cos, sin) for layer in params["layers"]], axis=1)
+    context = jnp.stack([_keys_values(config, layer, tokens, cos, sin) for layer in params["layers"]], axis=1)
+    return context.astype(io_dtype)
 
 
 def _time_embedding(width: int, tau):
@@ -192,21 +206,24 @@ def velocity(config: ModelConfig, params: dict, actions, tau, context):
     """v(A, tau) for actions [B, H, action_dim], tau [B, H] (per token), context from `prefix`."""
     b, h, _ = actions.shape
     w, d = config.width, config.head_dim
-    x = actions @ params["action_in"] + params["action_position"]
-    condition = jax.nn.silu(_time_embedding(w, tau) @ params["time_mlp"])
+    io_dtype = actions.dtype
+    compute = _compute_dtype(io_dtype)
+    actions, tau, context = actions.astype(compute), tau.astype(compute), context.astype(compute)
+    x = _mm(actions, params["action_in"]) + params["action_position"].astype(compute)
+    condition = jax.nn.silu(_mm(_time_embedding(w, tau), params["time_mlp"]))
     cos, sin = _rope_tables(_action_positions(config), config.rope_dim, actions.dtype)
     for index, layer in enumerate(params["layers"]):
-        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(condition @ layer["modulation"], 6, axis=-1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(_mm(condition, layer["modulation"]), 6, axis=-1)
         y = _layer_norm(x) * (1.0 + scale1) + shift1
         cache = jnp.concatenate([context[:, index], _keys_values(config, layer, y, cos, sin)], axis=1)
         keys, values = _split_cache(config, cache)
-        query = (y @ layer["query"]).reshape(b, h, config.heads, d)
+        query = _mm(y, layer["query"]).reshape(b, h, config.heads, d)
         query_rope = _rope(jnp.swapaxes(query[..., d - config.rope_dim :], 1, 2), cos, sin).swapaxes(1, 2)
         query = jnp.concatenate([query[..., : d - config.rope_dim], query_rope], axis=-1)
         query = query.reshape(b, h, config.kv_heads, config.query_groups, d)
         attended = _attend(query, keys, values, d)
-        x = x + gate1 * (attended.reshape(b, h, config.heads * d) @ layer["out"])
+        x = x + gate1 * _mm(attended.reshape(b, h, config.heads * d), layer["out"])
         y = _layer_norm(x) * (1.0 + scale2) + shift2
-        x = x + gate2 * (jax.nn.gelu(y @ layer["mlp_in"]) @ layer["mlp_out"])
-    shift, scale = jnp.split(condition @ params["final_modulation"], 2, axis=-1)
-    return (_layer_norm(x) * (1.0 + scale) + shift) @ params["action_out"]
+        x = x + gate2 * _mm(jax.nn.gelu(_mm(y, layer["mlp_in"])), layer["mlp_out"])
+    shift, scale = jnp.split(_mm(condition, params["final_modulation"]), 2, axis=-1)
+    return _mm(_layer_norm(x) * (1.0 + scale) + shift, params["action_out"]).astype(io_dtype)

@@ -94,7 +94,7 @@ def main():
     parser.add_argument("--training-rtc", type=int, default=0, metavar="MAX_DELAY", help="training-time RTC up to this delay")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
     parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
-    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="float type of the exported graphs")
+    parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="float type of the exported graphs (bfloat16: weights and matrix products)")
     args = parser.parse_args()
     data = datasets.toy_obstacle_demonstrations(200, args.seed) if args.dataset == "toy" else datasets.load(Path(args.dataset))
     config = preset(args.size, horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)

@@ -60,3 +60,41 @@ def test_an_export_that_differs_from_jax_is_refused(bundle):
     wrong = np.asarray(recorded["velocity"], dtype=np.float32) + 1e-3
     with pytest.raises(ValueError, match="differs from JAX"):
         check_against_jax(directory / "velocity.onnx", {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}, [wrong])
+
+
+def test_a_bfloat16_export_keeps_only_weights_and_matrix_products_in_bfloat16(tmp_path):
+    # ONNX Runtime's CUDA provider has bfloat16 MatMul and Cast but no bfloat16 reductions (softmax, layer norm):
+    # those must run in float32. The export's own check (ONNX's reference evaluator) matched JAX.
+    import jax
+    import onnx
+    from onnx import TensorProto
+
+    from rtchunk_train.bundle import export_policy, fixed_inputs
+    from rtchunk_train.model import ModelConfig, init_params, prefix, velocity
+
+    config = ModelConfig(layers=1, width=16, heads=2, kv_heads=1)
+    params = jax.tree_util.tree_map(lambda x: x.astype("bfloat16"), init_params(config, jax.random.PRNGKey(0)))
+    dims = {"horizon": 8, "action_dim": 2, "observation_dim": 4, "context_shape": [1, config.prefix_tokens, config.cache_width()]}
+    recorded = export_policy(
+        tmp_path,
+        lambda o: prefix(config, params, o),
+        lambda a, t, c: velocity(config, params, a, t, c),
+        dims,
+        {"name": "bf16"},
+        fixed_inputs(8, 2, 4, 1, 0, per_token=False),
+        batch=1,
+        dtype="bfloat16",
+    )
+    assert recorded["tolerance"] == EXPORT_TOLERANCE["bfloat16"]
+    for graph in ("prefix", "velocity", "velocity_vjp"):
+        model = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / f"{graph}.onnx")))
+        values = list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)
+        types = {v.name: v.type.tensor_type.elem_type for v in values}
+        types.update({i.name: i.data_type for i in model.graph.initializer})
+        in_bfloat16 = {
+            node.op_type
+            for node in model.graph.node
+            if any(types.get(name) == TensorProto.BFLOAT16 for name in [*node.input, *node.output])
+        }
+        assert in_bfloat16 <= {"Cast", "MatMul", "Transpose", "Reshape"}, (graph, in_bfloat16)
+        assert "MatMul" in in_bfloat16

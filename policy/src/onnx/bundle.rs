@@ -1,6 +1,6 @@
 //! Reading a bundle directory and checking everything in it before a graph runs.
 
-use super::manifest::{Dtype, FORMAT_VERSION, GraphFile, Manifest, MeanStd};
+use super::manifest::{FORMAT_VERSION, GraphFile, Manifest, MeanStd};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -59,7 +59,7 @@ pub enum BundleError {
     Library(String),
 }
 
-fn field(path: &Path, field: &str, message: impl Into<String>) -> BundleError {
+pub(crate) fn field(path: &Path, field: &str, message: impl Into<String>) -> BundleError {
     BundleError::Field {
         path: path.to_path_buf(),
         field: field.to_string(),
@@ -120,14 +120,6 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             path,
             "horizon/action_dim",
             "must be at least 2 and 1",
-        ));
-    }
-    if manifest.dtype == Dtype::Bfloat16 {
-        return Err(field(
-            path,
-            "dtype",
-            "Bfloat16 is not supported: ONNX Runtime 1.31 has no bfloat16 kernels on the CPU and lacks some (ReduceMax) \
-             on CUDA; export float32 or float16",
         ));
     }
     if manifest.capabilities.exact_vjp && manifest.graphs.velocity_vjp.is_none() {

@@ -1,6 +1,6 @@
 //! A policy bundle run by ONNX Runtime, as a [`FlowPolicy`].
 
-use super::bundle::{BundleError, load_manifest};
+use super::bundle::{BundleError, field, load_manifest};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
 use crate::interface::batch_of;
@@ -41,10 +41,19 @@ impl OnnxPolicy {
     /// Loads and checks the bundle in `directory`: manifest, hashes, and every graph's inputs and outputs.
     pub fn load(directory: &Path, options: &OnnxRuntimeOptions) -> Result<Self, BundleError> {
         let manifest = load_manifest(directory)?;
+        if manifest.dtype == Dtype::Bfloat16 && options.device == Device::Cpu {
+            return Err(field(
+                &directory.join("manifest.json"),
+                "dtype",
+                "bfloat16 needs the CUDA execution provider (ONNX Runtime has no bfloat16 CPU kernels); \
+                 set policy.device = \"cuda\" or export float32 / float16",
+            ));
+        }
         let environment = environment(options)?;
         let element_type = match manifest.dtype {
+            Dtype::Float32 => TensorElementType::Float32,
             Dtype::Float16 => TensorElementType::Float16,
-            _ => TensorElementType::Float32,
+            Dtype::Bfloat16 => TensorElementType::Bfloat16,
         };
         let open =
             |graph: &GraphFile, inputs: &[(&str, Vec<i64>)], outputs: &[(&str, Vec<i64>)]| {
@@ -428,17 +437,27 @@ fn tensor(dtype: Dtype, shape: Vec<i64>, values: &[f32]) -> Result<DynValue, Pol
                 .map_err(backend)?
                 .into_dyn()
         }
-        _ => Tensor::from_array((shape, values.to_vec()))
+        Dtype::Bfloat16 => {
+            let halves: Vec<half::bf16> = values.iter().map(|&v| half::bf16::from_f32(v)).collect();
+            Tensor::from_array((shape, halves))
+                .map_err(backend)?
+                .into_dyn()
+        }
+        Dtype::Float32 => Tensor::from_array((shape, values.to_vec()))
             .map_err(backend)?
             .into_dyn(),
     })
 }
 
-/// The values of a float32 or float16 tensor as `f32`.
+/// The values of a float32, float16 or bfloat16 tensor as `f32`.
 fn read_f32(value: &DynValue) -> Result<Vec<f32>, PolicyError> {
     match value.dtype().tensor_type() {
         Some(TensorElementType::Float16) => {
             let (_, values) = value.try_extract_tensor::<half::f16>().map_err(backend)?;
+            Ok(values.iter().map(|v| v.to_f32()).collect())
+        }
+        Some(TensorElementType::Bfloat16) => {
+            let (_, values) = value.try_extract_tensor::<half::bf16>().map_err(backend)?;
             Ok(values.iter().map(|v| v.to_f32()).collect())
         }
         _ => Ok(value
