@@ -19,9 +19,11 @@ pub mod messages;
 pub mod metrics;
 pub mod plot;
 pub mod policies;
+pub mod progress;
 pub mod record;
 pub mod rt_setup;
 pub mod session;
+pub mod sim_commands;
 pub mod worker;
 
 pub use controller::LoopHooks;

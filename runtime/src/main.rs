@@ -6,8 +6,8 @@ use rtchunk_config::Config;
 use rtchunk_config::PolicyKind;
 use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
-use rtchunk_runtime::{RunOptions, bench, demo, run};
-use rtchunk_sim::PointMass;
+use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
+use rtchunk_sim::{PointMass, TaskKind};
 use std::path::PathBuf;
 
 /// Real-time execution of action-chunking flow policies.
@@ -72,6 +72,51 @@ enum Command {
     Bench {
         #[command(subcommand)]
         which: Bench,
+    },
+    /// The benchmark tasks: expert demonstrations, pictures, calibration.
+    Sim {
+        #[command(subcommand)]
+        which: Sim,
+    },
+}
+
+#[derive(Subcommand)]
+enum Sim {
+    /// Run a task's scripted expert and write its solved episodes as a training dataset (.npz).
+    Collect {
+        /// reach, cartpole, lander or catch.
+        #[arg(long)]
+        task: TaskKind,
+        /// Episodes to run.
+        #[arg(long, default_value_t = 1000)]
+        episodes: u64,
+        /// Seed of the first episode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The dataset file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run a task's expert on one episode and draw where it went (PNG).
+    Render {
+        /// reach, cartpole, lander or catch.
+        #[arg(long)]
+        task: TaskKind,
+        /// The episode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// The PNG file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Each expert's success rate acting on stale states (the check that a task can separate the methods).
+    Calibrate {
+        /// Only this task.
+        #[arg(long)]
+        task: Option<TaskKind>,
+        /// Episodes per rate.
+        #[arg(long, default_value_t = 500)]
+        episodes: u64,
     },
 }
 
@@ -273,6 +318,30 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", result.summary());
             }
+        }
+        Command::Sim {
+            which:
+                Sim::Collect {
+                    task,
+                    episodes,
+                    seed,
+                    out,
+                },
+        } => println!(
+            "{}",
+            sim_commands::collect_demonstrations(task, episodes, seed, &out)?
+        ),
+        Command::Sim {
+            which: Sim::Render { task, seed, out },
+        } => println!("{}", sim_commands::render_expert_rollout(task, seed, &out)?),
+        Command::Sim {
+            which: Sim::Calibrate { task, episodes },
+        } => {
+            let kinds = task.map_or(TaskKind::ALL.to_vec(), |kind| vec![kind]);
+            print!(
+                "{}",
+                sim_commands::calibration_table(&kinds, &[0, 3, 5, 7, 9], episodes)
+            );
         }
     }
     Ok(())

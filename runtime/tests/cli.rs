@@ -160,3 +160,102 @@ fn the_demo_runs_a_bundle() {
     let runs: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(runs[0]["metrics"]["swaps"].as_u64().unwrap() >= 3);
 }
+
+/// The project's Python environment, made by ./scripts/setup.sh (always there in CI, which runs it first).
+fn python() -> PathBuf {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        python.exists(),
+        "run ./scripts/setup.sh first: {} is missing",
+        python.display()
+    );
+    python
+}
+
+#[test]
+fn collected_demonstrations_load_in_the_training_toolchain() {
+    let out = std::env::temp_dir().join(format!("rtchunk-{}-lander.npz", std::process::id()));
+    let output = rtchunk(&[
+        "sim",
+        "collect",
+        "--task",
+        "lander",
+        "--episodes",
+        "40",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("expert episodes solved and kept"),
+        "{stdout}"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("100%"),
+        "a progress bar"
+    );
+    let check = "import sys; from pathlib import Path; from rtchunk_train import dataset; \
+                 d = dataset.load(Path(sys.argv[1])); \
+                 print(d.observation.shape[1], d.action.shape[1], int(d.episode_index[-1]) + 1, len(d.action))";
+    let loaded = Command::new(python())
+        .args(["-c", check, out.to_str().unwrap()])
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/python"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        loaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&loaded.stderr)
+    );
+    let shape: Vec<usize> = String::from_utf8_lossy(&loaded.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(shape[..2], [6, 2], "lander: 6 observations, 2 thrusters");
+    assert!(shape[2] >= 35 && shape[3] > 35 * 60, "{shape:?}");
+    assert!(
+        stdout.contains(&format!("({} control steps)", shape[3])),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn an_unknown_task_is_named_with_the_choices() {
+    let output = rtchunk(&["sim", "collect", "--task", "pong", "--out", "/dev/null"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("unknown task \"pong\": expected one of reach, cartpole, lander, catch"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn render_draws_an_expert_rollout() {
+    let out = std::env::temp_dir().join(format!("rtchunk-{}-catch.png", std::process::id()));
+    let output = rtchunk(&[
+        "sim",
+        "render",
+        "--task",
+        "catch",
+        "--seed",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("Success"));
+    assert_eq!(&std::fs::read(&out).unwrap()[..4], b"\x89PNG");
+}

@@ -1,0 +1,91 @@
+//! The `rtchunk sim` commands: expert demonstrations, pictures of rollouts, and the calibration check.
+
+use crate::progress::Progress;
+use anyhow::Context;
+use rtchunk_sim::{Canvas, Env, TaskKind, collect, expert_seed, stale_success_rate};
+use std::path::Path;
+
+/// Runs the expert of `kind` for `episodes` episodes from `seed` and writes its solved episodes to `out`.
+pub fn collect_demonstrations(
+    kind: TaskKind,
+    episodes: u64,
+    seed: u64,
+    out: &Path,
+) -> anyhow::Result<String> {
+    let mut progress = Progress::new(format!("collecting {kind}"), episodes);
+    let (dataset, report) = collect(kind, episodes, seed, |done| progress.update(done));
+    progress.finish();
+    if dataset.is_empty() {
+        anyhow::bail!("the {kind} expert solved none of {episodes} episodes; nothing to write");
+    }
+    dataset.write_npz(out)?;
+    Ok(format!(
+        "{}: {} of {} expert episodes solved and kept ({} control steps); episodes per mode {:?}",
+        out.display(),
+        report.successes,
+        report.episodes,
+        report.rows,
+        report.modes
+    ))
+}
+
+/// The world rectangle each task is drawn in.
+fn view(kind: TaskKind) -> ([f64; 2], [f64; 2]) {
+    match kind {
+        TaskKind::Reach => ([-0.1, 4.1], [-1.1, 1.1]),
+        TaskKind::Cartpole => ([-2.6, 2.6], [-0.3, 2.4]),
+        TaskKind::Lander => ([-3.1, 3.1], [-0.2, 3.2]),
+        TaskKind::Catch => ([-2.4, 2.4], [-0.3, 3.2]),
+    }
+}
+
+/// Runs the expert on episode `seed` and writes a picture of its end (with the path it took) to `out`.
+pub fn render_expert_rollout(kind: TaskKind, seed: u64, out: &Path) -> anyhow::Result<String> {
+    let mut env = Env::new(kind);
+    let mut expert = env.expert();
+    env.reset(seed);
+    expert.reset(expert_seed(seed));
+    let mut observation = vec![0.0; env.spec().observation_dim()];
+    let mut action = vec![0.0; env.spec().action_dim()];
+    while !env.status().is_done() {
+        env.observe(&mut observation);
+        expert.act(&observation, &mut action);
+        env.step(&action);
+    }
+    let (x, y) = view(kind);
+    let mut canvas = Canvas::new(640, x, y);
+    env.draw(&mut canvas);
+    canvas
+        .write_png(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(format!(
+        "{}: {kind} episode {seed}, expert mode {}, {:?} after {} steps",
+        out.display(),
+        expert.mode(),
+        env.status(),
+        env.steps()
+    ))
+}
+
+/// A table of each task's expert success rate when it acts on states `stale` steps old.
+pub fn calibration_table(kinds: &[TaskKind], stale: &[usize], episodes: u64) -> String {
+    let mut table = format!("{:<10}", "task");
+    for k in stale {
+        table.push_str(&format!(" {:>8}", format!("k = {k}")));
+    }
+    table.push('\n');
+    for &kind in kinds {
+        table.push_str(&format!("{:<10}", kind.name()));
+        for &k in stale {
+            table.push_str(&format!(
+                " {:>8.3}",
+                stale_success_rate(kind, k, episodes, 0)
+            ));
+        }
+        table.push('\n');
+    }
+    table.push_str(&format!(
+        "expert success over {episodes} episodes acting on k-step-old states; the delay benchmark needs >= 0.8 at k = 7\n"
+    ));
+    table
+}

@@ -1,0 +1,67 @@
+//! Expert demonstrations: the scripted expert runs each episode closed loop (under the same action noise as the
+//! benchmark) and its successful episodes become training data.
+
+use crate::dataset::Dataset;
+use crate::env::Env;
+use crate::expert::expert_seed;
+use crate::task::Status;
+use crate::tasks::TaskKind;
+
+/// What a collection produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CollectReport {
+    /// Episodes run.
+    pub episodes: u64,
+    /// Episodes the expert solved (the ones kept).
+    pub successes: u64,
+    /// Rows (control steps) kept.
+    pub rows: usize,
+    /// Kept episodes per expert mode.
+    pub modes: Vec<u64>,
+}
+
+/// Runs `episodes` expert episodes of `kind` (seeds `first_seed..`), keeping the solved ones: each row is the
+/// observation and the expert's action before the noise. `progress` is called after every episode with the
+/// number done.
+pub fn collect(
+    kind: TaskKind,
+    episodes: u64,
+    first_seed: u64,
+    mut progress: impl FnMut(u64),
+) -> (Dataset, CollectReport) {
+    let mut env = Env::new(kind);
+    let mut expert = env.expert();
+    let spec = env.spec();
+    let mut dataset = Dataset::new(spec.observation_dim(), spec.action_dim());
+    let mut report = CollectReport {
+        episodes,
+        ..CollectReport::default()
+    };
+    let mut observation = vec![0.0f32; spec.observation_dim()];
+    let mut action = vec![0.0f32; spec.action_dim()];
+    for (done, seed) in (first_seed..first_seed + episodes).enumerate() {
+        env.reset(seed);
+        expert.reset(expert_seed(seed));
+        let start = dataset.len();
+        let episode = report.successes as i64;
+        while !env.status().is_done() {
+            env.observe(&mut observation);
+            expert.act(&observation, &mut action);
+            dataset.push(episode, &observation, &action);
+            env.step(&action);
+        }
+        if env.status() == Status::Success {
+            report.successes += 1;
+            let mode = expert.mode();
+            if report.modes.len() <= mode {
+                report.modes.resize(mode + 1, 0);
+            }
+            report.modes[mode] += 1;
+        } else {
+            dataset.truncate(start);
+        }
+        progress(done as u64 + 1);
+    }
+    report.rows = dataset.len();
+    (dataset, report)
+}

@@ -1,0 +1,243 @@
+//! Demonstrations in the dataset format the training toolchain reads (`policy/python/rtchunk_train/dataset.py`):
+//! one `.npz` file (a ZIP of `.npy` arrays) with `observation` float32 [N, O], `action` float32 [N, A] and
+//! `episode_index` int64 [N], one row per control step, episodes one after another in time order.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Why a dataset could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    /// The file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The dataset file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// An array is too large for a plain (non-ZIP64) archive.
+    #[error(
+        "{path}: array {array} is {bytes} bytes; the dataset writer stores at most 4 GiB per array"
+    )]
+    TooLarge {
+        /// The dataset file.
+        path: PathBuf,
+        /// The array's name.
+        array: &'static str,
+        /// Its size.
+        bytes: usize,
+    },
+}
+
+/// Demonstrations being gathered, row by row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Dataset {
+    observation_dim: usize,
+    action_dim: usize,
+    observations: Vec<f32>,
+    actions: Vec<f32>,
+    episode_index: Vec<i64>,
+}
+
+impl Dataset {
+    /// An empty dataset for observations and actions of these lengths.
+    pub fn new(observation_dim: usize, action_dim: usize) -> Self {
+        Dataset {
+            observation_dim,
+            action_dim,
+            ..Dataset::default()
+        }
+    }
+
+    /// Appends one control step of episode `episode`.
+    pub fn push(&mut self, episode: i64, observation: &[f32], action: &[f32]) {
+        debug_assert_eq!(
+            (observation.len(), action.len()),
+            (self.observation_dim, self.action_dim)
+        );
+        self.observations.extend_from_slice(observation);
+        self.actions.extend_from_slice(action);
+        self.episode_index.push(episode);
+    }
+
+    /// Drops every row from `len` on (an episode that will not be kept).
+    pub fn truncate(&mut self, len: usize) {
+        self.observations.truncate(len * self.observation_dim);
+        self.actions.truncate(len * self.action_dim);
+        self.episode_index.truncate(len);
+    }
+
+    /// Number of rows (control steps).
+    pub fn len(&self) -> usize {
+        self.episode_index.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.episode_index.is_empty()
+    }
+
+    /// Writes the dataset as an uncompressed `.npz` file.
+    pub fn write_npz(&self, path: &Path) -> Result<(), DatasetError> {
+        let rows = self.len();
+        let arrays = [
+            (
+                "observation",
+                npy(
+                    "<f4",
+                    &[rows, self.observation_dim],
+                    &bytes_of_f32(&self.observations),
+                ),
+            ),
+            (
+                "action",
+                npy(
+                    "<f4",
+                    &[rows, self.action_dim],
+                    &bytes_of_f32(&self.actions),
+                ),
+            ),
+            (
+                "episode_index",
+                npy(
+                    "<i8",
+                    &[rows],
+                    &self
+                        .episode_index
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+        ];
+        for (name, bytes) in &arrays {
+            if u32::try_from(bytes.len()).is_err() {
+                return Err(DatasetError::TooLarge {
+                    path: path.to_path_buf(),
+                    array: name,
+                    bytes: bytes.len(),
+                });
+            }
+        }
+        let io = |source| DatasetError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::create(path).map_err(io)?;
+        let mut out = std::io::BufWriter::new(file);
+        write_stored_zip(
+            &mut out,
+            &arrays.map(|(name, bytes)| (format!("{name}.npy"), bytes)),
+        )
+        .map_err(io)?;
+        out.flush().map_err(io)
+    }
+}
+
+fn bytes_of_f32(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// A `.npy` (format 1.0) file: magic, header dictionary padded to a multiple of 64 bytes, little-endian data.
+fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+/// CRC-32 (IEEE), as ZIP records it.
+fn crc32(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (i, entry) in table.iter_mut().enumerate() {
+        let mut c = i as u32;
+        for _ in 0..8 {
+            c = if c & 1 == 1 {
+                0xedb8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+        *entry = c;
+    }
+    !data.iter().fold(!0u32, |c, &b| {
+        table[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8)
+    })
+}
+
+/// A ZIP archive of uncompressed ("stored") entries; every entry must be under 4 GiB.
+fn write_stored_zip(out: &mut impl Write, entries: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    const DOS_DATE_1980_01_01: u16 = 0x21;
+    let mut central = Vec::new();
+    let mut offset = 0u32;
+    for (name, data) in entries {
+        let (crc, size, name_len) = (crc32(data), data.len() as u32, name.len() as u16);
+        let mut common = Vec::new();
+        common.extend_from_slice(&20u16.to_le_bytes()); // version needed
+        common.extend_from_slice(&0u16.to_le_bytes()); // flags
+        common.extend_from_slice(&0u16.to_le_bytes()); // stored
+        common.extend_from_slice(&0u16.to_le_bytes()); // time
+        common.extend_from_slice(&DOS_DATE_1980_01_01.to_le_bytes());
+        common.extend_from_slice(&crc.to_le_bytes());
+        common.extend_from_slice(&size.to_le_bytes());
+        common.extend_from_slice(&size.to_le_bytes());
+        common.extend_from_slice(&name_len.to_le_bytes());
+        common.extend_from_slice(&0u16.to_le_bytes()); // extra length
+        out.write_all(&0x0403_4b50u32.to_le_bytes())?;
+        out.write_all(&common)?;
+        out.write_all(name.as_bytes())?;
+        out.write_all(data)?;
+        central.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes()); // version made by
+        central.extend_from_slice(&common);
+        central.extend_from_slice(&[0u8; 8]); // comment length, disk, internal and external attributes (low half)
+        central.extend_from_slice(&[0u8; 2]); // external attributes (high half)
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+        offset += 30 + u32::from(name_len) + size;
+    }
+    out.write_all(&central)?;
+    out.write_all(&0x0605_4b50u32.to_le_bytes())?;
+    out.write_all(&[0u8; 4])?; // this disk, disk of the central directory
+    let count = entries.len() as u16;
+    out.write_all(&count.to_le_bytes())?;
+    out.write_all(&count.to_le_bytes())?;
+    out.write_all(&(central.len() as u32).to_le_bytes())?;
+    out.write_all(&offset.to_le_bytes())?;
+    out.write_all(&0u16.to_le_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crc32_matches_the_standard_check_value() {
+        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
+    }
+
+    #[test]
+    fn npy_headers_are_padded_to_64_bytes() {
+        let bytes = npy("<f4", &[3, 2], &[0; 24]);
+        let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+        assert_eq!((10 + header_len) % 64, 0);
+        assert_eq!(bytes.len(), 10 + header_len + 24);
+        assert!(
+            std::str::from_utf8(&bytes[10..10 + header_len])
+                .unwrap()
+                .contains("'shape': (3, 2)")
+        );
+    }
+}
