@@ -40,4 +40,4 @@ pub use guidance::{guidance_weight, pad_committed, soft_mask};
 pub use interface::{FlowPolicy, PolicySpec};
 pub use normalize::Normalization;
 pub use rng::NormalRng;
-pub use sampler::{Committed, Sampler};
+pub use sampler::{Committed, SampleRequest, Sampler};

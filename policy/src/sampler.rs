@@ -32,8 +32,8 @@ enum Guide {
 
 /// Where the initial noise A^0 comes from.
 enum NoiseSource<'a> {
-    /// Drawn from a seeded stream.
-    Seeded(NormalRng),
+    /// Drawn from one seeded stream per request, each filling its request's share of the batch.
+    Seeded(Vec<NormalRng>),
     /// Given by the caller, for one integration.
     Given(&'a [f32]),
 }
@@ -41,7 +41,12 @@ enum NoiseSource<'a> {
 impl NoiseSource<'_> {
     fn fill(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
         match self {
-            NoiseSource::Seeded(rng) => rng.fill_normal(out),
+            NoiseSource::Seeded(streams) => {
+                let share = out.len() / streams.len().max(1);
+                for (rng, part) in streams.iter_mut().zip(out.chunks_mut(share.max(1))) {
+                    rng.fill_normal(part);
+                }
+            }
             NoiseSource::Given(noise) if noise.len() == out.len() => out.copy_from_slice(noise),
             NoiseSource::Given(noise) => {
                 return Err(PolicyError::Shape {
@@ -62,7 +67,11 @@ pub struct Sampler {
     config: SamplerConfig,
     horizon: usize,
     action_dim: usize,
-    delay: usize,
+    /// Per request of the batch being sampled: d, the overlap H - s (0: nothing committed), Y and W.
+    delays: Vec<usize>,
+    overlaps: Vec<usize>,
+    target: Vec<f32>,
+    mask: Vec<f32>,
     x: Vec<f32>,
     noise: Vec<f32>,
     velocity: Vec<f32>,
@@ -70,9 +79,20 @@ pub struct Sampler {
     cotangent: Vec<f32>,
     vjp_velocity: Vec<f32>,
     tau: Vec<f32>,
-    target: Vec<f32>,
-    mask: Vec<f32>,
+    observations: Vec<f32>,
     weak_candidates: Vec<f32>,
+}
+
+/// One chunk to sample in a batch: its observation, the previous chunk's actions it must continue (none for a
+/// first chunk), and the seed of its noise.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRequest<'a> {
+    /// The observation (in the policy's normalised space).
+    pub observation: &'a [f32],
+    /// The committed actions, if any.
+    pub committed: Option<Committed<'a>>,
+    /// Seed of this chunk's noise stream.
+    pub seed: u64,
 }
 
 impl Sampler {
@@ -82,7 +102,10 @@ impl Sampler {
             config,
             horizon,
             action_dim,
-            delay: 0,
+            delays: Vec::new(),
+            overlaps: Vec::new(),
+            target: Vec::new(),
+            mask: Vec::new(),
             x: Vec::new(),
             noise: Vec::new(),
             velocity: Vec::new(),
@@ -90,8 +113,7 @@ impl Sampler {
             cotangent: Vec::new(),
             vjp_velocity: Vec::new(),
             tau: Vec::new(),
-            target: vec![0.0; horizon * action_dim],
-            mask: vec![0.0; horizon],
+            observations: Vec::new(),
             weak_candidates: Vec::new(),
         }
     }
@@ -127,8 +149,27 @@ impl Sampler {
         seed: u64,
         out: &mut [f32],
     ) -> Result<(), PolicyError> {
-        let mut noise = NoiseSource::Seeded(NormalRng::new(seed));
-        self.sample_with(policy, weak, observation, committed, &mut noise, out)
+        let request = SampleRequest {
+            observation,
+            committed,
+            seed,
+        };
+        self.sample_batch(policy, weak, &[request], out)
+    }
+
+    /// Samples one chunk per request into `out` (requests x H x action_dim) with one batched policy call per
+    /// Euler step. Each chunk equals what [`Sampler::sample`] gives for its request alone (up to the backend's
+    /// arithmetic across batch sizes): the benchmark runs many robots through one call this way.
+    pub fn sample_batch(
+        &mut self,
+        policy: &mut dyn FlowPolicy,
+        weak: Option<&mut dyn FlowPolicy>,
+        requests: &[SampleRequest],
+        out: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let mut noise =
+            NoiseSource::Seeded(requests.iter().map(|r| NormalRng::new(r.seed)).collect());
+        self.sample_with(policy, weak, requests, &mut noise, out)
     }
 
     /// [`Sampler::sample`] from the given initial noise A^0 (one chunk, or `bid_candidates` chunks for BID)
@@ -142,111 +183,132 @@ impl Sampler {
         out: &mut [f32],
     ) -> Result<(), PolicyError> {
         let mut noise = NoiseSource::Given(noise);
-        self.sample_with(policy, None, observation, committed, &mut noise, out)
+        let request = SampleRequest {
+            observation,
+            committed,
+            seed: 0,
+        };
+        self.sample_with(policy, None, &[request], &mut noise, out)
     }
 
     fn sample_with(
         &mut self,
         policy: &mut dyn FlowPolicy,
         weak: Option<&mut dyn FlowPolicy>,
-        observation: &[f32],
-        committed: Option<Committed>,
+        requests: &[SampleRequest],
         noise: &mut NoiseSource,
         out: &mut [f32],
     ) -> Result<(), PolicyError> {
         self.check_policy(policy)?;
         let len = self.horizon * self.action_dim;
-        if out.len() != len {
+        if out.len() != requests.len() * len || requests.is_empty() {
             return Err(PolicyError::Shape {
-                what: "the output chunk",
+                what: "the output chunks",
                 got: out.len(),
-                expected: len,
+                expected: requests.len().max(1) * len,
             });
         }
-        let overlap = self.set_target(committed)?;
-        policy.prepare(observation)?;
+        self.set_targets(requests)?;
+        self.observations.clear();
+        for request in requests {
+            self.observations.extend_from_slice(request.observation);
+        }
+        policy.prepare(&self.observations)?;
         let mode = self.config.mode;
-        let guide = match (mode, overlap) {
-            (_, None) | (SamplerMode::Plain | SamplerMode::Bid, _) => Guide::None,
+        let guided = self.overlaps.iter().any(|&o| o > 0);
+        let guide = match (mode, guided) {
+            (_, false) | (SamplerMode::Plain | SamplerMode::Bid, _) => Guide::None,
             (SamplerMode::Rtc, _) => Guide::Pinv { exact: true },
             (SamplerMode::RtcIdentity, _) => Guide::Pinv { exact: false },
             (SamplerMode::PrefixOverwrite, _) => Guide::Overwrite,
             (SamplerMode::TrainedPrefix, _) => Guide::Trained,
         };
-        let batch = if mode == SamplerMode::Bid {
+        let candidates = if mode == SamplerMode::Bid {
             self.config.bid_candidates
         } else {
             1
         };
-        self.integrate(policy, batch, guide, noise)?;
-        let chosen = match (overlap, weak) {
-            (Some(overlap), weak) if batch > 1 => {
-                let weak_candidates = match weak {
-                    Some(weak) => {
-                        weak.prepare(observation)?;
-                        let strong = std::mem::take(&mut self.x);
-                        self.integrate(weak, batch, Guide::None, noise)?;
-                        self.weak_candidates = std::mem::replace(&mut self.x, strong);
-                        Some(self.weak_candidates.as_slice())
-                    }
-                    None => None,
-                };
+        self.integrate(policy, candidates, guide, noise)?;
+        if candidates > 1 && guided {
+            if let Some(weak) = weak {
+                weak.prepare(&self.observations)?;
+                let strong = std::mem::take(&mut self.x);
+                self.integrate(weak, candidates, Guide::None, noise)?;
+                self.weak_candidates = std::mem::replace(&mut self.x, strong);
+            } else {
+                self.weak_candidates.clear();
+            }
+        }
+        let (h, a) = (self.horizon, self.action_dim);
+        for (r, chunk) in out.chunks_mut(len).enumerate() {
+            let overlap = self.overlaps[r];
+            let pool = r * candidates * len..(r + 1) * candidates * len;
+            let chosen = if candidates > 1 && overlap > 0 {
                 select_candidate(
-                    &self.x,
-                    weak_candidates,
-                    &self.target[..overlap * self.action_dim],
-                    self.action_dim,
+                    &self.x[pool.clone()],
+                    (!self.weak_candidates.is_empty()).then(|| &self.weak_candidates[pool.clone()]),
+                    &self.target[r * h * a..][..overlap * a],
+                    a,
                     len,
                 )
-            }
-            _ => 0,
-        };
-        out.copy_from_slice(&self.x[chosen * len..(chosen + 1) * len]);
+            } else {
+                0
+            };
+            chunk.copy_from_slice(&self.x[pool.start + chosen * len..][..len]);
+        }
         if out.iter().any(|v| !v.is_finite()) {
             return Err(PolicyError::NonFinite("the sampled chunk"));
         }
         Ok(())
     }
 
-    /// Sets Y, W and d from the committed actions; returns the overlap length H - s, if any.
-    fn set_target(&mut self, committed: Option<Committed>) -> Result<Option<usize>, PolicyError> {
-        let Some(committed) = committed else {
-            self.delay = 0;
-            return Ok(None);
-        };
-        let a = self.action_dim;
-        let overlap = committed.actions.len() / a;
-        if committed.actions.len() != overlap * a || overlap > self.horizon {
-            return Err(PolicyError::Shape {
-                what: "the committed actions",
-                got: committed.actions.len(),
-                expected: (overlap * a).min(self.horizon * a),
-            });
+    /// Sets Y, W, d and the overlap H - s of every request from its committed actions.
+    fn set_targets(&mut self, requests: &[SampleRequest]) -> Result<(), PolicyError> {
+        let (h, a) = (self.horizon, self.action_dim);
+        self.delays.clear();
+        self.overlaps.clear();
+        self.target.resize(requests.len() * h * a, 0.0);
+        self.mask.resize(requests.len() * h, 0.0);
+        for (r, request) in requests.iter().enumerate() {
+            let (target, mask) = (
+                &mut self.target[r * h * a..][..h * a],
+                &mut self.mask[r * h..][..h],
+            );
+            let committed = request.committed.filter(|c| !c.actions.is_empty());
+            let Some(committed) = committed else {
+                self.delays.push(0);
+                self.overlaps.push(0);
+                mask.fill(0.0);
+                continue;
+            };
+            let overlap = committed.actions.len() / a;
+            if committed.actions.len() != overlap * a || overlap > h {
+                return Err(PolicyError::Shape {
+                    what: "the committed actions",
+                    got: committed.actions.len(),
+                    expected: (overlap * a).min(h * a),
+                });
+            }
+            let delay = committed.delay.min(overlap);
+            self.delays.push(delay);
+            self.overlaps.push(overlap);
+            pad_committed(committed.actions, a, target);
+            soft_mask(delay, h - overlap, self.config.schedule, mask);
         }
-        if overlap == 0 {
-            self.delay = 0;
-            return Ok(None);
-        }
-        self.delay = committed.delay.min(overlap);
-        pad_committed(committed.actions, a, &mut self.target);
-        soft_mask(
-            self.delay,
-            self.horizon - overlap,
-            self.config.schedule,
-            &mut self.mask,
-        );
-        Ok(Some(overlap))
+        Ok(())
     }
 
+    /// Euler-integrates `candidates` chunks per request from noise to data under `guide`.
     fn integrate(
         &mut self,
         policy: &mut dyn FlowPolicy,
-        batch: usize,
+        candidates: usize,
         guide: Guide,
         noise: &mut NoiseSource,
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
         let len = h * a;
+        let batch = self.delays.len() * candidates;
         for buffer in [
             &mut self.x,
             &mut self.noise,
@@ -261,20 +323,21 @@ impl Sampler {
         noise.fill(&mut self.x)?;
         self.noise.copy_from_slice(&self.x);
         let steps = self.config.steps;
-        let prefix = self.delay * a;
         for step in 0..steps {
             let tau = step as f64 / steps as f64;
             self.tau.fill(tau as f32);
             for b in 0..batch {
+                let r = b / candidates;
+                let (prefix, target) = (self.delays[r] * a, &self.target[r * len..][..len]);
                 let chunk = &mut self.x[b * len..(b + 1) * len];
                 match guide {
                     Guide::Trained => {
-                        chunk[..prefix].copy_from_slice(&self.target[..prefix]);
-                        self.tau[b * h..b * h + self.delay].fill(1.0);
+                        chunk[..prefix].copy_from_slice(&target[..prefix]);
+                        self.tau[b * h..b * h + self.delays[r]].fill(1.0);
                     }
                     Guide::Overwrite => {
                         let noise = &self.noise[b * len..b * len + prefix];
-                        for ((x, y), e) in chunk[..prefix].iter_mut().zip(&self.target).zip(noise) {
+                        for ((x, y), e) in chunk[..prefix].iter_mut().zip(target).zip(noise) {
                             *x = ((1.0 - tau) * *e as f64 + tau * *y as f64) as f32;
                         }
                     }
@@ -283,7 +346,7 @@ impl Sampler {
             }
             policy.velocity(&self.x, &self.tau, &mut self.velocity)?;
             if let Guide::Pinv { exact } = guide {
-                self.add_guidance(policy, batch, tau, exact)?;
+                self.add_guidance(policy, candidates, tau, exact)?;
             }
             let dt = 1.0 / steps as f32;
             for (x, v) in self.x.iter_mut().zip(&self.velocity) {
@@ -292,7 +355,10 @@ impl Sampler {
         }
         if matches!(guide, Guide::Trained | Guide::Overwrite) {
             for b in 0..batch {
-                self.x[b * len..b * len + prefix].copy_from_slice(&self.target[..prefix]);
+                let r = b / candidates;
+                let prefix = self.delays[r] * a;
+                self.x[b * len..b * len + prefix]
+                    .copy_from_slice(&self.target[r * len..][..prefix]);
             }
         }
         if self.x.iter().any(|v| !v.is_finite()) {
@@ -305,20 +371,24 @@ impl Sampler {
     fn add_guidance(
         &mut self,
         policy: &mut dyn FlowPolicy,
-        batch: usize,
+        candidates: usize,
         tau: f64,
         exact: bool,
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
         let len = h * a;
-        for b in 0..batch {
-            for i in 0..h {
-                for j in 0..a {
-                    let k = b * len + i * a + j;
-                    let denoised = self.x[k] as f64 + (1.0 - tau) * self.velocity[k] as f64;
-                    self.cotangent[k] =
-                        (self.mask[i] as f64 * (self.target[i * a + j] as f64 - denoised)) as f32;
-                }
+        for (b, ((cotangent, x), v)) in self
+            .cotangent
+            .chunks_mut(len)
+            .zip(self.x.chunks(len))
+            .zip(self.velocity.chunks(len))
+            .enumerate()
+        {
+            let r = b / candidates;
+            let (target, mask) = (&self.target[r * len..][..len], &self.mask[r * h..][..h]);
+            for k in 0..len {
+                let denoised = x[k] as f64 + (1.0 - tau) * v[k] as f64;
+                cotangent[k] = (mask[k / a] as f64 * (target[k] as f64 - denoised)) as f32;
             }
         }
         if exact {

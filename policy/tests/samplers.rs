@@ -2,7 +2,7 @@
 
 use rtchunk_config::{MaskSchedule, SamplerConfig, SamplerMode};
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use rtchunk_policy::{Committed, FlowPolicy, SampleRequest, Sampler};
 
 const H: usize = 8;
 const SAMPLES: u64 = 2000;
@@ -175,4 +175,53 @@ fn rtc_refuses_a_policy_without_a_vjp() {
         .sample(&mut policy, None, &[], Some(committed), 0, &mut chunk)
         .unwrap_err();
     assert!(error.to_string().contains("rtc-identity"), "{error}");
+}
+
+#[test]
+fn a_batch_of_requests_samples_exactly_what_each_request_samples_alone() {
+    // Mixed requests: different committed prefixes, delays and seeds, and one first chunk with nothing committed.
+    let previous: [&[f32]; 4] = [&PREVIOUS, &PREVIOUS[1..], &[0.1, -0.2, 0.3, 0.0], &[]];
+    let delays = [3, 1, 4, 0];
+    for mode in [
+        SamplerMode::Plain,
+        SamplerMode::Rtc,
+        SamplerMode::RtcIdentity,
+        SamplerMode::PrefixOverwrite,
+        SamplerMode::Bid,
+    ] {
+        let mut policy = MixtureFlow::bimodal(H, 1, 0.3, 3.0, 1.0);
+        let mut sampler = sampler(mode, MaskSchedule::Exp);
+        let requests: Vec<SampleRequest> = (0..4)
+            .map(|r| SampleRequest {
+                observation: &[],
+                committed: Some(Committed {
+                    actions: previous[r],
+                    delay: delays[r],
+                }),
+                seed: 100 + r as u64,
+            })
+            .collect();
+        let mut batch = vec![0.0f32; 4 * H];
+        sampler
+            .sample_batch(&mut policy, None, &requests, &mut batch)
+            .unwrap();
+        for (r, request) in requests.iter().enumerate() {
+            let mut alone = vec![0.0f32; H];
+            sampler
+                .sample(
+                    &mut policy,
+                    None,
+                    &[],
+                    request.committed,
+                    request.seed,
+                    &mut alone,
+                )
+                .unwrap();
+            assert_eq!(
+                &batch[r * H..(r + 1) * H],
+                &alone[..],
+                "{mode:?}, request {r}"
+            );
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! - [`session`]: wires a run together; [`metrics`]: what a run measured.
 
 pub mod bench;
+pub mod benchmark;
 pub mod clock;
 pub mod controller;
 pub mod delay;

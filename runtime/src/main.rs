@@ -5,6 +5,9 @@ use clap::{Parser, Subcommand};
 use rtchunk_config::Config;
 use rtchunk_config::PolicyKind;
 use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
+use rtchunk_runtime::benchmark::SweepSettings;
+use rtchunk_runtime::benchmark::command::bench_delay;
+use rtchunk_runtime::benchmark::methods::Method;
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
 use rtchunk_sim::{PointMass, TaskKind};
@@ -142,6 +145,47 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// Success against inference delay for each chunk-execution method on the simulator's tasks (the RTC
+    /// paper's Fig. 5 protocol), with the trained policies under sim/policies.
+    Delay {
+        /// A task (reach, cartpole, lander, catch), several separated by commas, or all.
+        #[arg(long, default_value = "all")]
+        task: String,
+        /// Methods, separated by commas (sync, naive, rtc, rtc-hard, rtc-identity, prefix-overwrite, bid,
+        /// ensemble, trained-prefix), or all.
+        #[arg(long, default_value = "all")]
+        methods: String,
+        /// Inference delays d: a range (0..4, inclusive) or a list (0,2,4); s = max(d, 1).
+        #[arg(long, default_value = "0..4", value_parser = rtchunk_runtime::benchmark::command::parse_delays)]
+        delays: std::vec::Vec<usize>,
+        /// Also sweep the execution horizon s = 1..7 at d = 1.
+        #[arg(long)]
+        horizon_sweep: bool,
+        /// Rollouts per point.
+        #[arg(long, default_value_t = 2048)]
+        rollouts: usize,
+        /// Training seeds of the policies to evaluate, separated by commas.
+        #[arg(long, default_value = "0")]
+        policy_seeds: String,
+        /// Folder of the trained bundles.
+        #[arg(long, default_value = "sim/policies")]
+        policies: PathBuf,
+        /// Seed of the first rollout's episode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Threads of ONNX Runtime's intra-op pool.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Where to run the graphs: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: Device,
+        /// Most chunks per policy call.
+        #[arg(long, default_value_t = 4096)]
+        max_batch: usize,
+        /// Folder for delay.csv, delay.json and the figures.
+        #[arg(long, default_value = "delay-benchmark")]
+        out: PathBuf,
+    },
     /// The controller loop under inference load, beside a naive thread::sleep loop.
     Loop {
         /// Seconds per loop.
@@ -157,6 +201,19 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// "all" or a comma-separated list of names, each parsed with `FromStr`.
+fn parse_list<T: std::str::FromStr<Err = String> + Copy>(
+    text: &str,
+    all: &[T],
+) -> anyhow::Result<Vec<T>> {
+    if text == "all" {
+        return Ok(all.to_vec());
+    }
+    text.split(',')
+        .map(|name| name.trim().parse().map_err(anyhow::Error::msg))
+        .collect()
 }
 
 fn main() -> anyhow::Result<()> {
@@ -302,6 +359,49 @@ fn main() -> anyhow::Result<()> {
             } else {
                 print!("{}", result.summary());
             }
+        }
+        Command::Bench {
+            which:
+                Bench::Delay {
+                    task,
+                    methods,
+                    delays,
+                    horizon_sweep,
+                    rollouts,
+                    policy_seeds,
+                    policies,
+                    seed,
+                    threads,
+                    device,
+                    max_batch,
+                    out,
+                },
+        } => {
+            let settings = SweepSettings {
+                tasks: parse_list(&task, &TaskKind::ALL)?,
+                methods: parse_list(&methods, &Method::ALL)?,
+                delays,
+                horizon_sweep,
+                rollouts,
+                policy_seeds: policy_seeds
+                    .split(',')
+                    .map(|s| {
+                        s.trim()
+                            .parse()
+                            .with_context(|| format!("policy seed {s:?}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                policies,
+                seed,
+                runtime: OnnxRuntimeOptions {
+                    library: None,
+                    intra_threads: threads,
+                    device,
+                    context_on_device: false,
+                },
+                max_batch,
+            };
+            print!("{}", bench_delay(&settings, &out)?);
         }
         Command::Bench {
             which:

@@ -4,7 +4,7 @@
 
 use crate::doorbell::Doorbell;
 use crate::messages::{ChunkMessage, InferenceRequest};
-use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, Sampler};
+use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,38 +69,61 @@ impl InferenceEngine {
     /// Samples the chunk answering `request`, in the robot's units. Observations and committed actions are
     /// normalised into the policy's space, and the chunk back, here and nowhere else.
     pub fn infer(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
-        let committed_len = request.committed().map_or(0, <[f32]>::len);
-        let (observation, committed) = match &self.normalization {
-            Some(normalization) => {
-                self.observation.resize(request.observation.len(), 0.0);
-                normalization.normalize_observation(&request.observation, &mut self.observation);
-                normalization.normalize_actions(
-                    &request.committed[..committed_len],
-                    &mut self.committed[..committed_len],
-                );
-                (&self.observation[..], &self.committed[..committed_len])
+        self.infer_batch(&[(request, 0)])
+    }
+
+    /// Samples the chunks answering several robots' requests in one batched pass, one after another in the
+    /// result. Each pairs a request with its robot's noise stream: a request's chunk depends only on it, its
+    /// stream, and this engine's seed (stream 0 is what [`InferenceEngine::infer`] uses).
+    pub fn infer_batch(
+        &mut self,
+        requests: &[(&InferenceRequest, u64)],
+    ) -> Result<&[f32], PolicyError> {
+        let len = self.policy.spec().chunk_len();
+        self.observation.clear();
+        self.committed.resize(requests.len() * len, 0.0);
+        self.chunk.resize(requests.len() * len, 0.0);
+        for (r, (request, _)) in requests.iter().enumerate() {
+            let committed = request.committed().unwrap_or(&[]);
+            let start = self.observation.len();
+            self.observation.extend_from_slice(&request.observation);
+            let slot = &mut self.committed[r * len..][..committed.len()];
+            match &self.normalization {
+                Some(normalization) => {
+                    let raw = self.observation[start..].to_vec();
+                    normalization.normalize_observation(&raw, &mut self.observation[start..]);
+                    normalization.normalize_actions(committed, slot);
+                }
+                None => slot.copy_from_slice(committed),
             }
-            None => (
-                &request.observation[..],
-                &request.committed[..committed_len],
-            ),
-        };
-        let committed = (committed_len > 0).then_some(Committed {
-            actions: committed,
-            delay: request.delay,
-        });
-        let seed = self.seed ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+        let mut offset = 0;
+        let samples: Vec<SampleRequest> = requests
+            .iter()
+            .enumerate()
+            .map(|(r, (request, stream))| {
+                let observation = &self.observation[offset..offset + request.observation.len()];
+                offset += request.observation.len();
+                let committed_len = request.committed_len;
+                SampleRequest {
+                    observation,
+                    committed: (committed_len > 0).then(|| Committed {
+                        actions: &self.committed[r * len..][..committed_len],
+                        delay: request.delay,
+                    }),
+                    seed: self.seed
+                        ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03),
+                }
+            })
+            .collect();
         let weak = self.weak.as_deref_mut().map(|w| w as &mut dyn FlowPolicy);
-        self.sampler.sample(
-            self.policy.as_mut(),
-            weak,
-            observation,
-            committed,
-            seed,
-            &mut self.chunk,
-        )?;
+        self.sampler
+            .sample_batch(self.policy.as_mut(), weak, &samples, &mut self.chunk)?;
         if let Some(normalization) = &self.normalization {
-            normalization.denormalize_actions(&mut self.chunk);
+            for chunk in self.chunk.chunks_mut(len) {
+                normalization.denormalize_actions(chunk);
+            }
         }
         Ok(&self.chunk)
     }

@@ -259,3 +259,83 @@ fn render_draws_an_expert_rollout() {
     assert!(String::from_utf8_lossy(&output.stdout).contains("Success"));
     assert_eq!(&std::fs::read(&out).unwrap()[..4], b"\x89PNG");
 }
+
+#[test]
+fn a_small_delay_sweep_writes_complete_outputs() {
+    let out = std::env::temp_dir().join(format!("rtchunk-{}-delay", std::process::id()));
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");
+    let output = rtchunk(&[
+        "bench",
+        "delay",
+        "--task",
+        "catch",
+        "--methods",
+        "naive,rtc",
+        "--delays",
+        "0,2",
+        "--rollouts",
+        "6",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("catch") && stdout.contains("average") && stdout.contains("rtc"),
+        "{stdout}"
+    );
+    let csv = std::fs::read_to_string(out.join("delay.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    // Header, then per seed, per task and averaged: 2 methods x 2 delays each.
+    assert_eq!(lines.len(), 1 + 3 * 4, "{csv}");
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        assert_eq!(fields.len(), 13, "{line}");
+        let (rate, low, high): (f64, f64, f64) = (
+            fields[8].parse().unwrap(),
+            fields[9].parse().unwrap(),
+            fields[10].parse().unwrap(),
+        );
+        assert!(
+            (0.0..=1.0).contains(&rate) && low <= rate && rate <= high,
+            "{line}"
+        );
+        assert_eq!(fields[6], "6");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("delay.json")).unwrap()).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 12);
+    assert_eq!(
+        &std::fs::read(out.join("delay.png")).unwrap()[..4],
+        b"\x89PNG"
+    );
+}
+
+#[test]
+fn a_missing_policy_bundle_names_the_script_that_trains_it() {
+    let output = rtchunk(&[
+        "bench",
+        "delay",
+        "--task",
+        "reach",
+        "--rollouts",
+        "2",
+        "--policies",
+        "/nonexistent",
+        "--out",
+        "/tmp",
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("/nonexistent/reach/")
+            && stderr.contains("scripts/train-bench-policies.sh"),
+        "{stderr}"
+    );
+}

@@ -49,6 +49,7 @@ class ModelConfig:
 # Named sizes, from one that trains on two CPU cores to an action expert of about 300M parameters (GPU).
 PRESETS = {
     "tiny": {},
+    "bench": {"width": 64, "layers": 2, "heads": 4, "kv_heads": 2, "head_dim": 16, "rope_dim": 8},
     "small": {"width": 128, "layers": 4, "heads": 8, "kv_heads": 2, "head_dim": 16, "rope_dim": 8},
     "expert-300m": {"width": 1024, "layers": 18, "heads": 16, "kv_heads": 4, "head_dim": 64, "rope_dim": 32, "mlp_ratio": 4},
 }

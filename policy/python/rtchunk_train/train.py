@@ -2,6 +2,10 @@
 
     python -m rtchunk_train.train --dataset toy --out policy/fixtures/gta-toy --steps 1500 --seed 0
 
+Several seeds and training-time RTC settings train together, one model each (vectorised; on a GPU they share
+every step). With --checkpoint-only the parameters are saved for `python -m rtchunk_train.export` to turn into
+bundles later (e.g. train on a GPU machine, export here with the pinned toolchain).
+
 Flow matching in the paper's convention: x = tau A + (1 - tau) eps, target velocity A - eps. With
 --training-rtc, each example also freezes a random prefix of d actions (P(d) proportional to exp(-d)), given
 clean at tau = 1, and the loss covers the rest only (training-time RTC).
@@ -9,6 +13,7 @@ clean at tau = 1, and the loss covers the rest only (training-time RTC).
 
 import argparse
 import json
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -18,7 +23,6 @@ import numpy as np
 import optax
 
 from . import __version__, dataset as datasets
-from .bundle import export_policy, fixed_inputs, write_expected
 from .model import PRESETS, ModelConfig, init_params, parameter_count, prefix, preset, velocity
 
 
@@ -26,26 +30,25 @@ def normalize(values, stats):
     return (values - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
 
 
-def training_example(chunk, key, max_delay: int, tau_beta: bool):
+def training_example(chunk, key, max_delay, tau_beta: bool):
     """Noised chunks, per-token tau, velocity targets and loss weights for clean chunks [B, H, A]. With
-    max_delay > 0 a prefix of d ~ P(d) proportional to exp(-d) actions is given clean at tau = 1 and weighted 0."""
+    max_delay > 0 a prefix of d ~ P(d) proportional to exp(-d), d <= max_delay, actions is given clean at tau = 1
+    and weighted 0. `max_delay` may be a traced value (models trained together with different settings)."""
     b, h, _ = chunk.shape
     k_tau, k_noise, k_delay = jax.random.split(key, 3)
     tau = jax.random.beta(k_tau, 1.5, 1.0, (b, 1)) if tau_beta else jax.random.uniform(k_tau, (b, 1))
     tau = jnp.broadcast_to(tau * 0.999, (b, h))
-    if max_delay > 0:
-        weights = jnp.exp(-jnp.arange(max_delay + 1, dtype=jnp.float32))
-        delay = jax.random.choice(k_delay, max_delay + 1, (b, 1), p=weights / weights.sum())
-        frozen = jnp.arange(h)[None, :] < delay
-        tau = jnp.where(frozen, 1.0, tau)
-    else:
-        frozen = jnp.zeros((b, h), bool)
+    delays = jnp.arange(h)
+    weights = jnp.where(delays <= max_delay, jnp.exp(-delays.astype(jnp.float32)), 0.0)
+    delay = jax.random.choice(k_delay, h, (b, 1), p=weights / weights.sum())
+    frozen = delays[None, :] < delay
+    tau = jnp.where(frozen, 1.0, tau)
     noise = jax.random.normal(k_noise, chunk.shape)
     noised = tau[..., None] * chunk + (1.0 - tau[..., None]) * noise
     return noised, tau, chunk - noise, (~frozen).astype(jnp.float32)
 
 
-def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay: int, tau_beta: bool):
+def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay, tau_beta: bool):
     """Flow-matching loss over the weighted (not frozen) tokens."""
     noised, tau, target, weight = training_example(chunk, key, max_delay, tau_beta)
     predicted = velocity(config, params, noised, tau, prefix(config, params, observation))
@@ -53,74 +56,134 @@ def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay: i
     return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def train(config: ModelConfig, data: datasets.Dataset, steps: int, seed: int, batch: int, max_delay: int, tau_beta: bool):
-    """Returns trained parameters and the loss curve."""
+def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, batch: int, max_delays, tau_beta: bool):
+    """Trains one model per (seed, max_delay) pair together (vectorised: on a GPU the models share each step's
+    launches). Returns their parameters, loss curves [models, steps] and the dataset statistics."""
     stats = data.statistics()
     observations, chunks = data.chunks(config.horizon)
     observations = normalize(observations, stats["observation"])
     chunks = normalize(chunks, stats["action"])
-    key = jax.random.PRNGKey(seed)
-    params = init_params(config, key)
+    keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
+    params = jax.vmap(lambda key: init_params(config, key))(keys)
     schedule = optax.warmup_cosine_decay_schedule(0.0, 2e-3, min(100, steps // 10 + 1), steps, 1e-4)
     optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
-    state = optimizer.init(params)
+    state = jax.vmap(optimizer.init)(params)
 
-    @jax.jit
-    def update(params, state, observation, chunk, key):
+    def update(params, state, observation, chunk, key, max_delay):
         loss, grads = jax.value_and_grad(lambda p: flow_loss(config, p, observation, chunk, key, max_delay, tau_beta))(params)
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
-    rng = np.random.default_rng(seed)
+    update = jax.jit(jax.vmap(update))
+    split = jax.jit(jax.vmap(jax.random.split, out_axes=1))
+    rngs = [np.random.default_rng(seed) for seed in seeds]
+    delays = jnp.asarray(max_delays, jnp.int32)
     losses = []
+    started = time.monotonic()
     for step in range(steps):
-        rows = rng.integers(0, len(chunks), batch)
-        key, sub = jax.random.split(key)
-        params, state, loss = update(params, state, jnp.asarray(observations[rows]), jnp.asarray(chunks[rows]), sub)
-        losses.append(float(loss))
-    return params, losses, stats
+        if step and step % 2000 == 0:
+            print(f"step {step}/{steps}: loss {np.asarray(losses[-1]).round(4).tolist()}, {time.monotonic() - started:.0f} s", flush=True)
+        rows = np.stack([rng.integers(0, len(chunks), batch) for rng in rngs])
+        keys, subs = split(keys)
+        params, state, loss = update(params, state, jnp.asarray(observations[rows]), jnp.asarray(chunks[rows]), subs, delays)
+        losses.append(loss)
+    unstacked = [jax.tree_util.tree_map(lambda x, i=i: x[i], params) for i in range(len(seeds))]
+    return unstacked, np.asarray(jnp.stack(losses, axis=1)), stats
+
+
+def train(config: ModelConfig, data: datasets.Dataset, steps: int, seed: int, batch: int, max_delay: int, tau_beta: bool):
+    """Returns trained parameters, the loss curve and the dataset statistics of one model."""
+    params, losses, stats = train_many(config, data, steps, [seed], batch, [max_delay], tau_beta)
+    return params[0], list(losses[0]), stats
+
+
+def save_checkpoint(directory: Path, config: ModelConfig, params, stats, meta: dict, losses):
+    """Writes trained parameters (checkpoint.npz) and what is needed to export them (train.json)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    leaves, _ = jax.tree_util.tree_flatten_with_path(params)
+    np.savez(directory / "checkpoint.npz", **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves})
+    summary = {"config": asdict(config), "stats": stats, "meta": meta, "losses": [float(np.mean(losses[:50])), float(np.mean(losses[-50:]))]}
+    (directory / "train.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def load_checkpoint(directory: Path):
+    """The config, parameters, statistics, metadata and loss summary written by `save_checkpoint`."""
+    summary = json.loads((directory / "train.json").read_text())
+    config = ModelConfig(**summary["config"])
+    template = init_params(config, jax.random.PRNGKey(0))
+    leaves, tree = jax.tree_util.tree_flatten_with_path(template)
+    with np.load(directory / "checkpoint.npz") as stored:
+        params = jax.tree_util.tree_unflatten(tree, [jnp.asarray(stored[jax.tree_util.keystr(path)]) for path, _ in leaves])
+    return config, params, summary["stats"], summary["meta"], summary["losses"]
+
+
+def model_directory(out: Path, seed: int, max_delay: int, several: bool) -> Path:
+    """Where one model of a run goes: `out` itself for a single model, else `out/base-s<seed>` or
+    `out/trained-prefix-s<seed>` (training-time RTC)."""
+    if not several:
+        return out
+    return out / f"{'base' if max_delay == 0 else 'trained-prefix'}-s{seed}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="toy", help="a dataset .npz file, or 'toy' for the built-in toy demonstrations")
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="the bundle (several models: a folder of them)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], help="training seeds (one model each)")
     parser.add_argument("--horizon", type=int, default=8)
     parser.add_argument("--attention", choices=["gta", "gqa", "mha"], default="gta")
     parser.add_argument("--size", choices=sorted(PRESETS), default="tiny", help="model size preset")
-    parser.add_argument("--training-rtc", type=int, default=0, metavar="MAX_DELAY", help="training-time RTC up to this delay")
+    parser.add_argument("--training-rtc", type=int, nargs="+", default=[0], metavar="MAX_DELAY", help="training-time RTC up to this delay (0: off); several values train one model each")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
     parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="float type of the exported graphs (bfloat16: weights and matrix products)")
+    parser.add_argument("--control-rate", type=float, default=50.0, help="control rate (Hz) of the demonstrations, for the manifest")
+    parser.add_argument("--checkpoint-only", action="store_true", help="write checkpoints (export later with rtchunk_train.export)")
     args = parser.parse_args()
-    data = datasets.toy_obstacle_demonstrations(200, args.seed) if args.dataset == "toy" else datasets.load(Path(args.dataset))
+    data = datasets.toy_obstacle_demonstrations(200, args.seed[0]) if args.dataset == "toy" else datasets.load(Path(args.dataset))
     config = preset(args.size, horizon=args.horizon, action_dim=data.action.shape[1], observation_dim=data.observation.shape[1], attention=args.attention)
     if args.attention == "mha":
         config = replace(config, kv_heads=config.heads)
-    params, losses, stats = train(config, data, args.steps, args.seed, args.batch, args.training_rtc, args.tau_beta)
-    print(f"{parameter_count(params)} parameters; loss {np.mean(losses[:50]):.4f} -> {np.mean(losses[-50:]):.4f}")
-    recorded = export_trained(config, params, stats, args, losses)
-    write_expected(args.out, recorded)
-    print(f"wrote {args.out}")
+    runs = [(seed, delay) for delay in args.training_rtc for seed in args.seed]
+    params, losses, stats = train_many(config, data, args.steps, [s for s, _ in runs], args.batch, [d for _, d in runs], args.tau_beta)
+    for (seed, delay), model, curve in zip(runs, params, losses):
+        out = model_directory(args.out, seed, delay, len(runs) > 1)
+        meta = {
+            "dataset": args.dataset, "steps": args.steps, "seed": seed, "batch": args.batch, "training_rtc": delay,
+            "attention": args.attention, "dtype": args.dtype, "graph_batch": args.graph_batch, "control_rate_hz": args.control_rate,
+        }
+        print(f"{out}: {parameter_count(model)} parameters; loss {np.mean(curve[:50]):.4f} -> {np.mean(curve[-50:]):.4f}")
+        if args.checkpoint_only:
+            save_checkpoint(out, config, model, stats, meta, curve)
+        else:
+            from .bundle import write_expected
+
+            write_expected(out, export_trained(out, config, model, stats, meta, [float(np.mean(curve[:50])), float(np.mean(curve[-50:]))]))
+            print(f"wrote {out}")
 
 
-def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
-    """Exports the trained model as a bundle; returns the recorded outputs."""
-    inputs = fixed_inputs(config.horizon, config.action_dim, config.observation_dim, 3, args.seed, per_token=args.training_rtc > 0)
+def export_trained(out: Path, config: ModelConfig, params, stats, meta: dict, losses) -> dict:
+    """Exports a trained model as a bundle in `out`; `meta` holds the training settings (dataset, steps, seed,
+    batch, training_rtc, attention, dtype, graph_batch, control_rate_hz), `losses` the first and last loss.
+    Returns the recorded outputs."""
+    from .bundle import export_policy, fixed_inputs  # the export toolchain (jax2onnx, ONNX Runtime); training needs none
+
+    rtc = meta["training_rtc"]
+    inputs = fixed_inputs(config.horizon, config.action_dim, config.observation_dim, 3, meta["seed"], per_token=rtc > 0)
+    dataset = meta["dataset"]
     manifest = {
-        "name": f"{args.attention}-{'toy' if args.dataset == 'toy' else Path(args.dataset).stem}"
-        + ("" if args.dtype == "float32" else f"-{args.dtype}"),
+        "name": f"{meta['attention']}-{'toy' if dataset == 'toy' else Path(dataset).stem}"
+        + ("" if meta["dtype"] == "float32" else f"-{meta['dtype']}"),
         "producer": f"rtchunk_train {__version__} (jax {jax.__version__}); " + json.dumps(
-            {"dataset": args.dataset, "steps": args.steps, "seed": args.seed, "batch": args.batch, "training_rtc": args.training_rtc,
-             "final_loss": round(float(np.mean(losses[-50:])), 5)}
+            {"dataset": dataset, "steps": meta["steps"], "seed": meta["seed"], "batch": meta["batch"], "training_rtc": rtc,
+             "final_loss": round(losses[-1], 5)}
         ),
-        "control_rate_hz": 50.0,
+        "control_rate_hz": meta["control_rate_hz"],
         "normalization": stats,
         "defaults": {"steps": 5, "beta": 5.0},
-        "capabilities": {"exact_vjp": True, "prefix_conditioned": args.training_rtc > 0},
+        "capabilities": {"exact_vjp": True, "prefix_conditioned": rtc > 0},
         "attention": {
             "kind": config.attention,
             "layers": config.layers,
@@ -131,9 +194,9 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
             "width": config.width,
         },
     }
-    params = jax.tree_util.tree_map(lambda x: x.astype(args.dtype), params)
+    params = jax.tree_util.tree_map(lambda x: x.astype(meta["dtype"]), params)
     recorded = export_policy(
-        args.out,
+        out,
         lambda o: prefix(config, params, o),
         lambda a, t, c: velocity(config, params, a, t, c),
         {
@@ -144,8 +207,8 @@ def export_trained(config: ModelConfig, params, stats, args, losses) -> dict:
         },
         manifest,
         inputs,
-        batch=args.graph_batch or None,
-        dtype=args.dtype,
+        batch=meta["graph_batch"] or None,
+        dtype=meta["dtype"],
     )
     recorded["model"] = asdict(config)
     return recorded

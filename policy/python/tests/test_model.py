@@ -104,3 +104,21 @@ def test_attention_is_softmax_of_scaled_dot_products_per_group():
     scores = jnp.einsum("bhgqd,btgd->bgqht", q, k) / np.sqrt(8)
     expected = jnp.einsum("bgqht,btgd->bhgqd", jax.nn.softmax(scores, axis=-1), v)
     np.testing.assert_allclose(_attend(q, k, v, 8), expected, atol=1e-6)
+
+
+def test_models_trained_together_checkpoint_and_export_like_one_trained_alone(tmp_path):
+    from rtchunk_train.train import load_checkpoint, save_checkpoint, train_many
+
+    data = datasets.toy_obstacle_demonstrations(10, seed=1)
+    config = ModelConfig(layers=1)
+    together, losses, stats = train_many(config, data, steps=20, seeds=[3, 4], batch=16, max_delays=[0, 2], tau_beta=False)
+    alone, alone_losses, _ = train(config, data, steps=20, seed=4, batch=16, max_delay=2, tau_beta=False)
+    assert losses.shape == (2, 20)
+    np.testing.assert_allclose(losses[1], alone_losses, rtol=1e-4)
+    for a, b in zip(jax.tree_util.tree_leaves(together[1]), jax.tree_util.tree_leaves(alone)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    save_checkpoint(tmp_path, config, together[0], stats, {"seed": 3}, losses[0])
+    loaded_config, loaded, loaded_stats, meta, _ = load_checkpoint(tmp_path)
+    assert (loaded_config, loaded_stats, meta) == (config, stats, {"seed": 3})
+    for a, b in zip(jax.tree_util.tree_leaves(together[0]), jax.tree_util.tree_leaves(loaded)):
+        np.testing.assert_array_equal(a, b)

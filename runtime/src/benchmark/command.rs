@@ -1,0 +1,71 @@
+//! `rtchunk bench delay`: runs a sweep with a progress bar and writes its CSV, JSON, table and figures.
+
+use super::figure::write_figure;
+use super::report::{self, Sweep};
+use super::{SweepSettings, run_sweep};
+use crate::progress::Progress;
+use anyhow::Context;
+use std::path::Path;
+
+/// Parses a list of delays: "0..4" (inclusive) or "0,2,4".
+pub fn parse_delays(text: &str) -> Result<Vec<usize>, String> {
+    let bad = |_| format!("delays {text:?}: expected a range like 0..4 or a list like 0,2,4");
+    if let Some((low, high)) = text.split_once("..") {
+        let (low, high): (usize, usize) = (
+            low.trim().parse().map_err(bad)?,
+            high.trim().parse().map_err(bad)?,
+        );
+        return if low <= high {
+            Ok((low..=high).collect())
+        } else {
+            Err(format!("delays {text:?}: empty range"))
+        };
+    }
+    text.split(',')
+        .map(|d| d.trim().parse().map_err(bad))
+        .collect()
+}
+
+/// Runs the sweep and writes `out`/delay.csv, delay.json, delay.png and (with the horizon sweep) horizon.png.
+/// Returns the terminal report.
+pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let total = settings.total_points()?;
+    let mut progress = Progress::new(
+        format!("{} points x {} rollouts", total, settings.rollouts),
+        total as u64,
+    );
+    let started = std::time::Instant::now();
+    let mut records = run_sweep(settings, |done, _, _| progress.update(done as u64))?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let per_task = report::pool(&records, false);
+    let averages = report::pool(&records, true);
+    records.extend(per_task);
+    records.extend(averages);
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    write("delay.csv", report::to_csv(&records))?;
+    write("delay.json", serde_json::to_string_pretty(&records)? + "\n")?;
+    write_figure(&records, Sweep::Delay, &out.join("delay.png"))?;
+    let mut text = report::table(&records, Sweep::Delay);
+    if settings.horizon_sweep {
+        write_figure(&records, Sweep::Horizon, &out.join("horizon.png"))?;
+        text.push('\n');
+        text.push_str(&report::table(&records, Sweep::Horizon));
+    }
+    let seeds: Vec<String> = settings.policy_seeds.iter().map(u64::to_string).collect();
+    text.push_str(&format!(
+        "\nsolve rate [95 % Wilson interval], {} rollouts per point and training seed (seeds {}), episodes from seed {}; \
+         {:.0} s on this machine\nwrote {}/delay.csv, delay.json, delay.png{}\n",
+        settings.rollouts,
+        seeds.join(", "),
+        settings.seed,
+        seconds,
+        out.display(),
+        if settings.horizon_sweep { ", horizon.png" } else { "" }
+    ));
+    Ok(text)
+}

@@ -1,0 +1,297 @@
+//! The delay benchmark's results: one record per point, Wilson intervals, averages over tasks and training
+//! seeds, and their CSV, JSON and terminal forms.
+
+use super::methods::Method;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Which sweep a point belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sweep {
+    /// d = 0..4 at s = max(d, 1).
+    Delay,
+    /// s = 1..H - d at d = 1.
+    Horizon,
+}
+
+/// One measured point: a task, a training seed, a method, d and s.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointRecord {
+    /// The sweep.
+    pub sweep: Sweep,
+    /// Task name, or "average" for aggregates.
+    pub task: String,
+    /// Training seed of the policy (`None` in aggregates over seeds).
+    pub policy_seed: Option<u64>,
+    /// The method.
+    pub method: Method,
+    /// Inference delay d, control steps.
+    pub delay: usize,
+    /// Execution horizon s.
+    pub execution_horizon: usize,
+    /// Rollouts.
+    pub rollouts: usize,
+    /// Solved first episodes.
+    pub successes: usize,
+    /// successes / rollouts.
+    pub solve_rate: f64,
+    /// 95 % Wilson interval, low end.
+    pub wilson_low: f64,
+    /// 95 % Wilson interval, high end.
+    pub wilson_high: f64,
+    /// Mean action change at chunk seams.
+    pub seam_jump: f64,
+    /// Wall time of the point, seconds.
+    pub seconds: f64,
+}
+
+/// The 95 % Wilson score interval of `successes` out of `n`.
+pub fn wilson_interval(successes: usize, n: usize) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let z = 1.959_963_984_540_054_f64;
+    let (n, p) = (n as f64, successes as f64 / n as f64);
+    let denominator = 1.0 + z * z / n;
+    let center = (p + z * z / (2.0 * n)) / denominator;
+    let half = z / denominator * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt();
+    ((center - half).max(0.0), (center + half).min(1.0))
+}
+
+impl PointRecord {
+    /// A record from counts.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sweep: Sweep,
+        task: &str,
+        policy_seed: Option<u64>,
+        method: Method,
+        (delay, execution_horizon): (usize, usize),
+        (successes, rollouts): (usize, usize),
+        seam_jump: f64,
+        seconds: f64,
+    ) -> Self {
+        let (wilson_low, wilson_high) = wilson_interval(successes, rollouts);
+        PointRecord {
+            sweep,
+            task: task.to_string(),
+            policy_seed,
+            method,
+            delay,
+            execution_horizon,
+            rollouts,
+            successes,
+            solve_rate: successes as f64 / rollouts.max(1) as f64,
+            wilson_low,
+            wilson_high,
+            seam_jump,
+            seconds,
+        }
+    }
+}
+
+/// Pools the counts of per-seed `records` over training seeds, per task (`over_tasks` false), or over tasks and
+/// seeds as task "average" (`over_tasks` true); one record per (sweep, task, method, d, s), with no seed. The
+/// pooled rate equals the mean over what was pooled when each had the same number of rollouts.
+pub fn pool(records: &[PointRecord], over_tasks: bool) -> Vec<PointRecord> {
+    type Key = (Sweep, String, usize, usize, usize);
+    let mut groups: BTreeMap<Key, (Method, usize, usize, f64, f64, usize)> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.policy_seed.is_some()) {
+        let order = Method::ALL.iter().position(|m| *m == r.method).unwrap_or(0);
+        let task = if over_tasks {
+            "average".to_string()
+        } else {
+            r.task.clone()
+        };
+        let entry = groups
+            .entry((r.sweep, task, order, r.delay, r.execution_horizon))
+            .or_insert((r.method, 0, 0, 0.0, 0.0, 0));
+        entry.1 += r.successes;
+        entry.2 += r.rollouts;
+        entry.3 += r.seam_jump;
+        entry.4 += r.seconds;
+        entry.5 += 1;
+    }
+    groups
+        .into_iter()
+        .map(
+            |((sweep, task, _, d, s), (method, successes, rollouts, seam, seconds, count))| {
+                PointRecord::new(
+                    sweep,
+                    &task,
+                    None,
+                    method,
+                    (d, s),
+                    (successes, rollouts),
+                    seam / count as f64,
+                    seconds,
+                )
+            },
+        )
+        .collect()
+}
+
+/// The records as CSV, with a header.
+pub fn to_csv(records: &[PointRecord]) -> String {
+    let mut csv = String::from(
+        "sweep,task,policy_seed,method,delay,execution_horizon,rollouts,successes,solve_rate,wilson_low,wilson_high,seam_jump,seconds\n",
+    );
+    for r in records {
+        let sweep = match r.sweep {
+            Sweep::Delay => "delay",
+            Sweep::Horizon => "horizon",
+        };
+        let seed = r.policy_seed.map_or(String::new(), |s| s.to_string());
+        let _ = writeln!(
+            csv,
+            "{sweep},{},{seed},{},{},{},{},{},{:.4},{:.4},{:.4},{:.5},{:.2}",
+            r.task,
+            r.method,
+            r.delay,
+            r.execution_horizon,
+            r.rollouts,
+            r.successes,
+            r.solve_rate,
+            r.wilson_low,
+            r.wilson_high,
+            r.seam_jump,
+            r.seconds
+        );
+    }
+    csv
+}
+
+/// A terminal table of solve rates (with Wilson intervals) per task and method, columns by d or s.
+pub fn table(records: &[PointRecord], sweep: Sweep) -> String {
+    let points: Vec<&PointRecord> = records
+        .iter()
+        .filter(|r| r.sweep == sweep && r.policy_seed.is_none())
+        .collect();
+    let mut columns: Vec<usize> = points
+        .iter()
+        .map(|r| {
+            if sweep == Sweep::Delay {
+                r.delay
+            } else {
+                r.execution_horizon
+            }
+        })
+        .collect();
+    columns.sort_unstable();
+    columns.dedup();
+    if points.is_empty() {
+        return String::new();
+    }
+    let heading = if sweep == Sweep::Delay {
+        "d (s = max(d, 1))"
+    } else {
+        "s (d = 1)"
+    };
+    let mut out = format!("{:<10} {:<17}", "task", heading);
+    for c in &columns {
+        let _ = write!(out, " {:>17}", c);
+    }
+    out.push('\n');
+    let mut rows: Vec<(&str, Method)> =
+        points.iter().map(|r| (r.task.as_str(), r.method)).collect();
+    rows.dedup();
+    let mut seen = std::collections::HashSet::new();
+    for (task, method) in rows.into_iter().filter(|row| seen.insert(*row)) {
+        let _ = write!(out, "{task:<10} {:<17}", method.name());
+        for c in &columns {
+            let cell = points.iter().find(|r| {
+                r.task == task
+                    && r.method == method
+                    && (if sweep == Sweep::Delay {
+                        r.delay
+                    } else {
+                        r.execution_horizon
+                    }) == *c
+            });
+            match cell {
+                Some(r) => {
+                    let _ = write!(
+                        out,
+                        " {:>5.3} [{:.2},{:.2}]",
+                        r.solve_rate, r.wilson_low, r.wilson_high
+                    );
+                }
+                None => out.push_str(&format!(" {:>17}", "-")),
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_intervals_match_published_values() {
+        // 81 of 100: the textbook interval is [0.7222, 0.8749].
+        let (low, high) = wilson_interval(81, 100);
+        assert!(
+            (low - 0.7222).abs() < 1e-3 && (high - 0.8749).abs() < 1e-3,
+            "{low} {high}"
+        );
+        assert_eq!(wilson_interval(0, 10).0, 0.0);
+        assert!((wilson_interval(10, 10).1 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pooling_adds_the_counts_over_tasks_or_seeds() {
+        let a = PointRecord::new(
+            Sweep::Delay,
+            "reach",
+            Some(0),
+            Method::Rtc,
+            (2, 2),
+            (90, 100),
+            0.1,
+            1.0,
+        );
+        let b = PointRecord::new(
+            Sweep::Delay,
+            "catch",
+            Some(0),
+            Method::Rtc,
+            (2, 2),
+            (70, 100),
+            0.3,
+            1.0,
+        );
+        let c = PointRecord::new(
+            Sweep::Delay,
+            "catch",
+            Some(1),
+            Method::Rtc,
+            (2, 2),
+            (50, 100),
+            0.3,
+            1.0,
+        );
+        assert_eq!(
+            pool(&[a.clone(), b.clone(), c], false).len(),
+            2,
+            "reach, and catch over two seeds"
+        );
+        let average = pool(&[a, b], true);
+        assert_eq!(average.len(), 1);
+        assert_eq!((average[0].successes, average[0].rollouts), (160, 200));
+        assert!(
+            (average[0].solve_rate - 0.8).abs() < 1e-12
+                && (average[0].seam_jump - 0.2).abs() < 1e-12
+        );
+        assert!(
+            to_csv(&average)
+                .lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("delay,average,,rtc,2,2,200,160,0.8000")
+        );
+    }
+}

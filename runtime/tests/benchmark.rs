@@ -1,0 +1,80 @@
+//! The delay benchmark's batched harness: each robot in a batch gets exactly the trajectory it gets alone, the
+//! protocol's timing holds, and a small sweep writes complete, well-formed outputs.
+
+use rtchunk_policy::Sampler;
+use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_runtime::benchmark::methods::Method;
+use rtchunk_runtime::benchmark::rollouts::{RolloutSettings, run_rollouts};
+use rtchunk_runtime::worker::InferenceEngine;
+use rtchunk_sim::TaskKind;
+
+/// A two-mode policy for the catch task's single action (unconditional, so every batch row is independent).
+fn engine_for(method: Method) -> InferenceEngine {
+    let policy = MixtureFlow::bimodal(8, 1, 0.3, 3.0, 0.6);
+    InferenceEngine::new(
+        Box::new(policy),
+        None,
+        Sampler::new(method.sampler(), 8, 1),
+        11,
+    )
+}
+
+fn settings(method: Method, rollouts: usize, first_seed: u64) -> RolloutSettings {
+    RolloutSettings {
+        task: TaskKind::Catch,
+        execution: method.execution(),
+        delay: 2,
+        execution_horizon: 3,
+        rollouts,
+        first_seed,
+        max_batch: 4,
+        keep_actions: true,
+    }
+}
+
+#[test]
+fn each_robot_in_a_batch_gets_the_trajectory_it_gets_alone() {
+    for method in [
+        Method::Sync,
+        Method::Naive,
+        Method::Rtc,
+        Method::RtcHard,
+        Method::Bid,
+        Method::Ensemble,
+    ] {
+        let mut engine = engine_for(method);
+        let batched = run_rollouts(&mut engine, &settings(method, 7, 30)).unwrap();
+        assert_eq!(batched.rollouts, 7);
+        assert_eq!(batched.successes + batched.failures + batched.timeouts, 7);
+        assert!(
+            batched.batches > batched.chunks / 7,
+            "{method}: 7 robots in batches of at most 4"
+        );
+        for (i, actions) in batched.actions.iter().enumerate() {
+            let alone = run_rollouts(&mut engine, &settings(method, 1, 30 + i as u64)).unwrap();
+            assert!(!actions.is_empty());
+            assert_eq!(&alone.actions[0], actions, "{method}: robot {i}");
+        }
+    }
+}
+
+#[test]
+fn chunks_arrive_every_s_steps_and_seams_are_measured() {
+    // With d = 2 and s = 3 a rollout of T executed steps takes the cold chunk plus one request every 3 steps.
+    let mut engine = engine_for(Method::Naive);
+    let outcome = run_rollouts(&mut engine, &settings(Method::Naive, 1, 5)).unwrap();
+    let steps = outcome.actions[0].len() as u64;
+    assert!(steps > 10);
+    assert_eq!(outcome.chunks, 1 + steps / 3, "{steps} steps");
+    assert_eq!(outcome.starved_ticks, 0);
+    assert!(outcome.seam_jump > 0.0 && outcome.within_step > 0.0);
+    // Synchronous execution pauses d steps per chunk (with zero force) and so takes more steps per chunk.
+    let mut sync_engine = engine_for(Method::Sync);
+    let sync = run_rollouts(&mut sync_engine, &settings(Method::Sync, 1, 5)).unwrap();
+    let paused = sync.actions[0].iter().filter(|a| **a == 0.0).count();
+    assert!(
+        paused as u64 >= 2 * (sync.chunks - 2),
+        "{paused} paused steps for {} chunks",
+        sync.chunks
+    );
+}
