@@ -6,7 +6,7 @@ use rtchunk_config::Config;
 use rtchunk_config::PolicyKind;
 use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_runtime::benchmark::SweepSettings;
-use rtchunk_runtime::benchmark::command::bench_delay;
+use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::benchmark::methods::Method;
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
@@ -155,7 +155,7 @@ enum Bench {
         /// ensemble, trained-prefix), or all.
         #[arg(long, default_value = "all")]
         methods: String,
-        /// Inference delays d: a range (0..4, inclusive) or a list (0,2,4); s = max(d, 1).
+        /// Inference delays d: a range (0..4, inclusive), a list (0,2,4), or none; s = max(d, 1).
         #[arg(long, default_value = "0..4", value_parser = rtchunk_runtime::benchmark::command::parse_delays)]
         delays: std::vec::Vec<usize>,
         /// Also sweep the execution horizon s = 1..7 at d = 1.
@@ -183,6 +183,15 @@ enum Bench {
         #[arg(long, default_value_t = 4096)]
         max_batch: usize,
         /// Folder for delay.csv, delay.json and the figures.
+        #[arg(long, default_value = "delay-benchmark")]
+        out: PathBuf,
+    },
+    /// Combine finished delay sweeps (their delay.csv files or folders) into one set of tables and figures.
+    DelayReport {
+        /// The sweeps' output folders or delay.csv files.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Folder for the combined delay.csv, delay.json and figures.
         #[arg(long, default_value = "delay-benchmark")]
         out: PathBuf,
     },
@@ -403,6 +412,9 @@ fn main() -> anyhow::Result<()> {
             };
             print!("{}", bench_delay(&settings, &out)?);
         }
+        Command::Bench {
+            which: Bench::DelayReport { inputs, out },
+        } => print!("{}", combine_reports(&inputs, &out)?),
         Command::Bench {
             which:
                 Bench::Loop {

@@ -78,3 +78,99 @@ fn chunks_arrive_every_s_steps_and_seams_are_measured() {
         sync.chunks
     );
 }
+
+/// A policy whose chunk is exact and readable: action i of the chunk for observation o is o[0] + 10 i (the
+/// straight flow to that target reaches it exactly in any number of Euler steps, from any noise).
+struct EchoPolicy {
+    spec: rtchunk_policy::PolicySpec,
+    targets: Vec<f32>,
+}
+
+impl rtchunk_policy::FlowPolicy for EchoPolicy {
+    fn spec(&self) -> &rtchunk_policy::PolicySpec {
+        &self.spec
+    }
+
+    fn prepare(&mut self, observations: &[f32]) -> Result<(), rtchunk_policy::PolicyError> {
+        self.targets = observations
+            .chunks(self.spec.observation_dim)
+            .flat_map(|o| (0..8).map(move |i| o[0] + 10.0 * i as f32))
+            .collect();
+        Ok(())
+    }
+
+    fn velocity(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+    ) -> Result<(), rtchunk_policy::PolicyError> {
+        let per_context = actions.len() / self.targets.len();
+        for (k, v) in velocity.iter_mut().enumerate() {
+            let target = self.targets[(k / 8 / per_context) * 8 + k % 8];
+            *v = (target - actions[k]) / (1.0 - tau[k]);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn every_chunk_is_planned_from_the_state_its_first_action_starts_in() {
+    // Action k executed from chunk index i must equal x(state after k - i steps) + 10 i: the chunk was computed
+    // from the state in which its index 0 would have started, whichever path (at adoption or later) requested it.
+    for (delay, s) in [(0, 1), (1, 1), (2, 2), (4, 4), (1, 3), (2, 5)] {
+        let spec = rtchunk_policy::PolicySpec {
+            horizon: 8,
+            action_dim: 1,
+            observation_dim: 6,
+            exact_vjp: false,
+            prefix_conditioned: false,
+        };
+        let policy = EchoPolicy {
+            spec,
+            targets: Vec::new(),
+        };
+        let mut engine = InferenceEngine::new(
+            Box::new(policy),
+            None,
+            Sampler::new(Method::Naive.sampler(), 8, 1),
+            3,
+        );
+        let settings = RolloutSettings {
+            delay,
+            execution_horizon: s,
+            ..settings(Method::Naive, 1, 9)
+        };
+        let outcome = run_rollouts(&mut engine, &settings).unwrap();
+        let actions = &outcome.actions[0];
+        // Replay the episode to get the paddle position before every step.
+        let mut env = rtchunk_sim::Env::new(TaskKind::Catch);
+        env.reset(9);
+        let mut positions = Vec::new();
+        let mut observation = [0.0f32; 6];
+        for action in actions {
+            env.observe(&mut observation);
+            positions.push(observation[0]);
+            env.step(&[*action]);
+        }
+        assert!(actions.len() > 20);
+        for (k, action) in actions.iter().enumerate() {
+            let index = (action / 10.0).round() as usize;
+            assert!(
+                index < 8 && index <= k,
+                "d = {delay}, s = {s}, step {k}: index {index}"
+            );
+            let planned_from = positions[k - index];
+            assert!(
+                (action - 10.0 * index as f32 - planned_from).abs() < 1e-4,
+                "d = {delay}, s = {s}, step {k}: action {action} from index {index}, state x {planned_from}"
+            );
+            if k > 0 {
+                assert!(
+                    index >= delay.min(index),
+                    "executed index {index} below d = {delay}"
+                );
+            }
+        }
+    }
+}

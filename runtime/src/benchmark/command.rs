@@ -7,8 +7,11 @@ use crate::progress::Progress;
 use anyhow::Context;
 use std::path::Path;
 
-/// Parses a list of delays: "0..4" (inclusive) or "0,2,4".
+/// Parses a list of delays: "0..4" (inclusive), "0,2,4", or "none" (only the horizon sweep).
 pub fn parse_delays(text: &str) -> Result<Vec<usize>, String> {
+    if text == "none" {
+        return Ok(Vec::new());
+    }
     let bad = |_| format!("delays {text:?}: expected a range like 0..4 or a list like 0,2,4");
     if let Some((low, high)) = text.split_once("..") {
         let (low, high): (usize, usize) = (
@@ -26,6 +29,40 @@ pub fn parse_delays(text: &str) -> Result<Vec<usize>, String> {
         .collect()
 }
 
+/// Writes the combined outputs of finished sweeps (their delay.csv files, e.g. one per task or method run on
+/// several machines) into `out`; returns the terminal report.
+pub fn combine_reports(inputs: &[std::path::PathBuf], out: &Path) -> anyhow::Result<String> {
+    let mut records = Vec::new();
+    for input in inputs {
+        let path = if input.is_dir() {
+            input.join("delay.csv")
+        } else {
+            input.clone()
+        };
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        records.extend(
+            report::from_csv(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        );
+    }
+    anyhow::ensure!(
+        !records.is_empty(),
+        "no per-seed records in {} inputs",
+        inputs.len()
+    );
+    let seconds: f64 = records.iter().map(|r| r.seconds).sum();
+    let horizon = records.iter().any(|r| r.sweep == Sweep::Horizon);
+    write_outputs(
+        records,
+        horizon,
+        out,
+        &format!(
+            "combined from {} inputs; {seconds:.0} s of sweeps",
+            inputs.len()
+        ),
+    )
+}
+
 /// Runs the sweep and writes `out`/delay.csv, delay.json, delay.png and (with the horizon sweep) horizon.png.
 /// Returns the terminal report.
 pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<String> {
@@ -36,9 +73,28 @@ pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<Strin
         total as u64,
     );
     let started = std::time::Instant::now();
-    let mut records = run_sweep(settings, |done, _, _| progress.update(done as u64))?;
+    let records = run_sweep(settings, |done, _, _| progress.update(done as u64))?;
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
+    let seeds: Vec<String> = settings.policy_seeds.iter().map(u64::to_string).collect();
+    let summary = format!(
+        "{} rollouts per point and training seed (seeds {}), episodes from seed {}; {seconds:.0} s on this machine",
+        settings.rollouts,
+        seeds.join(", "),
+        settings.seed
+    );
+    write_outputs(records, settings.horizon_sweep, out, &summary)
+}
+
+/// Adds the pooled records to per-seed `records`, writes delay.csv, delay.json and the figures into `out`, and
+/// returns the tables with `summary` below them.
+fn write_outputs(
+    mut records: Vec<report::PointRecord>,
+    horizon: bool,
+    out: &Path,
+    summary: &str,
+) -> anyhow::Result<String> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let per_task = report::pool(&records, false);
     let averages = report::pool(&records, true);
     records.extend(per_task);
@@ -51,21 +107,15 @@ pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<Strin
     write("delay.json", serde_json::to_string_pretty(&records)? + "\n")?;
     write_figure(&records, Sweep::Delay, &out.join("delay.png"))?;
     let mut text = report::table(&records, Sweep::Delay);
-    if settings.horizon_sweep {
+    if horizon {
         write_figure(&records, Sweep::Horizon, &out.join("horizon.png"))?;
         text.push('\n');
         text.push_str(&report::table(&records, Sweep::Horizon));
     }
-    let seeds: Vec<String> = settings.policy_seeds.iter().map(u64::to_string).collect();
     text.push_str(&format!(
-        "\nsolve rate [95 % Wilson interval], {} rollouts per point and training seed (seeds {}), episodes from seed {}; \
-         {:.0} s on this machine\nwrote {}/delay.csv, delay.json, delay.png{}\n",
-        settings.rollouts,
-        seeds.join(", "),
-        settings.seed,
-        seconds,
+        "\nsolve rate [95 % Wilson interval]; {summary}\nwrote {}/delay.csv, delay.json, delay.png{}\n",
         out.display(),
-        if settings.horizon_sweep { ", horizon.png" } else { "" }
+        if horizon { ", horizon.png" } else { "" }
     ));
     Ok(text)
 }

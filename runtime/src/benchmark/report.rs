@@ -163,6 +163,41 @@ pub fn to_csv(records: &[PointRecord]) -> String {
     csv
 }
 
+/// The per-seed records of a CSV written by [`to_csv`] (pooled rows are skipped: they are recomputed).
+pub fn from_csv(text: &str) -> Result<Vec<PointRecord>, String> {
+    let mut records = Vec::new();
+    for (number, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<&str> = line.split(',').collect();
+        let bad = |what: &str| format!("line {}: {what}: {line:?}", number + 1);
+        if fields.len() != 13 {
+            return Err(bad("expected 13 fields"));
+        }
+        if fields[2].is_empty() {
+            continue;
+        }
+        let sweep = match fields[0] {
+            "delay" => Sweep::Delay,
+            "horizon" => Sweep::Horizon,
+            _ => return Err(bad("sweep must be delay or horizon")),
+        };
+        let number_at = |i: usize| fields[i].parse::<f64>().map_err(|_| bad("a number"));
+        let count_at = |i: usize| fields[i].parse::<usize>().map_err(|_| bad("a count"));
+        let method: Method = fields[3].parse().map_err(|e: String| bad(&e))?;
+        let seed = fields[2].parse::<u64>().map_err(|_| bad("a seed"))?;
+        records.push(PointRecord::new(
+            sweep,
+            fields[1],
+            Some(seed),
+            method,
+            (count_at(4)?, count_at(5)?),
+            (count_at(7)?, count_at(6)?),
+            number_at(11)?,
+            number_at(12)?,
+        ));
+    }
+    Ok(records)
+}
+
 /// A terminal table of solve rates (with Wilson intervals) per task and method, columns by d or s.
 pub fn table(records: &[PointRecord], sweep: Sweep) -> String {
     let points: Vec<&PointRecord> = records

@@ -3,8 +3,8 @@
 //! requests made at one tick go through the policy as one batch.
 //!
 //! Timing, as in the RTC paper's protocol: the first chunk comes undelayed from the initial observation; a
-//! request made at tick T carries the state at the end of tick T (after its action) and is released d ticks
-//! later, so its first d actions are the previous chunk's and execution continues at its index d; requests come
+//! request made at tick T carries the state at the end of tick T (the state in which the chunk's first action,
+//! for tick T + 1, would start) and is released d ticks later, so its first d actions are the previous chunk's and execution continues at its index d; requests come
 //! every s ticks. Episodes that end stop requesting; only the first episode of each rollout counts.
 
 use crate::executor::{ChunkExecutor, ExecutorSettings};
@@ -163,8 +163,10 @@ pub fn run_rollouts(
             if settings.keep_actions {
                 robot.actions.extend_from_slice(&robot.action);
             }
-            // The request carries the state at the end of this tick.
-            if record.request_seq != 0 {
+            // A request carries the state at the end of its tick T_s (its chunk starts at T_s + 1). Made after this
+            // tick's action was chosen (T_s = this tick), that is the state after the step just taken; made while
+            // adopting a chunk, before the tick advanced (T_s = the tick before), it is the state observed above.
+            if record.request_seq != 0 && robot.request.tick == record.tick {
                 robot.env.observe(&mut robot.request.observation);
             }
         }
