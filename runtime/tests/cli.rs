@@ -10,6 +10,18 @@ fn rtchunk(args: &[&str]) -> Output {
         .expect("rtchunk runs")
 }
 
+/// Runs rtchunk, checks it succeeded, and returns its standard output and error.
+fn rtchunk_ok(args: &[&str]) -> (String, String) {
+    let output = rtchunk(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "rtchunk {}: {stderr}",
+        args.join(" ")
+    );
+    (String::from_utf8_lossy(&output.stdout).into_owned(), stderr)
+}
+
 fn examples() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -175,7 +187,7 @@ fn python() -> PathBuf {
 #[test]
 fn collected_demonstrations_load_in_the_training_toolchain() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-lander.npz", std::process::id()));
-    let output = rtchunk(&[
+    let (stdout, stderr) = rtchunk_ok(&[
         "sim",
         "collect",
         "--task",
@@ -186,19 +198,10 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
         out.to_str().unwrap(),
     ]);
     assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
         stdout.contains("expert episodes solved and kept"),
         "{stdout}"
     );
-    assert!(
-        String::from_utf8_lossy(&output.stderr).contains("100%"),
-        "a progress bar"
-    );
+    assert!(stderr.contains("100%"), "a progress bar");
     let check = "import sys; from pathlib import Path; from rtchunk_train import dataset; \
                  d = dataset.load(Path(sys.argv[1])); \
                  print(d.observation.shape[1], d.action.shape[1], int(d.episode_index[-1]) + 1, len(d.action))";
@@ -241,7 +244,7 @@ fn an_unknown_task_is_named_with_the_choices() {
 #[test]
 fn render_draws_an_expert_rollout() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-catch.png", std::process::id()));
-    let output = rtchunk(&[
+    let (stdout, _) = rtchunk_ok(&[
         "sim",
         "render",
         "--task",
@@ -251,12 +254,7 @@ fn render_draws_an_expert_rollout() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("Success"));
+    assert!(stdout.contains("Success"), "{stdout}");
     assert_eq!(&std::fs::read(&out).unwrap()[..4], b"\x89PNG");
 }
 
@@ -264,7 +262,7 @@ fn render_draws_an_expert_rollout() {
 fn a_small_delay_sweep_writes_complete_outputs() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-delay", std::process::id()));
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");
-    let output = rtchunk(&[
+    let (stdout, _) = rtchunk_ok(&[
         "bench",
         "delay",
         "--task",
@@ -280,12 +278,6 @@ fn a_small_delay_sweep_writes_complete_outputs() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("catch") && stdout.contains("average") && stdout.contains("rtc"),
         "{stdout}"
