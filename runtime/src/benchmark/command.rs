@@ -86,8 +86,8 @@ pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<Strin
     write_outputs(records, settings.horizon_sweep, out, &summary)
 }
 
-/// Adds the pooled records to per-seed `records`, writes delay.csv, delay.json and the figures into `out`, and
-/// returns the tables with `summary` below them.
+/// Adds the pooled records to per-seed `records`, writes delay.csv, delay.json and the figures of the sweeps
+/// present into `out`, and returns the tables with `summary` below them.
 fn write_outputs(
     mut records: Vec<report::PointRecord>,
     horizon: bool,
@@ -105,16 +105,21 @@ fn write_outputs(
     };
     write("delay.csv", report::to_csv(&records))?;
     write("delay.json", serde_json::to_string_pretty(&records)? + "\n")?;
-    write_figure(&records, Sweep::Delay, &out.join("delay.png"))?;
-    let mut text = report::table(&records, Sweep::Delay);
+    let delay = records.iter().any(|r| r.sweep == Sweep::Delay);
+    let mut text = String::new();
+    if delay {
+        write_figure(&records, Sweep::Delay, &out.join("delay.png"))?;
+        text.push_str(&report::table(&records, Sweep::Delay));
+    }
     if horizon {
         write_figure(&records, Sweep::Horizon, &out.join("horizon.png"))?;
         text.push('\n');
         text.push_str(&report::table(&records, Sweep::Horizon));
     }
     text.push_str(&format!(
-        "\nsolve rate [95 % Wilson interval]; {summary}\nwrote {}/delay.csv, delay.json, delay.png{}\n",
+        "\nsolve rate [95 % Wilson interval]; {summary}\nwrote {}/delay.csv, delay.json{}{}\n",
         out.display(),
+        if delay { ", delay.png" } else { "" },
         if horizon { ", horizon.png" } else { "" }
     ));
     Ok(text)

@@ -52,6 +52,9 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
     let (x_min, x_max) = points.iter().fold((f64::MAX, f64::MIN), |(lo, hi), r| {
         (lo.min(x_of(r)), hi.max(x_of(r)))
     });
+    // The y axis starts a little below the lowest interval, so that close curves stay apart.
+    let lowest = points.iter().map(|r| r.wilson_low).fold(1.0, f64::min);
+    let y_min = ((lowest - 0.02) * 20.0).floor().clamp(0.0, 18.0) / 20.0;
     let columns = panels.len().clamp(1, 3);
     let rows = panels.len().div_ceil(columns).max(1);
     let (width, height) = (420 * columns as u32, 340 * rows as u32);
@@ -70,7 +73,7 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
                 .margin(8)
                 .x_label_area_size(34)
                 .y_label_area_size(44)
-                .build_cartesian_2d((x_min - 0.2)..(x_max + 0.2), 0.0..1.02)?;
+                .build_cartesian_2d((x_min - 0.2)..(x_max + 0.2), y_min..1.02)?;
             chart
                 .configure_mesh()
                 .x_desc(x_label)
