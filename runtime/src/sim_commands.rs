@@ -2,7 +2,7 @@
 
 use crate::progress::Progress;
 use anyhow::Context;
-use rtchunk_sim::{Canvas, Env, TaskKind, collect, expert_seed, stale_success_rate};
+use rtchunk_sim::{Canvas, Env, TaskKind, collect, play_expert_episode, stale_success_rate};
 use std::path::Path;
 
 /// Runs the expert of `kind` for `episodes` episodes from `seed` and writes its solved episodes to `out`.
@@ -43,15 +43,7 @@ fn view(kind: TaskKind) -> ([f64; 2], [f64; 2]) {
 pub fn render_expert_rollout(kind: TaskKind, seed: u64, out: &Path) -> anyhow::Result<String> {
     let mut env = Env::new(kind);
     let mut expert = env.expert();
-    env.reset(seed);
-    expert.reset(expert_seed(seed));
-    let mut observation = vec![0.0; env.spec().observation_dim()];
-    let mut action = vec![0.0; env.spec().action_dim()];
-    while !env.status().is_done() {
-        env.observe(&mut observation);
-        expert.act(&observation, &mut action);
-        env.step(&action);
-    }
+    let status = play_expert_episode(&mut env, expert.as_mut(), seed, 0, |_, _| {});
     let (x, y) = view(kind);
     let mut canvas = Canvas::new(640, x, y);
     env.draw(&mut canvas);
@@ -62,7 +54,7 @@ pub fn render_expert_rollout(kind: TaskKind, seed: u64, out: &Path) -> anyhow::R
         "{}: {kind} episode {seed}, expert mode {}, {:?} after {} steps",
         out.display(),
         expert.mode(),
-        env.status(),
+        status,
         env.steps()
     ))
 }

@@ -86,15 +86,19 @@ impl InferenceEngine {
         for (r, (request, _)) in requests.iter().enumerate() {
             let committed = request.committed().unwrap_or(&[]);
             let start = self.observation.len();
-            self.observation.extend_from_slice(&request.observation);
+            self.observation
+                .resize(start + request.observation.len(), 0.0);
+            let observation = &mut self.observation[start..];
             let slot = &mut self.committed[r * len..][..committed.len()];
             match &self.normalization {
                 Some(normalization) => {
-                    let raw = self.observation[start..].to_vec();
-                    normalization.normalize_observation(&raw, &mut self.observation[start..]);
+                    normalization.normalize_observation(&request.observation, observation);
                     normalization.normalize_actions(committed, slot);
                 }
-                None => slot.copy_from_slice(committed),
+                None => {
+                    observation.copy_from_slice(&request.observation);
+                    slot.copy_from_slice(committed);
+                }
             }
         }
         let mut offset = 0;

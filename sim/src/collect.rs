@@ -3,7 +3,7 @@
 
 use crate::dataset::Dataset;
 use crate::env::Env;
-use crate::expert::expert_seed;
+use crate::expert::play_expert_episode;
 use crate::task::Status;
 use crate::tasks::TaskKind;
 
@@ -37,20 +37,14 @@ pub fn collect(
         episodes,
         ..CollectReport::default()
     };
-    let mut observation = vec![0.0f32; spec.observation_dim()];
-    let mut action = vec![0.0f32; spec.action_dim()];
     for (done, seed) in (first_seed..first_seed + episodes).enumerate() {
-        env.reset(seed);
-        expert.reset(expert_seed(seed));
         let start = dataset.len();
         let episode = report.successes as i64;
-        while !env.status().is_done() {
-            env.observe(&mut observation);
-            expert.act(&observation, &mut action);
-            dataset.push(episode, &observation, &action);
-            env.step(&action);
-        }
-        if env.status() == Status::Success {
+        let status =
+            play_expert_episode(&mut env, expert.as_mut(), seed, 0, |observation, action| {
+                dataset.push(episode, observation, action);
+            });
+        if status == Status::Success {
             report.successes += 1;
             let mode = expert.mode();
             if report.modes.len() <= mode {

@@ -23,7 +23,7 @@ pub use canvas::{Canvas, Rgb, palette};
 pub use collect::{CollectReport, collect};
 pub use dataset::{Dataset, DatasetError};
 pub use env::{Env, EnvBatch};
-pub use expert::{Expert, expert_seed, stale_success_rate};
+pub use expert::{Expert, expert_seed, play_expert_episode, stale_success_rate};
 pub use point_mass::{PointMass, PointMassReport};
 pub use task::{ACTION_NOISE, CONTROL_PERIOD, MAX_STEPS, SUBSTEPS, Status, Task, TaskSpec};
 pub use tasks::TaskKind;

@@ -9,6 +9,7 @@
 
 use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::metrics::Quantiles;
 use crate::record::{StepClass, TickKind};
 use crate::worker::InferenceEngine;
 use rtchunk_policy::PolicyError;
@@ -125,7 +126,7 @@ pub fn run_rollouts(
         rollouts: settings.rollouts,
         ..RolloutOutcome::default()
     };
-    let (mut seams, mut withins) = (Stat::default(), Stat::default());
+    let (mut seams, mut withins) = (Vec::new(), Vec::new());
     let mut requesting: Vec<usize> = Vec::new();
     while robots.iter().any(|r| !r.env.status().is_done()) {
         requesting.clear();
@@ -155,8 +156,8 @@ pub fn run_rollouts(
             }
             outcome.starved_ticks += u64::from(record.kind == TickKind::Starved);
             match record.step_class {
-                StepClass::Seam => seams.add(record.step),
-                StepClass::Within => withins.add(record.step),
+                StepClass::Seam => seams.push(f64::from(record.step)),
+                StepClass::Within => withins.push(f64::from(record.step)),
                 StepClass::Other => {}
             }
             robot.env.step(&robot.action);
@@ -175,7 +176,8 @@ pub fn run_rollouts(
                 .iter()
                 .map(|&i| (&robots[i].request, robots[i].stream))
                 .collect();
-            let chunks = engine.infer_batch(&requests)?.to_vec();
+            let chunks = engine.infer_batch(&requests)?;
+            drop(requests);
             outcome.chunks += batch.len() as u64;
             outcome.batches += 1;
             for (&i, chunk) in batch.iter().zip(chunks.chunks(h * a)) {
@@ -189,41 +191,18 @@ pub fn run_rollouts(
             }
         }
     }
-    for robot in &mut robots {
+    for robot in &robots {
         match robot.env.status() {
             Status::Success => outcome.successes += 1,
             Status::Failure => outcome.failures += 1,
             Status::Timeout | Status::Running => outcome.timeouts += 1,
         }
-        outcome.actions.push(std::mem::take(&mut robot.actions));
     }
-    if !settings.keep_actions {
-        outcome.actions.clear();
+    if settings.keep_actions {
+        outcome.actions = robots.into_iter().map(|robot| robot.actions).collect();
     }
-    outcome.seam_jump = seams.mean();
-    outcome.within_step = withins.mean();
+    outcome.seam_jump = Quantiles::of(seams).mean;
+    outcome.within_step = Quantiles::of(withins).mean;
     outcome.seconds = started.elapsed().as_secs_f64();
     Ok(outcome)
-}
-
-/// A running mean.
-#[derive(Debug, Default, Clone, Copy)]
-struct Stat {
-    sum: f64,
-    count: u64,
-}
-
-impl Stat {
-    fn add(&mut self, value: f32) {
-        self.sum += f64::from(value);
-        self.count += 1;
-    }
-
-    fn mean(self) -> f64 {
-        if self.count == 0 {
-            0.0
-        } else {
-            self.sum / self.count as f64
-        }
-    }
 }
