@@ -133,18 +133,21 @@ pub fn run_sweep(
             let mut engines: [Option<InferenceEngine>; 2] = [None, None];
             for &method in &settings.methods {
                 let slot = usize::from(method.uses_trained_prefix_policy());
+                let sampler = |policy: &dyn FlowPolicy| {
+                    Sampler::new(method.sampler(), HORIZON, policy.spec().action_dim)
+                };
                 let engine = match &mut engines[slot] {
-                    Some(engine) => engine,
+                    Some(engine) => {
+                        engine.sampler = sampler(engine.policy.as_ref());
+                        engine
+                    }
                     empty => {
                         let path = bundle_path(&settings.policies, task, policy_seed, slot == 1);
                         let policy = load(&path, &settings.runtime)?;
-                        let sampler =
-                            Sampler::new(method.sampler(), HORIZON, policy.spec().action_dim);
+                        let sampler = sampler(policy.as_ref());
                         empty.insert(InferenceEngine::new(policy, None, sampler, settings.seed))
                     }
                 };
-                engine.sampler =
-                    Sampler::new(method.sampler(), HORIZON, engine.policy.spec().action_dim);
                 engine
                     .sampler
                     .check_policy(engine.policy.as_ref())
