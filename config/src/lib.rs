@@ -12,6 +12,7 @@
 
 mod controller;
 mod error;
+mod io;
 mod plant;
 mod policy;
 mod sampler;
@@ -21,7 +22,8 @@ mod validate;
 
 pub use controller::{ControllerConfig, ControllerKind, Limit, SafetyConfig};
 pub use error::ConfigError;
-pub use plant::PlantConfig;
+pub use io::{IoConfig, OnStale, ZenohMode};
+pub use plant::{PlantConfig, PlantKind};
 pub use policy::{PolicyConfig, PolicyKind};
 pub use sampler::{MaskSchedule, SamplerConfig, SamplerMode};
 pub use scheduler::{Execution, SchedulerConfig, Starvation};
@@ -50,6 +52,8 @@ pub struct Config {
     pub safety: SafetyConfig,
     /// The built-in simulated plant (`[plant]`).
     pub plant: PlantConfig,
+    /// The zenoh link to a robot or to `rtchunk sim serve` (`[io]`).
+    pub io: IoConfig,
 }
 
 impl Config {

@@ -1,11 +1,25 @@
-//! `[plant]`: the built-in simulated plant, a force-controlled point mass in a walled box with one obstacle.
+//! `[plant]`: what the controller drives: the built-in simulated point mass (a force-controlled mass in a walled
+//! box with one obstacle), or a robot (or `rtchunk sim serve`) over zenoh as `[io]` describes.
 
 use serde::{Deserialize, Serialize};
 
-/// Settings of the point-mass plant.
+/// Which plant a run drives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlantKind {
+    /// The built-in point mass, in process.
+    #[default]
+    PointMass,
+    /// A robot over zenoh (`[io]`): state in, one command per controller tick out. Needs the real clock.
+    Zenoh,
+}
+
+/// Settings of the plant (the point-mass fields apply to the point mass only).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlantConfig {
+    /// Which plant.
+    pub kind: PlantKind,
     /// Mass.
     pub mass: f64,
     /// Viscous damping coefficient.
@@ -27,6 +41,7 @@ pub struct PlantConfig {
 impl Default for PlantConfig {
     fn default() -> Self {
         PlantConfig {
+            kind: PlantKind::PointMass,
             mass: 1.0,
             damping: 0.5,
             start: [-0.9, 0.0],

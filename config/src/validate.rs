@@ -9,7 +9,47 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
     validate_scheduler(config)?;
     validate_clock(config)?;
     validate_limits(config)?;
-    validate_plant(config)
+    validate_plant(config)?;
+    validate_io(config)
+}
+
+fn endpoint_ok(endpoint: &str) -> bool {
+    endpoint.split_once('/').is_some_and(|(protocol, address)| {
+        ["tcp", "unixsock-stream"].contains(&protocol) && !address.is_empty()
+    })
+}
+
+fn validate_io(config: &Config) -> Result<(), ConfigError> {
+    let io = &config.io;
+    for (key, endpoints) in [("io.listen", &io.listen), ("io.connect", &io.connect)] {
+        for endpoint in endpoints {
+            check(
+                endpoint_ok(endpoint),
+                key,
+                format!("{endpoint:?}"),
+                "must hold endpoints like \"tcp/127.0.0.1:7447\" or \"unixsock-stream//tmp/rtchunk.sock\"",
+            )?;
+        }
+    }
+    let namespace_ok = !io.namespace.is_empty()
+        && io
+            .namespace
+            .split('/')
+            .all(|part| !part.is_empty() && !part.contains(['*', '$', '#', '?', ' ']));
+    check(
+        namespace_ok,
+        "io.namespace",
+        format!("{:?}", io.namespace),
+        "must be a zenoh key such as \"robot1\" or \"lab/arm\" (no empty parts, wildcards or spaces)",
+    )?;
+    check(
+        config.plant.kind != crate::PlantKind::Zenoh || config.clock.kind == crate::ClockKind::Real,
+        "clock.kind",
+        "\"simulated\"",
+        "must be \"real\" when plant.kind = \"zenoh\" (a robot runs on the wall clock)",
+    )?;
+    positive_finite(io.stale_after_ms, "io.stale_after_ms")?;
+    positive_finite(io.status_rate_hz, "io.status_rate_hz")
 }
 
 fn check(

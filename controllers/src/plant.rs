@@ -21,6 +21,17 @@ impl RobotState {
     }
 }
 
+/// Whether the state a [`Plant::read`] returned may be acted on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Fresh: execute the chunk.
+    Fresh,
+    /// Too old, or not there yet: pause the chunk and hold the last target.
+    Stale,
+    /// End the run (stop or emergency stop, or stale with `on_stale = "stop"`).
+    Stop,
+}
+
 /// A robot, real or simulated, as the controller thread sees it.
 ///
 /// Real-time contract: `read` and `write` are called once per controller tick on the controller thread; they
@@ -35,4 +46,8 @@ pub trait Plant: Send {
     fn read(&mut self, state: &mut RobotState, observation: &mut [f32]);
     /// Applies one command for one controller period.
     fn write(&mut self, command: &DVector<f64>);
+    /// Whether the state of the last `read` may be acted on (in-process plants always are).
+    fn freshness(&self) -> Freshness {
+        Freshness::Fresh
+    }
 }

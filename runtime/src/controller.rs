@@ -9,8 +9,8 @@ use crate::clock::Clock;
 use crate::doorbell::Doorbell;
 use crate::executor::ChunkExecutor;
 use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{TickKind, TickRecord};
-use rtchunk_controllers::{ActionPipeline, Plant, RobotState, SafetyCounters};
+use crate::record::{PolicyTick, TickKind, TickRecord};
+use rtchunk_controllers::{ActionPipeline, Freshness, Plant, RobotState, SafetyCounters};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -91,12 +91,23 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
         pipeline.reset(&state);
         let mut records_dropped = 0u64;
         let mut tick = 0u64;
+        let mut policy_ticks = 0u64;
         hooks.loop_started();
         while !stop.load(Ordering::Relaxed) && tick_limit.is_none_or(|limit| tick < limit) {
             let wake = clock.wait_next_tick();
             plant.read(&mut state, &mut observation);
+            let freshness = plant.freshness();
             let sub = (tick % decimation as u64) as usize;
-            let policy = if sub == 0 {
+            if freshness == Freshness::Stop {
+                // Hold: one last command toward the current target, then stop publishing.
+                let (command, _) = pipeline.command(sub, &state);
+                plant.write(command);
+                break;
+            }
+            let policy = if sub == 0 && freshness == Freshness::Stale {
+                Some(PolicyTick::held(policy_ticks))
+            } else if sub == 0 {
+                policy_ticks += 1;
                 if chunks.update() {
                     executor.offer(chunks.output_buffer());
                 }

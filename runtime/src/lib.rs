@@ -7,6 +7,7 @@
 //! - [`worker`]: the tokio inference worker.
 //! - [`clock`]: the real clock (absolute deadlines, sleep then spin) and the simulated clock (virtual ticks).
 //! - [`session`]: wires a run together; [`metrics`]: what a run measured.
+//! - [`io`]: zenoh I/O to a robot or to the simulator node.
 
 pub mod bench;
 pub mod benchmark;
@@ -14,8 +15,10 @@ pub mod clock;
 pub mod controller;
 pub mod delay;
 pub mod demo;
+pub mod deploy;
 pub mod doorbell;
 pub mod executor;
+pub mod io;
 pub mod messages;
 pub mod metrics;
 pub mod plot;

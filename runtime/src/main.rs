@@ -3,11 +3,12 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rtchunk_config::Config;
-use rtchunk_config::PolicyKind;
+use rtchunk_config::{IoConfig, PlantKind, PolicyKind};
 use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_runtime::benchmark::SweepSettings;
 use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::benchmark::methods::Method;
+use rtchunk_runtime::io::sim_node::SimNodeSettings;
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
 use rtchunk_sim::{PointMass, TaskKind};
@@ -59,14 +60,15 @@ enum Command {
         /// The TOML file.
         file: PathBuf,
     },
-    /// Run a configuration against the simulated point mass.
+    /// Run a configuration: against the simulated point mass, or (plant.kind = "zenoh") on a robot or
+    /// `rtchunk sim serve` over zenoh, until stopped (Ctrl-C, or stop / emergency stop on the control topic).
     Run {
         /// The TOML file.
         #[arg(long)]
         config: PathBuf,
-        /// Seconds of controller time.
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
+        /// Seconds of controller time (default: 5 on the point mass, until stopped on a robot).
+        #[arg(long)]
+        seconds: Option<f64>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -96,9 +98,53 @@ enum Sim {
         /// Seed of the first episode.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Each episode's expert acts on states this many steps old at most (drawn per episode from 0..=N):
+        /// demonstrations whose action sequences were planned from older states, like a committed prefix.
+        #[arg(long, default_value_t = 0)]
+        max_stale_steps: usize,
         /// The dataset file to write.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Run a task as its own process on its own clock, over zenoh: publish state, apply the commands that
+    /// arrive (with injected delay, jitter and loss), and report episodes and state-to-command latency.
+    Serve {
+        /// reach, cartpole, lander or catch.
+        #[arg(long)]
+        task: TaskKind,
+        /// Episodes to run.
+        #[arg(long, default_value_t = 1)]
+        episodes: u64,
+        /// Seed of the first episode.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Control rate in Hz.
+        #[arg(long, default_value_t = 30.0)]
+        rate_hz: f64,
+        /// Injected one-way delay of arriving commands, in milliseconds.
+        #[arg(long, default_value_t = 0.0)]
+        delay_ms: f64,
+        /// Extra delay drawn uniformly from 0..jitter, in milliseconds.
+        #[arg(long, default_value_t = 0.0)]
+        jitter_ms: f64,
+        /// Probability of dropping each published state and each arriving command.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+        /// Zenoh endpoints to listen on (repeatable; default none).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Zenoh endpoints to connect to (repeatable; default tcp/127.0.0.1:7447, where `rtchunk run` listens).
+        #[arg(long)]
+        connect: Vec<String>,
+        /// Topic namespace.
+        #[arg(long, default_value = "rtchunk")]
+        namespace: String,
+        /// Send a stop command to the runtime after the last episode.
+        #[arg(long)]
+        stop_runtime_when_done: bool,
+        /// Also write the report as JSON to this file.
+        #[arg(long)]
+        report: Option<PathBuf>,
     },
     /// Run a task's expert on one episode and draw where it went (PNG).
     Render {
@@ -324,6 +370,20 @@ fn main() -> anyhow::Result<()> {
                     .validate()
                     .with_context(|| format!("{file} with its bundle's shape"))?;
             }
+            if config.plant.kind == PlantKind::Zenoh {
+                let (outcome, link) = rtchunk_runtime::deploy::run_on_robot(&config, seconds)
+                    .with_context(|| format!("running {file}"))?;
+                if json {
+                    let both = serde_json::json!({"metrics": outcome.metrics, "link": link});
+                    println!("{}", serde_json::to_string_pretty(&both)?);
+                } else {
+                    print!("{}", rtchunk_runtime::metrics::table(&[&outcome.metrics]));
+                    println!("link: {}", serde_json::to_string(&link)?);
+                    println!("real-time setup: {}", outcome.realtime);
+                }
+                return Ok(());
+            }
+            let seconds = seconds.unwrap_or(5.0);
             let rate = config.clock.controller_rate();
             let plant = PointMass::new(config.plant.clone(), 1.0 / rate);
             let label = format!(
@@ -437,12 +497,53 @@ fn main() -> anyhow::Result<()> {
                     task,
                     episodes,
                     seed,
+                    max_stale_steps,
                     out,
                 },
         } => println!(
             "{}",
-            sim_commands::collect_demonstrations(task, episodes, seed, &out)?
+            sim_commands::collect_demonstrations(task, episodes, seed, max_stale_steps, &out)?
         ),
+        Command::Sim {
+            which:
+                Sim::Serve {
+                    task,
+                    episodes,
+                    seed,
+                    rate_hz,
+                    delay_ms,
+                    jitter_ms,
+                    loss,
+                    listen,
+                    connect,
+                    namespace,
+                    stop_runtime_when_done,
+                    report,
+                },
+        } => {
+            let io = IoConfig {
+                listen,
+                connect: if connect.is_empty() {
+                    vec!["tcp/127.0.0.1:7447".into()]
+                } else {
+                    connect
+                },
+                namespace,
+                ..IoConfig::default()
+            };
+            let settings = SimNodeSettings {
+                episodes,
+                first_seed: seed,
+                rate_hz,
+                delay_ms,
+                jitter_ms,
+                loss,
+                stop_runtime_when_done,
+                ..SimNodeSettings::new(task)
+            };
+            let result = sim_commands::serve_task(&io, &settings, report.as_deref())?;
+            print!("{result}");
+        }
         Command::Sim {
             which: Sim::Render { task, seed, out },
         } => println!("{}", sim_commands::render_expert_rollout(task, seed, &out)?),

@@ -88,6 +88,8 @@ pub struct RunMetrics {
     pub paused_ticks: u64,
     /// Policy ticks before the first chunk.
     pub warmup_ticks: u64,
+    /// Policy ticks held because the robot state was stale.
+    pub held_ticks: u64,
     /// Targets the safety filter rejected (NaN/Inf, held).
     pub safety_rejections: u64,
     /// Targets the safety filter clamped.
@@ -135,6 +137,7 @@ impl RunMetrics {
                 TickKind::Starved => metrics.starved_ticks += 1,
                 TickKind::Paused => metrics.paused_ticks += 1,
                 TickKind::Warmup => metrics.warmup_ticks += 1,
+                TickKind::Held => metrics.held_ticks += 1,
                 TickKind::Executed => {}
             }
             if policy.swapped {

@@ -14,6 +14,8 @@ pub enum TickKind {
     Paused,
     /// The chunk ran out before the next one arrived: the last action (or the safe action) is held.
     Starved,
+    /// The robot state was stale (or not there yet): the chunk pauses and the last target is held.
+    Held,
 }
 
 /// How the step |a_t - a_(t-1)| of a policy tick is classified.
@@ -49,6 +51,23 @@ pub struct PolicyTick {
     pub step: f32,
     /// How `step` is classified.
     pub step_class: StepClass,
+}
+
+impl PolicyTick {
+    /// A policy tick held on stale state at policy tick `tick`: nothing executed, requested or adopted.
+    pub fn held(tick: u64) -> Self {
+        PolicyTick {
+            tick,
+            kind: TickKind::Held,
+            chunk_seq: 0,
+            index: 0,
+            swapped: false,
+            observed_delay: 0,
+            request_seq: 0,
+            step: 0.0,
+            step_class: StepClass::Other,
+        }
+    }
 }
 
 /// One controller tick.

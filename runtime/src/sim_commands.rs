@@ -1,19 +1,26 @@
 //! The `rtchunk sim` commands: expert demonstrations, pictures of rollouts, and the calibration check.
 
+use crate::io::sim_node::{SimNodeSettings, serve};
 use crate::progress::Progress;
 use anyhow::Context;
+use rtchunk_config::IoConfig;
 use rtchunk_sim::{Canvas, Env, TaskKind, collect, play_expert_episode, stale_success_rate};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
-/// Runs the expert of `kind` for `episodes` episodes from `seed` and writes its solved episodes to `out`.
+/// Runs the expert of `kind` for `episodes` episodes from `seed` (each acting on states up to `max_stale_steps`
+/// old, see [`collect`]) and writes its solved episodes to `out`.
 pub fn collect_demonstrations(
     kind: TaskKind,
     episodes: u64,
     seed: u64,
+    max_stale_steps: usize,
     out: &Path,
 ) -> anyhow::Result<String> {
     let mut progress = Progress::new(format!("collecting {kind}"), episodes);
-    let (dataset, report) = collect(kind, episodes, seed, |done| progress.update(done));
+    let (dataset, report) = collect(kind, episodes, seed, max_stale_steps, |done| {
+        progress.update(done)
+    });
     progress.finish();
     if dataset.is_empty() {
         anyhow::bail!("the {kind} expert solved none of {episodes} episodes; nothing to write");
@@ -26,6 +33,38 @@ pub fn collect_demonstrations(
         report.episodes,
         report.rows,
         report.modes
+    ))
+}
+
+/// Serves `settings.task` over the zenoh session `io` describes until its episodes are done (or Ctrl-C), and
+/// returns a summary; the full report also goes to `report` as JSON when given.
+pub fn serve_task(
+    io: &IoConfig,
+    settings: &SimNodeSettings,
+    report: Option<&Path>,
+) -> anyhow::Result<String> {
+    let stop = AtomicBool::new(false);
+    let result = serve(io, settings, &stop)?;
+    if let Some(path) = report {
+        std::fs::write(path, serde_json::to_string_pretty(&result)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let solved = result.episodes.iter().filter(|e| e.success).count();
+    let latency = &result.state_to_action_ms;
+    Ok(format!(
+        "{}: {solved} of {} episodes solved; state to first command p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
+         {} states published ({} lost), {} commands received ({} lost, {} held, {} rejected)\n",
+        result.task,
+        result.episodes.len(),
+        latency.p50,
+        latency.p99,
+        latency.max,
+        result.states_published,
+        result.states_lost,
+        result.actions_received,
+        result.actions_lost,
+        result.actions_held,
+        result.actions_rejected
     ))
 }
 

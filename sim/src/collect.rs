@@ -21,12 +21,15 @@ pub struct CollectReport {
 }
 
 /// Runs `episodes` expert episodes of `kind` (seeds `first_seed..`), keeping the solved ones: each row is the
-/// observation and the expert's action before the noise. `progress` is called after every episode with the
-/// number done.
+/// observation and the expert's action before the noise. With `max_stale_steps` > 0 each episode's expert acts on
+/// states a fixed number of steps old, drawn per episode from `0..=max_stale_steps` ([`episode_staleness`]), so
+/// that the data holds action sequences planned from older states, as a committed prefix is at run time.
+/// `progress` is called after every episode with the number done.
 pub fn collect(
     kind: TaskKind,
     episodes: u64,
     first_seed: u64,
+    max_stale_steps: usize,
     mut progress: impl FnMut(u64),
 ) -> (Dataset, CollectReport) {
     let mut env = Env::new(kind);
@@ -40,10 +43,14 @@ pub fn collect(
     for (done, seed) in (first_seed..first_seed + episodes).enumerate() {
         let start = dataset.len();
         let episode = report.successes as i64;
-        let status =
-            play_expert_episode(&mut env, expert.as_mut(), seed, 0, |observation, action| {
-                dataset.push(episode, observation, action);
-            });
+        let stale_steps = episode_staleness(seed, max_stale_steps);
+        let status = play_expert_episode(
+            &mut env,
+            expert.as_mut(),
+            seed,
+            stale_steps,
+            |observation, action| dataset.push(episode, observation, action),
+        );
         if status == Status::Success {
             report.successes += 1;
             let mode = expert.mode();
@@ -58,4 +65,11 @@ pub fn collect(
     }
     report.rows = dataset.len();
     (dataset, report)
+}
+
+/// How many steps old the states are that episode `seed`'s expert acts on, uniform over `0..=max_stale_steps`
+/// (a stream separate from the environment's and the expert's mode).
+pub fn episode_staleness(seed: u64, max_stale_steps: usize) -> usize {
+    let mixed = (seed ^ 0x3c6e_f372_fe94_f82b).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    ((mixed >> 32) % (max_stale_steps as u64 + 1)) as usize
 }

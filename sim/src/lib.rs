@@ -20,7 +20,7 @@ mod task;
 mod tasks;
 
 pub use canvas::{Canvas, Rgb, palette};
-pub use collect::{CollectReport, collect};
+pub use collect::{CollectReport, collect, episode_staleness};
 pub use dataset::{Dataset, DatasetError};
 pub use env::{Env, EnvBatch};
 pub use expert::{Expert, expert_seed, play_expert_episode, stale_success_rate};

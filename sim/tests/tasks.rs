@@ -1,7 +1,8 @@
 //! The benchmark tasks: calibrated experts, multimodal demonstrations, determinism, batching and pictures.
 
 use rtchunk_sim::{
-    Canvas, Env, EnvBatch, Status, TaskKind, collect, expert_seed, palette, stale_success_rate,
+    Canvas, Env, EnvBatch, Status, TaskKind, collect, episode_staleness, expert_seed, palette,
+    stale_success_rate,
 };
 
 #[test]
@@ -28,7 +29,7 @@ fn staleness_does_hurt_eventually() {
 #[test]
 fn demonstrations_are_multimodal() {
     for kind in TaskKind::ALL {
-        let (dataset, report) = collect(kind, 120, 0, |_| {});
+        let (dataset, report) = collect(kind, 120, 0, 0, |_| {});
         assert_eq!(report.rows, dataset.len());
         assert!(report.successes >= 110, "{kind}: {report:?}");
         assert!(report.modes.len() >= 2, "{kind}: {report:?}");
@@ -38,6 +39,24 @@ fn demonstrations_are_multimodal() {
                 "{kind}: mode {mode} rare: {report:?}"
             );
         }
+    }
+}
+
+#[test]
+fn stale_demonstrations_act_on_old_states_and_still_solve() {
+    let staleness: Vec<usize> = (0..400).map(|seed| episode_staleness(seed, 7)).collect();
+    for k in 0..=7 {
+        let share = staleness.iter().filter(|&&s| s == k).count();
+        assert!(
+            (25..=75).contains(&share),
+            "staleness {k} drawn {share} times in 400"
+        );
+    }
+    for kind in TaskKind::ALL {
+        let (fresh, _) = collect(kind, 40, 0, 0, |_| {});
+        let (stale, report) = collect(kind, 40, 0, 7, |_| {});
+        assert!(report.successes >= 32, "{kind}: {report:?}");
+        assert_ne!(fresh, stale, "{kind}");
     }
 }
 

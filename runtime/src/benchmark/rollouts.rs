@@ -149,7 +149,8 @@ pub fn run_rollouts(
             match record.kind {
                 // The cold request: answered before any time passes.
                 TickKind::Warmup => continue,
-                TickKind::Paused => robot.action.fill(0.0),
+                // Held never comes from the executor (the controller makes it on stale state).
+                TickKind::Paused | TickKind::Held => robot.action.fill(0.0),
                 TickKind::Executed | TickKind::Starved => {
                     robot.action.copy_from_slice(robot.executor.action())
                 }

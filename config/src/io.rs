@@ -1,0 +1,65 @@
+//! `[io]`: the zenoh link to the robot (or to `rtchunk sim serve`): session, topics, and what stale state does.
+
+use serde::{Deserialize, Serialize};
+
+/// Zenoh session mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZenohMode {
+    /// Talks directly to other peers (the robot-local default).
+    #[default]
+    Peer,
+    /// Talks only through a router.
+    Client,
+}
+
+/// What the controller does when the newest robot state is older than `stale_after_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnStale {
+    /// Pause the chunk and hold the last target until fresh state arrives, then resume.
+    #[default]
+    Hold,
+    /// Hold, then end the run.
+    Stop,
+}
+
+/// Settings of the zenoh link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IoConfig {
+    /// Peer or client.
+    pub mode: ZenohMode,
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447` (loopback only by default).
+    pub listen: Vec<String>,
+    /// Endpoints to connect to.
+    pub connect: Vec<String>,
+    /// Prefix of every topic: `<namespace>/state`, `/action`, `/status`, `/control`.
+    pub namespace: String,
+    /// Use zenoh's shared-memory transport (needs the `shm` build feature on both ends).
+    pub shared_memory: bool,
+    /// A state older than this (milliseconds since it arrived) is stale.
+    pub stale_after_ms: f64,
+    /// What stale state does.
+    pub on_stale: OnStale,
+    /// Wait for a start command on the control topic before executing (otherwise start on the first state).
+    pub wait_for_start: bool,
+    /// How often status is published, in Hz.
+    pub status_rate_hz: f64,
+}
+
+impl Default for IoConfig {
+    fn default() -> Self {
+        IoConfig {
+            mode: ZenohMode::Peer,
+            listen: vec!["tcp/127.0.0.1:7447".to_string()],
+            connect: Vec::new(),
+            namespace: "rtchunk".to_string(),
+            shared_memory: false,
+            stale_after_ms: 100.0,
+            on_stale: OnStale::Hold,
+            wait_for_start: false,
+            status_rate_hz: 10.0,
+        }
+    }
+}

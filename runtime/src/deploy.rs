@@ -1,0 +1,121 @@
+//! `rtchunk run` on a robot: the policy, the real-time controller and the zenoh link, until the run's time is
+//! up, a stop or emergency stop arrives on the control topic, or the process gets Ctrl-C (SIGINT) or SIGTERM.
+//! Every exit path holds, then stops publishing, then closes the link.
+
+use crate::io::link::{LinkCounters, RobotLink, ZenohPlant};
+use crate::io::protocol::RejectKind;
+use crate::io::session::IoError;
+use crate::policies::load_policy;
+use crate::session::{RunError, RunOptions, RunOutcome, run};
+use rtchunk_config::Config;
+use serde::Serialize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use thiserror::Error;
+
+/// How long to wait for the robot's first state.
+const FIRST_STATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Set by the SIGINT/SIGTERM handler.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    SIGNALLED.store(true, Ordering::SeqCst);
+}
+
+/// Why a deployment could not run.
+#[derive(Debug, Error)]
+pub enum DeployError {
+    /// The zenoh link.
+    #[error("{0}")]
+    Io(#[from] IoError),
+    /// The policy or the run.
+    #[error("{0}")]
+    Run(#[from] RunError),
+    /// The policy bundle.
+    #[error("policy bundle: {0}")]
+    Bundle(#[from] rtchunk_policy::onnx::BundleError),
+}
+
+/// What the link counted during a deployment.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkSummary {
+    /// State messages accepted.
+    pub states_accepted: u64,
+    /// Rejected messages per kind.
+    pub rejected: Vec<(String, u64)>,
+    /// Ticks held on stale state.
+    pub held_ticks: u64,
+    /// Action messages published.
+    pub actions_published: u64,
+    /// Commands the publisher could not keep up with.
+    pub actions_dropped: u64,
+    /// Emergency stops received.
+    pub emergency_stops: u64,
+}
+
+impl LinkSummary {
+    fn of(counters: &LinkCounters) -> Self {
+        LinkSummary {
+            states_accepted: counters.states_accepted.load(Ordering::Relaxed),
+            rejected: RejectKind::ALL
+                .iter()
+                .map(|&kind| (kind.to_string(), counters.rejected(kind)))
+                .collect(),
+            held_ticks: counters.held_ticks.load(Ordering::Relaxed),
+            actions_published: counters.actions_published.load(Ordering::Relaxed),
+            actions_dropped: counters.actions_dropped.load(Ordering::Relaxed),
+            emergency_stops: counters.emergency_stops.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Installs the SIGINT/SIGTERM handler and a thread that turns a signal into a stop of `link`.
+fn stop_on_signal(stop: Arc<crate::io::link::ControlFlags>, finished: Arc<AtomicBool>) {
+    let handler = on_signal as extern "C" fn(libc::c_int);
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
+    }
+    std::thread::Builder::new()
+        .name("rtchunk-signals".into())
+        .spawn(move || {
+            while !finished.load(Ordering::Relaxed) {
+                if SIGNALLED.load(Ordering::Relaxed) {
+                    tracing::warn!("signal received: holding, then stopping");
+                    stop.stop.store(true, Ordering::Relaxed);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+        .expect("a signal-watch thread can be spawned");
+}
+
+/// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped).
+pub fn run_on_robot(
+    config: &Config,
+    seconds: Option<f64>,
+) -> Result<(RunOutcome<ZenohPlant>, LinkSummary), DeployError> {
+    let policy = load_policy(config)?;
+    let observation_dim = policy.spec().observation_dim;
+    let (link, plant) = RobotLink::open(&config.io, config.policy.action_dim, observation_dim)?;
+    let finished = Arc::new(AtomicBool::new(false));
+    stop_on_signal(link.control().clone(), finished.clone());
+    tracing::info!(topic = %link.topics().state, "waiting for the robot's first state");
+    link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
+    let ticks = seconds.map_or(u64::MAX, |s| (s * config.clock.controller_rate()) as u64);
+    let label = format!(
+        "{} / {} on {}",
+        config.sampler.mode.name(),
+        config.scheduler.execution.name(),
+        config.io.namespace
+    );
+    let outcome = run(config, plant, policy, RunOptions::new(&label, ticks));
+    finished.store(true, Ordering::Relaxed);
+    let counters = link.counters().clone();
+    link.close();
+    Ok((outcome?, LinkSummary::of(&counters)))
+}

@@ -1,0 +1,526 @@
+//! The robot side of the zenoh link: I/O threads that move robot state in and commands out through wait-free
+//! structures, and [`ZenohPlant`], the controller thread's view of them.
+//!
+//! - state: a zenoh subscriber (drop-oldest ring) drained by the `rtchunk-state` thread, which validates each
+//!   message and publishes the newest into a triple buffer (the controller always reads the newest state);
+//! - actions: the controller pushes one record per tick into an SPSC ring and rings a futex doorbell; the
+//!   `rtchunk-actions` thread publishes them;
+//! - control: a subscriber callback sets atomic flags (stop, emergency stop, start);
+//! - status: the `rtchunk-status` thread publishes the counters at `io.status_rate_hz`.
+//!
+//! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
+
+use crate::clock::monotonic_ns;
+use crate::doorbell::Doorbell;
+use crate::io::protocol::{
+    ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
+    SequenceGuard, StateMessage, StatusMessage, decode_header, new_source_id, wall_clock_ns,
+};
+use crate::io::session::{IoError, Topics, open_session};
+use nalgebra::DVector;
+use rtchunk_config::{IoConfig, OnStale};
+use rtchunk_controllers::{Freshness, Plant, RobotState};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use zenoh::Wait;
+
+/// The most joints a command may have (the policy's action dimension is at most 64).
+pub const MAX_JOINTS: usize = 64;
+/// Capacity of the action ring: about 4 s at 1 kHz.
+const ACTION_RING: usize = 4096;
+
+/// Counters shared by the I/O threads, the plant and the status publisher (all wait-free atomics).
+#[derive(Debug, Default)]
+pub struct LinkCounters {
+    /// State messages accepted.
+    pub states_accepted: AtomicU64,
+    /// Rejected messages per [`RejectKind`] (state and control topics together).
+    pub rejected: [AtomicU64; 6],
+    /// Controller ticks.
+    pub ticks: AtomicU64,
+    /// Ticks held on stale state.
+    pub held_ticks: AtomicU64,
+    /// Emergency stops received.
+    pub emergency_stops: AtomicU64,
+    /// Action records the publisher could not keep up with.
+    pub actions_dropped: AtomicU64,
+    /// Action messages published.
+    pub actions_published: AtomicU64,
+    phase: AtomicU8,
+}
+
+impl LinkCounters {
+    /// Rejections of `kind` so far.
+    pub fn rejected(&self, kind: RejectKind) -> u64 {
+        self.rejected[kind.index()].load(Ordering::Relaxed)
+    }
+
+    /// Rejections of every kind.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn status(&self) -> StatusMessage {
+        let phase = match self.phase.load(Ordering::Relaxed) {
+            1 => Phase::Running,
+            2 => Phase::Holding,
+            3 => Phase::Stopped,
+            _ => Phase::Waiting,
+        };
+        StatusMessage {
+            phase,
+            ticks: self.ticks.load(Ordering::Relaxed),
+            held_ticks: self.held_ticks.load(Ordering::Relaxed),
+            states_accepted: self.states_accepted.load(Ordering::Relaxed),
+            rejected: self.rejected_total(),
+            emergency_stops: self.emergency_stops.load(Ordering::Relaxed),
+            actions_dropped: self.actions_dropped.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Counts a rejection and logs the first of each kind on each topic.
+struct RejectLog {
+    topic: String,
+    counters: Arc<LinkCounters>,
+    logged: [AtomicBool; 6],
+}
+
+impl RejectLog {
+    fn new(topic: &str, counters: Arc<LinkCounters>) -> Self {
+        RejectLog {
+            topic: topic.to_string(),
+            counters,
+            logged: Default::default(),
+        }
+    }
+
+    fn reject(&self, rejection: &Rejection) {
+        let index = rejection.kind.index();
+        self.counters.rejected[index].fetch_add(1, Ordering::Relaxed);
+        if !self.logged[index].swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                topic = %self.topic,
+                "rejected a message ({rejection}); further {} messages on this topic are counted, not logged",
+                rejection.kind
+            );
+        }
+    }
+}
+
+/// The newest accepted state, as the controller reads it (buffers sized once).
+#[derive(Debug, Clone)]
+pub struct LatestState {
+    /// Its sequence number (0: none yet).
+    pub seq: u64,
+    /// When it arrived, on this host's monotonic clock (ns).
+    pub received_ns: u64,
+    /// Joint positions (empty when the robot reports none).
+    pub position: Vec<f64>,
+    /// Joint velocities.
+    pub velocity: Vec<f64>,
+    /// The policy's observation.
+    pub observation: Vec<f32>,
+}
+
+/// One tick's command on its way to the publisher (fixed size, so pushing never allocates).
+#[derive(Debug, Clone, Copy)]
+struct ActionRecord {
+    tick: u64,
+    state_seq: u64,
+    held: bool,
+    command: [f64; MAX_JOINTS],
+}
+
+/// Flags the control topic sets.
+#[derive(Debug, Default)]
+pub struct ControlFlags {
+    /// A start command arrived.
+    pub start: AtomicBool,
+    /// Stop or emergency stop arrived (or the owner asks the run to end, e.g. on Ctrl-C).
+    pub stop: AtomicBool,
+    /// A reset command arrived (cleared by whoever handles it).
+    pub reset: AtomicBool,
+}
+
+/// The controller thread's side of the link: a [`Plant`] that reads the newest state from a triple buffer and
+/// writes commands into a wait-free ring. Nothing here allocates, locks or touches zenoh.
+pub struct ZenohPlant {
+    state: triple_buffer::Output<LatestState>,
+    actions: rtrb::Producer<ActionRecord>,
+    action_bell: Arc<Doorbell>,
+    counters: Arc<LinkCounters>,
+    control: Arc<ControlFlags>,
+    joints: usize,
+    observation_dim: usize,
+    stale_after_ns: u64,
+    on_stale: OnStale,
+    wait_for_start: bool,
+    freshness: Freshness,
+    state_seq: u64,
+    tick: u64,
+    started: bool,
+}
+
+impl ZenohPlant {
+    fn classify(&mut self) -> Freshness {
+        let control = &self.control;
+        if control.stop.load(Ordering::Relaxed) {
+            return Freshness::Stop;
+        }
+        if self.wait_for_start && !control.start.load(Ordering::Relaxed) {
+            return Freshness::Stale;
+        }
+        let newest = self.state.output_buffer();
+        let fresh = newest.seq != 0
+            && monotonic_ns().saturating_sub(newest.received_ns) <= self.stale_after_ns;
+        match (fresh, self.on_stale, self.started) {
+            (true, _, _) => {
+                self.started = true;
+                Freshness::Fresh
+            }
+            (false, OnStale::Stop, true) => Freshness::Stop,
+            (false, _, _) => Freshness::Stale,
+        }
+    }
+}
+
+impl Plant for ZenohPlant {
+    fn dims(&self) -> usize {
+        self.joints
+    }
+
+    fn observation_dim(&self) -> usize {
+        self.observation_dim
+    }
+
+    fn read(&mut self, state: &mut RobotState, observation: &mut [f32]) {
+        self.state.update();
+        self.freshness = self.classify();
+        let newest = self.state.output_buffer();
+        self.state_seq = newest.seq;
+        if newest.position.len() == state.position.len() {
+            state.position.copy_from_slice(&newest.position);
+            state.velocity.copy_from_slice(&newest.velocity);
+        }
+        if newest.observation.len() == observation.len() {
+            observation.copy_from_slice(&newest.observation);
+        }
+        let phase = match self.freshness {
+            Freshness::Fresh => Phase::Running,
+            Freshness::Stale if self.started => Phase::Holding,
+            Freshness::Stale => Phase::Waiting,
+            Freshness::Stop => Phase::Stopped,
+        };
+        self.counters.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    fn freshness(&self) -> Freshness {
+        self.freshness
+    }
+
+    fn write(&mut self, command: &DVector<f64>) {
+        let held = self.freshness != Freshness::Fresh;
+        let mut record = ActionRecord {
+            tick: self.tick,
+            state_seq: self.state_seq,
+            held,
+            command: [0.0; MAX_JOINTS],
+        };
+        record.command[..command.len()].copy_from_slice(command.as_slice());
+        if self.actions.push(record).is_err() {
+            self.counters
+                .actions_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.action_bell.ring();
+        self.counters.ticks.fetch_add(1, Ordering::Relaxed);
+        if held {
+            self.counters.held_ticks.fetch_add(1, Ordering::Relaxed);
+        }
+        self.tick += 1;
+    }
+}
+
+/// The I/O side of the link: the zenoh session and its threads. Dropping it without [`RobotLink::close`] still
+/// stops the threads.
+pub struct RobotLink {
+    session: zenoh::Session,
+    topics: Topics,
+    counters: Arc<LinkCounters>,
+    control: Arc<ControlFlags>,
+    shutdown: Arc<AtomicBool>,
+    action_bell: Arc<Doorbell>,
+    threads: Vec<JoinHandle<()>>,
+    _control_subscriber: zenoh::pubsub::Subscriber<()>,
+}
+
+impl RobotLink {
+    /// Opens the session `io` describes and starts the I/O threads for a robot with `joints` command values
+    /// and `observation_dim` observation values; returns the link and the controller's plant.
+    pub fn open(
+        io: &IoConfig,
+        joints: usize,
+        observation_dim: usize,
+    ) -> Result<(RobotLink, ZenohPlant), IoError> {
+        if joints > MAX_JOINTS {
+            return Err(IoError::Setup(format!(
+                "{joints} joints, at most {MAX_JOINTS} are supported"
+            )));
+        }
+        let session = open_session(io)?;
+        let topics = Topics::new(&io.namespace);
+        let counters = Arc::new(LinkCounters::default());
+        let control = Arc::new(ControlFlags::default());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let action_bell = Arc::new(Doorbell::default());
+        let empty = LatestState {
+            seq: 0,
+            received_ns: 0,
+            position: vec![0.0; joints],
+            velocity: vec![0.0; joints],
+            observation: vec![0.0; observation_dim],
+        };
+        let (state_in, state_out) = triple_buffer::triple_buffer(&empty);
+        let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
+        let source = new_source_id();
+
+        let control_subscriber = {
+            let log = RejectLog::new(&topics.control, counters.clone());
+            let control = control.clone();
+            let counters = counters.clone();
+            session
+                .declare_subscriber(&topics.control)
+                .callback(move |sample| {
+                    let bytes = sample.payload().to_bytes();
+                    match decode_header(&bytes, MessageKind::Control)
+                        .and_then(|(_, body)| ControlCommand::decode(body))
+                    {
+                        Ok(command) => apply_control(command, &control, &counters),
+                        Err(rejection) => log.reject(&rejection),
+                    }
+                })
+                .wait()
+                .map_err(|e| IoError::zenoh(&topics.control, e))?
+        };
+        let state_thread = {
+            let subscriber = session
+                .declare_subscriber(&topics.state)
+                .with(zenoh::handlers::RingChannel::new(4))
+                .wait()
+                .map_err(|e| IoError::zenoh(&topics.state, e))?;
+            let log = RejectLog::new(&topics.state, counters.clone());
+            let shutdown = shutdown.clone();
+            let counters = counters.clone();
+            spawn("rtchunk-state", move || {
+                let mut state_in = state_in;
+                let mut guard = SequenceGuard::default();
+                while !shutdown.load(Ordering::Relaxed) {
+                    let Ok(Some(sample)) = subscriber.recv_timeout(Duration::from_millis(20))
+                    else {
+                        continue;
+                    };
+                    let bytes = sample.payload().to_bytes();
+                    let accepted =
+                        decode_header(&bytes, MessageKind::State).and_then(|(header, body)| {
+                            let message = StateMessage::decode(body, joints, observation_dim)?;
+                            guard.accept(&header)?;
+                            Ok((header, message))
+                        });
+                    match accepted {
+                        Ok((header, message)) => {
+                            let slot = state_in.input_buffer_mut();
+                            slot.seq = header.seq;
+                            slot.received_ns = monotonic_ns();
+                            if !message.position.is_empty() {
+                                slot.position.copy_from_slice(&message.position);
+                                slot.velocity.copy_from_slice(&message.velocity);
+                            }
+                            slot.observation.copy_from_slice(&message.observation);
+                            state_in.publish();
+                            counters.states_accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(rejection) => log.reject(&rejection),
+                    }
+                }
+            })?
+        };
+        let action_thread = {
+            let publisher = session
+                .declare_publisher(topics.action.clone())
+                .congestion_control(zenoh::qos::CongestionControl::Drop)
+                .express(true)
+                .wait()
+                .map_err(|e| IoError::zenoh(&topics.action, e))?;
+            let shutdown = shutdown.clone();
+            let bell = action_bell.clone();
+            let counters = counters.clone();
+            let topic = topics.action.clone();
+            spawn("rtchunk-actions", move || {
+                let mut consumer: rtrb::Consumer<ActionRecord> = action_consumer;
+                let mut seq = 0u64;
+                loop {
+                    let seen = bell.rings();
+                    let mut published_any = false;
+                    while let Ok(record) = consumer.pop() {
+                        seq += 1;
+                        let message = ActionMessage {
+                            tick: record.tick,
+                            state_seq: record.state_seq,
+                            command: record.command[..joints].to_vec(),
+                        };
+                        let flags = if record.held { ACTION_HELD } else { 0 };
+                        let bytes = message.encode(flags, source, seq, wall_clock_ns());
+                        if let Err(error) = publisher.put(bytes).wait() {
+                            tracing::warn!(topic = %topic, "cannot publish an action: {error}");
+                        }
+                        counters.actions_published.fetch_add(1, Ordering::Relaxed);
+                        published_any = true;
+                    }
+                    if !published_any && shutdown.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    bell.wait(seen, Duration::from_millis(20));
+                }
+            })?
+        };
+        let status_thread = {
+            let publisher = session
+                .declare_publisher(topics.status.clone())
+                .wait()
+                .map_err(|e| IoError::zenoh(&topics.status, e))?;
+            let shutdown = shutdown.clone();
+            let counters = counters.clone();
+            let period = Duration::from_secs_f64(1.0 / io.status_rate_hz);
+            spawn("rtchunk-status", move || {
+                let mut seq = 0u64;
+                loop {
+                    let last = shutdown.load(Ordering::Relaxed);
+                    seq += 1;
+                    let status = counters.status();
+                    let _ = publisher
+                        .put(status.encode(0, source, seq, wall_clock_ns()))
+                        .wait();
+                    if last {
+                        return;
+                    }
+                    std::thread::sleep(period);
+                }
+            })?
+        };
+        let plant = ZenohPlant {
+            state: state_out,
+            actions: action_producer,
+            action_bell: action_bell.clone(),
+            counters: counters.clone(),
+            control: control.clone(),
+            joints,
+            observation_dim,
+            stale_after_ns: (io.stale_after_ms * 1e6) as u64,
+            on_stale: io.on_stale,
+            wait_for_start: io.wait_for_start,
+            freshness: Freshness::Stale,
+            state_seq: 0,
+            tick: 0,
+            started: false,
+        };
+        let link = RobotLink {
+            session,
+            topics,
+            counters,
+            control,
+            shutdown,
+            action_bell,
+            threads: vec![state_thread, action_thread, status_thread],
+            _control_subscriber: control_subscriber,
+        };
+        Ok((link, plant))
+    }
+
+    /// The shared counters.
+    pub fn counters(&self) -> &Arc<LinkCounters> {
+        &self.counters
+    }
+
+    /// The control flags (set `stop` to end the run, e.g. on Ctrl-C).
+    pub fn control(&self) -> &Arc<ControlFlags> {
+        &self.control
+    }
+
+    /// The topics in use.
+    pub fn topics(&self) -> &Topics {
+        &self.topics
+    }
+
+    /// Blocks until the first valid state has arrived, or fails after `timeout` naming the topic.
+    pub fn wait_for_first_state(&self, timeout: Duration) -> Result<(), IoError> {
+        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+        while self.counters.states_accepted.load(Ordering::Relaxed) == 0 {
+            if self.control.stop.load(Ordering::Relaxed) {
+                return Err(IoError::Setup(
+                    "stopped before the first state arrived".into(),
+                ));
+            }
+            if monotonic_ns() > deadline {
+                return Err(IoError::Setup(format!(
+                    "no valid state on {} within {:.1} s ({} messages rejected)",
+                    self.topics.state,
+                    timeout.as_secs_f64(),
+                    self.counters.rejected_total()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    /// Publishes every queued action and a final status (phase stopped), then closes the session.
+    pub fn close(mut self) {
+        self.shutdown_threads();
+        if let Err(error) = self.session.close().wait() {
+            tracing::warn!("closing the zenoh session: {error}");
+        }
+    }
+
+    fn shutdown_threads(&mut self) {
+        self.counters
+            .phase
+            .store(Phase::Stopped as u8, Ordering::Relaxed);
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.action_bell.ring();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for RobotLink {
+    fn drop(&mut self) {
+        self.shutdown_threads();
+    }
+}
+
+fn apply_control(command: ControlCommand, control: &ControlFlags, counters: &LinkCounters) {
+    match command {
+        ControlCommand::Start => control.start.store(true, Ordering::Relaxed),
+        ControlCommand::Stop => control.stop.store(true, Ordering::Relaxed),
+        ControlCommand::Reset => control.reset.store(true, Ordering::Relaxed),
+        ControlCommand::EmergencyStop => {
+            counters.emergency_stops.fetch_add(1, Ordering::Relaxed);
+            control.stop.store(true, Ordering::Relaxed);
+            tracing::warn!("emergency stop received: holding, then stopping");
+        }
+    }
+}
+
+fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, IoError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|e| IoError::Setup(format!("cannot start the {name} thread: {e}")))
+}

@@ -1,0 +1,11 @@
+//! Talking to a robot, or to `rtchunk sim serve`, over zenoh.
+//!
+//! - [`protocol`]: the versioned binary wire format of every message;
+//! - [`session`]: the zenoh session from `[io]` and the topic names;
+//! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
+//! - [`sim_node`]: the simulator as a zenoh node with its own clock.
+
+pub mod link;
+pub mod protocol;
+pub mod session;
+pub mod sim_node;

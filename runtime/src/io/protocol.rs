@@ -1,0 +1,528 @@
+//! The wire format of every rtchunk zenoh message (schema version 1; docs/protocol.md is its prose twin).
+//!
+//! Every message starts with a 28-byte little-endian header: magic `RTCK`, schema version (u16), message kind
+//! (u8), flags (u8), source (u32, random per sending process, so a restarted sender may start its sequence
+//! over), sequence number (u64, strictly increasing per source) and the sender's wall-clock timestamp (u64,
+//! nanoseconds since the Unix epoch). The body follows; its length must match exactly.
+
+use std::fmt;
+
+/// The schema version this build writes and accepts.
+pub const SCHEMA_VERSION: u16 = 1;
+/// The first four bytes of every message.
+pub const MAGIC: [u8; 4] = *b"RTCK";
+/// Length of the common header.
+pub const HEADER_LEN: usize = 28;
+
+/// What a message is; its byte in the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MessageKind {
+    /// Robot state in.
+    State = 1,
+    /// One command per controller tick out.
+    Action = 2,
+    /// Status and counters out.
+    Status = 3,
+    /// Start, stop, reset, emergency stop in.
+    Control = 4,
+}
+
+/// The header shared by all messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What follows.
+    pub kind: MessageKind,
+    /// Kind-specific bits (see each message).
+    pub flags: u8,
+    /// The sending process (random per process).
+    pub source: u32,
+    /// Strictly increasing per source.
+    pub seq: u64,
+    /// The sender's wall clock, nanoseconds since the Unix epoch.
+    pub stamp_ns: u64,
+}
+
+/// Why an incoming message was rejected; each kind is counted and logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectKind {
+    /// Too short, wrong magic, or a body whose length does not match its declared sizes.
+    Malformed,
+    /// A schema version other than [`SCHEMA_VERSION`].
+    Version,
+    /// A message of another kind on this topic, or an unknown control command.
+    WrongKind,
+    /// Vector lengths other than the configured ones.
+    Dimensions,
+    /// A NaN or infinite value.
+    NonFinite,
+    /// A sequence number not above the last accepted one from the same source.
+    OutOfOrder,
+}
+
+impl RejectKind {
+    /// Every kind, in counter order.
+    pub const ALL: [RejectKind; 6] = [
+        RejectKind::Malformed,
+        RejectKind::Version,
+        RejectKind::WrongKind,
+        RejectKind::Dimensions,
+        RejectKind::NonFinite,
+        RejectKind::OutOfOrder,
+    ];
+
+    /// Position in [`RejectKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for RejectKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RejectKind::Malformed => "malformed",
+            RejectKind::Version => "wrong schema version",
+            RejectKind::WrongKind => "wrong message kind",
+            RejectKind::Dimensions => "wrong dimensions",
+            RejectKind::NonFinite => "NaN or Inf",
+            RejectKind::OutOfOrder => "out-of-order sequence number",
+        })
+    }
+}
+
+/// A rejected message: the kind and what exactly was wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The counted kind.
+    pub kind: RejectKind,
+    /// What was expected and what came.
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+        Rejection {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// Robot state (kind 1): joint positions and velocities (f64; zero joints means the robot reports none) and
+/// the policy's observation vector (f32). Body: joints u16, observation length u16, then the three vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateMessage {
+    /// Joint positions.
+    pub position: Vec<f64>,
+    /// Joint velocities (same length as `position`).
+    pub velocity: Vec<f64>,
+    /// What the policy observes.
+    pub observation: Vec<f32>,
+}
+
+/// `ActionMessage::flags`: the command holds the last target because the state is stale.
+pub const ACTION_HELD: u8 = 1;
+
+/// One controller tick's command (kind 2). Body: the controller tick (u64), the sequence number of the state it
+/// was computed from (u64), dims (u16), then the command (f64 each). Flags: [`ACTION_HELD`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionMessage {
+    /// The controller tick.
+    pub tick: u64,
+    /// The state message the controller read at this tick (its sequence number).
+    pub state_seq: u64,
+    /// The command.
+    pub command: Vec<f64>,
+}
+
+/// The controller's phase in a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    /// Waiting for the first state or a start command.
+    Waiting = 0,
+    /// Executing chunks.
+    Running = 1,
+    /// Holding: the state is stale.
+    Holding = 2,
+    /// Stopped (stop, emergency stop or end of run).
+    Stopped = 3,
+}
+
+/// Status and counters (kind 3). Body: phase (u8), then six u64 counters in field order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusMessage {
+    /// Where the controller is.
+    pub phase: Phase,
+    /// Controller ticks so far.
+    pub ticks: u64,
+    /// Ticks held because the state was stale.
+    pub held_ticks: u64,
+    /// State messages accepted.
+    pub states_accepted: u64,
+    /// Messages rejected, all kinds together.
+    pub rejected: u64,
+    /// Emergency stops received.
+    pub emergency_stops: u64,
+    /// Commands the action publisher could not keep up with.
+    pub actions_dropped: u64,
+}
+
+/// A control command (kind 4). Body: one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ControlCommand {
+    /// Begin executing (a runtime configured to wait for it).
+    Start = 1,
+    /// End the run safely: hold, stop publishing, flush.
+    Stop = 2,
+    /// Reset the episode (the simulator node restarts its task).
+    Reset = 3,
+    /// Emergency stop: the same as stop, counted apart and reported.
+    EmergencyStop = 4,
+}
+
+/// Writes the header of a `kind` message into a fresh buffer with room for `body` bytes.
+fn begin(
+    kind: MessageKind,
+    flags: u8,
+    source: u32,
+    seq: u64,
+    stamp_ns: u64,
+    body: usize,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&SCHEMA_VERSION.to_le_bytes());
+    out.push(kind as u8);
+    out.push(flags);
+    out.extend_from_slice(&source.to_le_bytes());
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&stamp_ns.to_le_bytes());
+    out
+}
+
+/// Encodes a message with its header.
+pub trait Encode {
+    /// The kind byte.
+    const KIND: MessageKind;
+    /// The body's bytes, appended to `out`.
+    fn write_body(&self, out: &mut Vec<u8>);
+    /// Length of the body.
+    fn body_len(&self) -> usize;
+    /// Header and body.
+    fn encode(&self, flags: u8, source: u32, seq: u64, stamp_ns: u64) -> Vec<u8> {
+        let mut out = begin(Self::KIND, flags, source, seq, stamp_ns, self.body_len());
+        self.write_body(&mut out);
+        out
+    }
+}
+
+impl Encode for StateMessage {
+    const KIND: MessageKind = MessageKind::State;
+    fn body_len(&self) -> usize {
+        4 + 16 * self.position.len() + 4 * self.observation.len()
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(self.position.len() as u16).to_le_bytes());
+        out.extend_from_slice(&(self.observation.len() as u16).to_le_bytes());
+        for value in self.position.iter().chain(&self.velocity) {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        for value in &self.observation {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+impl Encode for ActionMessage {
+    const KIND: MessageKind = MessageKind::Action;
+    fn body_len(&self) -> usize {
+        18 + 8 * self.command.len()
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.tick.to_le_bytes());
+        out.extend_from_slice(&self.state_seq.to_le_bytes());
+        out.extend_from_slice(&(self.command.len() as u16).to_le_bytes());
+        for value in &self.command {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+impl Encode for StatusMessage {
+    const KIND: MessageKind = MessageKind::Status;
+    fn body_len(&self) -> usize {
+        1 + 8 * 6
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.push(self.phase as u8);
+        for value in [
+            self.ticks,
+            self.held_ticks,
+            self.states_accepted,
+            self.rejected,
+            self.emergency_stops,
+            self.actions_dropped,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+}
+
+impl Encode for ControlCommand {
+    const KIND: MessageKind = MessageKind::Control;
+    fn body_len(&self) -> usize {
+        1
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.push(*self as u8);
+    }
+}
+
+/// Reads the header of `bytes`, checking magic, version and that the kind is `expected`; returns it and the body.
+pub fn decode_header(bytes: &[u8], expected: MessageKind) -> Result<(Header, &[u8]), Rejection> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Rejection::new(
+            RejectKind::Malformed,
+            format!(
+                "{} bytes, shorter than the {HEADER_LEN}-byte header",
+                bytes.len()
+            ),
+        ));
+    }
+    if bytes[..4] != MAGIC {
+        return Err(Rejection::new(
+            RejectKind::Malformed,
+            format!("magic {:02x?}, expected \"RTCK\"", &bytes[..4]),
+        ));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != SCHEMA_VERSION {
+        return Err(Rejection::new(
+            RejectKind::Version,
+            format!("schema version {version}, this build speaks {SCHEMA_VERSION}"),
+        ));
+    }
+    if bytes[6] != expected as u8 {
+        return Err(Rejection::new(
+            RejectKind::WrongKind,
+            format!(
+                "message kind {}, expected {} ({expected:?})",
+                bytes[6], expected as u8
+            ),
+        ));
+    }
+    let header = Header {
+        kind: expected,
+        flags: bytes[7],
+        source: u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")),
+        seq: u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes")),
+        stamp_ns: u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
+    };
+    Ok((header, &bytes[HEADER_LEN..]))
+}
+
+/// Reads little-endian values from a body, front to back.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let (head, rest) = self.bytes.split_at(N);
+        self.bytes = rest;
+        head.try_into().expect("length checked before reading")
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+    fn f64(&mut self) -> f64 {
+        f64::from_le_bytes(self.take())
+    }
+    fn f32(&mut self) -> f32 {
+        f32::from_le_bytes(self.take())
+    }
+}
+
+fn check_length(body: &[u8], expected: usize, what: &str) -> Result<(), Rejection> {
+    if body.len() == expected {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            RejectKind::Malformed,
+            format!(
+                "{what} body of {} bytes, its sizes declare {expected}",
+                body.len()
+            ),
+        ))
+    }
+}
+
+fn check_finite(values: impl IntoIterator<Item = f64>, what: &str) -> Result<(), Rejection> {
+    match values.into_iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Rejection::new(
+            RejectKind::NonFinite,
+            format!("{what}[{i}] is not finite"),
+        )),
+    }
+}
+
+impl StateMessage {
+    /// Decodes a state body, checking sizes against `joints` (0 also accepted: no joint feedback) and
+    /// `observation_dim`, and that every value is finite.
+    pub fn decode(body: &[u8], joints: usize, observation_dim: usize) -> Result<Self, Rejection> {
+        if body.len() < 4 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                "state body shorter than its 4-byte sizes",
+            ));
+        }
+        let mut reader = Reader { bytes: body };
+        let (n, m) = (reader.u16() as usize, reader.u16() as usize);
+        check_length(body, 4 + 16 * n + 4 * m, "state")?;
+        if (n != joints && n != 0) || m != observation_dim {
+            return Err(Rejection::new(
+                RejectKind::Dimensions,
+                format!(
+                    "{n} joints and {m} observation values, expected {joints} (or 0) and {observation_dim}"
+                ),
+            ));
+        }
+        let position: Vec<f64> = (0..n).map(|_| reader.f64()).collect();
+        let velocity: Vec<f64> = (0..n).map(|_| reader.f64()).collect();
+        let observation: Vec<f32> = (0..m).map(|_| reader.f32()).collect();
+        check_finite(position.iter().copied(), "position")?;
+        check_finite(velocity.iter().copied(), "velocity")?;
+        check_finite(observation.iter().map(|&v| v as f64), "observation")?;
+        Ok(StateMessage {
+            position,
+            velocity,
+            observation,
+        })
+    }
+}
+
+impl ActionMessage {
+    /// Decodes an action body with `dims` command values, all finite.
+    pub fn decode(body: &[u8], dims: usize) -> Result<Self, Rejection> {
+        if body.len() < 18 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                "action body shorter than 18 bytes",
+            ));
+        }
+        let mut reader = Reader { bytes: body };
+        let (tick, state_seq, n) = (reader.u64(), reader.u64(), reader.u16() as usize);
+        check_length(body, 18 + 8 * n, "action")?;
+        if n != dims {
+            return Err(Rejection::new(
+                RejectKind::Dimensions,
+                format!("{n} command values, expected {dims}"),
+            ));
+        }
+        let command: Vec<f64> = (0..n).map(|_| reader.f64()).collect();
+        check_finite(command.iter().copied(), "command")?;
+        Ok(ActionMessage {
+            tick,
+            state_seq,
+            command,
+        })
+    }
+}
+
+impl StatusMessage {
+    /// Decodes a status body.
+    pub fn decode(body: &[u8]) -> Result<Self, Rejection> {
+        check_length(body, 49, "status")?;
+        let phase = match body[0] {
+            0 => Phase::Waiting,
+            1 => Phase::Running,
+            2 => Phase::Holding,
+            3 => Phase::Stopped,
+            other => {
+                return Err(Rejection::new(
+                    RejectKind::WrongKind,
+                    format!("phase {other}, expected 0..=3"),
+                ));
+            }
+        };
+        let mut reader = Reader { bytes: &body[1..] };
+        Ok(StatusMessage {
+            phase,
+            ticks: reader.u64(),
+            held_ticks: reader.u64(),
+            states_accepted: reader.u64(),
+            rejected: reader.u64(),
+            emergency_stops: reader.u64(),
+            actions_dropped: reader.u64(),
+        })
+    }
+}
+
+impl ControlCommand {
+    /// Decodes a control body.
+    pub fn decode(body: &[u8]) -> Result<Self, Rejection> {
+        check_length(body, 1, "control")?;
+        match body[0] {
+            1 => Ok(ControlCommand::Start),
+            2 => Ok(ControlCommand::Stop),
+            3 => Ok(ControlCommand::Reset),
+            4 => Ok(ControlCommand::EmergencyStop),
+            other => Err(Rejection::new(
+                RejectKind::WrongKind,
+                format!(
+                    "control command {other}, expected 1 (start), 2 (stop), 3 (reset) or 4 (emergency stop)"
+                ),
+            )),
+        }
+    }
+}
+
+/// Accepts only sequence numbers above the last accepted one of the same source; a new source starts over.
+#[derive(Debug, Default)]
+pub struct SequenceGuard {
+    last: Option<(u32, u64)>,
+}
+
+impl SequenceGuard {
+    /// Checks `header` and, if it is in order, remembers it.
+    pub fn accept(&mut self, header: &Header) -> Result<(), Rejection> {
+        match self.last {
+            Some((source, seq)) if source == header.source && header.seq <= seq => {
+                Err(Rejection::new(
+                    RejectKind::OutOfOrder,
+                    format!("sequence number {} after {seq}", header.seq),
+                ))
+            }
+            _ => {
+                self.last = Some((header.source, header.seq));
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch, the timestamp of every message.
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
+}
+
+/// A random source identifier for this process.
+pub fn new_source_id() -> u32 {
+    let mixed =
+        (wall_clock_ns() ^ ((std::process::id() as u64) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (mixed >> 32) as u32 | 1
+}

@@ -1,0 +1,91 @@
+//! Opening a zenoh session from `[io]`, and the topic names under its namespace.
+
+use rtchunk_config::{IoConfig, ZenohMode};
+use thiserror::Error;
+use zenoh::Wait;
+
+/// Why the link could not be set up or used.
+#[derive(Debug, Error)]
+pub enum IoError {
+    /// Zenoh refused a setting or a declaration.
+    #[error("zenoh: {0}")]
+    Zenoh(String),
+    /// Anything else at set-up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl IoError {
+    /// A zenoh failure concerning `what` (a topic or a setting).
+    pub fn zenoh(what: &str, error: impl std::fmt::Display) -> Self {
+        IoError::Zenoh(format!("{what}: {error}"))
+    }
+}
+
+/// The key expressions of one namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Robot state in.
+    pub state: String,
+    /// Commands out, one per controller tick.
+    pub action: String,
+    /// Status and counters out.
+    pub status: String,
+    /// Start, stop, reset, emergency stop in.
+    pub control: String,
+}
+
+impl Topics {
+    /// The topics under `namespace`.
+    pub fn new(namespace: &str) -> Self {
+        Topics {
+            state: format!("{namespace}/state"),
+            action: format!("{namespace}/action"),
+            status: format!("{namespace}/status"),
+            control: format!("{namespace}/control"),
+        }
+    }
+}
+
+/// The zenoh configuration `io` describes: its mode and endpoints, multicast scouting and gossip off (nothing
+/// is discovered beyond the endpoints given), shared memory as asked.
+pub fn zenoh_config(io: &IoConfig) -> Result<zenoh::Config, IoError> {
+    let mut config = zenoh::Config::default();
+    let mode = match io.mode {
+        ZenohMode::Peer => "\"peer\"",
+        ZenohMode::Client => "\"client\"",
+    };
+    let json = |endpoints: &[String]| serde_json::to_string(endpoints).expect("strings serialise");
+    let shared_memory = if io.shared_memory { "true" } else { "false" };
+    for (key, value) in [
+        ("mode", mode.to_string()),
+        ("listen/endpoints", json(&io.listen)),
+        ("connect/endpoints", json(&io.connect)),
+        ("scouting/multicast/enabled", "false".to_string()),
+        ("scouting/gossip/enabled", "false".to_string()),
+        ("transport/shared_memory/enabled", shared_memory.to_string()),
+    ] {
+        config
+            .insert_json5(key, &value)
+            .map_err(|e| IoError::zenoh(&format!("io setting {key} = {value}"), e))?;
+    }
+    Ok(config)
+}
+
+/// Opens the session `io` describes.
+pub fn open_session(io: &IoConfig) -> Result<zenoh::Session, IoError> {
+    if io.shared_memory && !cfg!(feature = "shm") {
+        return Err(IoError::Setup(
+            "io.shared_memory = true needs rtchunk built with the shm feature".into(),
+        ));
+    }
+    zenoh::open(zenoh_config(io)?).wait().map_err(|e| {
+        IoError::zenoh(
+            &format!(
+                "opening a session (listen {:?}, connect {:?})",
+                io.listen, io.connect
+            ),
+            e,
+        )
+    })
+}

@@ -1,0 +1,350 @@
+//! `rtchunk sim serve`: a benchmark task as its own process on its own clock. Every control period it applies
+//! the newest command it has received (zero before the first), steps the task and publishes the new state, with
+//! optional injected transport delay, jitter and loss. It measures the end-to-end latency from publishing a
+//! state to receiving the first command computed from it.
+
+use crate::clock::monotonic_ns;
+use crate::io::protocol::{
+    ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, SequenceGuard, StateMessage,
+    decode_header, new_source_id, wall_clock_ns,
+};
+use crate::io::session::{IoError, Topics, open_session};
+use crate::metrics::Quantiles;
+use rtchunk_config::IoConfig;
+use rtchunk_policy::NormalRng;
+use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use zenoh::Wait;
+
+/// Publish times of this many recent states are kept to match commands to the state they used.
+const LATENCY_WINDOW: usize = 1024;
+
+/// How the simulator node runs.
+#[derive(Debug, Clone)]
+pub struct SimNodeSettings {
+    /// The task.
+    pub task: TaskKind,
+    /// Episodes to run before exiting.
+    pub episodes: u64,
+    /// Seed of the first episode (then the next ones).
+    pub first_seed: u64,
+    /// Control rate in Hz (the task's own is 30).
+    pub rate_hz: f64,
+    /// Injected one-way transport delay, applied to arriving commands, in milliseconds.
+    pub delay_ms: f64,
+    /// Extra delay drawn uniformly from 0..jitter, in milliseconds.
+    pub jitter_ms: f64,
+    /// Probability that a published state or an arriving command is dropped.
+    pub loss: f64,
+    /// Seed of the jitter and loss draws.
+    pub seed: u64,
+    /// Publish a stop command on the control topic after the last episode.
+    pub stop_runtime_when_done: bool,
+    /// Seconds to wait for the first command before giving up.
+    pub first_command_timeout_s: f64,
+}
+
+impl SimNodeSettings {
+    /// One episode of `task` at 30 Hz, no injected faults.
+    pub fn new(task: TaskKind) -> Self {
+        SimNodeSettings {
+            task,
+            episodes: 1,
+            first_seed: 0,
+            rate_hz: 1.0 / CONTROL_PERIOD,
+            delay_ms: 0.0,
+            jitter_ms: 0.0,
+            loss: 0.0,
+            seed: 0,
+            stop_runtime_when_done: false,
+            first_command_timeout_s: 30.0,
+        }
+    }
+}
+
+/// How one episode went.
+#[derive(Debug, Clone, Serialize)]
+pub struct EpisodeReport {
+    /// Its seed.
+    pub seed: u64,
+    /// Solved.
+    pub success: bool,
+    /// How it ended: "success", "failure" or "timeout".
+    pub outcome: String,
+    /// Control steps taken.
+    pub steps: u32,
+    /// Wall time of the episode, in seconds.
+    pub seconds: f64,
+}
+
+/// What the node measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimNodeReport {
+    /// The task.
+    pub task: String,
+    /// Every episode.
+    pub episodes: Vec<EpisodeReport>,
+    /// State published to the first command computed from it arriving, in milliseconds.
+    pub state_to_action_ms: Quantiles,
+    /// States published (after loss).
+    pub states_published: u64,
+    /// States dropped by the injected loss.
+    pub states_lost: u64,
+    /// Commands received and accepted.
+    pub actions_received: u64,
+    /// Commands dropped by the injected loss.
+    pub actions_lost: u64,
+    /// Commands flagged as held by the runtime (stale state).
+    pub actions_held: u64,
+    /// Commands rejected as malformed, out of order, wrong size or non-finite.
+    pub actions_rejected: u64,
+    /// Control periods in which no command had arrived yet or none was new.
+    pub steps_without_new_action: u64,
+}
+
+/// A command waiting out its injected delay.
+struct Pending {
+    release_ns: u64,
+    command: Vec<f32>,
+}
+
+/// Publish times of recent states, to measure state-to-first-command latency.
+struct LatencyTracker {
+    published_at: Vec<u64>,
+    answered: Vec<bool>,
+    samples_ms: Vec<f64>,
+}
+
+impl LatencyTracker {
+    fn published(&mut self, seq: u64) {
+        let slot = seq as usize % LATENCY_WINDOW;
+        self.published_at[slot] = monotonic_ns();
+        self.answered[slot] = false;
+    }
+
+    fn answered(&mut self, state_seq: u64, arrived_ns: u64) {
+        let slot = state_seq as usize % LATENCY_WINDOW;
+        if state_seq != 0 && !self.answered[slot] {
+            self.answered[slot] = true;
+            self.samples_ms
+                .push(arrived_ns.saturating_sub(self.published_at[slot]) as f64 / 1e6);
+        }
+    }
+}
+
+/// The node's state between control periods.
+struct Node<'a> {
+    settings: &'a SimNodeSettings,
+    topics: Topics,
+    env: Env,
+    action_dim: usize,
+    source: u32,
+    seq: u64,
+    rng: NormalRng,
+    report: SimNodeReport,
+    latency: LatencyTracker,
+    pending: VecDeque<Pending>,
+    guard: SequenceGuard,
+    applied: Vec<f32>,
+    message: StateMessage,
+    state_publisher: zenoh::pubsub::Publisher<'static>,
+    /// Commands as they arrived: the arrival time (taken in zenoh's callback) and the payload.
+    arrivals: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+}
+
+impl Node<'_> {
+    /// Publishes the current state (unless the injected loss drops it).
+    fn publish(&mut self) -> Result<(), IoError> {
+        self.seq += 1;
+        self.env.observe(&mut self.message.observation);
+        self.latency.published(self.seq);
+        if self.rng.uniform() < self.settings.loss {
+            self.report.states_lost += 1;
+            return Ok(());
+        }
+        self.report.states_published += 1;
+        let bytes = self
+            .message
+            .encode(0, self.source, self.seq, wall_clock_ns());
+        self.state_publisher
+            .put(bytes)
+            .wait()
+            .map_err(|e| IoError::zenoh(&self.topics.state, e))
+    }
+
+    /// Takes every command that has arrived, validates it and queues it behind its injected delay.
+    fn receive(&mut self) {
+        while let Ok((arrived, bytes)) = self.arrivals.try_recv() {
+            let decoded = decode_header(&bytes, MessageKind::Action).and_then(|(header, body)| {
+                let message = ActionMessage::decode(body, self.action_dim)?;
+                self.guard.accept(&header)?;
+                Ok((header, message))
+            });
+            let Ok((header, action)) = decoded else {
+                self.report.actions_rejected += 1;
+                continue;
+            };
+            if self.rng.uniform() < self.settings.loss {
+                self.report.actions_lost += 1;
+                continue;
+            }
+            self.report.actions_received += 1;
+            self.report.actions_held += u64::from(header.flags & ACTION_HELD != 0);
+            self.latency.answered(action.state_seq, arrived);
+            let delay_ms = self.settings.delay_ms + self.settings.jitter_ms * self.rng.uniform();
+            self.pending.push_back(Pending {
+                release_ns: arrived + (delay_ms * 1e6) as u64,
+                command: action.command.iter().map(|&v| v as f32).collect(),
+            });
+        }
+    }
+
+    /// Applies the newest command whose delay has passed; returns whether there was one.
+    fn apply_released(&mut self) -> bool {
+        let now = monotonic_ns();
+        let mut fresh = false;
+        while self.pending.front().is_some_and(|p| p.release_ns <= now) {
+            self.applied = self.pending.pop_front().expect("checked").command;
+            fresh = true;
+        }
+        fresh
+    }
+
+    /// Publishes the first state until the first command arrives.
+    fn wait_for_runtime(&mut self, stop: &AtomicBool, period: Duration) -> Result<(), IoError> {
+        let settings = self.settings;
+        self.env.reset(settings.first_seed);
+        let give_up = monotonic_ns() + (settings.first_command_timeout_s * 1e9) as u64;
+        while self.report.actions_received == 0 {
+            if stop.load(Ordering::Relaxed) || monotonic_ns() > give_up {
+                return Err(IoError::Setup(format!(
+                    "no command on {} within {:.0} s",
+                    self.topics.action, settings.first_command_timeout_s
+                )));
+            }
+            self.publish()?;
+            std::thread::sleep(period);
+            self.receive();
+        }
+        Ok(())
+    }
+
+    /// Runs episode `seed` on absolute deadlines.
+    fn episode(&mut self, seed: u64, period_ns: u64, stop: &AtomicBool) -> Result<(), IoError> {
+        self.env.reset(seed);
+        let started = monotonic_ns();
+        let mut deadline = started;
+        self.publish()?;
+        while !self.env.status().is_done() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            deadline += period_ns;
+            let now = monotonic_ns();
+            if deadline > now {
+                std::thread::sleep(Duration::from_nanos(deadline - now));
+            } else if now - deadline > period_ns {
+                // Behind by more than a period (the process was paused): resume from now, no burst of steps.
+                deadline = now;
+            }
+            self.receive();
+            let fresh = self.apply_released();
+            self.report.steps_without_new_action += u64::from(!fresh);
+            self.env.step(&self.applied);
+            self.publish()?;
+        }
+        let status = self.env.status();
+        self.report.episodes.push(EpisodeReport {
+            seed,
+            success: status == Status::Success,
+            outcome: format!("{status:?}").to_lowercase(),
+            steps: self.env.steps(),
+            seconds: (monotonic_ns() - started) as f64 / 1e9,
+        });
+        Ok(())
+    }
+}
+
+/// Runs the node until its episodes are done or `stop` is set.
+pub fn serve(
+    io: &IoConfig,
+    settings: &SimNodeSettings,
+    stop: &AtomicBool,
+) -> Result<SimNodeReport, IoError> {
+    let session = open_session(io)?;
+    let topics = Topics::new(&io.namespace);
+    let (arrived, arrivals) = std::sync::mpsc::channel();
+    let _actions = session
+        .declare_subscriber(topics.action.clone())
+        .callback(move |sample| {
+            let _ = arrived.send((monotonic_ns(), sample.payload().to_bytes().into_owned()));
+        })
+        .wait()
+        .map_err(|e| IoError::zenoh(&topics.action, e))?;
+    let state_publisher = session
+        .declare_publisher(topics.state.clone())
+        .express(true)
+        .wait()
+        .map_err(|e| IoError::zenoh(&topics.state, e))?;
+    let env = Env::new(settings.task);
+    let (observation_dim, action_dim) = (env.spec().observation_dim(), env.spec().action_dim());
+    let mut node = Node {
+        settings,
+        topics: topics.clone(),
+        env,
+        action_dim,
+        source: new_source_id(),
+        seq: 0,
+        rng: NormalRng::new(settings.seed),
+        report: SimNodeReport {
+            task: settings.task.to_string(),
+            episodes: Vec::new(),
+            state_to_action_ms: Quantiles::default(),
+            states_published: 0,
+            states_lost: 0,
+            actions_received: 0,
+            actions_lost: 0,
+            actions_held: 0,
+            actions_rejected: 0,
+            steps_without_new_action: 0,
+        },
+        latency: LatencyTracker {
+            published_at: vec![0; LATENCY_WINDOW],
+            answered: vec![false; LATENCY_WINDOW],
+            samples_ms: Vec::new(),
+        },
+        pending: VecDeque::new(),
+        guard: SequenceGuard::default(),
+        applied: vec![0.0; action_dim],
+        message: StateMessage {
+            position: Vec::new(),
+            velocity: Vec::new(),
+            observation: vec![0.0; observation_dim],
+        },
+        state_publisher,
+        arrivals,
+    };
+    let period_ns = (1e9 / settings.rate_hz) as u64;
+    node.wait_for_runtime(stop, Duration::from_nanos(period_ns))?;
+    for seed in settings.first_seed..settings.first_seed + settings.episodes {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        node.episode(seed, period_ns, stop)?;
+    }
+    let mut report = node.report;
+    report.state_to_action_ms = Quantiles::of(node.latency.samples_ms);
+    if settings.stop_runtime_when_done {
+        let bytes = ControlCommand::Stop.encode(0, node.source, 1, wall_clock_ns());
+        session
+            .put(topics.control.clone(), bytes)
+            .wait()
+            .map_err(|e| IoError::zenoh(&topics.control, e))?;
+    }
+    drop(node.state_publisher);
+    let _ = session.close().wait();
+    Ok(report)
+}

@@ -1,0 +1,247 @@
+//! The zenoh link on real loopback sessions: every kind of bad input is rejected, counted and kept from the
+//! controller's plant; stale state makes the plant hold and fresh state resumes it.
+
+use nalgebra::DVector;
+use rtchunk_config::IoConfig;
+use rtchunk_controllers::{Freshness, Plant, RobotState};
+use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
+use rtchunk_runtime::io::protocol::{
+    ActionMessage, ControlCommand, Encode, RejectKind, StateMessage, wall_clock_ns,
+};
+use rtchunk_runtime::io::session::{Topics, open_session};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use zenoh::Wait;
+
+const JOINTS: usize = 2;
+const OBSERVATION: usize = 3;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A robot link listening on a fresh loopback port, and a second session (the "robot") connected to it.
+fn link_and_robot(
+    name: &str,
+    stale_after_ms: f64,
+) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let namespace = format!("test-{}-{name}", std::process::id());
+    let io = IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: namespace.clone(),
+        stale_after_ms,
+        ..IoConfig::default()
+    };
+    let (link, plant) = RobotLink::open(&io, JOINTS, OBSERVATION).unwrap();
+    let robot = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        namespace: namespace.clone(),
+        ..IoConfig::default()
+    })
+    .unwrap();
+    (link, plant, robot, Topics::new(&namespace))
+}
+
+fn state(value: f64) -> StateMessage {
+    StateMessage {
+        position: vec![value; JOINTS],
+        velocity: vec![-value; JOINTS],
+        observation: vec![value as f32; OBSERVATION],
+    }
+}
+
+fn put(robot: &zenoh::Session, topic: &str, bytes: Vec<u8>) {
+    robot.put(topic, bytes).wait().unwrap();
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn read(plant: &mut ZenohPlant) -> (RobotState, Vec<f32>, Freshness) {
+    let mut robot_state = RobotState::zeros(JOINTS);
+    let mut observation = vec![0.0f32; OBSERVATION];
+    plant.read(&mut robot_state, &mut observation);
+    (robot_state, observation, plant.freshness())
+}
+
+fn accepted(counters: &LinkCounters) -> u64 {
+    counters.states_accepted.load(Ordering::Relaxed)
+}
+
+#[test]
+fn every_kind_of_bad_input_is_rejected_counted_and_kept_from_the_controller() {
+    let (link, mut plant, robot, topics) = link_and_robot("bad", 5_000.0);
+    let counters = link.counters().clone();
+    // Zenoh delivers once the sessions have connected: repeat the first good state until it arrives.
+    let mut seq = 0u64;
+    wait_for("the first state", || {
+        seq += 1;
+        put(
+            &robot,
+            &topics.state,
+            state(1.0).encode(0, 7, seq, wall_clock_ns()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        accepted(&counters) > 0
+    });
+    let good = accepted(&counters);
+
+    let valid = state(2.0).encode(0, 7, seq + 100, wall_clock_ns());
+    let mut wrong_magic = valid.clone();
+    wrong_magic[0] = b'X';
+    let mut wrong_version = valid.clone();
+    wrong_version[4] = 9;
+    let mut truncated = valid.clone();
+    truncated.pop();
+    let wrong_kind = ActionMessage {
+        tick: 1,
+        state_seq: 1,
+        command: vec![0.0; JOINTS],
+    }
+    .encode(0, 7, seq + 101, wall_clock_ns());
+    let wrong_dimensions = StateMessage {
+        position: vec![0.0; JOINTS + 1],
+        velocity: vec![0.0; JOINTS + 1],
+        observation: vec![0.0; OBSERVATION],
+    }
+    .encode(0, 7, seq + 102, wall_clock_ns());
+    let mut nan = state(3.0);
+    nan.observation[1] = f32::NAN;
+    let mut infinite = state(3.0);
+    infinite.velocity[0] = f64::INFINITY;
+    let out_of_order = state(4.0).encode(0, 7, 1, wall_clock_ns());
+    let mut bad_control = ControlCommand::Start.encode(0, 7, 1, wall_clock_ns());
+    *bad_control.last_mut().unwrap() = 99;
+
+    let cases: Vec<(&str, Vec<u8>, RejectKind)> = vec![
+        ("five bytes", vec![1, 2, 3, 4, 5], RejectKind::Malformed),
+        ("wrong magic", wrong_magic, RejectKind::Malformed),
+        ("truncated body", truncated, RejectKind::Malformed),
+        ("schema version 9", wrong_version, RejectKind::Version),
+        (
+            "an action on the state topic",
+            wrong_kind,
+            RejectKind::WrongKind,
+        ),
+        ("three joints", wrong_dimensions, RejectKind::Dimensions),
+        (
+            "NaN observation",
+            nan.encode(0, 7, seq + 103, wall_clock_ns()),
+            RejectKind::NonFinite,
+        ),
+        (
+            "infinite velocity",
+            infinite.encode(0, 7, seq + 104, wall_clock_ns()),
+            RejectKind::NonFinite,
+        ),
+        (
+            "an old sequence number",
+            out_of_order,
+            RejectKind::OutOfOrder,
+        ),
+    ];
+    for (name, bytes, kind) in cases {
+        let before = counters.rejected(kind);
+        put(&robot, &topics.state, bytes);
+        wait_for(name, || counters.rejected(kind) == before + 1);
+        let (robot_state, observation, freshness) = read(&mut plant);
+        assert_eq!(freshness, Freshness::Fresh, "{name}");
+        assert_eq!(
+            robot_state.position.as_slice(),
+            &[1.0; JOINTS],
+            "{name} reached the controller"
+        );
+        assert_eq!(
+            robot_state.velocity.as_slice(),
+            &[-1.0; JOINTS],
+            "{name} reached the controller"
+        );
+        assert_eq!(
+            observation,
+            vec![1.0f32; OBSERVATION],
+            "{name} reached the controller"
+        );
+    }
+    put(&robot, &topics.control, bad_control);
+    wait_for("the bad control command", || {
+        counters.rejected(RejectKind::WrongKind) == 2
+    });
+    assert_eq!(accepted(&counters), good);
+    assert!(!link.control().stop.load(Ordering::Relaxed));
+
+    // The controller keeps working: the next good state gets through, and a command goes out.
+    put(&robot, &topics.state, valid);
+    wait_for("the next good state", || accepted(&counters) == good + 1);
+    let (robot_state, observation, _) = read(&mut plant);
+    assert_eq!(robot_state.position.as_slice(), &[2.0; JOINTS]);
+    assert_eq!(observation, vec![2.0f32; OBSERVATION]);
+    plant.write(&DVector::from_element(JOINTS, 0.5));
+    wait_for("the command", || {
+        counters.actions_published.load(Ordering::Relaxed) == 1
+    });
+
+    // An emergency stop on the control topic ends the run.
+    put(
+        &robot,
+        &topics.control,
+        ControlCommand::EmergencyStop.encode(0, 7, 2, wall_clock_ns()),
+    );
+    wait_for("the emergency stop", || {
+        counters.emergency_stops.load(Ordering::Relaxed) == 1
+    });
+    assert_eq!(read(&mut plant).2, Freshness::Stop);
+    link.close();
+}
+
+#[test]
+fn stale_state_holds_and_fresh_state_resumes() {
+    let stale_after_ms = 100.0;
+    let (link, mut plant, robot, topics) = link_and_robot("stale", stale_after_ms);
+    let counters = link.counters().clone();
+    assert_eq!(read(&mut plant).2, Freshness::Stale, "no state yet: hold");
+    let mut seq = 0u64;
+    let mut publish_for = |duration: Duration, plant: &mut ZenohPlant| {
+        let end = Instant::now() + duration;
+        let mut fresh = 0;
+        while Instant::now() < end {
+            seq += 1;
+            put(
+                &robot,
+                &topics.state,
+                state(seq as f64).encode(0, 9, seq, wall_clock_ns()),
+            );
+            std::thread::sleep(Duration::from_millis(10));
+            fresh += usize::from(read(plant).2 == Freshness::Fresh);
+        }
+        fresh
+    };
+    assert!(publish_for(Duration::from_millis(500), &mut plant) > 10);
+    // The robot goes quiet: within the limit (plus a little transport slack) the plant holds.
+    let quiet = Instant::now();
+    while read(&mut plant).2 == Freshness::Fresh {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let held_after = quiet.elapsed().as_secs_f64() * 1e3;
+    assert!(
+        held_after <= stale_after_ms + 50.0,
+        "held only after {held_after:.0} ms"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(read(&mut plant).2, Freshness::Stale);
+    // It comes back: the plant resumes.
+    assert!(publish_for(Duration::from_millis(300), &mut plant) > 5);
+    assert_eq!(read(&mut plant).2, Freshness::Fresh);
+    assert!(accepted(&counters) > 20);
+    link.close();
+}

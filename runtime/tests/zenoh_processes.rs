@@ -1,0 +1,181 @@
+//! Separate processes on loopback: `rtchunk sim serve` (the simulator node on its own clock) and `rtchunk run`
+//! (the runtime with a trained policy bundle) talk only through zenoh.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The runtime's configuration: the committed reach policy, RTC, 30 Hz on the wall clock, zenoh on `port`.
+fn robot_config(name: &str, port: u16, namespace: &str) -> PathBuf {
+    let bundle = repo().join("sim/policies/reach/base-s0");
+    let text = format!(
+        r#"
+[policy]
+kind = "bundle"
+bundle = "{}"
+intra_threads = 1
+
+[sampler]
+mode = "rtc"
+
+[clock]
+kind = "real"
+policy_rate_hz = 30.0
+
+[controller]
+kind = "passthrough"
+
+[plant]
+kind = "zenoh"
+
+[io]
+listen = ["tcp/127.0.0.1:{port}"]
+namespace = "{namespace}"
+stale_after_ms = 150.0
+"#,
+        bundle.display()
+    );
+    let path = std::env::temp_dir().join(format!("rtchunk-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rtchunk starts")
+}
+
+/// Waits for `child` (killing it after `limit`) and returns its standard output, checking it succeeded.
+fn finish(child: Child, what: &str, limit: Duration) -> String {
+    let id = child.id();
+    let deadline = Instant::now() + limit;
+    let watchdog = std::thread::spawn(move || {
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            // SAFETY: signal 0 only checks that the process exists.
+            if unsafe { libc::kill(id as i32, 0) } != 0 {
+                return;
+            }
+        }
+        // SAFETY: kills the child that outlived its limit.
+        unsafe { libc::kill(id as i32, libc::SIGKILL) };
+    });
+    let output = child.wait_with_output().unwrap();
+    let _ = watchdog.join();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+fn json(path: &PathBuf) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+struct Session {
+    runtime: Child,
+    sim: Child,
+    report: PathBuf,
+}
+
+fn start(name: &str, sim_args: &[&str]) -> Session {
+    let port = free_port();
+    let namespace = format!("test{}{name}", std::process::id());
+    let config = robot_config(name, port, &namespace);
+    let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
+    let runtime = spawn(&["run", "--config", config.to_str().unwrap(), "--json"]);
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    let mut args = vec![
+        "sim",
+        "serve",
+        "--task",
+        "reach",
+        "--connect",
+        &endpoint,
+        "--namespace",
+        &namespace,
+        "--stop-runtime-when-done",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(sim_args);
+    let sim = spawn(&args);
+    Session {
+        runtime,
+        sim,
+        report,
+    }
+}
+
+#[test]
+fn a_full_episode_runs_end_to_end_between_processes() {
+    let session = start("episode", &["--episodes", "2"]);
+    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let report = json(&session.report);
+    let episodes = report["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 2, "{sim_out}");
+    for episode in episodes {
+        assert!(episode["steps"].as_u64().unwrap() > 10, "{episode}");
+        assert_ne!(episode["outcome"], "running", "{episode}");
+    }
+    assert!(
+        report["actions_received"].as_u64().unwrap() > 20,
+        "{sim_out}"
+    );
+    assert_eq!(report["actions_rejected"], 0, "{sim_out}");
+    let latency = &report["state_to_action_ms"];
+    assert!(latency["count"].as_u64().unwrap() > 20, "{sim_out}");
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+    assert_eq!(run["link"]["actions_dropped"], 0, "{run_out}");
+    println!("{sim_out}{run_out}");
+}
+
+#[test]
+fn a_disconnected_simulator_makes_the_runtime_hold_until_it_returns() {
+    let session = start("disconnect", &["--episodes", "1"]);
+    // Let the episode get going, then freeze the simulator node for a second (no state, no reading).
+    std::thread::sleep(Duration::from_millis(2500));
+    let pause = Duration::from_millis(1000);
+    let sim_id = session.sim.id() as i32;
+    // SAFETY: stops and continues the child process this test started.
+    unsafe { libc::kill(sim_id, libc::SIGSTOP) };
+    std::thread::sleep(pause);
+    // SAFETY: as above.
+    unsafe { libc::kill(sim_id, libc::SIGCONT) };
+    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    let held = run["link"]["held_ticks"].as_u64().unwrap() as f64;
+    // 30 Hz; the hold starts once the newest state is 150 ms old and ends when state flows again.
+    let expected = (pause.as_secs_f64() - 0.15) * 30.0;
+    assert!(
+        held >= expected - 8.0 && held <= expected + 12.0,
+        "held {held} ticks for a {pause:?} disconnect (expected about {expected:.0}):\n{run_out}"
+    );
+    let report = json(&session.report);
+    assert!(report["actions_held"].as_u64().unwrap() > 0, "{sim_out}");
+    assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
+    println!("{sim_out}{run_out}");
+}
