@@ -1,14 +1,24 @@
 //! The controller loop does not allocate or free memory: a counting global allocator watches the controller
 //! thread between the loop's first and last tick, in real time and on the simulated clock, in every execution
-//! mode, with chunk swaps, interpolation, the PD controller and the safety filter all exercised.
+//! mode, with chunk swaps, interpolation, the PD controller and the safety filter all exercised, and on a robot
+//! over zenoh (state in, commands out, a stale gap held) while the session is recorded.
 
-use rtchunk_config::{ClockKind, ControllerKind, Execution, Limit, SamplerMode};
-use rtchunk_runtime::{LoopHooks, RunOptions};
+use rtchunk_config::{
+    ClockKind, ControllerKind, Execution, IoConfig, Limit, PlantKind, SamplerMode,
+};
+use rtchunk_runtime::io::link::RobotLink;
+use rtchunk_runtime::io::protocol::{Encode, StateMessage, wall_clock_ns};
+use rtchunk_runtime::io::session::{Topics, open_session};
+use rtchunk_runtime::policies::load_policy;
+use rtchunk_runtime::{LoopHooks, RunOptions, run};
 use rtchunk_tests::{run_for, simulated};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use zenoh::Wait;
 
 thread_local! {
     /// Allocations, frees and reallocations by this thread while it is watched; `None` when not watched.
@@ -130,5 +140,87 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
         counter.load(Ordering::SeqCst),
         0,
         "the real-time loop allocated"
+    );
+}
+
+#[test]
+fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
+    let mut config = simulated(8, 4, 2, SamplerMode::Rtc);
+    config.clock.kind = ClockKind::Real;
+    config.clock.policy_rate_hz = 200.0;
+    config.plant.kind = PlantKind::Zenoh;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("tcp/127.0.0.1:{port}");
+    config.io = IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: format!("noalloc{}", std::process::id()),
+        stale_after_ms: 30.0,
+        ..IoConfig::default()
+    };
+    config.validate().unwrap();
+    let policy = load_policy(&config).unwrap();
+    let (joints, observation_dim) = (config.policy.action_dim, policy.spec().observation_dim);
+    let (link, plant) = RobotLink::open(&config.io, joints, observation_dim).unwrap();
+    // The robot: state at 1 kHz for 0.4 s, quiet for 0.2 s (the controller holds), then 0.4 s more.
+    let robot = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        ..config.io.clone()
+    })
+    .unwrap();
+    let topic = Topics::new(&config.io.namespace).state;
+    let done = std::sync::Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut seq = 0u64;
+            let start = std::time::Instant::now();
+            while !done.load(Ordering::Relaxed) {
+                let t = start.elapsed().as_secs_f64();
+                let quiet = (0.6..0.8).contains(&(t % 1.0));
+                if !quiet {
+                    seq += 1;
+                    let message = StateMessage {
+                        position: vec![0.1; joints],
+                        velocity: vec![0.0; joints],
+                        observation: vec![0.2; observation_dim],
+                    };
+                    let bytes = message.encode(0, 1, seq, wall_clock_ns());
+                    robot.put(topic.as_str(), bytes).wait().unwrap();
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    link.wait_for_first_state(Duration::from_secs(10)).unwrap();
+    let (mut options, counter) = watched("zenoh");
+    options.controller_ticks = 200;
+    options.record =
+        Some(std::env::temp_dir().join(format!("rtchunk-{}-noalloc.log", std::process::id())));
+    let outcome = run(&config, plant, policy, options).unwrap();
+    done.store(true, Ordering::Relaxed);
+    publisher.join().unwrap();
+    let counters = link.counters().clone();
+    link.close();
+    assert!(
+        outcome.metrics.swaps >= 10,
+        "swaps: {}",
+        outcome.metrics.swaps
+    );
+    assert!(
+        outcome.metrics.held_ticks >= 10,
+        "held: {}",
+        outcome.metrics.held_ticks
+    );
+    assert_eq!(outcome.log.unwrap().ticks, 200);
+    assert!(counters.actions_published.load(Ordering::Relaxed) >= 200);
+    assert_eq!(
+        counter.load(Ordering::SeqCst),
+        0,
+        "the loop allocated on a zenoh plant"
     );
 }

@@ -50,4 +50,8 @@ pub trait Plant: Send {
     fn freshness(&self) -> Freshness {
         Freshness::Fresh
     }
+    /// The sequence number of the state of the last `read` (0 where states are not numbered).
+    fn state_seq(&self) -> u64 {
+        0
+    }
 }

@@ -40,6 +40,7 @@ impl Clock for NaiveSleepClock {
         Wake {
             lateness_ns,
             missed: 0,
+            time_ns: now,
         }
     }
 

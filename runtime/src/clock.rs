@@ -14,6 +14,9 @@ pub struct Wake {
     pub lateness_ns: u64,
     /// Whole periods skipped because the previous tick overran.
     pub missed: u32,
+    /// When the tick began, in nanoseconds of the clock's own time base (monotonic on the real clock; 0 on
+    /// the simulated clock, whose time is the tick count).
+    pub time_ns: u64,
 }
 
 /// Paces the controller loop.
@@ -135,6 +138,7 @@ impl Clock for RealClock {
         Wake {
             lateness_ns,
             missed: missed as u32,
+            time_ns: now,
         }
     }
 

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::doorbell::Doorbell;
 use crate::executor::ChunkExecutor;
 use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{PolicyTick, TickKind, TickRecord};
+use crate::record::{MAX_VALUES, PolicyTick, TickKind, TickRecord};
 use rtchunk_controllers::{ActionPipeline, Freshness, Plant, RobotState, SafetyCounters};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -135,14 +135,25 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             };
             let (command, verdict) = pipeline.command(sub, &state);
             plant.write(command);
-            let record = TickRecord {
+            let mut record = TickRecord {
                 controller_tick: tick,
                 lateness_ns: wake.lateness_ns,
                 missed: wake.missed,
                 policy,
                 safety_rejected: verdict.rejected,
                 safety_clamped: verdict.clamped,
+                state_seq: plant.state_seq(),
+                time_ns: wake.time_ns,
+                action: [0.0; MAX_VALUES],
+                command: [0.0; MAX_VALUES],
             };
+            for (slot, value) in record.command.iter_mut().zip(command.iter()) {
+                *slot = *value as f32;
+            }
+            if policy.is_some_and(|p| p.kind != TickKind::Warmup && p.kind != TickKind::Held) {
+                let action = executor.action();
+                record.action[..action.len()].copy_from_slice(action);
+            }
             if let Err(rtrb::PushError::Full(record)) = records.push(record) {
                 clock.stall_until(&|| !records.is_full());
                 if records.push(record).is_err() {

@@ -9,6 +9,7 @@ use crate::policies::load_policy;
 use crate::session::{RunError, RunOptions, RunOutcome, run};
 use rtchunk_config::Config;
 use serde::Serialize;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -94,10 +95,12 @@ fn stop_on_signal(stop: Arc<crate::io::link::ControlFlags>, finished: Arc<Atomic
         .expect("a signal-watch thread can be spawned");
 }
 
-/// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped).
+/// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped), recording to
+/// `record` when given.
 pub fn run_on_robot(
     config: &Config,
     seconds: Option<f64>,
+    record: Option<PathBuf>,
 ) -> Result<(RunOutcome<ZenohPlant>, LinkSummary), DeployError> {
     let policy = load_policy(config)?;
     let observation_dim = policy.spec().observation_dim;
@@ -113,7 +116,11 @@ pub fn run_on_robot(
         config.scheduler.execution.name(),
         config.io.namespace
     );
-    let outcome = run(config, plant, policy, RunOptions::new(&label, ticks));
+    let options = RunOptions {
+        record,
+        ..RunOptions::new(&label, ticks)
+    };
+    let outcome = run(config, plant, policy, options);
     finished.store(true, Ordering::Relaxed);
     let counters = link.counters().clone();
     link.close();

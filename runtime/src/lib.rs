@@ -25,6 +25,7 @@ pub mod plot;
 pub mod policies;
 pub mod progress;
 pub mod record;
+pub mod recording;
 pub mod rt_setup;
 pub mod session;
 pub mod sim_commands;

@@ -10,6 +10,8 @@ use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::benchmark::methods::Method;
 use rtchunk_runtime::io::sim_node::SimNodeSettings;
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
+use rtchunk_runtime::recording::format::read_log;
+use rtchunk_runtime::recording::replay::{ReplayMode, ReplayReport, replay};
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
 use rtchunk_sim::{PointMass, TaskKind};
 use std::path::PathBuf;
@@ -69,7 +71,22 @@ enum Command {
         /// Seconds of controller time (default: 5 on the point mass, until stopped on a robot).
         #[arg(long)]
         seconds: Option<f64>,
+        /// Record every tick and inference to this log (replay it with `rtchunk replay`).
+        #[arg(long)]
+        record: Option<PathBuf>,
         /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run a recorded session and report where and by how much it diverges: from the recorded chunks
+    /// (exact output), or running the policy again on the recorded inputs (--re-infer).
+    Replay {
+        /// The log written by `rtchunk run --record`.
+        log: PathBuf,
+        /// Run the policy again instead of feeding the recorded chunks.
+        #[arg(long)]
+        re_infer: bool,
+        /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
     },
@@ -358,9 +375,29 @@ fn main() -> anyhow::Result<()> {
                 config.clock.kind
             );
         }
+        Command::Replay {
+            log,
+            re_infer,
+            json,
+        } => {
+            let session = read_log(&log)?;
+            let mode = if re_infer {
+                ReplayMode::ReInfer
+            } else {
+                ReplayMode::ExactOutput
+            };
+            let report =
+                replay(&session, mode).with_context(|| format!("replaying {}", log.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", replay_summary(&log, &report));
+            }
+        }
         Command::Run {
             config,
             seconds,
+            record,
             json,
         } => {
             let file = config.display().to_string();
@@ -371,8 +408,9 @@ fn main() -> anyhow::Result<()> {
                     .with_context(|| format!("{file} with its bundle's shape"))?;
             }
             if config.plant.kind == PlantKind::Zenoh {
-                let (outcome, link) = rtchunk_runtime::deploy::run_on_robot(&config, seconds)
-                    .with_context(|| format!("running {file}"))?;
+                let (outcome, link) =
+                    rtchunk_runtime::deploy::run_on_robot(&config, seconds, record)
+                        .with_context(|| format!("running {file}"))?;
                 if json {
                     let both = serde_json::json!({"metrics": outcome.metrics, "link": link});
                     println!("{}", serde_json::to_string_pretty(&both)?);
@@ -380,6 +418,12 @@ fn main() -> anyhow::Result<()> {
                     print!("{}", rtchunk_runtime::metrics::table(&[&outcome.metrics]));
                     println!("link: {}", serde_json::to_string(&link)?);
                     println!("real-time setup: {}", outcome.realtime);
+                }
+                if let Some(log) = outcome.log {
+                    eprintln!(
+                        "recorded {} ticks and {} inferences ({} bytes)",
+                        log.ticks, log.inferences, log.bytes
+                    );
                 }
                 return Ok(());
             }
@@ -391,18 +435,23 @@ fn main() -> anyhow::Result<()> {
                 config.sampler.mode.name(),
                 config.scheduler.execution.name()
             );
-            let outcome = run(
-                &config,
-                plant,
-                load_policy(&config)?,
-                RunOptions::new(&label, (seconds * rate) as u64),
-            )
-            .with_context(|| format!("running {file}"))?;
+            let options = RunOptions {
+                record,
+                ..RunOptions::new(&label, (seconds * rate) as u64)
+            };
+            let outcome = run(&config, plant, load_policy(&config)?, options)
+                .with_context(|| format!("running {file}"))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome.metrics)?);
             } else {
                 print!("{}", rtchunk_runtime::metrics::table(&[&outcome.metrics]));
                 println!("real-time setup: {}", outcome.realtime);
+            }
+            if let Some(log) = outcome.log {
+                eprintln!(
+                    "recorded {} ticks and {} inferences ({} bytes)",
+                    log.ticks, log.inferences, log.bytes
+                );
             }
         }
         Command::Bench {
@@ -558,4 +607,43 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The replay's findings in words.
+fn replay_summary(log: &std::path::Path, report: &ReplayReport) -> String {
+    let line = |name: &str, d: &rtchunk_runtime::recording::replay::Divergence, unit: &str| match d
+        .first
+    {
+        None => format!("  {name}: identical ({} values)\n", d.compared),
+        Some(first) => format!(
+            "  {name}: {} {unit} differ, max |difference| {:.3e}, first at {unit} {first}\n",
+            d.differing, d.max_abs
+        ),
+    };
+    let mut text = format!(
+        "{}: {:?} replay of {} ticks and {} inferences{}\n",
+        log.display(),
+        report.mode,
+        report.ticks,
+        report.inferences,
+        if report.complete {
+            ""
+        } else {
+            " (the log was cut short)"
+        }
+    );
+    if report.mode == ReplayMode::ReInfer {
+        text += &line("chunks", &report.chunks, "request");
+    }
+    text += &line("actions", &report.actions, "tick");
+    match &report.commands {
+        Some(commands) => text += &line("commands (re-simulated point mass)", commands, "tick"),
+        None => text += "  commands: not re-simulated (the plant was a robot over zenoh)\n",
+    }
+    text += if report.identical() {
+        "no divergence\n"
+    } else {
+        "diverged\n"
+    };
+    text
 }

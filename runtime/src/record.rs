@@ -70,6 +70,9 @@ impl PolicyTick {
     }
 }
 
+/// The most action or command values a tick record keeps (the policy's action dimension is at most 64).
+pub const MAX_VALUES: usize = 64;
+
 /// One controller tick.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TickRecord {
@@ -85,4 +88,14 @@ pub struct TickRecord {
     pub safety_rejected: bool,
     /// The safety filter clamped the target.
     pub safety_clamped: bool,
+    /// The sequence number of the state the plant read (0 for in-process plants).
+    pub state_seq: u64,
+    /// Monotonic time of the tick's wake-up, in nanoseconds (the clock's time base).
+    pub time_ns: u64,
+    /// The policy action in force at this tick (the first action_dim values).
+    #[serde(skip)]
+    pub action: [f32; MAX_VALUES],
+    /// The command written to the plant (the first action_dim values, as f32).
+    #[serde(skip)]
+    pub command: [f32; MAX_VALUES],
 }

@@ -9,18 +9,22 @@ use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{ChunkMessage, InferenceRequest};
 use crate::metrics::{RunMetrics, SafetyClamps};
 use crate::record::TickRecord;
+use crate::recording::format::LogHeader;
+use crate::recording::writer::{LogEvent, LogSummary, LogWriter};
 use crate::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
 use crate::worker::{InferenceEngine, InferenceRecord, InferenceWorker};
 use rtchunk_config::{ClockKind, Config};
 use rtchunk_controllers::{ActionPipeline, Plant};
 use rtchunk_policy::{FlowPolicy, PolicyError, Sampler};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 use thiserror::Error;
 
-/// Capacity of the tick-record ring: about a minute at 500 Hz, far more than the collector ever lags.
-const RECORD_RING: usize = 1 << 15;
+/// Capacity of the tick-record ring: 16 s at 500 Hz, far more than the collector (draining every 1 ms) lags.
+const RECORD_RING: usize = 1 << 13;
 
 /// Why a run could not start or finish.
 #[derive(Debug, Error)]
@@ -49,6 +53,8 @@ pub struct RunOptions {
     pub hooks: Box<dyn LoopHooks>,
     /// BID's weak policy, for forward contrast.
     pub weak_policy: Option<Box<dyn FlowPolicy>>,
+    /// Record every tick and inference to this log file.
+    pub record: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -59,6 +65,7 @@ impl RunOptions {
             controller_ticks,
             hooks: Box::new(NoHooks),
             weak_policy: None,
+            record: None,
         }
     }
 }
@@ -75,6 +82,8 @@ pub struct RunOutcome<P> {
     pub inferences: Vec<InferenceRecord>,
     /// Which real-time measures took effect.
     pub realtime: RealtimeReport,
+    /// What went into the log, when recording.
+    pub log: Option<LogSummary>,
 }
 
 fn check_shapes(
@@ -151,6 +160,23 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let alive = Arc::new(AtomicBool::new(true));
 
+    let log = match &options.record {
+        Some(path) => {
+            let header = LogHeader {
+                label: options.label.clone(),
+                config: config.clone(),
+                action_dim: config.policy.action_dim,
+                observation_dim: plant.observation_dim(),
+                started_unix_ns: crate::io::protocol::wall_clock_ns(),
+                rtchunk_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let writer = LogWriter::create(path, &header).map_err(|e| {
+                RunError::Runtime(format!("cannot create the log {}: {e}", path.display()))
+            })?;
+            Some(writer)
+        }
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("rtchunk-infer")
@@ -165,13 +191,15 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
         chunk_bell: chunk_bell.clone(),
         stop: stop.clone(),
         alive: alive.clone(),
+        log: log.as_ref().map(LogWriter::sender),
     };
     let worker = runtime.spawn(worker.run());
 
     let (producer, consumer) = rtrb::RingBuffer::new(RECORD_RING);
+    let tick_log = log.as_ref().map(LogWriter::sender);
     let collector = std::thread::Builder::new()
         .name("rtchunk-collect".into())
-        .spawn(move || collect(consumer))
+        .spawn(move || collect(consumer, tick_log))
         .map_err(|e| RunError::Runtime(format!("cannot start the collector: {e}")))?;
 
     let delays = DelayInjector::new(
@@ -223,6 +251,14 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     let ticks = collector
         .join()
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
+    let log = match log {
+        Some(writer) => Some(
+            writer
+                .finish()
+                .map_err(|e| RunError::Runtime(format!("writing the log: {e}")))?,
+        ),
+        None => None,
+    };
     let mut metrics =
         RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
     metrics.safety_clamps_by_rule = SafetyClamps {
@@ -236,6 +272,7 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
         ticks,
         inferences,
         realtime,
+        log,
     })
 }
 
@@ -285,12 +322,18 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
         .map_err(|e| RunError::Runtime(format!("cannot start the controller thread: {e}")))
 }
 
-/// Drains the tick ring until the controller has gone and the ring is empty.
-fn collect(mut consumer: rtrb::Consumer<TickRecord>) -> Vec<TickRecord> {
+/// Drains the tick ring until the controller has gone and the ring is empty, forwarding each tick to the log.
+fn collect(
+    mut consumer: rtrb::Consumer<TickRecord>,
+    log: Option<Sender<LogEvent>>,
+) -> Vec<TickRecord> {
     let mut ticks = Vec::new();
     loop {
         let finished = consumer.is_abandoned();
         while let Ok(record) = consumer.pop() {
+            if let Some(log) = &log {
+                let _ = log.send(LogEvent::Tick(Box::new(record)));
+            }
             ticks.push(record);
         }
         if finished {

@@ -4,6 +4,7 @@
 
 use crate::doorbell::Doorbell;
 use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::recording::writer::LogEvent;
 use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler};
 use serde::Serialize;
 use std::sync::Arc;
@@ -27,6 +28,10 @@ pub struct InferenceRecord {
     pub error: Option<String>,
     /// The sampled chunk (H x action_dim, token-major), empty on failure.
     pub chunk: Vec<f32>,
+    /// The observation it was sampled from.
+    pub observation: Vec<f32>,
+    /// The committed actions it continued (empty for the first chunk).
+    pub committed: Vec<f32>,
 }
 
 /// The policy and sampler, owned by whichever thread runs the inference.
@@ -149,6 +154,8 @@ pub struct InferenceWorker {
     pub stop: Arc<AtomicBool>,
     /// Cleared when the worker exits, so a simulated clock stops waiting for it.
     pub alive: Arc<AtomicBool>,
+    /// Each inference's record also goes to the session log, when recording.
+    pub log: Option<std::sync::mpsc::Sender<LogEvent>>,
 }
 
 impl InferenceWorker {
@@ -171,7 +178,7 @@ impl InferenceWorker {
             if let Err(error) = &result {
                 tracing::warn!(seq = request.seq, %error, "inference failed; the controller keeps executing its chunk");
             }
-            history.push(InferenceRecord {
+            let record = InferenceRecord {
                 seq: request.seq,
                 tick: request.tick,
                 executed: request.executed,
@@ -179,7 +186,13 @@ impl InferenceWorker {
                 duration_us,
                 error: result.as_ref().err().map(ToString::to_string),
                 chunk: result.unwrap_or_default(),
-            });
+                observation: request.observation.clone(),
+                committed: request.committed().unwrap_or(&[]).to_vec(),
+            };
+            if let Some(log) = &self.log {
+                let _ = log.send(LogEvent::Inference(record.clone()));
+            }
+            history.push(record);
         }
         self.alive.store(false, Ordering::SeqCst);
         self.chunk_bell.ring();

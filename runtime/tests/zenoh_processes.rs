@@ -96,6 +96,7 @@ struct Session {
     runtime: Child,
     sim: Child,
     report: PathBuf,
+    log: PathBuf,
 }
 
 fn start(name: &str, sim_args: &[&str]) -> Session {
@@ -103,7 +104,15 @@ fn start(name: &str, sim_args: &[&str]) -> Session {
     let namespace = format!("test{}{name}", std::process::id());
     let config = robot_config(name, port, &namespace);
     let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
-    let runtime = spawn(&["run", "--config", config.to_str().unwrap(), "--json"]);
+    let log = std::env::temp_dir().join(format!("rtchunk-{}-{name}.log", std::process::id()));
+    let runtime = spawn(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+        "--record",
+        log.to_str().unwrap(),
+    ]);
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut args = vec![
         "sim",
@@ -124,6 +133,7 @@ fn start(name: &str, sim_args: &[&str]) -> Session {
         runtime,
         sim,
         report,
+        log,
     }
 }
 
@@ -149,7 +159,27 @@ fn a_full_episode_runs_end_to_end_between_processes() {
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
     assert_eq!(run["link"]["actions_dropped"], 0, "{run_out}");
-    println!("{sim_out}{run_out}");
+    // The recorded session replays from its recorded chunks with zero divergence.
+    let replayed = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["replay", "--json"])
+        .arg(&session.log)
+        .output()
+        .unwrap();
+    let replay_out = String::from_utf8_lossy(&replayed.stdout).into_owned();
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let replay: serde_json::Value = serde_json::from_str(&replay_out).unwrap();
+    assert_eq!(replay["complete"], true, "{replay_out}");
+    assert!(replay["ticks"].as_u64().unwrap() > 100, "{replay_out}");
+    assert_eq!(replay["actions"]["differing"], 0, "{replay_out}");
+    assert!(
+        replay["actions"]["compared"].as_u64().unwrap() > 200,
+        "{replay_out}"
+    );
+    println!("{sim_out}{run_out}{replay_out}");
 }
 
 #[test]

@@ -224,6 +224,10 @@ impl Plant for ZenohPlant {
         self.freshness
     }
 
+    fn state_seq(&self) -> u64 {
+        self.state_seq
+    }
+
     fn write(&mut self, command: &DVector<f64>) {
         let held = self.freshness != Freshness::Fresh;
         let mut record = ActionRecord {
