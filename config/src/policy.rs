@@ -16,6 +16,9 @@ pub enum PolicyKind {
     Gaussian,
     /// A policy bundle run by ONNX Runtime (`policy.bundle`); H and the action dimension come from its manifest.
     Bundle,
+    /// A policy server (`rtchunk serve-policy`) reached over the `[io]` zenoh session under `policy.server`; H
+    /// and the dimensions come from the server. Needs `plant.kind = "zenoh"`.
+    Remote,
 }
 
 /// Settings of the policy.
@@ -45,6 +48,11 @@ pub struct PolicyConfig {
     pub intra_threads: usize,
     /// Where a bundle runs: "cpu", "cuda" or "cuda:N" (CUDA needs rtchunk built with --features cuda).
     pub device: String,
+    /// The policy server's namespace (`policy.kind = "remote"`): it answers on `<server>/policy/infer`.
+    pub server: String,
+    /// How long to wait for the server's answer to one chunk query, in milliseconds; a timeout counts as a
+    /// failed inference (the controller keeps executing its chunk).
+    pub server_timeout_ms: f64,
 }
 
 impl Default for PolicyConfig {
@@ -61,6 +69,8 @@ impl Default for PolicyConfig {
             onnxruntime: None,
             intra_threads: 1,
             device: "cpu".into(),
+            server: "rtchunk".into(),
+            server_timeout_ms: 1000.0,
         }
     }
 }

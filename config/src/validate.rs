@@ -48,6 +48,14 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
         "\"simulated\"",
         "must be \"real\" when plant.kind = \"zenoh\" (a robot runs on the wall clock)",
     )?;
+    check(
+        config.policy.kind != crate::PolicyKind::Remote
+            || config.plant.kind == crate::PlantKind::Zenoh,
+        "plant.kind",
+        "\"point-mass\"",
+        "must be \"zenoh\" when policy.kind = \"remote\" (the policy server is reached over the [io] session)",
+    )?;
+    positive_finite(config.policy.server_timeout_ms, "policy.server_timeout_ms")?;
     positive_finite(io.stale_after_ms, "io.stale_after_ms")?;
     positive_finite(io.status_rate_hz, "io.status_rate_hz")
 }

@@ -2,12 +2,16 @@
 //! up, a stop or emergency stop arrives on the control topic, or the process gets Ctrl-C (SIGINT) or SIGTERM.
 //! Every exit path holds, then stops publishing, then closes the link.
 
+use crate::clock::SimClock;
 use crate::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use crate::io::protocol::RejectKind;
+use crate::io::remote::RemoteEngine;
 use crate::io::session::IoError;
+use crate::io::session::open_session;
 use crate::policies::load_policy;
-use crate::session::{RunError, RunOptions, RunOutcome, run};
-use rtchunk_config::Config;
+use crate::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
+use rtchunk_config::{Config, PolicyKind};
+use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +21,17 @@ use thiserror::Error;
 
 /// How long to wait for the robot's first state.
 const FIRST_STATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long to wait for a policy server to describe itself.
+const SERVER_WAIT: Duration = Duration::from_secs(30);
+
+/// Where the chunks come from.
+enum Chunks {
+    /// A policy in this process.
+    Local(Box<dyn FlowPolicy>),
+    /// A policy server, with its chunk shape.
+    Remote(Box<RemoteEngine>, PolicySpec),
+}
 
 /// Set by the SIGINT/SIGTERM handler.
 static SIGNALLED: AtomicBool = AtomicBool::new(false);
@@ -72,8 +87,12 @@ impl LinkSummary {
     }
 }
 
-/// Installs the SIGINT/SIGTERM handler and a thread that turns a signal into a stop of `link`.
-fn stop_on_signal(stop: Arc<crate::io::link::ControlFlags>, finished: Arc<AtomicBool>) {
+/// Installs the SIGINT/SIGTERM handler and a thread that calls `on_signal_received` once a signal arrives
+/// (until `finished` is set).
+pub fn stop_on_signal(
+    on_signal_received: impl FnOnce() + Send + 'static,
+    finished: Arc<AtomicBool>,
+) {
     let handler = on_signal as extern "C" fn(libc::c_int);
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe {
@@ -85,8 +104,8 @@ fn stop_on_signal(stop: Arc<crate::io::link::ControlFlags>, finished: Arc<Atomic
         .spawn(move || {
             while !finished.load(Ordering::Relaxed) {
                 if SIGNALLED.load(Ordering::Relaxed) {
-                    tracing::warn!("signal received: holding, then stopping");
-                    stop.stop.store(true, Ordering::Relaxed);
+                    tracing::warn!("signal received: stopping");
+                    on_signal_received();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));
@@ -102,11 +121,41 @@ pub fn run_on_robot(
     seconds: Option<f64>,
     record: Option<PathBuf>,
 ) -> Result<(RunOutcome<ZenohPlant>, LinkSummary), DeployError> {
-    let policy = load_policy(config)?;
-    let observation_dim = policy.spec().observation_dim;
-    let (link, plant) = RobotLink::open(&config.io, config.policy.action_dim, observation_dim)?;
+    let session = open_session(&config.io)?;
+    let mut config = config.clone();
+    let chunks = if config.policy.kind == PolicyKind::Remote {
+        let timeout = Duration::from_secs_f64(config.policy.server_timeout_ms / 1e3);
+        tracing::info!(server = %config.policy.server, "asking the policy server for its chunk shape");
+        let (engine, spec) =
+            RemoteEngine::connect(session.clone(), &config.policy.server, SERVER_WAIT)?;
+        let engine = engine.with_timeout(timeout);
+        config.policy.horizon = spec.horizon;
+        config.policy.action_dim = spec.action_dim;
+        config.validate().map_err(|e| {
+            DeployError::Run(RunError::Mismatch(format!(
+                "with the server's chunk shape: {e}"
+            )))
+        })?;
+        Chunks::Remote(Box::new(engine), spec)
+    } else {
+        Chunks::Local(load_policy(&config)?)
+    };
+    let observation_dim = match &chunks {
+        Chunks::Remote(_, spec) => spec.observation_dim,
+        Chunks::Local(policy) => policy.spec().observation_dim,
+    };
+    let (link, plant) = RobotLink::attach(
+        session,
+        &config.io,
+        config.policy.action_dim,
+        observation_dim,
+    )?;
     let finished = Arc::new(AtomicBool::new(false));
-    stop_on_signal(link.control().clone(), finished.clone());
+    let control = link.control().clone();
+    stop_on_signal(
+        move || control.stop.store(true, Ordering::Relaxed),
+        finished.clone(),
+    );
     tracing::info!(topic = %link.topics().state, "waiting for the robot's first state");
     link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
     let ticks = seconds.map_or(u64::MAX, |s| (s * config.clock.controller_rate()) as u64);
@@ -116,11 +165,22 @@ pub fn run_on_robot(
         config.scheduler.execution.name(),
         config.io.namespace
     );
+    let config = &config;
     let options = RunOptions {
         record,
         ..RunOptions::new(&label, ticks)
     };
-    let outcome = run(config, plant, policy, options);
+    let outcome = match chunks {
+        Chunks::Local(policy) => run(config, plant, policy, options),
+        Chunks::Remote(engine, spec) => run_with_source::<_, SimClock>(
+            config,
+            plant,
+            &spec,
+            engine,
+            options,
+            ClockChoice::Configured,
+        ),
+    };
     finished.store(true, Ordering::Relaxed);
     let counters = link.counters().clone();
     link.close();

@@ -78,6 +78,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve a policy to robots over zenoh (e.g. on a GPU host): each robot's runtime, configured with
+    /// policy.kind = "remote", sends its observation and RTC inputs and gets the chunk. Runs until Ctrl-C.
+    ServePolicy {
+        /// The policy bundle.
+        #[arg(long)]
+        policy: PathBuf,
+        /// Sampler settings ([sampler]) and, optionally, [io]; the bundle replaces [policy].
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where to run the graphs: cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Zenoh endpoints to listen on (repeatable; default tcp/127.0.0.1:7448).
+        #[arg(long)]
+        listen: Vec<String>,
+        /// Zenoh endpoints to connect to (repeatable).
+        #[arg(long)]
+        connect: Vec<String>,
+        /// The server's namespace: robots set policy.server to it.
+        #[arg(long, default_value = "rtchunk")]
+        namespace: String,
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<f64>,
+    },
     /// Re-run a recorded session and report where and by how much it diverges: from the recorded chunks
     /// (exact output), or running the policy again on the recorded inputs (--re-infer).
     Replay {
@@ -374,6 +399,52 @@ fn main() -> anyhow::Result<()> {
                 config.scheduler.execution.name(),
                 config.clock.kind
             );
+        }
+        Command::ServePolicy {
+            policy,
+            config,
+            device,
+            listen,
+            connect,
+            namespace,
+            seconds,
+        } => {
+            let mut config = match &config {
+                Some(file) => Config::load(file)?,
+                None => Config::default(),
+            };
+            config.policy.kind = PolicyKind::Bundle;
+            config.policy.bundle = Some(policy);
+            config.policy.device = device;
+            adopt_bundle_shape(&mut config)?;
+            config.validate().context("the server's configuration")?;
+            let io = IoConfig {
+                listen: if listen.is_empty() {
+                    vec!["tcp/127.0.0.1:7448".into()]
+                } else {
+                    listen
+                },
+                connect,
+                namespace,
+                ..config.io.clone()
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let on_signal = stop.clone();
+            rtchunk_runtime::deploy::stop_on_signal(
+                move || on_signal.store(true, std::sync::atomic::Ordering::Relaxed),
+                finished.clone(),
+            );
+            if let Some(seconds) = seconds {
+                let timer = stop.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+                    timer.store(true, std::sync::atomic::Ordering::Relaxed);
+                });
+            }
+            let report = rtchunk_runtime::io::remote::serve_policy(&config, &io, &stop)?;
+            finished.store(true, std::sync::atomic::Ordering::Relaxed);
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Replay {
             log,

@@ -24,6 +24,13 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
             let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
             OnnxPolicy::load_boxed(directory, &options)?
         }
+        PolicyKind::Remote => {
+            return Err(BundleError::Library(format!(
+                "policy.kind = \"remote\": chunks come from the policy server {:?} (rtchunk serve-policy), \
+                 there is no local policy to load",
+                policy.server
+            )));
+        }
         PolicyKind::Gaussian => Box::new(MixtureFlow::gaussian(
             h,
             a,

@@ -12,10 +12,10 @@ use crate::record::TickRecord;
 use crate::recording::format::LogHeader;
 use crate::recording::writer::{LogEvent, LogSummary, LogWriter};
 use crate::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
-use crate::worker::{InferenceEngine, InferenceRecord, InferenceWorker};
+use crate::worker::{ChunkSource, InferenceEngine, InferenceRecord, InferenceWorker};
 use rtchunk_config::{ClockKind, Config};
 use rtchunk_controllers::{ActionPipeline, Plant};
-use rtchunk_policy::{FlowPolicy, PolicyError, Sampler};
+use rtchunk_policy::{FlowPolicy, PolicyError, PolicySpec, Sampler};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -86,12 +86,7 @@ pub struct RunOutcome<P> {
     pub log: Option<LogSummary>,
 }
 
-fn check_shapes(
-    config: &Config,
-    policy: &dyn FlowPolicy,
-    plant: &dyn Plant,
-) -> Result<(), RunError> {
-    let spec = policy.spec();
+fn check_shapes(config: &Config, spec: &PolicySpec, plant: &dyn Plant) -> Result<(), RunError> {
     let (h, a) = (config.policy.horizon, config.policy.action_dim);
     if spec.horizon != h || spec.action_dim != a {
         return Err(RunError::Mismatch(format!(
@@ -138,17 +133,36 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     config: &Config,
     plant: P,
     policy: Box<dyn FlowPolicy>,
-    options: RunOptions,
+    mut options: RunOptions,
     clock: ClockChoice<C>,
 ) -> Result<RunOutcome<P>, RunError> {
-    check_shapes(config, policy.as_ref(), &plant)?;
-    let chunk_len = config.policy.horizon * config.policy.action_dim;
+    let spec = policy.spec().clone();
     let sampler = Sampler::new(
         config.sampler.clone(),
         config.policy.horizon,
         config.policy.action_dim,
     );
     sampler.check_policy(policy.as_ref())?;
+    let engine = InferenceEngine::new(
+        policy,
+        options.weak_policy.take(),
+        sampler,
+        config.sampler.seed,
+    );
+    run_with_source(config, plant, &spec, Box::new(engine), options, clock)
+}
+
+/// [`run_with_clock`] with any chunk source (e.g. a policy server) whose chunks have the shape of `spec`.
+pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
+    config: &Config,
+    plant: P,
+    spec: &PolicySpec,
+    source: Box<dyn ChunkSource>,
+    options: RunOptions,
+    clock: ClockChoice<C>,
+) -> Result<RunOutcome<P>, RunError> {
+    check_shapes(config, spec, &plant)?;
+    let chunk_len = config.policy.horizon * config.policy.action_dim;
     let (request_in, request_out) = triple_buffer::triple_buffer(&InferenceRequest::with_capacity(
         chunk_len,
         plant.observation_dim(),
@@ -184,7 +198,7 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
         .build()
         .map_err(|e| RunError::Runtime(format!("cannot start the async runtime: {e}")))?;
     let worker = InferenceWorker {
-        engine: InferenceEngine::new(policy, options.weak_policy, sampler, config.sampler.seed),
+        engine: source,
         requests: request_out,
         request_bell: request_bell.clone(),
         chunks: chunk_in,

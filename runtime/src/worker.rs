@@ -138,10 +138,23 @@ impl InferenceEngine {
     }
 }
 
+/// What answers a request with a chunk: the local policy and sampler ([`InferenceEngine`]), or a policy server
+/// over zenoh ([`crate::io::remote::RemoteEngine`]).
+pub trait ChunkSource: Send {
+    /// The chunk (H x action_dim, token-major, in action units) answering `request`.
+    fn sample_chunk(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError>;
+}
+
+impl ChunkSource for InferenceEngine {
+    fn sample_chunk(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
+        self.infer(request)
+    }
+}
+
 /// The worker's ends of the channels to the controller.
 pub struct InferenceWorker {
-    /// Policy and sampler.
-    pub engine: InferenceEngine,
+    /// What samples the chunks.
+    pub engine: Box<dyn ChunkSource>,
     /// Requests from the controller.
     pub requests: triple_buffer::Output<InferenceRequest>,
     /// Rung by the controller when it publishes a request.
@@ -166,7 +179,7 @@ impl InferenceWorker {
             let started = Instant::now();
             let mut engine = self.engine;
             let job = tokio::task::spawn_blocking(move || {
-                let result = engine.infer(&request).map(<[f32]>::to_vec);
+                let result = engine.sample_chunk(&request).map(<[f32]>::to_vec);
                 (engine, request, result)
             });
             let Ok((engine, request, result)) = job.await else {

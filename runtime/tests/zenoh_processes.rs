@@ -17,15 +17,26 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The runtime's configuration: the committed reach policy, RTC, 30 Hz on the wall clock, zenoh on `port`.
-fn robot_config(name: &str, port: u16, namespace: &str) -> PathBuf {
-    let bundle = repo().join("sim/policies/reach/base-s0");
+/// The `[policy]` section of a robot running the committed reach policy in process.
+fn local_policy() -> String {
+    format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
+        repo().join("sim/policies/reach/base-s0").display()
+    )
+}
+
+/// The runtime's configuration: `policy`, RTC, 30 Hz on the wall clock, zenoh listening on `port` and
+/// connecting to `connect`.
+fn robot_config(
+    name: &str,
+    port: u16,
+    namespace: &str,
+    policy: &str,
+    connect: &[String],
+) -> PathBuf {
     let text = format!(
         r#"
-[policy]
-kind = "bundle"
-bundle = "{}"
-intra_threads = 1
+{policy}
 
 [sampler]
 mode = "rtc"
@@ -42,10 +53,10 @@ kind = "zenoh"
 
 [io]
 listen = ["tcp/127.0.0.1:{port}"]
+connect = {connect:?}
 namespace = "{namespace}"
 stale_after_ms = 150.0
-"#,
-        bundle.display()
+"#
     );
     let path = std::env::temp_dir().join(format!("rtchunk-{}-{name}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
@@ -100,9 +111,14 @@ struct Session {
 }
 
 fn start(name: &str, sim_args: &[&str]) -> Session {
+    start_robot(name, sim_args, &local_policy(), &[])
+}
+
+/// Starts a runtime (with `policy`, also connecting to `connect`) and a simulator node for it.
+fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) -> Session {
     let port = free_port();
     let namespace = format!("test{}{name}", std::process::id());
-    let config = robot_config(name, port, &namespace);
+    let config = robot_config(name, port, &namespace, policy, connect);
     let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
     let log = std::env::temp_dir().join(format!("rtchunk-{}-{name}.log", std::process::id()));
     let runtime = spawn(&[
@@ -208,4 +224,60 @@ fn a_disconnected_simulator_makes_the_runtime_hold_until_it_returns() {
     assert!(report["actions_held"].as_u64().unwrap() > 0, "{sim_out}");
     assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
     println!("{sim_out}{run_out}");
+}
+
+#[test]
+fn two_robots_share_a_remote_policy_server() {
+    let server_port = free_port();
+    let server_endpoint = format!("tcp/127.0.0.1:{server_port}");
+    let server_namespace = format!("server{}", std::process::id());
+    let server = spawn(&[
+        "serve-policy",
+        "--policy",
+        repo().join("sim/policies/reach/base-s0").to_str().unwrap(),
+        "--listen",
+        &server_endpoint,
+        "--namespace",
+        &server_namespace,
+        "--seconds",
+        "100",
+    ]);
+    let remote = format!("[policy]\nkind = \"remote\"\nserver = \"{server_namespace}\"\n");
+    let robots: Vec<Session> = ["remote-a", "remote-b"]
+        .iter()
+        .map(|name| {
+            start_robot(
+                name,
+                &["--episodes", "1"],
+                &remote,
+                &[server_endpoint.clone()],
+            )
+        })
+        .collect();
+    for robot in robots {
+        let sim_out = finish(robot.sim, "rtchunk sim serve", Duration::from_secs(120));
+        let run_out = finish(
+            robot.runtime,
+            "rtchunk run (remote policy)",
+            Duration::from_secs(30),
+        );
+        let report = json(&robot.report);
+        assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
+        let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+        assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+        assert_eq!(run["metrics"]["inference_failures"], 0, "{run_out}");
+        println!("{sim_out}");
+    }
+    // SAFETY: asks the server this test started to stop (it prints its report and exits).
+    unsafe { libc::kill(server.id() as i32, libc::SIGINT) };
+    let server_out = finish(server, "rtchunk serve-policy", Duration::from_secs(20));
+    let report: serde_json::Value = serde_json::from_str(&server_out).unwrap();
+    assert_eq!(report["refused"], 0, "{server_out}");
+    let robots = report["per_robot"].as_object().unwrap();
+    assert_eq!(robots.len(), 2, "{server_out}");
+    assert!(
+        robots.values().all(|n| n.as_u64().unwrap() > 5),
+        "{server_out}"
+    );
+    println!("{server_out}");
 }

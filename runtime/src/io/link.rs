@@ -272,12 +272,21 @@ impl RobotLink {
         joints: usize,
         observation_dim: usize,
     ) -> Result<(RobotLink, ZenohPlant), IoError> {
+        RobotLink::attach(open_session(io)?, io, joints, observation_dim)
+    }
+
+    /// [`RobotLink::open`] on a session that is already open (e.g. shared with a remote policy).
+    pub fn attach(
+        session: zenoh::Session,
+        io: &IoConfig,
+        joints: usize,
+        observation_dim: usize,
+    ) -> Result<(RobotLink, ZenohPlant), IoError> {
         if joints > MAX_JOINTS {
             return Err(IoError::Setup(format!(
                 "{joints} joints, at most {MAX_JOINTS} are supported"
             )));
         }
-        let session = open_session(io)?;
         let topics = Topics::new(&io.namespace);
         let counters = Arc::new(LinkCounters::default());
         let control = Arc::new(ControlFlags::default());

@@ -3,9 +3,11 @@
 //! - [`protocol`]: the versioned binary wire format of every message;
 //! - [`session`]: the zenoh session from `[io]` and the topic names;
 //! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
+//! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock.
 
 pub mod link;
 pub mod protocol;
+pub mod remote;
 pub mod session;
 pub mod sim_node;

@@ -26,6 +26,12 @@ pub enum MessageKind {
     Status = 3,
     /// Start, stop, reset, emergency stop in.
     Control = 4,
+    /// A request for a chunk to a policy server.
+    ChunkQuery = 5,
+    /// A policy server's chunk (or failure).
+    ChunkReply = 6,
+    /// A policy server's chunk shape.
+    PolicyInfo = 7,
 }
 
 /// The header shared by all messages.
@@ -186,6 +192,110 @@ pub enum ControlCommand {
     Reset = 3,
     /// Emergency stop: the same as stop, counted apart and reported.
     EmergencyStop = 4,
+}
+
+/// A request for a chunk (kind 5): the robot's inference inputs. Body: request number (u64), noise stream (u64,
+/// per robot), s (u32), d (u32), then the observation and the committed actions as `u32 n, f32[n]` each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkQuery {
+    /// The robot's request number.
+    pub request_seq: u64,
+    /// The robot's noise stream (robots sharing a server sample different noise).
+    pub stream: u64,
+    /// s: actions executed from the current chunk.
+    pub executed: u32,
+    /// d: the forecast delay.
+    pub delay: u32,
+    /// The newest observation.
+    pub observation: Vec<f32>,
+    /// The committed actions A_cur[s..H] (empty for the first chunk).
+    pub committed: Vec<f32>,
+}
+
+/// A policy server's answer (kind 6). Body: request number (u64), inference time in microseconds (u64), ok
+/// (u8), then the chunk as `u32 n, f32[n]` when ok, else the error as `u32 n, n UTF-8 bytes`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkReply {
+    /// The request answered.
+    pub request_seq: u64,
+    /// Time the server spent sampling.
+    pub inference_us: u64,
+    /// The chunk (H x action_dim, token-major), or why there is none.
+    pub chunk: Result<Vec<f32>, String>,
+}
+
+/// A policy server's chunk shape (kind 7). Body: horizon, action dimension, observation dimension (u16 each),
+/// then flags: bit 0 exact VJP, bit 1 prefix-conditioned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyInfo {
+    /// H.
+    pub horizon: u16,
+    /// Values per action.
+    pub action_dim: u16,
+    /// Values per observation.
+    pub observation_dim: u16,
+    /// Bit 0: exact VJP; bit 1: trained with prefix conditioning.
+    pub capabilities: u8,
+}
+
+fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
+    out.extend_from_slice(&(values.len() as u32).to_le_bytes());
+    for value in values {
+        out.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+impl Encode for ChunkQuery {
+    const KIND: MessageKind = MessageKind::ChunkQuery;
+    fn body_len(&self) -> usize {
+        32 + 4 * (self.observation.len() + self.committed.len())
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.request_seq.to_le_bytes());
+        out.extend_from_slice(&self.stream.to_le_bytes());
+        out.extend_from_slice(&self.executed.to_le_bytes());
+        out.extend_from_slice(&self.delay.to_le_bytes());
+        put_f32s(out, &self.observation);
+        put_f32s(out, &self.committed);
+    }
+}
+
+impl Encode for ChunkReply {
+    const KIND: MessageKind = MessageKind::ChunkReply;
+    fn body_len(&self) -> usize {
+        21 + match &self.chunk {
+            Ok(chunk) => 4 * chunk.len(),
+            Err(error) => error.len(),
+        }
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.request_seq.to_le_bytes());
+        out.extend_from_slice(&self.inference_us.to_le_bytes());
+        match &self.chunk {
+            Ok(chunk) => {
+                out.push(1);
+                put_f32s(out, chunk);
+            }
+            Err(error) => {
+                out.push(0);
+                out.extend_from_slice(&(error.len() as u32).to_le_bytes());
+                out.extend_from_slice(error.as_bytes());
+            }
+        }
+    }
+}
+
+impl Encode for PolicyInfo {
+    const KIND: MessageKind = MessageKind::PolicyInfo;
+    fn body_len(&self) -> usize {
+        7
+    }
+    fn write_body(&self, out: &mut Vec<u8>) {
+        for value in [self.horizon, self.action_dim, self.observation_dim] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        out.push(self.capabilities);
+    }
 }
 
 /// Writes the header of a `kind` message into a fresh buffer with room for `body` bytes.
@@ -352,6 +462,34 @@ impl<'a> Reader<'a> {
     fn f32(&mut self) -> f32 {
         f32::from_le_bytes(self.take())
     }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+    /// `u32 n, f32[n]`, checking the length against what is left and the values for finiteness.
+    fn f32s(&mut self, what: &str) -> Result<Vec<f32>, Rejection> {
+        if self.remaining() < 4 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{what}: the body ends before its length"),
+            ));
+        }
+        let n = self.u32() as usize;
+        if self.remaining() < 4 * n {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!(
+                    "{what}: {n} values declared, {} bytes left",
+                    self.remaining()
+                ),
+            ));
+        }
+        let values: Vec<f32> = (0..n).map(|_| self.f32()).collect();
+        check_finite(values.iter().map(|&v| v as f64), what)?;
+        Ok(values)
+    }
 }
 
 fn check_length(body: &[u8], expected: usize, what: &str) -> Result<(), Rejection> {
@@ -486,6 +624,100 @@ impl ControlCommand {
                 ),
             )),
         }
+    }
+}
+
+impl ChunkQuery {
+    /// Decodes a query body, checking the observation length against `observation_dim` and the committed actions
+    /// against the chunk length `chunk_len`.
+    pub fn decode(
+        body: &[u8],
+        observation_dim: usize,
+        chunk_len: usize,
+    ) -> Result<Self, Rejection> {
+        if body.len() < 24 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                "chunk query body shorter than 24 bytes",
+            ));
+        }
+        let mut reader = Reader { bytes: body };
+        let (request_seq, stream, executed, delay) =
+            (reader.u64(), reader.u64(), reader.u32(), reader.u32());
+        let observation = reader.f32s("observation")?;
+        let committed = reader.f32s("committed")?;
+        if reader.remaining() != 0 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{} bytes after the query", reader.remaining()),
+            ));
+        }
+        if observation.len() != observation_dim || committed.len() > chunk_len {
+            return Err(Rejection::new(
+                RejectKind::Dimensions,
+                format!(
+                    "{} observation values and {} committed values, expected {observation_dim} and at most {chunk_len}",
+                    observation.len(),
+                    committed.len()
+                ),
+            ));
+        }
+        Ok(ChunkQuery {
+            request_seq,
+            stream,
+            executed,
+            delay,
+            observation,
+            committed,
+        })
+    }
+}
+
+impl ChunkReply {
+    /// Decodes a reply body whose chunk must have `chunk_len` values.
+    pub fn decode(body: &[u8], chunk_len: usize) -> Result<Self, Rejection> {
+        if body.len() < 21 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                "chunk reply body shorter than 21 bytes",
+            ));
+        }
+        let mut reader = Reader { bytes: body };
+        let (request_seq, inference_us) = (reader.u64(), reader.u64());
+        let ok: [u8; 1] = reader.take();
+        let chunk = if ok[0] == 1 {
+            let chunk = reader.f32s("chunk")?;
+            if chunk.len() != chunk_len {
+                return Err(Rejection::new(
+                    RejectKind::Dimensions,
+                    format!("a chunk of {} values, expected {chunk_len}", chunk.len()),
+                ));
+            }
+            Ok(chunk)
+        } else {
+            let n = reader.u32() as usize;
+            let text = body.get(21..21 + n).unwrap_or_default();
+            Err(String::from_utf8_lossy(text).into_owned())
+        };
+        Ok(ChunkReply {
+            request_seq,
+            inference_us,
+            chunk,
+        })
+    }
+}
+
+impl PolicyInfo {
+    /// Decodes a policy-info body.
+    pub fn decode(body: &[u8]) -> Result<Self, Rejection> {
+        check_length(body, 7, "policy info")?;
+        let mut reader = Reader { bytes: body };
+        Ok(PolicyInfo {
+            horizon: reader.u16(),
+            action_dim: reader.u16(),
+            observation_dim: reader.u16(),
+            capabilities: body[6],
+        })
     }
 }
 

@@ -1,0 +1,273 @@
+//! Remote inference over zenoh: `rtchunk serve-policy` answers chunk queries on `<ns>/policy/infer` (and its
+//! chunk shape on `<ns>/policy/info`) with its own policy and sampler; [`RemoteEngine`] is the robot side, a
+//! [`ChunkSource`] that sends the observation and the RTC inputs (committed actions, d, s) and waits for the
+//! chunk. The network time becomes part of the inference delay, which RTC absorbs like any other. Several
+//! robots can share one server: each query carries its robot's noise stream.
+
+use crate::clock::monotonic_ns;
+use crate::io::protocol::{
+    ChunkQuery, ChunkReply, Encode, MessageKind, PolicyInfo, decode_header, new_source_id,
+    wall_clock_ns,
+};
+use crate::io::session::{IoError, open_session};
+use crate::messages::InferenceRequest;
+use crate::metrics::Quantiles;
+use crate::policies::load_policy;
+use crate::worker::{ChunkSource, InferenceEngine};
+use rtchunk_config::{Config, IoConfig};
+use rtchunk_policy::{PolicyError, PolicySpec, Sampler};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use zenoh::Wait;
+
+/// The key a policy server answers chunk queries on.
+pub fn infer_key(namespace: &str) -> String {
+    format!("{namespace}/policy/infer")
+}
+
+/// The key a policy server describes its chunk shape on.
+pub fn info_key(namespace: &str) -> String {
+    format!("{namespace}/policy/info")
+}
+
+/// What a policy server did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    /// Chunks sampled and sent.
+    pub served: u64,
+    /// Queries refused (malformed, wrong shape, or the policy failed).
+    pub refused: u64,
+    /// Chunks per robot (by noise stream).
+    pub per_robot: BTreeMap<u64, u64>,
+    /// Sampling time per chunk, in milliseconds.
+    pub inference_ms: Quantiles,
+}
+
+fn policy_info(spec: &PolicySpec) -> PolicyInfo {
+    PolicyInfo {
+        horizon: spec.horizon as u16,
+        action_dim: spec.action_dim as u16,
+        observation_dim: spec.observation_dim as u16,
+        capabilities: u8::from(spec.exact_vjp) | u8::from(spec.prefix_conditioned) << 1,
+    }
+}
+
+/// Serves `config`'s policy and sampler on the session `io` describes until `stop` is set.
+pub fn serve_policy(
+    config: &Config,
+    io: &IoConfig,
+    stop: &AtomicBool,
+) -> Result<ServerReport, IoError> {
+    let policy = load_policy(config).map_err(|e| IoError::Setup(format!("policy bundle: {e}")))?;
+    let spec = policy.spec().clone();
+    let sampler = Sampler::new(config.sampler.clone(), spec.horizon, spec.action_dim);
+    sampler
+        .check_policy(policy.as_ref())
+        .map_err(|e| IoError::Setup(format!("policy: {e}")))?;
+    let mut engine = InferenceEngine::new(policy, None, sampler, config.sampler.seed);
+    let session = open_session(io)?;
+    let source = new_source_id();
+    let info = policy_info(&spec);
+    let info_key = info_key(&io.namespace);
+    let _info = session
+        .declare_queryable(info_key.clone())
+        .callback(move |query| {
+            let bytes = info.encode(0, source, 1, wall_clock_ns());
+            let _ = query.reply(query.key_expr().clone(), bytes).wait();
+        })
+        .wait()
+        .map_err(|e| IoError::zenoh(&info_key, e))?;
+    let key = infer_key(&io.namespace);
+    let queries = session
+        .declare_queryable(key.clone())
+        .with(zenoh::handlers::FifoChannel::new(256))
+        .wait()
+        .map_err(|e| IoError::zenoh(&key, e))?;
+    tracing::info!(key = %key, "serving chunks of {} x {}", spec.horizon, spec.action_dim);
+    let mut report = ServerReport {
+        served: 0,
+        refused: 0,
+        per_robot: BTreeMap::new(),
+        inference_ms: Quantiles::default(),
+    };
+    let mut times = Vec::new();
+    let mut request = InferenceRequest::with_capacity(spec.chunk_len(), spec.observation_dim);
+    let mut seq = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let Ok(Some(query)) = queries.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        let bytes = query
+            .payload()
+            .map(|p| p.to_bytes().into_owned())
+            .unwrap_or_default();
+        let decoded = decode_header(&bytes, MessageKind::ChunkQuery)
+            .and_then(|(_, body)| ChunkQuery::decode(body, spec.observation_dim, spec.chunk_len()));
+        let (request_seq, result, inference_us) = match decoded {
+            Err(rejection) => {
+                report.refused += 1;
+                tracing::warn!(key = %key, "refused a query: {rejection}");
+                (0, Err(format!("refused: {rejection}")), 0)
+            }
+            Ok(chunk_query) => {
+                request.seq = chunk_query.request_seq;
+                request.executed = chunk_query.executed as usize;
+                request.delay = chunk_query.delay as usize;
+                request.committed_len = chunk_query.committed.len();
+                request.committed[..chunk_query.committed.len()]
+                    .copy_from_slice(&chunk_query.committed);
+                request
+                    .observation
+                    .copy_from_slice(&chunk_query.observation);
+                let started = monotonic_ns();
+                let result = engine
+                    .infer_batch(&[(&request, chunk_query.stream)])
+                    .map(<[f32]>::to_vec)
+                    .map_err(|e| e.to_string());
+                let inference_us = (monotonic_ns() - started) / 1000;
+                match &result {
+                    Ok(_) => {
+                        report.served += 1;
+                        *report.per_robot.entry(chunk_query.stream).or_default() += 1;
+                        times.push(inference_us as f64 / 1e3);
+                    }
+                    Err(error) => {
+                        report.refused += 1;
+                        tracing::warn!(key = %key, "inference failed: {error}");
+                    }
+                }
+                (chunk_query.request_seq, result, inference_us)
+            }
+        };
+        seq += 1;
+        let reply = ChunkReply {
+            request_seq,
+            inference_us,
+            chunk: result,
+        };
+        let bytes = reply.encode(0, source, seq, wall_clock_ns());
+        if let Err(error) = query.reply(query.key_expr().clone(), bytes).wait() {
+            tracing::warn!(key = %key, "cannot reply: {error}");
+        }
+    }
+    report.inference_ms = Quantiles::of(times);
+    drop(queries);
+    let _ = session.close().wait();
+    Ok(report)
+}
+
+/// The robot side of remote inference: a [`ChunkSource`] that asks a policy server over zenoh.
+pub struct RemoteEngine {
+    session: zenoh::Session,
+    key: String,
+    stream: u64,
+    timeout: Duration,
+    chunk_len: usize,
+    chunk: Vec<f32>,
+}
+
+impl RemoteEngine {
+    /// Asks the server under `namespace` for its chunk shape (waiting up to `timeout`) and returns an engine for
+    /// it with the shape.
+    pub fn connect(
+        session: zenoh::Session,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<(RemoteEngine, PolicySpec), IoError> {
+        let key = info_key(namespace);
+        let deadline = monotonic_ns() + timeout.as_nanos() as u64;
+        let info = loop {
+            let replies = session
+                .get(key.clone())
+                .timeout(Duration::from_millis(500))
+                .wait()
+                .map_err(|e| IoError::zenoh(&key, e))?;
+            let answer = replies.recv().ok().and_then(|reply| {
+                let sample = reply.result().ok()?;
+                let bytes = sample.payload().to_bytes();
+                decode_header(&bytes, MessageKind::PolicyInfo)
+                    .and_then(|(_, body)| PolicyInfo::decode(body))
+                    .ok()
+            });
+            if let Some(info) = answer {
+                break info;
+            }
+            if monotonic_ns() > deadline {
+                return Err(IoError::Setup(format!(
+                    "no policy server answered on {key} within {:.1} s",
+                    timeout.as_secs_f64()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let spec = PolicySpec {
+            horizon: info.horizon as usize,
+            action_dim: info.action_dim as usize,
+            observation_dim: info.observation_dim as usize,
+            exact_vjp: info.capabilities & 1 != 0,
+            prefix_conditioned: info.capabilities & 2 != 0,
+        };
+        let engine = RemoteEngine {
+            session,
+            key: infer_key(namespace),
+            stream: u64::from(new_source_id()),
+            timeout,
+            chunk_len: spec.chunk_len(),
+            chunk: vec![0.0; spec.chunk_len()],
+        };
+        Ok((engine, spec))
+    }
+}
+
+impl RemoteEngine {
+    /// The same engine waiting up to `timeout` for each chunk.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        RemoteEngine { timeout, ..self }
+    }
+}
+
+impl ChunkSource for RemoteEngine {
+    fn sample_chunk(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
+        let query = ChunkQuery {
+            request_seq: request.seq,
+            stream: self.stream,
+            executed: request.executed as u32,
+            delay: request.delay as u32,
+            observation: request.observation.clone(),
+            committed: request.committed().unwrap_or(&[]).to_vec(),
+        };
+        let failed =
+            |what: String| PolicyError::Backend(format!("policy server on {}: {what}", self.key));
+        let replies = self
+            .session
+            .get(self.key.clone())
+            .payload(query.encode(0, self.stream as u32, request.seq, wall_clock_ns()))
+            .timeout(self.timeout)
+            .wait()
+            .map_err(|e| failed(e.to_string()))?;
+        let reply = replies.recv().map_err(|_| {
+            failed(format!(
+                "no answer within {:.0} ms",
+                self.timeout.as_secs_f64() * 1e3
+            ))
+        })?;
+        let sample = reply
+            .result()
+            .map_err(|e| failed(format!("error reply: {:?}", e.payload().to_bytes())))?;
+        let bytes = sample.payload().to_bytes();
+        let answer = decode_header(&bytes, MessageKind::ChunkReply)
+            .and_then(|(_, body)| ChunkReply::decode(body, self.chunk_len))
+            .map_err(|rejection| failed(format!("bad reply: {rejection}")))?;
+        if answer.request_seq != request.seq {
+            return Err(failed(format!(
+                "answered request {} instead of {}",
+                answer.request_seq, request.seq
+            )));
+        }
+        let chunk = answer.chunk.map_err(failed)?;
+        self.chunk.copy_from_slice(&chunk);
+        Ok(&self.chunk)
+    }
+}
