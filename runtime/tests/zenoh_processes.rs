@@ -250,7 +250,7 @@ fn two_robots_share_a_remote_policy_server() {
                 name,
                 &["--episodes", "1"],
                 &remote,
-                &[server_endpoint.clone()],
+                std::slice::from_ref(&server_endpoint),
             )
         })
         .collect();
