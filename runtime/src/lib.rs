@@ -19,6 +19,7 @@ pub mod deploy;
 pub mod doorbell;
 pub mod executor;
 pub mod io;
+pub mod latency;
 pub mod messages;
 pub mod metrics;
 pub mod plot;

@@ -9,6 +9,7 @@ use rtchunk_runtime::benchmark::SweepSettings;
 use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::benchmark::methods::Method;
 use rtchunk_runtime::io::sim_node::SimNodeSettings;
+use rtchunk_runtime::latency::{LatencyMethod, LatencySettings, latency_study};
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::recording::format::read_log;
 use rtchunk_runtime::recording::replay::{ReplayMode, ReplayReport, replay};
@@ -102,6 +103,32 @@ enum Command {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         seconds: Option<f64>,
+    },
+    /// The runtime against `rtchunk sim serve` over zenoh (separate processes, loopback) with extra inference
+    /// latency injected, per method: end-to-end latency against a bare zenoh hop, d, wake lateness, seams,
+    /// starvation, success and time to completion, and a trajectory figure.
+    Latency {
+        /// reach, cartpole, lander or catch.
+        #[arg(long, default_value = "reach")]
+        task: TaskKind,
+        /// The policy bundle (default: the task's committed one).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Extra inference latency per run, in milliseconds, separated by commas.
+        #[arg(long, default_value = "0,50,100,200", value_delimiter = ',')]
+        extra_latency: Vec<f64>,
+        /// Methods: sync, naive, rtc, separated by commas.
+        #[arg(long, default_value = "sync,naive,rtc", value_delimiter = ',')]
+        methods: Vec<LatencyMethod>,
+        /// Episodes per run.
+        #[arg(long, default_value_t = 3)]
+        episodes: u64,
+        /// The runtime's controller rate in Hz (default 30, the task's rate).
+        #[arg(long)]
+        controller_rate_hz: Option<f64>,
+        /// Output folder.
+        #[arg(long, default_value = "latency")]
+        out: PathBuf,
     },
     /// Re-run a recorded session and report where and by how much it diverges: from the recorded chunks
     /// (exact output), or running the policy again on the recorded inputs (--re-infer).
@@ -399,6 +426,27 @@ fn main() -> anyhow::Result<()> {
                 config.scheduler.execution.name(),
                 config.clock.kind
             );
+        }
+        Command::Latency {
+            task,
+            policy,
+            extra_latency,
+            methods,
+            episodes,
+            controller_rate_hz,
+            out,
+        } => {
+            let settings = LatencySettings {
+                task,
+                policy: policy
+                    .unwrap_or_else(|| PathBuf::from(format!("sim/policies/{task}/base-s0"))),
+                extra_ms: extra_latency,
+                methods,
+                episodes,
+                controller_rate_hz,
+                out,
+            };
+            print!("{}", latency_study(&settings)?);
         }
         Command::ServePolicy {
             policy,

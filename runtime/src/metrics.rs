@@ -6,7 +6,7 @@ use crate::worker::InferenceRecord;
 use serde::Serialize;
 
 /// Quantiles of a sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Quantiles {
     /// Minimum.
     pub min: f64,

@@ -281,3 +281,52 @@ fn two_robots_share_a_remote_policy_server() {
     );
     println!("{server_out}");
 }
+
+#[test]
+fn the_latency_study_runs_the_processes_and_writes_its_report() {
+    let out = std::env::temp_dir().join(format!("rtchunk-{}-latency", std::process::id()));
+    let policy = repo().join("sim/policies/reach/base-s0");
+    let output = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args([
+            "latency",
+            "--task",
+            "reach",
+            "--extra-latency",
+            "0,100",
+            "--methods",
+            "naive,rtc",
+        ])
+        .args(["--episodes", "1", "--policy"])
+        .arg(&policy)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&out.join("latency.json"));
+    assert!(report["bare_zenoh_one_way_ms"]["count"].as_u64().unwrap() > 100);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert!(
+            row["state_to_action_ms"]["count"].as_u64().unwrap() > 20,
+            "{row}"
+        );
+        assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");
+    }
+    // 100 ms at 30 Hz is injected as 3 ticks; the runtime observes at least that delay.
+    let delayed = rows.iter().find(|r| r["extra_ms"] == 100.0).unwrap();
+    assert_eq!(delayed["injected_ticks"], 3);
+    assert!(
+        delayed["delay_ticks"]["p50"].as_f64().unwrap() >= 3.0,
+        "{delayed}"
+    );
+    let png = std::fs::read(out.join("latency.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert!(stdout.contains("bare zenoh hop"), "{stdout}");
+}

@@ -10,7 +10,8 @@ use std::sync::Once;
 /// DejaVu Sans (ASCII subset; license in runtime/assets), so the figures need no system fonts.
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 
-fn register_font() {
+/// Registers the embedded font as "sans-serif" (once per process).
+pub(crate) fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The font is compiled in and valid; registration only fails for an unparsable font.
@@ -120,12 +121,17 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
         }
         root.present()?;
     }
+    write_png(path, width, height, &pixels)
+}
+
+/// Writes RGB `pixels` of a `width` x `height` image as a PNG file.
+pub(crate) fn write_png(path: &Path, width: u32, height: u32, pixels: &[u8]) -> anyhow::Result<()> {
     let file = std::fs::File::create(path)?;
     let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
     encoder.set_color(png::ColorType::Rgb);
     encoder.set_depth(png::BitDepth::Eight);
     let mut writer = encoder.write_header()?;
-    writer.write_image_data(&pixels)?;
+    writer.write_image_data(pixels)?;
     writer.finish()?;
     Ok(())
 }

@@ -103,6 +103,8 @@ pub struct SimNodeReport {
     pub actions_rejected: u64,
     /// Control periods in which no command had arrived yet or none was new.
     pub steps_without_new_action: u64,
+    /// The first observation value (a position) at every step of the first episode.
+    pub trajectory: Vec<f32>,
 }
 
 /// A command waiting out its injected delay.
@@ -255,6 +257,9 @@ impl Node<'_> {
             self.report.steps_without_new_action += u64::from(!fresh);
             self.env.step(&self.applied);
             self.publish()?;
+            if self.report.episodes.is_empty() {
+                self.report.trajectory.push(self.message.observation[0]);
+            }
         }
         let status = self.env.status();
         self.report.episodes.push(EpisodeReport {
@@ -310,6 +315,7 @@ pub fn serve(
             actions_held: 0,
             actions_rejected: 0,
             steps_without_new_action: 0,
+            trajectory: Vec::new(),
         },
         latency: LatencyTracker {
             published_at: vec![0; LATENCY_WINDOW],

@@ -1,0 +1,475 @@
+//! `rtchunk latency`: the runtime against `rtchunk sim serve` over zenoh, as separate processes on loopback,
+//! with extra inference latency injected (as in the RTC paper's real-robot study), for each execution method.
+//! It reports end-to-end latency (a state published to the first command computed from it arriving), the
+//! inference delay d in ticks, the controller's wake lateness, seam discontinuity, starvation, task success and
+//! time to completion, next to a bare zenoh publish/subscribe hop measured in the same command, and draws the
+//! first episode's position trajectory, one line per method.
+
+use crate::benchmark::figure::{register_font, write_png};
+use crate::io::session::open_session;
+use crate::metrics::Quantiles;
+use anyhow::Context;
+use plotters::prelude::*;
+use rtchunk_config::IoConfig;
+use rtchunk_sim::TaskKind;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use zenoh::Wait;
+
+/// An execution method of the latency study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyMethod {
+    /// Pause while inferring.
+    Sync,
+    /// Switch to each new chunk as it arrives.
+    Naive,
+    /// Real-Time Chunking.
+    Rtc,
+}
+
+impl LatencyMethod {
+    /// Every method, in table order.
+    pub const ALL: [LatencyMethod; 3] = [
+        LatencyMethod::Sync,
+        LatencyMethod::Naive,
+        LatencyMethod::Rtc,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyMethod::Sync => "sync",
+            LatencyMethod::Naive => "naive",
+            LatencyMethod::Rtc => "rtc",
+        }
+    }
+
+    /// The `[sampler]` mode and `[scheduler]` execution that make it.
+    fn settings(self) -> (&'static str, &'static str) {
+        match self {
+            LatencyMethod::Sync => ("plain", "sync"),
+            LatencyMethod::Naive => ("plain", "async"),
+            LatencyMethod::Rtc => ("rtc", "async"),
+        }
+    }
+}
+
+impl std::str::FromStr for LatencyMethod {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        LatencyMethod::ALL
+            .into_iter()
+            .find(|m| m.name() == text)
+            .ok_or_else(|| format!("unknown method {text:?}; expected sync, naive or rtc"))
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LatencySettings {
+    /// The task the simulator node serves.
+    pub task: TaskKind,
+    /// The policy bundle.
+    pub policy: PathBuf,
+    /// Extra inference latency per run, in milliseconds.
+    pub extra_ms: Vec<f64>,
+    /// Methods to compare.
+    pub methods: Vec<LatencyMethod>,
+    /// Episodes per run.
+    pub episodes: u64,
+    /// The runtime's controller rate (default: the task's 30 Hz); a faster controller reads state sooner.
+    pub controller_rate_hz: Option<f64>,
+    /// Where the table, JSON and figure go.
+    pub out: PathBuf,
+}
+
+/// One method at one extra latency.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyRow {
+    /// The method.
+    pub method: LatencyMethod,
+    /// Injected extra inference latency, in milliseconds.
+    pub extra_ms: f64,
+    /// The same in policy ticks (rounded up), as the runtime injects it.
+    pub injected_ticks: usize,
+    /// Episodes solved / run.
+    pub success_rate: f64,
+    /// Mean duration of the solved episodes, in seconds (none solved: absent).
+    pub mean_solved_seconds: Option<f64>,
+    /// State published to the first command computed from it arriving, in milliseconds.
+    pub state_to_action_ms: Quantiles,
+    /// The observed inference delay d, in policy ticks.
+    pub delay_ticks: Quantiles,
+    /// Controller wake lateness, in microseconds.
+    pub wake_lateness_us: Quantiles,
+    /// |a_t - a_(t-1)| at chunk seams.
+    pub seam_jump: Quantiles,
+    /// Policy ticks the chunk ran out (or sync paused).
+    pub starved_or_paused_ticks: u64,
+    /// Ticks held on stale state.
+    pub held_ticks: u64,
+    /// The first episode's position (observation 0), one value per control step.
+    pub trajectory: Vec<f32>,
+}
+
+/// The whole study.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencyReport {
+    /// The task.
+    pub task: String,
+    /// A bare zenoh publish/subscribe hop (half a ping-pong round trip) on loopback at the task's rate.
+    pub bare_zenoh_one_way_ms: Quantiles,
+    /// Every run.
+    pub rows: Vec<LatencyRow>,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Half of a ping-pong round trip between two zenoh sessions on loopback, `samples` times at `rate_hz`.
+pub fn bare_zenoh_hop(samples: usize, rate_hz: f64) -> anyhow::Result<Quantiles> {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
+    let namespace = format!("bare{}", std::process::id());
+    let ping_side = open_session(&IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: namespace.clone(),
+        ..IoConfig::default()
+    })?;
+    let pong_side = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        namespace: namespace.clone(),
+        ..IoConfig::default()
+    })?;
+    let (ping, pong) = (format!("{namespace}/ping"), format!("{namespace}/pong"));
+    let echo = pong_side
+        .declare_publisher(pong.clone())
+        .express(true)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let _echo = pong_side
+        .declare_subscriber(ping.clone())
+        .callback(move |sample| {
+            let _ = echo.put(sample.payload().clone()).wait();
+        })
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let replies = ping_side
+        .declare_subscriber(pong)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let publisher = ping_side
+        .declare_publisher(ping)
+        .express(true)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let period = Duration::from_secs_f64(1.0 / rate_hz);
+    let mut hops = Vec::with_capacity(samples);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hops.len() < samples && Instant::now() < deadline {
+        let sent = Instant::now();
+        publisher
+            .put(vec![0u8; 64])
+            .wait()
+            .map_err(anyhow::Error::msg)?;
+        if let Ok(Some(_)) = replies.recv_timeout(Duration::from_millis(200)) {
+            hops.push(sent.elapsed().as_secs_f64() * 1e3 / 2.0);
+        }
+        std::thread::sleep(period.saturating_sub(sent.elapsed()));
+    }
+    anyhow::ensure!(
+        hops.len() > samples / 2,
+        "the bare zenoh ping-pong got {} of {samples} answers",
+        hops.len()
+    );
+    // The first hops include connection set-up.
+    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+}
+
+/// The runtime's configuration for one run.
+fn runtime_config(
+    settings: &LatencySettings,
+    method: LatencyMethod,
+    ticks: usize,
+    port: u16,
+    namespace: &str,
+) -> String {
+    let (mode, execution) = method.settings();
+    let controller = settings.controller_rate_hz.map_or(String::new(), |rate| {
+        format!("controller_rate_hz = {rate}\n")
+    });
+    format!(
+        "[policy]\nkind = \"bundle\"\nbundle = {:?}\nintra_threads = 1\n\n[sampler]\nmode = \"{mode}\"\n\n\
+         [scheduler]\nexecution = \"{execution}\"\n\n[clock]\nkind = \"real\"\npolicy_rate_hz = 30.0\n{controller}\
+         inference_delay_ticks = {ticks}\n\n[controller]\nkind = \"passthrough\"\n\n[plant]\nkind = \"zenoh\"\n\n\
+         [io]\nlisten = [\"tcp/127.0.0.1:{port}\"]\nnamespace = \"{namespace}\"\nstale_after_ms = 500.0\n",
+        settings.policy.display()
+    )
+}
+
+fn quantiles(value: &serde_json::Value) -> Quantiles {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+/// Runs one method at one extra latency: the runtime and the simulator node as child processes.
+fn run_one(
+    settings: &LatencySettings,
+    method: LatencyMethod,
+    extra_ms: f64,
+    index: usize,
+) -> anyhow::Result<LatencyRow> {
+    let exe = std::env::current_exe().context("finding the rtchunk binary")?;
+    let ticks = (extra_ms / (1e3 / 30.0)).ceil() as usize;
+    let port = free_port()?;
+    let namespace = format!("latency{}x{index}", std::process::id());
+    let config = settings
+        .out
+        .join(format!("run-{}-{extra_ms}ms.toml", method.name()));
+    std::fs::write(
+        &config,
+        runtime_config(settings, method, ticks, port, &namespace),
+    )?;
+    let report_path = settings
+        .out
+        .join(format!("sim-{}-{extra_ms}ms.json", method.name()));
+    let runtime = Command::new(&exe)
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let sim = Command::new(&exe)
+        .args([
+            "sim",
+            "serve",
+            "--stop-runtime-when-done",
+            "--task",
+            &settings.task.to_string(),
+        ])
+        .args(["--episodes", &settings.episodes.to_string(), "--connect"])
+        .arg(format!("tcp/127.0.0.1:{port}"))
+        .args(["--namespace", &namespace, "--report"])
+        .arg(&report_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let run = runtime.wait_with_output()?;
+    anyhow::ensure!(
+        sim.status.success(),
+        "rtchunk sim serve: {}",
+        String::from_utf8_lossy(&sim.stderr)
+    );
+    anyhow::ensure!(
+        run.status.success(),
+        "rtchunk run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let run: serde_json::Value =
+        serde_json::from_slice(&run.stdout).context("the runtime's JSON")?;
+    let sim: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    let episodes = sim["episodes"].as_array().cloned().unwrap_or_default();
+    let solved: Vec<f64> = episodes
+        .iter()
+        .filter(|e| e["success"] == true)
+        .filter_map(|e| e["seconds"].as_f64())
+        .collect();
+    let metrics = &run["metrics"];
+    let count = |key: &str| metrics[key].as_u64().unwrap_or(0);
+    Ok(LatencyRow {
+        method,
+        extra_ms,
+        injected_ticks: ticks,
+        success_rate: solved.len() as f64 / episodes.len().max(1) as f64,
+        mean_solved_seconds: (!solved.is_empty())
+            .then(|| solved.iter().sum::<f64>() / solved.len() as f64),
+        state_to_action_ms: quantiles(&sim["state_to_action_ms"]),
+        delay_ticks: quantiles(&metrics["observed_delay_ticks"]),
+        wake_lateness_us: quantiles(&metrics["wake_lateness_us"]),
+        seam_jump: quantiles(&metrics["seam_jump"]),
+        starved_or_paused_ticks: count("starved_ticks") + count("paused_ticks"),
+        held_ticks: count("held_ticks"),
+        trajectory: sim["trajectory"]
+            .as_array()
+            .map(|values| {
+                values
+                    .iter()
+                    .filter_map(|v| v.as_f64())
+                    .map(|v| v as f32)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+/// Runs the study, writes `latency.json`, `latency.txt` and `latency.png` under `settings.out`, and returns
+/// the table.
+pub fn latency_study(settings: &LatencySettings) -> anyhow::Result<String> {
+    std::fs::create_dir_all(&settings.out)
+        .with_context(|| format!("creating {}", settings.out.display()))?;
+    let policy = settings
+        .policy
+        .canonicalize()
+        .with_context(|| format!("the policy bundle {}", settings.policy.display()))?;
+    let settings = &LatencySettings {
+        policy,
+        ..settings.clone()
+    };
+    let bare = bare_zenoh_hop(200, 30.0)?;
+    let mut rows = Vec::new();
+    for &extra_ms in &settings.extra_ms {
+        for &method in &settings.methods {
+            eprintln!("{} at +{extra_ms} ms ...", method.name());
+            rows.push(run_one(settings, method, extra_ms, rows.len())?);
+        }
+    }
+    let report = LatencyReport {
+        task: settings.task.to_string(),
+        bare_zenoh_one_way_ms: bare,
+        rows,
+    };
+    std::fs::write(
+        settings.out.join("latency.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    let table = latency_table(&report);
+    std::fs::write(settings.out.join("latency.txt"), &table)?;
+    trajectory_figure(&report, &settings.out.join("latency.png"))?;
+    Ok(format!(
+        "{table}wrote {}/latency.json, latency.txt, latency.png\n",
+        settings.out.display()
+    ))
+}
+
+/// The table of a study.
+pub fn latency_table(report: &LatencyReport) -> String {
+    let bare = &report.bare_zenoh_one_way_ms;
+    let mut text = format!(
+        "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
+         {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+        report.task,
+        bare.p50,
+        bare.p99,
+        "method",
+        "+ms",
+        "d+",
+        "solved",
+        "time s",
+        "state->action p50/p99/max",
+        "x bare",
+        "d p50/max",
+        "late p99",
+        "seam",
+        "held",
+        "starved",
+    );
+    for row in &report.rows {
+        let e2e = &row.state_to_action_ms;
+        text += &format!(
+            "{:<7} {:>6.0} {:>3} {:>7.3} {:>7} {:>10.2}/{:>6.2}/{:>6.2} {:>9.0} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            row.method.name(),
+            row.extra_ms,
+            row.injected_ticks,
+            row.success_rate,
+            row.mean_solved_seconds
+                .map_or("-".to_string(), |s| format!("{s:.2}")),
+            e2e.p50,
+            e2e.p99,
+            e2e.max,
+            e2e.p50 / bare.p50.max(1e-9),
+            row.delay_ticks.p50,
+            row.delay_ticks.max,
+            row.wake_lateness_us.p99,
+            row.seam_jump.mean,
+            row.held_ticks,
+            row.starved_or_paused_ticks,
+        );
+    }
+    text
+}
+
+/// One panel per extra latency: the first episode's position against time, one line per method.
+fn trajectory_figure(report: &LatencyReport, path: &Path) -> anyhow::Result<()> {
+    register_font();
+    let mut latencies: Vec<f64> = Vec::new();
+    for row in &report.rows {
+        if !latencies.contains(&row.extra_ms) {
+            latencies.push(row.extra_ms);
+        }
+    }
+    let colours = [
+        RGBColor(120, 120, 120),
+        RGBColor(214, 39, 40),
+        RGBColor(31, 119, 180),
+    ];
+    let (width, height) = (460 * latencies.len().max(1) as u32, 340);
+    let mut pixels = vec![255u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let values = report
+            .rows
+            .iter()
+            .flat_map(|r| r.trajectory.iter().copied());
+        let (low, high) = values.fold((f32::MAX, f32::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let longest = report
+            .rows
+            .iter()
+            .map(|r| r.trajectory.len())
+            .max()
+            .unwrap_or(1) as f64
+            / 30.0;
+        for (area, extra) in root
+            .split_evenly((1, latencies.len().max(1)))
+            .iter()
+            .zip(&latencies)
+        {
+            let mut chart = ChartBuilder::on(area)
+                .caption(
+                    format!("{} +{extra:.0} ms", report.task),
+                    ("sans-serif", 18),
+                )
+                .margin(8)
+                .x_label_area_size(34)
+                .y_label_area_size(44)
+                .build_cartesian_2d(0.0..longest, f64::from(low) - 0.05..f64::from(high) + 0.05)?;
+            chart
+                .configure_mesh()
+                .x_desc("time (s)")
+                .y_desc("position (observation 0)")
+                .label_style(("sans-serif", 12))
+                .draw()?;
+            for row in report.rows.iter().filter(|r| r.extra_ms == *extra) {
+                let colour = colours[LatencyMethod::ALL
+                    .iter()
+                    .position(|m| *m == row.method)
+                    .unwrap_or(0)];
+                let points = row
+                    .trajectory
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (i as f64 / 30.0, f64::from(*v)));
+                chart
+                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
+                    .label(row.method.name())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.3))
+                .label_font(("sans-serif", 11))
+                .draw()?;
+        }
+        root.present()?;
+    }
+    write_png(path, width, height, &pixels)
+}
