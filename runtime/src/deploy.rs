@@ -104,8 +104,9 @@ pub fn stop_on_signal(
         .spawn(move || {
             while !finished.load(Ordering::Relaxed) {
                 if SIGNALLED.load(Ordering::Relaxed) {
-                    tracing::warn!("signal received: stopping");
+                    // Stop first: logging may fail (e.g. stderr is a pipe whose reader has gone).
                     on_signal_received();
+                    tracing::warn!("signal received: stopping");
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(10));

@@ -5,12 +5,13 @@
 //! time to completion, next to a bare zenoh publish/subscribe hop measured in the same command, and draws the
 //! first episode's position trajectory, one line per method.
 
-use crate::benchmark::figure::{register_font, write_png};
+use crate::benchmark::figure::{draw_legend, register_font, write_png};
 use crate::io::session::open_session;
 use crate::metrics::Quantiles;
+use crate::policies::adopt_bundle_shape;
 use anyhow::Context;
 use plotters::prelude::*;
-use rtchunk_config::IoConfig;
+use rtchunk_config::{Config, IoConfig};
 use rtchunk_sim::TaskKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -228,22 +229,30 @@ fn run_one(
     let ticks = (extra_ms / (1e3 / 30.0)).ceil() as usize;
     let port = free_port()?;
     let namespace = format!("latency{}x{index}", std::process::id());
-    let config = settings
-        .out
-        .join(format!("run-{}-{extra_ms}ms.toml", method.name()));
+    let runs = settings.out.join("runs");
+    std::fs::create_dir_all(&runs)?;
+    let config = runs.join(format!("run-{}-{extra_ms}ms.toml", method.name()));
     std::fs::write(
         &config,
         runtime_config(settings, method, ticks, port, &namespace),
     )?;
-    let report_path = settings
-        .out
-        .join(format!("sim-{}-{extra_ms}ms.json", method.name()));
+    let mut checked = Config::load(&config)?;
+    adopt_bundle_shape(&mut checked)?;
+    checked.validate().with_context(|| {
+        format!(
+            "{} at +{extra_ms} ms ({ticks} ticks at 30 Hz): more delay than the policy's horizon of {} can absorb",
+            method.name(),
+            checked.policy.horizon
+        )
+    })?;
+    let report_path = runs.join(format!("sim-{}-{extra_ms}ms.json", method.name()));
     let runtime = Command::new(&exe)
         .args(["run", "--json", "--config"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()?;
+        .spawn()
+        .with_context(|| format!("starting {} run", exe.display()))?;
     let sim = Command::new(&exe)
         .args([
             "sim",
@@ -258,17 +267,18 @@ fn run_one(
         .arg(&report_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()?;
+        .output()
+        .with_context(|| format!("running {} sim serve", exe.display()))?;
     let run = runtime.wait_with_output()?;
-    anyhow::ensure!(
-        sim.status.success(),
-        "rtchunk sim serve: {}",
-        String::from_utf8_lossy(&sim.stderr)
-    );
     anyhow::ensure!(
         run.status.success(),
         "rtchunk run: {}",
         String::from_utf8_lossy(&run.stderr)
+    );
+    anyhow::ensure!(
+        sim.status.success(),
+        "rtchunk sim serve: {}",
+        String::from_utf8_lossy(&sim.stderr)
     );
     let run: serde_json::Value =
         serde_json::from_slice(&run.stdout).context("the runtime's JSON")?;
@@ -461,13 +471,7 @@ fn trajectory_figure(report: &LatencyReport, path: &Path) -> anyhow::Result<()> 
                         PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
                     });
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .label_font(("sans-serif", 11))
-                .draw()?;
+            draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         }
         root.present()?;
     }

@@ -28,6 +28,39 @@ struct Cli {
     command: Command,
 }
 
+/// Where a zenoh node listens and connects, and its topic namespace.
+#[derive(clap::Args)]
+struct ZenohArgs {
+    /// Zenoh endpoints to listen on (repeatable).
+    #[arg(long)]
+    listen: Vec<String>,
+    /// Zenoh endpoints to connect to (repeatable).
+    #[arg(long)]
+    connect: Vec<String>,
+    /// Topic namespace.
+    #[arg(long, default_value = "rtchunk")]
+    namespace: String,
+}
+
+impl ZenohArgs {
+    /// The `[io]` settings, with `listen` and `connect` as the defaults of endpoints not given.
+    fn io(self, listen: &[&str], connect: &[&str]) -> IoConfig {
+        let or = |given: Vec<String>, default: &[&str]| {
+            if given.is_empty() {
+                default.iter().map(|e| e.to_string()).collect()
+            } else {
+                given
+            }
+        };
+        IoConfig {
+            listen: or(self.listen, listen),
+            connect: or(self.connect, connect),
+            namespace: self.namespace,
+            ..IoConfig::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Drive the simulated point mass with the bimodal reference policy in real time, with RTC and with naive
@@ -91,15 +124,10 @@ enum Command {
         /// Where to run the graphs: cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Zenoh endpoints to listen on (repeatable; default tcp/127.0.0.1:7448).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// Zenoh endpoints to connect to (repeatable).
-        #[arg(long)]
-        connect: Vec<String>,
-        /// The server's namespace: robots set policy.server to it.
-        #[arg(long, default_value = "rtchunk")]
-        namespace: String,
+        /// Listen (default tcp/127.0.0.1:7448) and connect endpoints, and the namespace robots set
+        /// policy.server to.
+        #[command(flatten)]
+        zenoh: ZenohArgs,
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         seconds: Option<f64>,
@@ -114,8 +142,9 @@ enum Command {
         /// The policy bundle (default: the task's committed one).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Extra inference latency per run, in milliseconds, separated by commas.
-        #[arg(long, default_value = "0,50,100,200", value_delimiter = ',')]
+        /// Extra inference latency per run, in milliseconds, separated by commas (the delay plus s must fit
+        /// in the policy's horizon: 8 ticks of 33 ms for the committed policies).
+        #[arg(long, default_value = "0,50,100", value_delimiter = ',')]
         extra_latency: Vec<f64>,
         /// Methods: sync, naive, rtc, separated by commas.
         #[arg(long, default_value = "sync,naive,rtc", value_delimiter = ',')]
@@ -199,15 +228,10 @@ enum Sim {
         /// Probability of dropping each published state and each arriving command.
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
-        /// Zenoh endpoints to listen on (repeatable; default none).
-        #[arg(long)]
-        listen: Vec<String>,
-        /// Zenoh endpoints to connect to (repeatable; default tcp/127.0.0.1:7447, where `rtchunk run` listens).
-        #[arg(long)]
-        connect: Vec<String>,
-        /// Topic namespace.
-        #[arg(long, default_value = "rtchunk")]
-        namespace: String,
+        /// Listen (default none) and connect (default tcp/127.0.0.1:7447, where `rtchunk run` listens)
+        /// endpoints, and the topic namespace.
+        #[command(flatten)]
+        zenoh: ZenohArgs,
         /// Send a stop command to the runtime after the last episode.
         #[arg(long)]
         stop_runtime_when_done: bool,
@@ -452,9 +476,7 @@ fn main() -> anyhow::Result<()> {
             policy,
             config,
             device,
-            listen,
-            connect,
-            namespace,
+            zenoh,
             seconds,
         } => {
             let mut config = match &config {
@@ -467,14 +489,8 @@ fn main() -> anyhow::Result<()> {
             adopt_bundle_shape(&mut config)?;
             config.validate().context("the server's configuration")?;
             let io = IoConfig {
-                listen: if listen.is_empty() {
-                    vec!["tcp/127.0.0.1:7448".into()]
-                } else {
-                    listen
-                },
-                connect,
-                namespace,
-                ..config.io.clone()
+                shared_memory: config.io.shared_memory,
+                ..zenoh.io(&["tcp/127.0.0.1:7448"], &[])
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -539,10 +555,7 @@ fn main() -> anyhow::Result<()> {
                     println!("real-time setup: {}", outcome.realtime);
                 }
                 if let Some(log) = outcome.log {
-                    eprintln!(
-                        "recorded {} ticks and {} inferences ({} bytes)",
-                        log.ticks, log.inferences, log.bytes
-                    );
+                    note_log(&log);
                 }
                 return Ok(());
             }
@@ -567,10 +580,7 @@ fn main() -> anyhow::Result<()> {
                 println!("real-time setup: {}", outcome.realtime);
             }
             if let Some(log) = outcome.log {
-                eprintln!(
-                    "recorded {} ticks and {} inferences ({} bytes)",
-                    log.ticks, log.inferences, log.bytes
-                );
+                note_log(&log);
             }
         }
         Command::Bench {
@@ -682,23 +692,12 @@ fn main() -> anyhow::Result<()> {
                     delay_ms,
                     jitter_ms,
                     loss,
-                    listen,
-                    connect,
-                    namespace,
+                    zenoh,
                     stop_runtime_when_done,
                     report,
                 },
         } => {
-            let io = IoConfig {
-                listen,
-                connect: if connect.is_empty() {
-                    vec!["tcp/127.0.0.1:7447".into()]
-                } else {
-                    connect
-                },
-                namespace,
-                ..IoConfig::default()
-            };
+            let io = zenoh.io(&[], &["tcp/127.0.0.1:7447"]);
             let settings = SimNodeSettings {
                 episodes,
                 first_seed: seed,
@@ -765,4 +764,16 @@ fn replay_summary(log: &std::path::Path, report: &ReplayReport) -> String {
         "diverged\n"
     };
     text
+}
+
+/// Says on standard error what went into the log; a closed standard error (its reader gone) is not an error.
+fn note_log(log: &rtchunk_runtime::recording::writer::LogSummary) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "recorded {} ticks and {} inferences ({} bytes)",
+        log.ticks,
+        log.inferences,
+        log.bytes
+    );
 }

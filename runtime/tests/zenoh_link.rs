@@ -2,7 +2,7 @@
 //! controller's plant; stale state makes the plant hold and fresh state resumes it.
 
 use nalgebra::DVector;
-use rtchunk_config::IoConfig;
+use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
 use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use rtchunk_runtime::io::protocol::{
@@ -16,18 +16,23 @@ use zenoh::Wait;
 const JOINTS: usize = 2;
 const OBSERVATION: usize = 3;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::free_port;
 
 /// A robot link listening on a fresh loopback port, and a second session (the "robot") connected to it.
 fn link_and_robot(
     name: &str,
     stale_after_ms: f64,
+) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
+    link_and_robot_with(name, stale_after_ms, OnStale::Hold, false)
+}
+
+/// [`link_and_robot`] with what stale state does and whether to wait for a start command.
+fn link_and_robot_with(
+    name: &str,
+    stale_after_ms: f64,
+    on_stale: OnStale,
+    wait_for_start: bool,
 ) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
     let endpoint = format!("tcp/127.0.0.1:{}", free_port());
     let namespace = format!("test-{}-{name}", std::process::id());
@@ -35,6 +40,8 @@ fn link_and_robot(
         listen: vec![endpoint.clone()],
         namespace: namespace.clone(),
         stale_after_ms,
+        on_stale,
+        wait_for_start,
         ..IoConfig::default()
     };
     let (link, plant) = RobotLink::open(&io, JOINTS, OBSERVATION).unwrap();
@@ -243,5 +250,48 @@ fn stale_state_holds_and_fresh_state_resumes() {
     assert!(publish_for(Duration::from_millis(300), &mut plant) > 5);
     assert_eq!(read(&mut plant).2, Freshness::Fresh);
     assert!(accepted(&counters) > 20);
+    link.close();
+}
+
+#[test]
+fn a_start_command_gates_execution_and_stale_state_can_stop_the_run() {
+    let (link, mut plant, robot, topics) = link_and_robot_with("gate", 100.0, OnStale::Stop, true);
+    let counters = link.counters().clone();
+    let mut seq = 0u64;
+    let mut publish = |robot: &zenoh::Session| {
+        seq += 1;
+        put(
+            robot,
+            &topics.state,
+            state(1.0).encode(0, 3, seq, wall_clock_ns()),
+        );
+    };
+    wait_for("the first state", || {
+        publish(&robot);
+        std::thread::sleep(Duration::from_millis(10));
+        accepted(&counters) > 0
+    });
+    publish(&robot);
+    std::thread::sleep(Duration::from_millis(10));
+    assert_eq!(
+        read(&mut plant).2,
+        Freshness::Stale,
+        "fresh state, but no start command yet"
+    );
+    put(
+        &robot,
+        &topics.control,
+        ControlCommand::Start.encode(0, 3, 1, wall_clock_ns()),
+    );
+    wait_for("the start command", || {
+        publish(&robot);
+        std::thread::sleep(Duration::from_millis(10));
+        read(&mut plant).2 == Freshness::Fresh
+    });
+    // With on_stale = "stop", state that goes stale after the run has started ends it.
+    wait_for("the stop on stale state", || {
+        std::thread::sleep(Duration::from_millis(10));
+        read(&mut plant).2 == Freshness::Stop
+    });
     link.close();
 }

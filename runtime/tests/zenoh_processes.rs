@@ -5,13 +5,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+mod common;
+use common::free_port;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -108,6 +103,9 @@ struct Session {
     sim: Child,
     report: PathBuf,
     log: PathBuf,
+    /// Where the runtime listens.
+    endpoint: String,
+    namespace: String,
 }
 
 fn start(name: &str, sim_args: &[&str]) -> Session {
@@ -150,6 +148,8 @@ fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) 
         sim,
         report,
         log,
+        endpoint,
+        namespace,
     }
 }
 
@@ -329,4 +329,99 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
     let png = std::fs::read(out.join("latency.png")).unwrap();
     assert_eq!(&png[1..4], b"PNG");
     assert!(stdout.contains("bare zenoh hop"), "{stdout}");
+}
+
+#[test]
+fn bad_input_during_an_episode_is_rejected_and_the_episode_completes() {
+    use rtchunk_runtime::io::protocol::{ControlCommand, Encode, StateMessage, wall_clock_ns};
+    use zenoh::Wait;
+    let session = start("badinput", &["--episodes", "1"]);
+    let intruder = rtchunk_runtime::io::session::open_session(&rtchunk_config::IoConfig {
+        listen: vec![],
+        connect: vec![session.endpoint.clone()],
+        namespace: session.namespace.clone(),
+        ..rtchunk_config::IoConfig::default()
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    let state = |observation: Vec<f32>, joints: usize| StateMessage {
+        position: vec![0.0; joints],
+        velocity: vec![0.0; joints],
+        observation,
+    };
+    let good = state(vec![0.5; 4], 0).encode(0, 99, 1, wall_clock_ns());
+    let mut version = good.clone();
+    version[4] = 2;
+    let mut nan = state(vec![0.5; 4], 0);
+    nan.observation[2] = f32::NAN;
+    let mut bad_control = ControlCommand::Start.encode(0, 99, 1, wall_clock_ns());
+    *bad_control.last_mut().unwrap() = 42;
+    let topic = format!("{}/state", session.namespace);
+    for bytes in [
+        vec![0u8; 5],
+        version,
+        ControlCommand::Stop.encode(0, 99, 2, wall_clock_ns()),
+        state(vec![0.5; 3], 0).encode(0, 99, 3, wall_clock_ns()),
+        nan.encode(0, 99, 4, wall_clock_ns()),
+    ] {
+        intruder.put(topic.as_str(), bytes).wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let control = format!("{}/control", session.namespace);
+    intruder.put(control.as_str(), bad_control).wait().unwrap();
+    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    let rejected: std::collections::HashMap<String, u64> = run["link"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_string(),
+                pair[1].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (kind, count) in [
+        ("malformed", 1),
+        ("wrong schema version", 1),
+        ("wrong message kind", 2),
+        ("wrong dimensions", 1),
+        ("NaN or Inf", 1),
+    ] {
+        assert_eq!(rejected[kind], count, "{kind}: {run_out}");
+    }
+    // Nothing reached the controller: the episode ran to its end on the simulator's states alone.
+    let report = json(&session.report);
+    assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
+    assert_eq!(report["actions_rejected"], 0, "{sim_out}");
+}
+
+#[test]
+fn ctrl_c_stops_the_runtime_safely_and_its_log_is_complete() {
+    let mut session = start("sigint", &["--episodes", "20"]);
+    std::thread::sleep(Duration::from_millis(3000));
+    // Whoever read the runtime's log output has gone: stopping must not depend on logging.
+    drop(session.runtime.stderr.take());
+    // SAFETY: interrupts the runtime this test started, as Ctrl-C would.
+    unsafe { libc::kill(session.runtime.id() as i32, libc::SIGINT) };
+    let run_out = finish(
+        session.runtime,
+        "rtchunk run after Ctrl-C",
+        Duration::from_secs(20),
+    );
+    let _ = session.sim.kill();
+    let _ = session.sim.wait();
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+    let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
+    assert!(log.complete, "the log was flushed and closed");
+    assert!(log.ticks.len() > 30);
+    let report = rtchunk_runtime::recording::replay::replay(
+        &log,
+        rtchunk_runtime::recording::replay::ReplayMode::ExactOutput,
+    )
+    .unwrap();
+    assert!(report.identical(), "{report:?}");
 }

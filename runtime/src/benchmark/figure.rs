@@ -110,18 +110,34 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
                 }))?;
             }
             if *task == "average" {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::LowerLeft)
-                    .background_style(WHITE.mix(0.85))
-                    .border_style(BLACK.mix(0.3))
-                    .label_font(("sans-serif", 11))
-                    .draw()?;
+                draw_legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
             }
         }
         root.present()?;
     }
     write_png(path, width, height, &pixels)
+}
+
+/// Draws a chart's series labels in the figures' common style.
+pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<
+        'a,
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
+    position: SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 11))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("drawing a legend: {e}"))
 }
 
 /// Writes RGB `pixels` of a `width` x `height` image as a PNG file.
