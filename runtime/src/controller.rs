@@ -105,7 +105,7 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 break;
             }
             let policy = if sub == 0 && freshness == Freshness::Stale {
-                Some(PolicyTick::held(policy_ticks))
+                Some(PolicyTick::idle(policy_ticks, TickKind::Held))
             } else if sub == 0 {
                 policy_ticks += 1;
                 if chunks.update() {

@@ -180,17 +180,7 @@ impl ChunkExecutor {
         inference_ticks: &mut dyn FnMut() -> usize,
         request: &mut InferenceRequest,
     ) -> PolicyTick {
-        let mut record = PolicyTick {
-            tick: 0,
-            kind: TickKind::Warmup,
-            chunk_seq: 0,
-            index: 0,
-            swapped: false,
-            observed_delay: 0,
-            request_seq: 0,
-            step: 0.0,
-            step_class: StepClass::Other,
-        };
+        let mut record = PolicyTick::idle(0, TickKind::Warmup);
         if self.has_pending && self.tick >= self.pending.release {
             record.observed_delay = self.adopt() as u32;
             record.swapped = true;

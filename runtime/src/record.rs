@@ -54,11 +54,11 @@ pub struct PolicyTick {
 }
 
 impl PolicyTick {
-    /// A policy tick held on stale state at policy tick `tick`: nothing executed, requested or adopted.
-    pub fn held(tick: u64) -> Self {
+    /// A policy tick of `kind` at policy tick `tick` in which nothing was executed, requested or adopted (yet).
+    pub fn idle(tick: u64, kind: TickKind) -> Self {
         PolicyTick {
             tick,
-            kind: TickKind::Held,
+            kind,
             chunk_seq: 0,
             index: 0,
             swapped: false,

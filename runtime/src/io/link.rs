@@ -144,8 +144,6 @@ pub struct ControlFlags {
     pub start: AtomicBool,
     /// Stop or emergency stop arrived (or the owner asks the run to end, e.g. on Ctrl-C).
     pub stop: AtomicBool,
-    /// A reset command arrived (cleared by whoever handles it).
-    pub reset: AtomicBool,
 }
 
 /// The controller thread's side of the link: a [`Plant`] that reads the newest state from a triple buffer and
@@ -522,7 +520,7 @@ fn apply_control(command: ControlCommand, control: &ControlFlags, counters: &Lin
     match command {
         ControlCommand::Start => control.start.store(true, Ordering::Relaxed),
         ControlCommand::Stop => control.stop.store(true, Ordering::Relaxed),
-        ControlCommand::Reset => control.reset.store(true, Ordering::Relaxed),
+        ControlCommand::Reset => tracing::debug!("reset received: left to the robot's side"),
         ControlCommand::EmergencyStop => {
             counters.emergency_stops.fetch_add(1, Ordering::Relaxed);
             control.stop.store(true, Ordering::Relaxed);

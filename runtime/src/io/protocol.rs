@@ -188,7 +188,8 @@ pub enum ControlCommand {
     Start = 1,
     /// End the run safely: hold, stop publishing, flush.
     Stop = 2,
-    /// Reset the episode (the simulator node restarts its task).
+    /// Reset the episode: reserved for the robot's side (the runtime accepts it and leaves the episode to the
+    /// robot; it does not change what the controller does).
     Reset = 3,
     /// Emergency stop: the same as stop, counted apart and reported.
     EmergencyStop = 4,
