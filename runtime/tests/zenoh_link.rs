@@ -295,3 +295,39 @@ fn a_start_command_gates_execution_and_stale_state_can_stop_the_run() {
     });
     link.close();
 }
+
+/// With the `shm` feature both sessions use zenoh's shared-memory transport; state still flows and is validated.
+#[cfg(feature = "shm")]
+#[test]
+fn state_flows_over_shared_memory() {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let namespace = format!("test-{}-shm", std::process::id());
+    let io = IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: namespace.clone(),
+        shared_memory: true,
+        ..IoConfig::default()
+    };
+    let (link, mut plant) = RobotLink::open(&io, JOINTS, OBSERVATION).unwrap();
+    let robot = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        ..io.clone()
+    })
+    .unwrap();
+    let topics = Topics::new(&namespace);
+    let counters = link.counters().clone();
+    let mut seq = 0;
+    wait_for("state over shared memory", || {
+        seq += 1;
+        put(
+            &robot,
+            &topics.state,
+            state(4.0).encode(0, 5, seq, wall_clock_ns()),
+        );
+        std::thread::sleep(Duration::from_millis(10));
+        accepted(&counters) > 0
+    });
+    assert_eq!(read(&mut plant).1, vec![4.0f32; OBSERVATION]);
+    link.close();
+}
