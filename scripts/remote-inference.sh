@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Remote inference on one host over loopback: for each device, `rtchunk serve-policy` serves the committed reach
-# policy, one robot (`rtchunk run` with policy.kind = "remote") and `rtchunk sim serve` run 3 episodes against
-# it; prints the episodes and the server's sampling time, then `rtchunk bench policy` on each device.
+# policy, one robot (`rtchunk run --config config/examples/robot-remote-policy.toml`) and `rtchunk sim serve`
+# run 3 episodes against it; prints the episodes and the server's sampling time, then `rtchunk bench policy` on each device.
 #
 #   scripts/remote-inference.sh OUT [DEVICE...]      e.g. scripts/remote-inference.sh /tmp/remote cuda:0 cpu
 #
@@ -14,35 +14,12 @@ devices=("${@:-cpu}")
 rtchunk=${RTCHUNK:-target/release/rtchunk}
 policy=sim/policies/reach/base-s0
 mkdir -p "$out"
-cat > "$out/robot.toml" <<TOML
-[policy]
-kind = "remote"
-server = "remote-inference"
-server_timeout_ms = 1000.0
-
-[sampler]
-mode = "rtc"
-
-[clock]
-kind = "real"
-policy_rate_hz = 30.0
-
-[controller]
-kind = "passthrough"
-
-[plant]
-kind = "zenoh"
-
-[io]
-listen = ["tcp/127.0.0.1:7447"]
-connect = ["tcp/127.0.0.1:7448"]
-TOML
 for device in "${devices[@]}"; do
   tag=${device//:/}
   "$rtchunk" serve-policy --policy "$policy" --device "$device" --listen tcp/127.0.0.1:7448 \
-    --namespace remote-inference > "$out/server-$tag.json" 2> "$out/server-$tag.log" &
+    --namespace gpu-box > "$out/server-$tag.json" 2> "$out/server-$tag.log" &
   server=$!
-  "$rtchunk" run --config "$out/robot.toml" --json > "$out/robot-$tag.json" 2> "$out/robot-$tag.log" &
+  "$rtchunk" run --config config/examples/robot-remote-policy.toml --json > "$out/robot-$tag.json" 2> "$out/robot-$tag.log" &
   robot=$!
   sleep 1
   "$rtchunk" sim serve --task reach --episodes 3 --stop-runtime-when-done --report "$out/sim-$tag.json"

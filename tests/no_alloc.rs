@@ -8,7 +8,7 @@ use rtchunk_config::{
 };
 use rtchunk_runtime::io::link::RobotLink;
 use rtchunk_runtime::io::protocol::{Encode, StateMessage, wall_clock_ns};
-use rtchunk_runtime::io::session::{Topics, open_session};
+use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
 use rtchunk_runtime::policies::load_policy;
 use rtchunk_runtime::{LoopHooks, RunOptions, run};
 use rtchunk_tests::{run_for, simulated};
@@ -149,11 +149,7 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
     config.clock.kind = ClockKind::Real;
     config.clock.policy_rate_hz = 200.0;
     config.plant.kind = PlantKind::Zenoh;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_loopback_port().unwrap();
     let endpoint = format!("tcp/127.0.0.1:{port}");
     config.io = IoConfig {
         listen: vec![endpoint.clone()],

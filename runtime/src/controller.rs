@@ -91,7 +91,6 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
         pipeline.reset(&state);
         let mut records_dropped = 0u64;
         let mut tick = 0u64;
-        let mut policy_ticks = 0u64;
         hooks.loop_started();
         while !stop.load(Ordering::Relaxed) && tick_limit.is_none_or(|limit| tick < limit) {
             let wake = clock.wait_next_tick();
@@ -105,9 +104,8 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 break;
             }
             let policy = if sub == 0 && freshness == Freshness::Stale {
-                Some(PolicyTick::idle(policy_ticks, TickKind::Held))
+                Some(PolicyTick::idle(executor.ticks(), TickKind::Held))
             } else if sub == 0 {
-                policy_ticks += 1;
                 if chunks.update() {
                     executor.offer(chunks.output_buffer());
                 }

@@ -139,6 +139,11 @@ impl ChunkExecutor {
         &self.action
     }
 
+    /// Policy ticks stepped so far (T).
+    pub fn ticks(&self) -> u64 {
+        self.tick
+    }
+
     /// Inferences that reported failure.
     pub fn failures(&self) -> u64 {
         self.failures

@@ -6,7 +6,7 @@
 //! first episode's position trajectory, one line per method.
 
 use crate::benchmark::figure::{draw_legend, register_font, write_png};
-use crate::io::session::open_session;
+use crate::io::session::{free_loopback_port, open_session};
 use crate::metrics::Quantiles;
 use crate::policies::adopt_bundle_shape;
 use anyhow::Context;
@@ -127,15 +127,9 @@ pub struct LatencyReport {
     pub rows: Vec<LatencyRow>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Half of a ping-pong round trip between two zenoh sessions on loopback, `samples` times at `rate_hz`.
 pub fn bare_zenoh_hop(samples: usize, rate_hz: f64) -> anyhow::Result<Quantiles> {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port()?);
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port()?);
     let namespace = format!("bare{}", std::process::id());
     let ping_side = open_session(&IoConfig {
         listen: vec![endpoint.clone()],
@@ -227,7 +221,7 @@ fn run_one(
 ) -> anyhow::Result<LatencyRow> {
     let exe = std::env::current_exe().context("finding the rtchunk binary")?;
     let ticks = (extra_ms / (1e3 / 30.0)).ceil() as usize;
-    let port = free_port()?;
+    let port = free_loopback_port()?;
     let namespace = format!("latency{}x{index}", std::process::id());
     let runs = settings.out.join("runs");
     std::fs::create_dir_all(&runs)?;

@@ -39,6 +39,24 @@ impl InferenceRequest {
         }
     }
 
+    /// Fills in request `seq`'s inputs as they reach an engine from outside the controller (a policy server's
+    /// query, a recorded inference): s, d, the observation and the committed actions (which must fit the buffers).
+    pub fn set_inputs(
+        &mut self,
+        seq: u64,
+        executed: usize,
+        delay: usize,
+        observation: &[f32],
+        committed: &[f32],
+    ) {
+        self.seq = seq;
+        self.executed = executed;
+        self.delay = delay;
+        self.committed_len = committed.len();
+        self.committed[..committed.len()].copy_from_slice(committed);
+        self.observation.copy_from_slice(observation);
+    }
+
     /// The committed actions, if any.
     pub fn committed(&self) -> Option<&[f32]> {
         (self.committed_len > 0).then(|| &self.committed[..self.committed_len])

@@ -8,16 +8,13 @@ use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use rtchunk_runtime::io::protocol::{
     ActionMessage, ControlCommand, Encode, RejectKind, StateMessage, wall_clock_ns,
 };
-use rtchunk_runtime::io::session::{Topics, open_session};
+use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use zenoh::Wait;
 
 const JOINTS: usize = 2;
 const OBSERVATION: usize = 3;
-
-mod common;
-use common::free_port;
 
 /// A robot link listening on a fresh loopback port, and a second session (the "robot") connected to it.
 fn link_and_robot(
@@ -34,7 +31,7 @@ fn link_and_robot_with(
     on_stale: OnStale,
     wait_for_start: bool,
 ) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
     let namespace = format!("test-{}-{name}", std::process::id());
     let io = IoConfig {
         listen: vec![endpoint.clone()],
@@ -300,7 +297,7 @@ fn a_start_command_gates_execution_and_stale_state_can_stop_the_run() {
 #[cfg(feature = "shm")]
 #[test]
 fn state_flows_over_shared_memory() {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_port());
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
     let namespace = format!("test-{}-shm", std::process::id());
     let io = IoConfig {
         listen: vec![endpoint.clone()],

@@ -1,12 +1,10 @@
 //! Separate processes on loopback: `rtchunk sim serve` (the simulator node on its own clock) and `rtchunk run`
 //! (the runtime with a trained policy bundle) talk only through zenoh.
 
+use rtchunk_runtime::io::session::free_loopback_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-mod common;
-use common::free_port;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -114,7 +112,7 @@ fn start(name: &str, sim_args: &[&str]) -> Session {
 
 /// Starts a runtime (with `policy`, also connecting to `connect`) and a simulator node for it.
 fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) -> Session {
-    let port = free_port();
+    let port = free_loopback_port().unwrap();
     let namespace = format!("test{}{name}", std::process::id());
     let config = robot_config(name, port, &namespace, policy, connect);
     let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
@@ -228,7 +226,7 @@ fn a_disconnected_simulator_makes_the_runtime_hold_until_it_returns() {
 
 #[test]
 fn two_robots_share_a_remote_policy_server() {
-    let server_port = free_port();
+    let server_port = free_loopback_port().unwrap();
     let server_endpoint = format!("tcp/127.0.0.1:{server_port}");
     let server_namespace = format!("server{}", std::process::id());
     let server = spawn(&[

@@ -112,15 +112,13 @@ pub fn serve_policy(
                 (0, Err(format!("refused: {rejection}")), 0)
             }
             Ok(chunk_query) => {
-                request.seq = chunk_query.request_seq;
-                request.executed = chunk_query.executed as usize;
-                request.delay = chunk_query.delay as usize;
-                request.committed_len = chunk_query.committed.len();
-                request.committed[..chunk_query.committed.len()]
-                    .copy_from_slice(&chunk_query.committed);
-                request
-                    .observation
-                    .copy_from_slice(&chunk_query.observation);
+                request.set_inputs(
+                    chunk_query.request_seq,
+                    chunk_query.executed as usize,
+                    chunk_query.delay as usize,
+                    &chunk_query.observation,
+                    &chunk_query.committed,
+                );
                 let started = monotonic_ns();
                 let result = engine
                     .infer_batch(&[(&request, chunk_query.stream)])

@@ -89,3 +89,10 @@ pub fn open_session(io: &IoConfig) -> Result<zenoh::Session, IoError> {
         )
     })
 }
+
+/// A TCP port on loopback that was free a moment ago (for endpoints of local studies and tests).
+pub fn free_loopback_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}

@@ -129,13 +129,14 @@ fn re_infer(
     for record in session.inferences.iter().filter(|r| r.error.is_none()) {
         let mut request =
             InferenceRequest::with_capacity(horizon * action_dim, record.observation.len());
-        request.seq = record.seq;
+        request.set_inputs(
+            record.seq,
+            record.executed,
+            record.delay,
+            &record.observation,
+            &record.committed,
+        );
         request.tick = record.tick;
-        request.executed = record.executed;
-        request.delay = record.delay;
-        request.committed_len = record.committed.len();
-        request.committed[..record.committed.len()].copy_from_slice(&record.committed);
-        request.observation.copy_from_slice(&record.observation);
         let chunk = engine
             .infer(&request)
             .map_err(|e| ReplayError::Inference {
