@@ -160,7 +160,7 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
     config.validate().unwrap();
     let policy = load_policy(&config).unwrap();
     let (joints, observation_dim) = (config.policy.action_dim, policy.spec().observation_dim);
-    let (link, plant) = RobotLink::open(&config.io, joints, observation_dim).unwrap();
+    let (link, plant) = RobotLink::open(&config.io, joints, observation_dim, &[]).unwrap();
     // The robot: state at 1 kHz for 0.4 s, quiet for 0.2 s (the controller holds), then 0.4 s more.
     let robot = open_session(&IoConfig {
         listen: vec![],
@@ -184,6 +184,7 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
                         position: vec![0.1; joints],
                         velocity: vec![0.0; joints],
                         observation: vec![0.2; observation_dim],
+                        images: Vec::new(),
                     };
                     let bytes = message.encode(0, 1, seq, wall_clock_ns());
                     robot.put(topic.as_str(), bytes).wait().unwrap();

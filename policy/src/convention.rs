@@ -43,6 +43,14 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         self.inner.prepare(observations)
     }
 
+    fn prepare_with_images(
+        &mut self,
+        observations: &[f32],
+        images: &[u8],
+    ) -> Result<(), PolicyError> {
+        self.inner.prepare_with_images(observations, images)
+    }
+
     fn velocity(
         &mut self,
         actions: &[f32],

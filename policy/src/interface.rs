@@ -1,6 +1,7 @@
 //! The flow-policy interface every backend implements.
 
 use crate::{Normalization, PolicyError};
+use serde::{Deserialize, Serialize};
 
 /// The shape and capabilities of a flow policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,6 +12,8 @@ pub struct PolicySpec {
     pub action_dim: usize,
     /// Dimension of one observation vector.
     pub observation_dim: usize,
+    /// The camera images one observation includes, in order (none for most policies).
+    pub cameras: Vec<Camera>,
     /// Whether [`FlowPolicy::denoiser_vjp`] is available (exact RTC guidance).
     pub exact_vjp: bool,
     /// Whether the policy was trained with clean prefix tokens at tau = 1 (training-time RTC).
@@ -21,6 +24,33 @@ impl PolicySpec {
     /// Values in one chunk: H * action_dim.
     pub fn chunk_len(&self) -> usize {
         self.horizon * self.action_dim
+    }
+
+    /// Bytes of all camera images of one observation, one camera after another.
+    pub fn image_bytes(&self) -> usize {
+        self.cameras.iter().map(Camera::bytes).sum()
+    }
+}
+
+/// A camera image a policy observes: `uint8 [height, width, channels]`, rows top to bottom, pixels left to
+/// right, channels interleaved (RGB for 3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Camera {
+    /// The camera's name (in a bundle, the prefix graph's input).
+    pub name: String,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Channels per pixel: 1 (grey) or 3 (RGB).
+    pub channels: usize,
+}
+
+impl Camera {
+    /// Bytes of one image.
+    pub fn bytes(&self) -> usize {
+        self.height * self.width * self.channels
     }
 }
 
@@ -44,6 +74,23 @@ pub trait FlowPolicy: Send {
     /// Computes the contexts (the prefix / KV cache) of `observations`, `observation_dim` values each. Called
     /// once per inference, before any velocity query.
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError>;
+
+    /// [`FlowPolicy::prepare`] with the observations' camera images: `spec().image_bytes()` bytes per
+    /// observation, one observation after another. A policy without cameras takes an empty slice only.
+    fn prepare_with_images(
+        &mut self,
+        observations: &[f32],
+        images: &[u8],
+    ) -> Result<(), PolicyError> {
+        if !images.is_empty() {
+            return Err(PolicyError::Shape {
+                what: "the camera images (this policy takes none)",
+                got: images.len(),
+                expected: 0,
+            });
+        }
+        self.prepare(observations)
+    }
 
     /// Writes the velocity v(A, tau) of every chunk of `actions` into `velocity`.
     fn velocity(

@@ -81,6 +81,7 @@ impl MixtureFlow {
                 horizon,
                 action_dim,
                 observation_dim: modes.observation_dim(),
+                cameras: Vec::new(),
                 exact_vjp: true,
                 prefix_conditioned: true,
             },

@@ -80,6 +80,7 @@ pub struct Sampler {
     vjp_velocity: Vec<f32>,
     tau: Vec<f32>,
     observations: Vec<f32>,
+    images: Vec<u8>,
     weak_candidates: Vec<f32>,
 }
 
@@ -89,6 +90,8 @@ pub struct Sampler {
 pub struct SampleRequest<'a> {
     /// The observation (in the policy's normalised space).
     pub observation: &'a [f32],
+    /// Its camera images (`image_bytes` of the policy's spec; empty for a policy without cameras).
+    pub images: &'a [u8],
     /// The committed actions, if any.
     pub committed: Option<Committed<'a>>,
     /// Seed of this chunk's noise stream.
@@ -114,6 +117,7 @@ impl Sampler {
             vjp_velocity: Vec::new(),
             tau: Vec::new(),
             observations: Vec::new(),
+            images: Vec::new(),
             weak_candidates: Vec::new(),
         }
     }
@@ -151,6 +155,7 @@ impl Sampler {
     ) -> Result<(), PolicyError> {
         let request = SampleRequest {
             observation,
+            images: &[],
             committed,
             seed,
         };
@@ -172,12 +177,13 @@ impl Sampler {
         self.sample_with(policy, weak, requests, &mut noise, out)
     }
 
-    /// [`Sampler::sample`] from the given initial noise A^0 (one chunk, or `bid_candidates` chunks for BID)
-    /// instead of a seed: for comparing with other implementations of the same sampler.
+    /// [`Sampler::sample`] (with the observation's camera images, if the policy takes any) from the given initial
+    /// noise A^0 (one chunk, or `bid_candidates` chunks for BID) instead of a seed: for comparing with other implementations of the same sampler.
     pub fn sample_from_noise(
         &mut self,
         policy: &mut dyn FlowPolicy,
         observation: &[f32],
+        images: &[u8],
         committed: Option<Committed>,
         noise: &[f32],
         out: &mut [f32],
@@ -185,6 +191,7 @@ impl Sampler {
         let mut noise = NoiseSource::Given(noise);
         let request = SampleRequest {
             observation,
+            images,
             committed,
             seed: 0,
         };
@@ -210,10 +217,12 @@ impl Sampler {
         }
         self.set_targets(requests)?;
         self.observations.clear();
+        self.images.clear();
         for request in requests {
             self.observations.extend_from_slice(request.observation);
+            self.images.extend_from_slice(request.images);
         }
-        policy.prepare(&self.observations)?;
+        policy.prepare_with_images(&self.observations, &self.images)?;
         let mode = self.config.mode;
         let guided = self.overlaps.iter().any(|&o| o > 0);
         let guide = match (mode, guided) {
@@ -231,7 +240,7 @@ impl Sampler {
         self.integrate(policy, candidates, guide, noise)?;
         if candidates > 1 && guided {
             if let Some(weak) = weak {
-                weak.prepare(&self.observations)?;
+                weak.prepare_with_images(&self.observations, &self.images)?;
                 let strong = std::mem::take(&mut self.x);
                 self.integrate(weak, candidates, Guide::None, noise)?;
                 self.weak_candidates = std::mem::replace(&mut self.x, strong);

@@ -51,7 +51,7 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
-    for bundle in ["gaussian", "gta-toy", "gta-toy-fp16"] {
+    for bundle in ["gaussian", "gaussian-camera", "gta-toy", "gta-toy-fp16"] {
         check_recorded_outputs(&fixtures().join(bundle));
     }
 }
@@ -66,7 +66,7 @@ fn check_recorded_outputs(bundle: &Path) {
 
 #[test]
 fn a_full_rtc_inference_from_fixed_noise_matches_jax() {
-    for bundle in ["gaussian", "gta-toy", "gta-toy-fp16"] {
+    for bundle in ["gaussian", "gaussian-camera", "gta-toy", "gta-toy-fp16"] {
         let bundle = fixtures().join(bundle);
         let mut policy = load_bundle(&bundle);
         let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
@@ -185,6 +185,62 @@ fn load_error(directory: &Path) -> String {
     }
 }
 
+/// The camera fixture's chunk (plain sampling, fixed seed) for a zero observation and `image`.
+fn camera_chunk(
+    policy: &mut OnnxPolicy,
+    image: &[u8],
+) -> Result<Vec<f32>, rtchunk_policy::PolicyError> {
+    let spec = policy.spec().clone();
+    let mut sampler = Sampler::new(SamplerConfig::default(), spec.horizon, spec.action_dim);
+    let mut chunk = vec![0.0; spec.chunk_len()];
+    let request = rtchunk_policy::SampleRequest {
+        observation: &[0.0; 4],
+        images: image,
+        committed: None,
+        seed: 5,
+    };
+    sampler.sample_batch(policy, None, &[request], &mut chunk)?;
+    Ok(chunk)
+}
+
+#[test]
+fn camera_images_reach_the_prefix_graph_and_steer_the_chunk() {
+    let mut policy = load_bundle(&fixtures().join("gaussian-camera"));
+    let spec = policy.spec().clone();
+    assert_eq!(spec.image_bytes(), 22 * 42 * 3);
+    // Light in the right half of the image against light in the left half: joint 0 (x) moves right.
+    let (mut right, mut left) = (vec![0u8; spec.image_bytes()], vec![0u8; spec.image_bytes()]);
+    for row in 0..22 {
+        for column in 0..42 {
+            let image = if column >= 21 { &mut right } else { &mut left };
+            image[(row * 42 + column) * 3..][..3].fill(255);
+        }
+    }
+    let toward_right = camera_chunk(&mut policy, &right).unwrap();
+    let toward_left = camera_chunk(&mut policy, &left).unwrap();
+    for token in 0..spec.horizon {
+        let shift = toward_right[token * 2] - toward_left[token * 2];
+        assert!(shift > 0.9, "token {token}: x moved by {shift}");
+        let sideways = toward_right[token * 2 + 1] - toward_left[token * 2 + 1];
+        assert!(
+            sideways.abs() < 1e-3,
+            "token {token}: y moved by {sideways}"
+        );
+    }
+    // Without its images (or with the wrong number of bytes) the policy refuses, saying what it expected.
+    let missing = camera_chunk(&mut policy, &[]).unwrap_err().to_string();
+    assert!(
+        missing.contains("camera images") && missing.contains("2772"),
+        "{missing}"
+    );
+    let mut plain = load();
+    let extra = camera_chunk(&mut plain, &right).unwrap_err().to_string();
+    assert!(
+        extra.contains("camera images") && extra.contains("expected 0"),
+        "{extra}"
+    );
+}
+
 #[test]
 fn broken_bundles_are_refused_with_the_file_and_field_named() {
     let corrupt = broken("corrupt", |d| {
@@ -268,6 +324,32 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
 
     let batch = broken("batch", |d| edit_manifest(d, |m| m["batch"] = 0.into()));
     assert!(load_error(&batch).contains("manifest.json: batch is 0"));
+
+    let camera = |name: &str, channels: u64| serde_json::json!([{"name": name, "height": 4, "width": 4, "channels": channels}]);
+    let no_such_input = broken("camera-input", |d| {
+        edit_manifest(d, |m| m["cameras"] = camera("front", 3))
+    });
+    let message = load_error(&no_such_input);
+    assert!(
+        message.contains("prefix.onnx: has no input named \"front\""),
+        "{message}"
+    );
+    let channels = broken("camera-channels", |d| {
+        edit_manifest(d, |m| m["cameras"] = camera("front", 2))
+    });
+    let message = load_error(&channels);
+    assert!(
+        message.contains("manifest.json: cameras[0] needs") && message.contains("1 or 3 channels"),
+        "{message}"
+    );
+    let clash = broken("camera-name", |d| {
+        edit_manifest(d, |m| m["cameras"] = camera("observation", 1))
+    });
+    let message = load_error(&clash);
+    assert!(
+        message.contains("cameras[0].name \"observation\" names another input too"),
+        "{message}"
+    );
 
     let unknown = broken("unknown", |d| {
         edit_manifest(d, |m| m["colour"] = "red".into())

@@ -194,6 +194,7 @@ fn a_batch_of_requests_samples_exactly_what_each_request_samples_alone() {
         let requests: Vec<SampleRequest> = (0..4)
             .map(|r| SampleRequest {
                 observation: &[],
+                images: &[],
                 committed: Some(Committed {
                     actions: previous[r],
                     delay: delays[r],

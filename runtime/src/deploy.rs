@@ -141,15 +141,16 @@ pub fn run_on_robot(
     } else {
         Chunks::Local(load_policy(&config)?)
     };
-    let observation_dim = match &chunks {
-        Chunks::Remote(_, spec) => spec.observation_dim,
-        Chunks::Local(policy) => policy.spec().observation_dim,
+    let spec = match &chunks {
+        Chunks::Remote(_, spec) => spec.clone(),
+        Chunks::Local(policy) => policy.spec().clone(),
     };
-    let (link, plant) = RobotLink::attach(
+    let (mut link, plant) = RobotLink::attach(
         session,
         &config.io,
         config.policy.action_dim,
-        observation_dim,
+        spec.observation_dim,
+        &spec.cameras,
     )?;
     let finished = Arc::new(AtomicBool::new(false));
     let control = link.control().clone();
@@ -169,6 +170,7 @@ pub fn run_on_robot(
     let config = &config;
     let options = RunOptions {
         record,
+        cameras: link.take_camera_feed(),
         ..RunOptions::new(&label, ticks)
     };
     let outcome = match chunks {

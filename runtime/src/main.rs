@@ -235,6 +235,10 @@ enum Sim {
         /// Send a stop command to the runtime after the last episode.
         #[arg(long)]
         stop_runtime_when_done: bool,
+        /// Also render the task into an RGB camera image this many pixels wide (the height follows the
+        /// task's view) and send it with every state.
+        #[arg(long)]
+        camera_width: Option<usize>,
         /// Also write the report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -694,6 +698,7 @@ fn main() -> anyhow::Result<()> {
                     loss,
                     zenoh,
                     stop_runtime_when_done,
+                    camera_width,
                     report,
                 },
         } => {
@@ -706,6 +711,7 @@ fn main() -> anyhow::Result<()> {
                 jitter_ms,
                 loss,
                 stop_runtime_when_done,
+                camera_width,
                 ..SimNodeSettings::new(task)
             };
             let result = sim_commands::serve_task(&io, &settings, report.as_deref())?;

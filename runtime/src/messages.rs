@@ -22,6 +22,11 @@ pub struct InferenceRequest {
     pub committed: Vec<f32>,
     /// The newest observation.
     pub observation: Vec<f32>,
+    /// The camera images the inference uses (every camera, in the policy's order; empty without cameras). The
+    /// controller never touches them: the inference worker fills them from the newest frame before sampling.
+    pub images: Vec<u8>,
+    /// The sequence number of the state message the images came with (0: none).
+    pub image_seq: u64,
 }
 
 impl InferenceRequest {
@@ -36,17 +41,21 @@ impl InferenceRequest {
             committed_len: 0,
             committed: vec![0.0; chunk_len],
             observation: vec![0.0; observation_dim],
+            images: Vec::new(),
+            image_seq: 0,
         }
     }
 
     /// Fills in request `seq`'s inputs as they reach an engine from outside the controller (a policy server's
-    /// query, a recorded inference): s, d, the observation and the committed actions (which must fit the buffers).
+    /// query, a recorded inference): s, d, the observation, its camera images and the committed actions (which must
+    /// fit the buffers).
     pub fn set_inputs(
         &mut self,
         seq: u64,
         executed: usize,
         delay: usize,
         observation: &[f32],
+        images: &[u8],
         committed: &[f32],
     ) {
         self.seq = seq;
@@ -55,6 +64,8 @@ impl InferenceRequest {
         self.committed_len = committed.len();
         self.committed[..committed.len()].copy_from_slice(committed);
         self.observation.copy_from_slice(observation);
+        self.images.clear();
+        self.images.extend_from_slice(images);
     }
 
     /// The committed actions, if any.
@@ -90,3 +101,16 @@ impl ChunkMessage {
         }
     }
 }
+
+/// The newest camera images, written by the state I/O thread and read by the inference worker (never by the
+/// controller, which has no use for pixels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraFrame {
+    /// The sequence number of the state message the images came with (0: none yet).
+    pub state_seq: u64,
+    /// Every camera's pixels, in the policy's camera order.
+    pub pixels: Vec<u8>,
+}
+
+/// The inference worker's end of the camera images.
+pub type CameraFeed = triple_buffer::Output<CameraFrame>;

@@ -6,7 +6,7 @@ use crate::clock::{Clock, DelayInjector, RealClock, SimClock};
 use crate::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
 use crate::doorbell::Doorbell;
 use crate::executor::{ChunkExecutor, ExecutorSettings};
-use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::metrics::{RunMetrics, SafetyClamps};
 use crate::record::TickRecord;
 use crate::recording::format::LogHeader;
@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub weak_policy: Option<Box<dyn FlowPolicy>>,
     /// Record every tick and inference to this log file.
     pub record: Option<PathBuf>,
+    /// The robot's camera images, for a policy with cameras.
+    pub cameras: Option<CameraFeed>,
 }
 
 impl RunOptions {
@@ -66,6 +68,7 @@ impl RunOptions {
             hooks: Box::new(NoHooks),
             weak_policy: None,
             record: None,
+            cameras: None,
         }
     }
 }
@@ -86,7 +89,18 @@ pub struct RunOutcome<P> {
     pub log: Option<LogSummary>,
 }
 
-fn check_shapes(config: &Config, spec: &PolicySpec, plant: &dyn Plant) -> Result<(), RunError> {
+fn check_shapes(
+    config: &Config,
+    spec: &PolicySpec,
+    plant: &dyn Plant,
+    cameras: Option<&CameraFeed>,
+) -> Result<(), RunError> {
+    if !spec.cameras.is_empty() && cameras.is_none() {
+        let names: Vec<&str> = spec.cameras.iter().map(|c| c.name.as_str()).collect();
+        return Err(RunError::Mismatch(format!(
+            "the policy observes camera images {names:?}, which only a robot on zenoh (plant.kind = \"zenoh\") sends"
+        )));
+    }
     let (h, a) = (config.policy.horizon, config.policy.action_dim);
     if spec.horizon != h || spec.action_dim != a {
         return Err(RunError::Mismatch(format!(
@@ -158,10 +172,10 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     plant: P,
     spec: &PolicySpec,
     source: Box<dyn ChunkSource>,
-    options: RunOptions,
+    mut options: RunOptions,
     clock: ClockChoice<C>,
 ) -> Result<RunOutcome<P>, RunError> {
-    check_shapes(config, spec, &plant)?;
+    check_shapes(config, spec, &plant, options.cameras.as_ref())?;
     let chunk_len = config.policy.horizon * config.policy.action_dim;
     let (request_in, request_out) = triple_buffer::triple_buffer(&InferenceRequest::with_capacity(
         chunk_len,
@@ -206,6 +220,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         stop: stop.clone(),
         alive: alive.clone(),
         log: log.as_ref().map(LogWriter::sender),
+        cameras: options.cameras.take(),
     };
     let worker = runtime.spawn(worker.run());
 

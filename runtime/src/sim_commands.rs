@@ -68,8 +68,8 @@ pub fn serve_task(
     ))
 }
 
-/// The world rectangle each task is drawn in.
-fn view(kind: TaskKind) -> ([f64; 2], [f64; 2]) {
+/// The world rectangle each task is drawn in (x range, y range).
+pub(crate) fn view(kind: TaskKind) -> ([f64; 2], [f64; 2]) {
     match kind {
         TaskKind::Reach => ([-0.1, 4.1], [-1.1, 1.1]),
         TaskKind::Cartpole => ([-2.6, 2.6], [-0.3, 2.4]),

@@ -3,7 +3,7 @@
 //! the async side stays free for I/O.
 
 use crate::doorbell::Doorbell;
-use crate::messages::{ChunkMessage, InferenceRequest};
+use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::recording::writer::LogEvent;
 use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler};
 use serde::Serialize;
@@ -30,6 +30,11 @@ pub struct InferenceRecord {
     pub chunk: Vec<f32>,
     /// The observation it was sampled from.
     pub observation: Vec<f32>,
+    /// The camera images it was sampled from (every camera, in the policy's order; empty without cameras).
+    #[serde(skip)]
+    pub images: Vec<u8>,
+    /// The sequence number of the state message the images came with (0: none).
+    pub image_seq: u64,
     /// The committed actions it continued (empty for the first chunk).
     pub committed: Vec<f32>,
 }
@@ -116,6 +121,7 @@ impl InferenceEngine {
                 let committed_len = request.committed_len;
                 SampleRequest {
                     observation,
+                    images: &request.images,
                     committed: (committed_len > 0).then(|| Committed {
                         actions: &self.committed[r * len..][..committed_len],
                         delay: request.delay,
@@ -169,13 +175,21 @@ pub struct InferenceWorker {
     pub alive: Arc<AtomicBool>,
     /// Each inference's record also goes to the session log, when recording.
     pub log: Option<std::sync::mpsc::Sender<LogEvent>>,
+    /// The newest camera images, attached to each request before sampling (for a policy with cameras).
+    pub cameras: Option<CameraFeed>,
 }
 
 impl InferenceWorker {
     /// Serves requests until `stop`; returns the record of every inference.
     pub async fn run(mut self) -> Vec<InferenceRecord> {
         let mut history = Vec::new();
-        while let Some(request) = self.next_request().await {
+        while let Some(mut request) = self.next_request().await {
+            if let Some(cameras) = &mut self.cameras {
+                cameras.update();
+                let frame = cameras.output_buffer();
+                request.images.clone_from(&frame.pixels);
+                request.image_seq = frame.state_seq;
+            }
             let started = Instant::now();
             let mut engine = self.engine;
             let job = tokio::task::spawn_blocking(move || {
@@ -200,6 +214,8 @@ impl InferenceWorker {
                 error: result.as_ref().err().map(ToString::to_string),
                 chunk: result.unwrap_or_default(),
                 observation: request.observation.clone(),
+                images: request.images.clone(),
+                image_seq: request.image_seq,
                 committed: request.committed().unwrap_or(&[]).to_vec(),
             };
             if let Some(log) = &self.log {

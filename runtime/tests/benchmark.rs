@@ -123,6 +123,7 @@ fn every_chunk_is_planned_from_the_state_its_first_action_starts_in() {
             horizon: 8,
             action_dim: 1,
             observation_dim: 6,
+            cameras: Vec::new(),
             exact_vjp: false,
             prefix_conditioned: false,
         };

@@ -100,7 +100,7 @@ fn a_log_cut_short_replays_up_to_the_cut_and_garbage_is_refused() {
     std::fs::write(&garbage, b"not a log at all").unwrap();
     let error = read_log(&garbage).unwrap_err().to_string();
     assert!(
-        error.contains("garbage.log") && error.contains("RTCKLOG1"),
+        error.contains("garbage.log") && error.contains("RTCKLOG2"),
         "{error}"
     );
 }

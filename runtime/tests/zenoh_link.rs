@@ -4,9 +4,10 @@
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
+use rtchunk_policy::Camera;
 use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use rtchunk_runtime::io::protocol::{
-    ActionMessage, ControlCommand, Encode, RejectKind, StateMessage, wall_clock_ns,
+    ActionMessage, CameraImage, ControlCommand, Encode, RejectKind, StateMessage, wall_clock_ns,
 };
 use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
 use std::sync::atomic::Ordering;
@@ -21,15 +22,16 @@ fn link_and_robot(
     name: &str,
     stale_after_ms: f64,
 ) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
-    link_and_robot_with(name, stale_after_ms, OnStale::Hold, false)
+    link_and_robot_with(name, stale_after_ms, OnStale::Hold, false, &[])
 }
 
-/// [`link_and_robot`] with what stale state does and whether to wait for a start command.
+/// [`link_and_robot`] with what stale state does, whether to wait for a start command, and the policy's cameras.
 fn link_and_robot_with(
     name: &str,
     stale_after_ms: f64,
     on_stale: OnStale,
     wait_for_start: bool,
+    cameras: &[Camera],
 ) -> (RobotLink, ZenohPlant, zenoh::Session, Topics) {
     let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
     let namespace = format!("test-{}-{name}", std::process::id());
@@ -41,7 +43,7 @@ fn link_and_robot_with(
         wait_for_start,
         ..IoConfig::default()
     };
-    let (link, plant) = RobotLink::open(&io, JOINTS, OBSERVATION).unwrap();
+    let (link, plant) = RobotLink::open(&io, JOINTS, OBSERVATION, cameras).unwrap();
     let robot = open_session(&IoConfig {
         listen: vec![],
         connect: vec![endpoint],
@@ -57,6 +59,7 @@ fn state(value: f64) -> StateMessage {
         position: vec![value; JOINTS],
         velocity: vec![-value; JOINTS],
         observation: vec![value as f32; OBSERVATION],
+        images: Vec::new(),
     }
 }
 
@@ -118,6 +121,7 @@ fn every_kind_of_bad_input_is_rejected_counted_and_kept_from_the_controller() {
         position: vec![0.0; JOINTS + 1],
         velocity: vec![0.0; JOINTS + 1],
         observation: vec![0.0; OBSERVATION],
+        images: Vec::new(),
     }
     .encode(0, 7, seq + 102, wall_clock_ns());
     let mut nan = state(3.0);
@@ -252,7 +256,8 @@ fn stale_state_holds_and_fresh_state_resumes() {
 
 #[test]
 fn a_start_command_gates_execution_and_stale_state_can_stop_the_run() {
-    let (link, mut plant, robot, topics) = link_and_robot_with("gate", 100.0, OnStale::Stop, true);
+    let (link, mut plant, robot, topics) =
+        link_and_robot_with("gate", 100.0, OnStale::Stop, true, &[]);
     let counters = link.counters().clone();
     let mut seq = 0u64;
     let mut publish = |robot: &zenoh::Session| {
@@ -305,7 +310,7 @@ fn state_flows_over_shared_memory() {
         shared_memory: true,
         ..IoConfig::default()
     };
-    let (link, mut plant) = RobotLink::open(&io, JOINTS, OBSERVATION).unwrap();
+    let (link, mut plant) = RobotLink::open(&io, JOINTS, OBSERVATION, cameras).unwrap();
     let robot = open_session(&IoConfig {
         listen: vec![],
         connect: vec![endpoint],
@@ -326,5 +331,107 @@ fn state_flows_over_shared_memory() {
         accepted(&counters) > 0
     });
     assert_eq!(read(&mut plant).1, vec![4.0f32; OBSERVATION]);
+    link.close();
+}
+
+#[test]
+fn camera_images_go_to_the_inference_side_and_bad_ones_are_rejected() {
+    let cameras = [
+        Camera {
+            name: "wrist".into(),
+            height: 4,
+            width: 6,
+            channels: 3,
+        },
+        Camera {
+            name: "depth".into(),
+            height: 2,
+            width: 2,
+            channels: 1,
+        },
+    ];
+    let (mut link, mut plant, robot, topics) =
+        link_and_robot_with("camera", 1000.0, OnStale::Hold, false, &cameras);
+    let mut feed = link
+        .take_camera_feed()
+        .expect("a policy with cameras gets a feed");
+    let counters = link.counters().clone();
+    let image = |height: u16, width: u16, channels: u8, value: u8| CameraImage {
+        height,
+        width,
+        channels,
+        pixels: vec![value; usize::from(height) * usize::from(width) * usize::from(channels)],
+    };
+    let with_images = |value: f64, images: Vec<CameraImage>| StateMessage {
+        images,
+        ..state(value)
+    };
+    let mut seq = 0;
+    let mut send = |message: StateMessage| {
+        seq += 1;
+        put(
+            &robot,
+            &topics.state,
+            message.encode(0, 5, seq, wall_clock_ns()),
+        );
+        // One at a time: the state subscriber keeps only the newest few (drop-oldest).
+        std::thread::sleep(Duration::from_millis(30));
+        seq
+    };
+    let good = send(with_images(1.0, vec![image(4, 6, 3, 7), image(2, 2, 1, 9)]));
+    wait_for("the first state", || accepted(&counters) == 1);
+    wait_for("its images", || {
+        feed.update();
+        feed.output_buffer().state_seq == good
+    });
+    let mut expected = vec![7u8; 72];
+    expected.extend([9u8; 4]);
+    assert_eq!(feed.output_buffer().pixels, expected);
+    let (_, observation, _) = read(&mut plant);
+    assert_eq!(observation, vec![1.0; OBSERVATION]);
+
+    let mut truncated = with_images(2.0, vec![image(4, 6, 3, 1), image(2, 2, 1, 1)]).encode(
+        0,
+        5,
+        100,
+        wall_clock_ns(),
+    );
+    truncated.pop();
+    let mut raw_encoding = with_images(2.0, vec![image(4, 6, 3, 1), image(2, 2, 1, 1)]).encode(
+        0,
+        5,
+        101,
+        wall_clock_ns(),
+    );
+    let encoding_at = 28 + 4 + 16 * JOINTS + 4 * OBSERVATION + 1 + 5;
+    raw_encoding[encoding_at] = 3;
+    let cases = [
+        ("no images", send(state(2.0)), RejectKind::Dimensions),
+        (
+            "one camera missing",
+            send(with_images(2.0, vec![image(4, 6, 3, 1)])),
+            RejectKind::Dimensions,
+        ),
+        (
+            "wrong size",
+            send(with_images(2.0, vec![image(6, 4, 3, 1), image(2, 2, 1, 1)])),
+            RejectKind::Dimensions,
+        ),
+    ];
+    for bytes in [truncated, raw_encoding] {
+        put(&robot, &topics.state, bytes);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    wait_for("every bad state to be rejected", || {
+        counters.rejected_total() == cases.len() as u64 + 2
+    });
+    assert_eq!(counters.rejected(RejectKind::Dimensions), 3);
+    assert_eq!(counters.rejected(RejectKind::Malformed), 2);
+    // Nothing rejected reached either side.
+    feed.update();
+    assert_eq!(feed.output_buffer().state_seq, good);
+    let (_, observation, _) = read(&mut plant);
+    assert_eq!(observation, vec![1.0; OBSERVATION]);
+    assert_eq!(accepted(&counters), 1, "{cases:?}");
     link.close();
 }

@@ -174,26 +174,89 @@ fn a_full_episode_runs_end_to_end_between_processes() {
     assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
     assert_eq!(run["link"]["actions_dropped"], 0, "{run_out}");
     // The recorded session replays from its recorded chunks with zero divergence.
+    let replay = replay(&session.log, &[]);
+    assert_eq!(replay["complete"], true, "{replay}");
+    assert!(replay["ticks"].as_u64().unwrap() > 100, "{replay}");
+    assert_eq!(replay["actions"]["differing"], 0, "{replay}");
+    assert!(
+        replay["actions"]["compared"].as_u64().unwrap() > 200,
+        "{replay}"
+    );
+    println!("{sim_out}{run_out}{replay}");
+}
+
+/// Runs `rtchunk replay --json [extra] LOG` and returns its report.
+fn replay(log: &PathBuf, extra: &[&str]) -> serde_json::Value {
     let replayed = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
         .args(["replay", "--json"])
-        .arg(&session.log)
+        .args(extra)
+        .arg(log)
         .output()
         .unwrap();
-    let replay_out = String::from_utf8_lossy(&replayed.stdout).into_owned();
     assert!(
         replayed.status.success(),
         "{}",
         String::from_utf8_lossy(&replayed.stderr)
     );
-    let replay: serde_json::Value = serde_json::from_str(&replay_out).unwrap();
-    assert_eq!(replay["complete"], true, "{replay_out}");
-    assert!(replay["ticks"].as_u64().unwrap() > 100, "{replay_out}");
-    assert_eq!(replay["actions"]["differing"], 0, "{replay_out}");
-    assert!(
-        replay["actions"]["compared"].as_u64().unwrap() > 200,
-        "{replay_out}"
+    serde_json::from_str(&String::from_utf8_lossy(&replayed.stdout)).unwrap()
+}
+
+#[test]
+fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
+    // The simulator renders reach into a 42 x 22 RGB image per state; the camera fixture's chunk follows the
+    // brightest region of its image, so every chunk depends on the pixels that came over zenoh.
+    let policy = format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
+        repo().join("policy/fixtures/gaussian-camera").display()
     );
-    println!("{sim_out}{run_out}{replay_out}");
+    let session = start_robot(
+        "camera",
+        &["--episodes", "1", "--camera-width", "42"],
+        &policy,
+        &[],
+    );
+    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+    let rejected: u64 = run["link"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kind| kind[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, 0, "{run_out}");
+
+    let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
+    assert!(log.inferences.len() > 5);
+    for inference in &log.inferences {
+        assert!(inference.error.is_none(), "{:?}", inference.error);
+        assert_eq!(inference.images.len(), 22 * 42 * 3);
+        assert!(inference.image_seq > 0);
+    }
+    // The agent moves, so the camera saw different pictures over the episode.
+    let first = &log.inferences[0].images;
+    assert!(log.inferences.iter().any(|i| &i.images != first));
+
+    // Re-running the policy on the recorded observations and images gives the recorded chunks exactly.
+    let exact = replay(&session.log, &["--re-infer"]);
+    assert_eq!(exact["chunks"]["differing"], 0, "{exact}");
+    assert!(exact["chunks"]["compared"].as_u64().unwrap() > 5, "{exact}");
+    // Blank the recorded pictures and the same replay finds every chunk different: the images steer the policy.
+    let blanked = session.log.with_extension("blank.log");
+    let mut bytes = std::fs::read(&session.log).unwrap();
+    for inference in &log.inferences {
+        let at = bytes
+            .windows(inference.images.len())
+            .position(|w| w == inference.images.as_slice())
+            .unwrap();
+        bytes[at..at + inference.images.len()].fill(0);
+    }
+    std::fs::write(&blanked, bytes).unwrap();
+    let blank = replay(&blanked, &["--re-infer"]);
+    assert_eq!(blank["chunks"]["differing"], blank["inferences"], "{blank}");
+    assert_eq!(blank["chunks"]["first"], log.inferences[0].seq, "{blank}");
+    println!("{sim_out}{run_out}{exact}");
 }
 
 #[test]
@@ -346,10 +409,11 @@ fn bad_input_during_an_episode_is_rejected_and_the_episode_completes() {
         position: vec![0.0; joints],
         velocity: vec![0.0; joints],
         observation,
+        images: Vec::new(),
     };
     let good = state(vec![0.5; 4], 0).encode(0, 99, 1, wall_clock_ns());
     let mut version = good.clone();
-    version[4] = 2;
+    version[4] = 7;
     let mut nan = state(vec![0.5; 4], 0);
     nan.observation[2] = f32::NAN;
     let mut bad_control = ControlCommand::Start.encode(0, 99, 1, wall_clock_ns());

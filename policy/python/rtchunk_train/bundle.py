@@ -20,7 +20,7 @@ from .rtc import guided_inference
 FORMAT_VERSION = 1
 # Largest difference between ONNX Runtime and JAX that an export may show, per graph dtype.
 EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2, "bfloat16": 5e-2}
-NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "uint8": np.uint8}
 
 
 def vjp_graph(velocity):
@@ -46,10 +46,11 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def export_graph(function, shapes, path: Path, input_names, output_names, dtype: str = "float32"):
+def export_graph(function, shapes, path: Path, input_names, output_names, dtype: str = "float32", camera_inputs: int = 0):
     """Exports a JAX function of `dtype` arrays (a dimension may be a symbol such as "B") to ONNX with the given
-    I/O names."""
-    specs = [SimpleNamespace(shape=tuple(s), dtype=NUMPY_DTYPES[dtype]) for s in shapes]
+    I/O names; its last `camera_inputs` inputs are uint8 images."""
+    dtypes = [NUMPY_DTYPES[dtype]] * (len(shapes) - camera_inputs) + [np.uint8] * camera_inputs
+    specs = [SimpleNamespace(shape=tuple(s), dtype=d) for s, d in zip(shapes, dtypes)]
     model = to_onnx(function, specs, model_name=path.stem)
     einsum_to_matmul(model)
     for graph_input, name in zip(model.graph.input, input_names):
@@ -74,7 +75,7 @@ def rename(graph, old: str, new: str):
 def run_onnx(path: Path, inputs: dict, dtype: str = "float32") -> list:
     """Runs a graph on the CPU, in ONNX Runtime, or for bfloat16 graphs (ONNX Runtime has no bfloat16 CPU kernels)
     in ONNX's reference evaluator; outputs as float32."""
-    feeds = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
+    feeds = {k: v if np.asarray(v).dtype == np.uint8 else np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
     if dtype == "bfloat16":
         outputs = ReferenceEvaluator(onnx.load(str(path))).run(None, feeds)
     else:
@@ -101,25 +102,39 @@ def write_manifest(directory: Path, manifest: dict, graph_files: dict):
 
 
 def export_policy(
-    out: Path, prefix, velocity, dims: dict, manifest: dict, inputs: dict, batch: int | None = None, dtype: str = "float32"
+    out: Path,
+    prefix,
+    velocity,
+    dims: dict,
+    manifest: dict,
+    inputs: dict,
+    batch: int | None = None,
+    dtype: str = "float32",
+    cameras: list | None = None,
 ) -> dict:
     """Exports prefix, velocity and velocity_vjp graphs of a policy into `out`, checks each in ONNX Runtime
     against JAX on `inputs` (observation, actions, tau, cotangent), writes the manifest, and returns the recorded
     outputs. `dims` gives horizon, action_dim, observation_dim and context_shape. `batch` fixes the graphs'
     batch size (ONNX Runtime then folds the shape arithmetic away: several times faster for small models, and
     the runtime calls them in groups); `None` leaves it symbolic. `inputs` must hold a multiple of it. `dtype`
-    is the graphs' float type ("float32", "float16" or "bfloat16"; the functions take and return it)."""
+    is the graphs' float type ("float32", "float16" or "bfloat16"; the functions take and return it). `cameras`
+    lists `{name, height, width, channels}`: the prefix then also takes one uint8 image per camera, `inputs[name]`
+    of shape [B, height, width, channels]."""
+    cameras = cameras or []
+    names = [c["name"] for c in cameras]
     out.mkdir(parents=True, exist_ok=True)
     graph_batch = "B" if batch is None else batch
     if batch is not None:
         inputs = {k: v[:batch] for k, v in inputs.items()}
-    inputs = {k: np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
+    inputs = {k: np.asarray(v, dtype=np.uint8 if k in names else NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
     h, a, o = dims["horizon"], dims["action_dim"], dims["observation_dim"]
     chunk, context_shape = (graph_batch, h, a), (graph_batch,) + tuple(dims["context_shape"])
-    context = np.asarray(prefix(inputs["observation"]))
+    images = [inputs[name] for name in names]
+    context = np.asarray(prefix(inputs["observation"], *images))
     v = np.asarray(velocity(inputs["actions"], inputs["tau"], context))
     _, vjp = (np.asarray(x) for x in jax.jit(vjp_graph(velocity))(inputs["actions"], inputs["tau"], context, inputs["cotangent"]))
-    export_graph(prefix, [(graph_batch, o)], out / "prefix.onnx", ["observation"], ["context"], dtype)
+    image_shapes = [(graph_batch, c["height"], c["width"], c["channels"]) for c in cameras]
+    export_graph(prefix, [(graph_batch, o)] + image_shapes, out / "prefix.onnx", ["observation"] + names, ["context"], dtype, len(cameras))
     export_graph(velocity, [chunk, (graph_batch, h), context_shape], out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"], dtype)
     export_graph(
         vjp_graph(velocity),
@@ -129,7 +144,7 @@ def export_policy(
         ["velocity", "vjp"],
         dtype,
     )
-    check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"]}, [context], dtype)
+    check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"], **dict(zip(names, images))}, [context], dtype)
     flow_inputs = {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}
     check_against_jax(out / "velocity.onnx", flow_inputs, [v], dtype)
     check_against_jax(out / "velocity_vjp.onnx", {**flow_inputs, "cotangent": inputs["cotangent"]}, [v, vjp], dtype)
@@ -138,6 +153,7 @@ def export_policy(
         "action_dim": a,
         "horizon": h,
         "observation": [{"name": "observation", "shape": [o], "dtype": dtype}],
+        **({"cameras": cameras} if cameras else {}),
         "context_shape": list(dims["context_shape"]),
         "batch": batch,
         "time_convention": "tau-one-is-data",
@@ -147,12 +163,15 @@ def export_policy(
     as_float32 = lambda x: np.asarray(x, dtype=np.float32).tolist()  # noqa: E731
     recorded = {
         "tolerance": EXPORT_TOLERANCE[dtype],
-        "inputs": {k: as_float32(x) for k, x in inputs.items()},
+        "inputs": {k: as_float32(x) for k, x in inputs.items() if k not in names},
         "context": as_float32(context),
         "velocity": as_float32(v),
         "vjp": as_float32(vjp),
         "rtc": record_rtc(in_float32(velocity, dtype), context[:1], h, a),
     }
+    if cameras:
+        # Every camera's image of each observation, one observation after another (the runtime's layout).
+        recorded["inputs"]["images"] = np.concatenate([i.reshape(len(i), -1) for i in images], axis=1).tolist()
     return recorded
 
 

@@ -64,3 +64,27 @@ class GaussianFlow:
     def velocity(self, actions, tau, context):
         """v(A, tau) = (A1_hat - A) / (1 - tau)."""
         return (self.denoised(actions, tau, context) - actions) / (1.0 - tau[:, :, None])
+
+
+def camera_target(image):
+    """The brightness-weighted centroid of each image (uint8 [B, rows, columns, channels]) in [-1, 1]^2, x to the
+    right and y up: where the camera sees the most light."""
+    grey = jnp.mean(image.astype(jnp.float32), axis=-1) / 255.0
+    rows, columns = grey.shape[1], grey.shape[2]
+    xs = jnp.asarray(np.linspace(-1.0, 1.0, columns), dtype=jnp.float32)
+    ys = jnp.asarray(np.linspace(1.0, -1.0, rows), dtype=jnp.float32)
+    total = jnp.sum(grey, axis=(1, 2)) + 1e-3
+    cx = jnp.sum(grey * xs[None, None, :], axis=(1, 2)) / total
+    cy = jnp.sum(grey * ys[None, :, None], axis=(1, 2)) / total
+    return jnp.stack([cx, cy], axis=-1)
+
+
+class CameraGaussianFlow(GaussianFlow):
+    """The Gaussian flow whose mean chunk is shifted toward where its camera sees the most light: joint j moves
+    by the centroid's x (even j) or y (odd j). A fixture for the camera path, not a trained policy."""
+
+    def prefix(self, observation, image):
+        """observation [B, obs_dim], image uint8 [B, rows, columns, channels] -> context [B, H, action_dim]."""
+        target = camera_target(image)
+        shift = target[:, jnp.arange(self.spec.action_dim) % 2]
+        return super().prefix(observation) + shift[:, None, :]

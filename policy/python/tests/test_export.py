@@ -98,3 +98,18 @@ def test_a_bfloat16_export_keeps_only_weights_and_matrix_products_in_bfloat16(tm
         }
         assert in_bfloat16 <= {"Cast", "MatMul", "Transpose", "Reshape"}, (graph, in_bfloat16)
         assert "MatMul" in in_bfloat16
+
+
+def test_a_camera_bundle_takes_uint8_images_and_moves_toward_the_light(tmp_path):
+    export(SPEC, tmp_path, batch=2, seed=3, camera=(6, 10, 3))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["cameras"] == [{"name": "front", "height": 6, "width": 10, "channels": 3}]
+    observation = np.zeros((2, SPEC.observation_dim), dtype=np.float32)
+    image = np.zeros((2, 6, 10, 3), dtype=np.uint8)
+    image[0, :, -1, :] = 255  # light at the right edge
+    image[1, 0, :, :] = 255  # light along the top row
+    (context,) = run_onnx(tmp_path / "prefix.onnx", {"observation": observation, "front": image})
+    mean = np.asarray(GaussianFlow(SPEC).mean)
+    shift = context - mean[None]
+    assert np.allclose(shift[0, :, 0], 1.0, atol=1e-3) and np.allclose(shift[0, :, 1], 0.0, atol=1e-3)
+    assert np.allclose(shift[1, :, 0], 0.0, atol=1e-3) and np.allclose(shift[1, :, 1], 1.0, atol=1e-3)

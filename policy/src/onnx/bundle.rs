@@ -143,6 +143,27 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             "must list the non-zero dimensions of one context",
         ));
     }
+    for (index, camera) in manifest.cameras.iter().enumerate() {
+        if camera.bytes() == 0 || !matches!(camera.channels, 1 | 3) {
+            return Err(field(
+                path,
+                &format!("cameras[{index}]"),
+                "needs a non-zero height and width and 1 or 3 channels",
+            ));
+        }
+        let mut earlier = manifest
+            .observation
+            .iter()
+            .map(|o| &o.name)
+            .chain(manifest.cameras[..index].iter().map(|c| &c.name));
+        if earlier.any(|name| *name == camera.name) {
+            return Err(field(
+                path,
+                &format!("cameras[{index}].name"),
+                format!("\"{}\" names another input too", camera.name),
+            ));
+        }
+    }
     check_statistics(
         &manifest.normalization.observation,
         manifest.observation_dim(),

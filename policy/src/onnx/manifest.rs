@@ -1,5 +1,6 @@
 //! The bundle manifest (`manifest.json`), as written by the JAX toolchain.
 
+use crate::Camera;
 use serde::{Deserialize, Serialize};
 
 /// The bundle format this runtime reads.
@@ -23,6 +24,9 @@ pub struct Manifest {
     pub control_rate_hz: f64,
     /// The observation inputs, in order.
     pub observation: Vec<ObservationInput>,
+    /// Camera images the prefix graph also takes (none when absent), in the order the robot sends them.
+    #[serde(default)]
+    pub cameras: Vec<Camera>,
     /// Shape of the context of one observation (after the batch dimension).
     pub context_shape: Vec<usize>,
     /// The batch size the graphs were exported for; `None`: any (a symbolic batch dimension). A fixed batch

@@ -55,61 +55,61 @@ impl OnnxPolicy {
             Dtype::Float16 => TensorElementType::Float16,
             Dtype::Bfloat16 => TensorElementType::Bfloat16,
         };
-        let open =
-            |graph: &GraphFile, inputs: &[(&str, Vec<i64>)], outputs: &[(&str, Vec<i64>)]| {
-                let path = directory.join(&graph.file);
-                let failure = |e: &dyn std::fmt::Display| BundleError::Graph {
-                    path: path.clone(),
-                    message: format!("ONNX Runtime cannot load it: {e}"),
-                };
-                let session = session_builder(environment, options)?
-                    .commit_from_file(&path)
-                    .map_err(|e| failure(&e))?;
-                check_outlets(&path, "input", session.inputs(), inputs, element_type)?;
-                check_outlets(&path, "output", session.outputs(), outputs, element_type)?;
-                Ok::<_, BundleError>(session)
+        let open = |graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
+            let path = directory.join(&graph.file);
+            let failure = |e: &dyn std::fmt::Display| BundleError::Graph {
+                path: path.clone(),
+                message: format!("ONNX Runtime cannot load it: {e}"),
             };
+            let session = session_builder(environment, options)?
+                .commit_from_file(&path)
+                .map_err(|e| failure(&e))?;
+            check_outlets(&path, "input", session.inputs(), inputs)?;
+            check_outlets(&path, "output", session.outputs(), outputs)?;
+            Ok::<_, BundleError>(session)
+        };
         let (h, a) = (manifest.horizon as i64, manifest.action_dim as i64);
         let b = manifest.batch.map_or(-1, |group| group as i64);
         let context: Vec<i64> = std::iter::once(b)
             .chain(manifest.context_shape.iter().map(|&d| d as i64))
             .collect();
-        let observations: Vec<(&str, Vec<i64>)> = manifest
+        let float = |name: &'static str, shape: Vec<i64>| (name.to_string(), shape, element_type);
+        let mut prefix_inputs: Vec<Outlet> = manifest
             .observation
             .iter()
             .map(|o| {
-                (
-                    o.name.as_str(),
-                    std::iter::once(-1)
-                        .chain(o.shape.iter().map(|&d| d as i64))
-                        .collect(),
-                )
+                let shape = std::iter::once(-1).chain(o.shape.iter().map(|&d| d as i64));
+                (o.name.clone(), shape.collect(), element_type)
             })
             .collect();
+        prefix_inputs.extend(manifest.cameras.iter().map(|c| {
+            let shape = vec![-1, c.height as i64, c.width as i64, c.channels as i64];
+            (c.name.clone(), shape, TensorElementType::Uint8)
+        }));
         let chunk = vec![b, h, a];
         let flow_inputs = vec![
-            ("actions", chunk.clone()),
-            ("tau", vec![b, h]),
-            ("context", context.clone()),
+            float("actions", chunk.clone()),
+            float("tau", vec![b, h]),
+            float("context", context.clone()),
         ];
         let prefix = open(
             &manifest.graphs.prefix,
-            &observations,
-            &[("context", context.clone())],
+            &prefix_inputs,
+            &[float("context", context.clone())],
         )?;
         let velocity = open(
             &manifest.graphs.velocity,
             &flow_inputs,
-            &[("velocity", chunk.clone())],
+            &[float("velocity", chunk.clone())],
         )?;
         let velocity_vjp = match &manifest.graphs.velocity_vjp {
             Some(graph) => {
                 let mut inputs = flow_inputs.clone();
-                inputs.push(("cotangent", chunk.clone()));
+                inputs.push(float("cotangent", chunk.clone()));
                 Some(open(
                     graph,
                     &inputs,
-                    &[("velocity", chunk.clone()), ("vjp", chunk)],
+                    &[float("velocity", chunk.clone()), float("vjp", chunk)],
                 )?)
             }
             None => None,
@@ -125,6 +125,7 @@ impl OnnxPolicy {
             horizon: manifest.horizon,
             action_dim: manifest.action_dim,
             observation_dim: manifest.observation_dim(),
+            cameras: manifest.cameras.clone(),
             exact_vjp: manifest.capabilities.exact_vjp,
             prefix_conditioned: manifest.capabilities.prefix_conditioned,
         };
@@ -286,14 +287,13 @@ impl OnnxPolicy {
         Ok(())
     }
 
-    /// Runs the prefix graph for one observation with its output left in the GPU's memory.
+    /// Runs the prefix graph for one observation (and its images) with its output left in the GPU's memory.
     fn prepare_on_device(
         &mut self,
         observation: &[f32],
+        images: &[u8],
         device_id: i32,
     ) -> Result<(), PolicyError> {
-        let dim = self.spec.observation_dim;
-        let name = self.manifest.observation[0].name.clone();
         let device = MemoryInfo::new(
             AllocationDevice::CUDA,
             device_id,
@@ -301,9 +301,11 @@ impl OnnxPolicy {
             MemoryType::Default,
         )
         .map_err(backend)?;
-        let input = tensor(self.manifest.dtype, vec![1, dim as i64], observation)?;
+        let inputs = self.prefix_inputs(observation, images, 1)?;
         let mut binding = self.prefix.create_binding().map_err(backend)?;
-        binding.bind_input(name, &input).map_err(backend)?;
+        for (name, value) in &inputs {
+            binding.bind_input(name, value).map_err(backend)?;
+        }
         binding
             .bind_output_to_device("context", &device)
             .map_err(backend)?;
@@ -312,6 +314,45 @@ impl OnnxPolicy {
         self.contexts.clear();
         self.context_count = 1;
         Ok(())
+    }
+
+    /// The prefix graph's named inputs for `count` observations and their images: the observation vector, then
+    /// one `uint8 [count, height, width, channels]` tensor per camera.
+    fn prefix_inputs(
+        &self,
+        observations: &[f32],
+        images: &[u8],
+        count: usize,
+    ) -> Result<Vec<(String, DynValue)>, PolicyError> {
+        let dim = self.spec.observation_dim;
+        let mut inputs = vec![(
+            self.manifest.observation[0].name.clone(),
+            tensor(
+                self.manifest.dtype,
+                vec![count as i64, dim as i64],
+                observations,
+            )?,
+        )];
+        let per_observation = self.spec.image_bytes();
+        let mut offset = 0;
+        for camera in &self.manifest.cameras {
+            let bytes = camera.bytes();
+            let pixels: Vec<u8> = images
+                .chunks(per_observation)
+                .flat_map(|observation| &observation[offset..offset + bytes])
+                .copied()
+                .collect();
+            let shape = vec![
+                count as i64,
+                camera.height as i64,
+                camera.width as i64,
+                camera.channels as i64,
+            ];
+            let value = Tensor::from_array((shape, pixels)).map_err(backend)?;
+            inputs.push((camera.name.clone(), value.into_dyn()));
+            offset += bytes;
+        }
+        Ok(inputs)
     }
 
     /// Repeats the prepared contexts so that chunk b of a batch of `batch` uses context b / (batch / count).
@@ -384,20 +425,22 @@ fn session_builder(
     }
 }
 
-/// Checks that a graph's inputs or outputs are float32 tensors with the expected names and fixed dimensions
-/// (-1: any).
+/// A graph input or output as the manifest implies it: name, shape (-1: any) and element type.
+type Outlet = (String, Vec<i64>, TensorElementType);
+
+/// Checks that a graph's inputs or outputs are tensors with the expected names, element types and fixed
+/// dimensions (-1: any).
 fn check_outlets(
     path: &Path,
     kind: &str,
     outlets: &[ort::value::Outlet],
-    expected: &[(&str, Vec<i64>)],
-    element_type: TensorElementType,
+    expected: &[Outlet],
 ) -> Result<(), BundleError> {
     let mismatch = |message: String| BundleError::Graph {
         path: path.to_path_buf(),
         message,
     };
-    for (name, shape) in expected {
+    for (name, shape, element_type) in expected {
         let outlet = outlets
             .iter()
             .find(|o| o.name() == *name)
@@ -408,7 +451,7 @@ fn check_outlets(
         else {
             return Err(mismatch(format!("{kind} \"{name}\" is not a tensor")));
         };
-        if *ty != element_type {
+        if ty != element_type {
             return Err(mismatch(format!(
                 "{kind} \"{name}\" is {ty:?}, the manifest says {element_type:?}"
             )));
@@ -509,6 +552,14 @@ impl FlowPolicy for OnnxPolicy {
     }
 
     fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
+        self.prepare_with_images(observations, &[])
+    }
+
+    fn prepare_with_images(
+        &mut self,
+        observations: &[f32],
+        images: &[u8],
+    ) -> Result<(), PolicyError> {
         let dim = self.spec.observation_dim;
         let count = observations.len() / dim.max(1);
         if count == 0 || count * dim != observations.len() {
@@ -518,19 +569,24 @@ impl FlowPolicy for OnnxPolicy {
                 expected: dim,
             });
         }
+        if images.len() != count * self.spec.image_bytes() {
+            return Err(PolicyError::Shape {
+                what: "the camera images (bytes of every camera of every observation)",
+                got: images.len(),
+                expected: count * self.spec.image_bytes(),
+            });
+        }
         let group = self.group_size(count)?;
         self.device_context = None;
         if let (Device::Cuda(id), 1, true) = (self.device, count, self.context_on_device) {
-            return self.prepare_on_device(observations, id);
+            return self.prepare_on_device(observations, images, id);
         }
-        let name = self.manifest.observation[0].name.clone();
         self.contexts.clear();
-        for batch in observations.chunks(group * dim) {
-            let input = tensor(self.manifest.dtype, vec![group as i64, dim as i64], batch)?;
-            let outputs = self
-                .prefix
-                .run(ort::inputs![name.as_str() => input])
-                .map_err(backend)?;
+        let image_group = group * self.spec.image_bytes();
+        for (index, batch) in observations.chunks(group * dim).enumerate() {
+            let pixels = &images[index * image_group..(index + 1) * image_group];
+            let inputs = self.prefix_inputs(batch, pixels, group)?;
+            let outputs = self.prefix.run(inputs).map_err(backend)?;
             self.contexts
                 .extend_from_slice(&read_f32(&outputs["context"])?);
         }

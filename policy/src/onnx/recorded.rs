@@ -38,6 +38,15 @@ fn flat(value: &Value) -> Vec<f32> {
     }
 }
 
+/// The recorded camera images (absent for bundles without cameras) as bytes, one observation after another.
+fn bytes(value: &Value) -> Vec<u8> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(bytes).collect(),
+        Value::Number(n) => vec![n.as_u64().unwrap_or(0).min(255) as u8],
+        _ => Vec::new(),
+    }
+}
+
 fn max_difference(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return f32::INFINITY;
@@ -66,7 +75,11 @@ pub fn check_recorded(
     let actions = flat(&inputs["actions"]);
     let tau = flat(&inputs["tau"]);
     let run = |e: crate::PolicyError| bad(format!("replaying the recorded inputs: {e}"));
-    policy.prepare(&flat(&inputs["observation"])).map_err(run)?;
+    let observation = flat(&inputs["observation"]);
+    let images = bytes(&inputs["images"]);
+    policy
+        .prepare_with_images(&observation, &images)
+        .map_err(run)?;
     let (mut velocity, mut vjp) = (vec![0.0; actions.len()], vec![0.0; actions.len()]);
     policy
         .denoiser_vjp(
@@ -80,9 +93,8 @@ pub fn check_recorded(
     let mut plain = vec![0.0; actions.len()];
     policy.velocity(&actions, &tau, &mut plain).map_err(run)?;
     let expected_velocity = flat(&recorded["velocity"]);
-    let observation = flat(&inputs["observation"]);
     let rtc_error = match recorded.get("rtc") {
-        Some(rtc) => Some(replay_rtc(policy, rtc, &observation).map_err(run)?),
+        Some(rtc) => Some(replay_rtc(policy, rtc, &observation, &images).map_err(run)?),
         None => None,
     };
     Ok(Some(RecordedCheck {
@@ -94,12 +106,13 @@ pub fn check_recorded(
     }))
 }
 
-/// Runs the RTC sampler from the recorded noise for the first recorded observation; returns the largest
-/// difference from the recorded chunk.
+/// Runs the RTC sampler from the recorded noise for the first recorded observation (and its images); returns
+/// the largest difference from the recorded chunk.
 fn replay_rtc(
     policy: &mut OnnxPolicy,
     rtc: &Value,
     observations: &[f32],
+    images: &[u8],
 ) -> Result<f32, crate::PolicyError> {
     let spec = policy.spec().clone();
     let config = SamplerConfig {
@@ -113,6 +126,7 @@ fn replay_rtc(
     Sampler::new(config, spec.horizon, spec.action_dim).sample_from_noise(
         policy,
         &observations[..spec.observation_dim.min(observations.len())],
+        &images[..spec.image_bytes().min(images.len())],
         Some(Committed {
             actions: &committed,
             delay: rtc["delay"].as_u64().unwrap_or(0) as usize,

@@ -2,7 +2,8 @@
 //! structures, and [`ZenohPlant`], the controller thread's view of them.
 //!
 //! - state: a zenoh subscriber (drop-oldest ring) drained by the `rtchunk-state` thread, which validates each
-//!   message and publishes the newest into a triple buffer (the controller always reads the newest state);
+//!   message and publishes the newest into a triple buffer (the controller always reads the newest state), and
+//!   its camera images into another that only the inference worker reads ([`RobotLink::take_camera_feed`]);
 //! - actions: the controller pushes one record per tick into an SPSC ring and rings a futex doorbell; the
 //!   `rtchunk-actions` thread publishes them;
 //! - control: a subscriber callback sets atomic flags (stop, emergency stop, start);
@@ -17,9 +18,11 @@ use crate::io::protocol::{
     SequenceGuard, StateMessage, StatusMessage, decode_header, new_source_id, wall_clock_ns,
 };
 use crate::io::session::{IoError, Topics, open_session};
+use crate::messages::{CameraFeed, CameraFrame};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
+use rtchunk_policy::Camera;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -259,18 +262,21 @@ pub struct RobotLink {
     shutdown: Arc<AtomicBool>,
     action_bell: Arc<Doorbell>,
     threads: Vec<JoinHandle<()>>,
+    camera_feed: Option<CameraFeed>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
 }
 
 impl RobotLink {
-    /// Opens the session `io` describes and starts the I/O threads for a robot with `joints` command values
-    /// and `observation_dim` observation values; returns the link and the controller's plant.
+    /// Opens the session `io` describes and starts the I/O threads for a robot with `joints` command values,
+    /// `observation_dim` observation values and the policy's `cameras` (each state must carry their images);
+    /// returns the link and the controller's plant.
     pub fn open(
         io: &IoConfig,
         joints: usize,
         observation_dim: usize,
+        cameras: &[Camera],
     ) -> Result<(RobotLink, ZenohPlant), IoError> {
-        RobotLink::attach(open_session(io)?, io, joints, observation_dim)
+        RobotLink::attach(open_session(io)?, io, joints, observation_dim, cameras)
     }
 
     /// [`RobotLink::open`] on a session that is already open (e.g. shared with a remote policy).
@@ -279,6 +285,7 @@ impl RobotLink {
         io: &IoConfig,
         joints: usize,
         observation_dim: usize,
+        cameras: &[Camera],
     ) -> Result<(RobotLink, ZenohPlant), IoError> {
         if joints > MAX_JOINTS {
             return Err(IoError::Setup(format!(
@@ -298,6 +305,12 @@ impl RobotLink {
             observation: vec![0.0; observation_dim],
         };
         let (state_in, state_out) = triple_buffer::triple_buffer(&empty);
+        let (mut camera_in, camera_out) = triple_buffer::triple_buffer(&CameraFrame {
+            state_seq: 0,
+            pixels: vec![0; cameras.iter().map(Camera::bytes).sum()],
+        });
+        let cameras = cameras.to_vec();
+        let camera_feed = (!cameras.is_empty()).then_some(camera_out);
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
 
@@ -339,7 +352,8 @@ impl RobotLink {
                     let bytes = sample.payload().to_bytes();
                     let accepted =
                         decode_header(&bytes, MessageKind::State).and_then(|(header, body)| {
-                            let message = StateMessage::decode(body, joints, observation_dim)?;
+                            let message =
+                                StateMessage::decode(body, joints, observation_dim, &cameras)?;
                             guard.accept(&header)?;
                             Ok((header, message))
                         });
@@ -354,6 +368,15 @@ impl RobotLink {
                             }
                             slot.observation.copy_from_slice(&message.observation);
                             state_in.publish();
+                            if !cameras.is_empty() {
+                                let frame = camera_in.input_buffer_mut();
+                                frame.state_seq = header.seq;
+                                frame.pixels.clear();
+                                for image in &message.images {
+                                    frame.pixels.extend_from_slice(&image.pixels);
+                                }
+                                camera_in.publish();
+                            }
                             counters.states_accepted.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(rejection) => log.reject(&rejection),
@@ -448,9 +471,15 @@ impl RobotLink {
             shutdown,
             action_bell,
             threads: vec![state_thread, action_thread, status_thread],
+            camera_feed,
             _control_subscriber: control_subscriber,
         };
         Ok((link, plant))
+    }
+
+    /// The inference worker's end of the camera images (once; `None` when the policy has no cameras).
+    pub fn take_camera_feed(&mut self) -> Option<CameraFeed> {
+        self.camera_feed.take()
     }
 
     /// The shared counters.

@@ -1,14 +1,15 @@
-//! The wire format of every rtchunk zenoh message (schema version 1; docs/protocol.md is its prose twin).
+//! The wire format of every rtchunk zenoh message (schema version 2; docs/protocol.md is its prose twin).
 //!
 //! Every message starts with a 28-byte little-endian header: magic `RTCK`, schema version (u16), message kind
 //! (u8), flags (u8), source (u32, random per sending process, so a restarted sender may start its sequence
 //! over), sequence number (u64, strictly increasing per source) and the sender's wall-clock timestamp (u64,
 //! nanoseconds since the Unix epoch). The body follows; its length must match exactly.
 
+use rtchunk_policy::Camera;
 use std::fmt;
 
 /// The schema version this build writes and accepts.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"RTCK";
 /// Length of the common header.
@@ -120,8 +121,10 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// Robot state (kind 1): joint positions and velocities (f64; zero joints means the robot reports none) and
-/// the policy's observation vector (f32). Body: joints u16, observation length u16, then the three vectors.
+/// Robot state (kind 1): joint positions and velocities (f64; zero joints means the robot reports none), the
+/// policy's observation vector (f32) and optionally camera images. Body: joints u16, observation length u16, the
+/// three vectors, then, if any bytes remain, the images: count u8, and per image height u16, width u16, channels
+/// u8, encoding u8 (0: raw 8-bit, rows top to bottom, channels interleaved) and its pixels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StateMessage {
     /// Joint positions.
@@ -130,7 +133,25 @@ pub struct StateMessage {
     pub velocity: Vec<f64>,
     /// What the policy observes.
     pub observation: Vec<f32>,
+    /// Camera images, in the policy's camera order (empty: none).
+    pub images: Vec<CameraImage>,
 }
+
+/// One camera image of a state message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CameraImage {
+    /// Rows.
+    pub height: u16,
+    /// Columns.
+    pub width: u16,
+    /// Channels per pixel (1 grey, 3 RGB).
+    pub channels: u8,
+    /// height x width x channels bytes, rows top to bottom, channels interleaved.
+    pub pixels: Vec<u8>,
+}
+
+/// The only image encoding of schema version 2: raw 8-bit pixels.
+const RAW_PIXELS: u8 = 0;
 
 /// `ActionMessage::flags`: the command holds the last target because the state is stale.
 pub const ACTION_HELD: u8 = 1;
@@ -196,7 +217,8 @@ pub enum ControlCommand {
 }
 
 /// A request for a chunk (kind 5): the robot's inference inputs. Body: request number (u64), noise stream (u64,
-/// per robot), s (u32), d (u32), then the observation and the committed actions as `u32 n, f32[n]` each.
+/// per robot), s (u32), d (u32), then the observation and the committed actions as `u32 n, f32[n]` each, then
+/// the camera images as `u32 n, u8[n]` (every camera's pixels, in the policy's order).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkQuery {
     /// The robot's request number.
@@ -211,6 +233,8 @@ pub struct ChunkQuery {
     pub observation: Vec<f32>,
     /// The committed actions A_cur[s..H] (empty for the first chunk).
     pub committed: Vec<f32>,
+    /// The camera images that go with the observation (empty for a policy without cameras).
+    pub images: Vec<u8>,
 }
 
 /// A policy server's answer (kind 6). Body: request number (u64), inference time in microseconds (u64), ok
@@ -226,8 +250,9 @@ pub struct ChunkReply {
 }
 
 /// A policy server's chunk shape (kind 7). Body: horizon, action dimension, observation dimension (u16 each),
-/// then flags: bit 0 exact VJP, bit 1 prefix-conditioned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// flags (u8: bit 0 exact VJP, bit 1 prefix-conditioned), then the cameras: count u8, and per camera height u16,
+/// width u16, channels u8, name length u8 and the name (UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyInfo {
     /// H.
     pub horizon: u16,
@@ -237,6 +262,8 @@ pub struct PolicyInfo {
     pub observation_dim: u16,
     /// Bit 0: exact VJP; bit 1: trained with prefix conditioning.
     pub capabilities: u8,
+    /// The camera images each request must carry.
+    pub cameras: Vec<Camera>,
 }
 
 fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
@@ -249,7 +276,7 @@ fn put_f32s(out: &mut Vec<u8>, values: &[f32]) {
 impl Encode for ChunkQuery {
     const KIND: MessageKind = MessageKind::ChunkQuery;
     fn body_len(&self) -> usize {
-        32 + 4 * (self.observation.len() + self.committed.len())
+        36 + 4 * (self.observation.len() + self.committed.len()) + self.images.len()
     }
     fn write_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.request_seq.to_le_bytes());
@@ -258,6 +285,8 @@ impl Encode for ChunkQuery {
         out.extend_from_slice(&self.delay.to_le_bytes());
         put_f32s(out, &self.observation);
         put_f32s(out, &self.committed);
+        out.extend_from_slice(&(self.images.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.images);
     }
 }
 
@@ -289,13 +318,26 @@ impl Encode for ChunkReply {
 impl Encode for PolicyInfo {
     const KIND: MessageKind = MessageKind::PolicyInfo;
     fn body_len(&self) -> usize {
-        7
+        8 + self
+            .cameras
+            .iter()
+            .map(|camera| 6 + camera.name.len().min(255))
+            .sum::<usize>()
     }
     fn write_body(&self, out: &mut Vec<u8>) {
         for value in [self.horizon, self.action_dim, self.observation_dim] {
             out.extend_from_slice(&value.to_le_bytes());
         }
         out.push(self.capabilities);
+        out.push(self.cameras.len() as u8);
+        for camera in &self.cameras {
+            out.extend_from_slice(&(camera.height as u16).to_le_bytes());
+            out.extend_from_slice(&(camera.width as u16).to_le_bytes());
+            out.push(camera.channels as u8);
+            let name = &camera.name.as_bytes()[..camera.name.len().min(255)];
+            out.push(name.len() as u8);
+            out.extend_from_slice(name);
+        }
     }
 }
 
@@ -338,7 +380,11 @@ pub trait Encode {
 impl Encode for StateMessage {
     const KIND: MessageKind = MessageKind::State;
     fn body_len(&self) -> usize {
-        4 + 16 * self.position.len() + 4 * self.observation.len()
+        let images: usize = self.images.iter().map(|i| 6 + i.pixels.len()).sum();
+        4 + 16 * self.position.len()
+            + 4 * self.observation.len()
+            + usize::from(!self.images.is_empty())
+            + images
     }
     fn write_body(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.position.len() as u16).to_le_bytes());
@@ -348,6 +394,17 @@ impl Encode for StateMessage {
         }
         for value in &self.observation {
             out.extend_from_slice(&value.to_le_bytes());
+        }
+        if self.images.is_empty() {
+            return;
+        }
+        out.push(self.images.len() as u8);
+        for image in &self.images {
+            out.extend_from_slice(&image.height.to_le_bytes());
+            out.extend_from_slice(&image.width.to_le_bytes());
+            out.push(image.channels);
+            out.push(RAW_PIXELS);
+            out.extend_from_slice(&image.pixels);
         }
     }
 }
@@ -469,6 +526,82 @@ impl<'a> Reader<'a> {
     fn remaining(&self) -> usize {
         self.bytes.len()
     }
+    /// The optional image section of a state body: nothing left means no images.
+    fn images(&mut self) -> Result<Vec<CameraImage>, Rejection> {
+        let Some((&count, rest)) = self.bytes.split_first() else {
+            return Ok(Vec::new());
+        };
+        self.bytes = rest;
+        if count == 0 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                "an image section of 0 images (leave it out instead)",
+            ));
+        }
+        let mut images = Vec::with_capacity(count.into());
+        for index in 0..count {
+            if self.remaining() < 6 {
+                return Err(Rejection::new(
+                    RejectKind::Malformed,
+                    format!("image {index}: the body ends in its 6-byte header"),
+                ));
+            }
+            let (height, width) = (self.u16(), self.u16());
+            let [channels, encoding] = self.take();
+            if encoding != RAW_PIXELS {
+                return Err(Rejection::new(
+                    RejectKind::Malformed,
+                    format!("image {index}: encoding {encoding}, this build reads 0 (raw 8-bit)"),
+                ));
+            }
+            let bytes = usize::from(height) * usize::from(width) * usize::from(channels);
+            if self.remaining() < bytes {
+                return Err(Rejection::new(
+                    RejectKind::Malformed,
+                    format!(
+                        "image {index}: {height}x{width}x{channels} needs {bytes} bytes, {} left",
+                        self.remaining()
+                    ),
+                ));
+            }
+            let (pixels, rest) = self.bytes.split_at(bytes);
+            self.bytes = rest;
+            images.push(CameraImage {
+                height,
+                width,
+                channels,
+                pixels: pixels.to_vec(),
+            });
+        }
+        if self.remaining() != 0 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{} bytes after the last image", self.remaining()),
+            ));
+        }
+        Ok(images)
+    }
+
+    /// `u32 n, u8[n]`.
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, Rejection> {
+        if self.remaining() < 4 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{what}: the body ends before its length"),
+            ));
+        }
+        let n = self.u32() as usize;
+        if self.remaining() < n {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{what}: {n} bytes declared, {} left", self.remaining()),
+            ));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head.to_vec())
+    }
+
     /// `u32 n, f32[n]`, checking the length against what is left and the values for finiteness.
     fn f32s(&mut self, what: &str) -> Result<Vec<f32>, Rejection> {
         if self.remaining() < 4 {
@@ -518,9 +651,15 @@ fn check_finite(values: impl IntoIterator<Item = f64>, what: &str) -> Result<(),
 }
 
 impl StateMessage {
-    /// Decodes a state body, checking sizes against `joints` (0 also accepted: no joint feedback) and
-    /// `observation_dim`, and that every value is finite.
-    pub fn decode(body: &[u8], joints: usize, observation_dim: usize) -> Result<Self, Rejection> {
+    /// Decodes a state body, checking sizes against `joints` (0 also accepted: no joint feedback),
+    /// `observation_dim` and `cameras` (images are required in that order and shape when the policy has
+    /// cameras; a robot may send images a policy without cameras ignores), and that every value is finite.
+    pub fn decode(
+        body: &[u8],
+        joints: usize,
+        observation_dim: usize,
+        cameras: &[Camera],
+    ) -> Result<Self, Rejection> {
         if body.len() < 4 {
             return Err(Rejection::new(
                 RejectKind::Malformed,
@@ -529,7 +668,10 @@ impl StateMessage {
         }
         let mut reader = Reader { bytes: body };
         let (n, m) = (reader.u16() as usize, reader.u16() as usize);
-        check_length(body, 4 + 16 * n + 4 * m, "state")?;
+        let vectors = 4 + 16 * n + 4 * m;
+        if body.len() < vectors {
+            check_length(body, vectors, "state")?;
+        }
         if (n != joints && n != 0) || m != observation_dim {
             return Err(Rejection::new(
                 RejectKind::Dimensions,
@@ -541,15 +683,44 @@ impl StateMessage {
         let position: Vec<f64> = (0..n).map(|_| reader.f64()).collect();
         let velocity: Vec<f64> = (0..n).map(|_| reader.f64()).collect();
         let observation: Vec<f32> = (0..m).map(|_| reader.f32()).collect();
+        let images = reader.images()?;
         check_finite(position.iter().copied(), "position")?;
         check_finite(velocity.iter().copied(), "velocity")?;
         check_finite(observation.iter().map(|&v| v as f64), "observation")?;
+        check_images(&images, cameras)?;
         Ok(StateMessage {
             position,
             velocity,
             observation,
+            images,
         })
     }
+}
+
+/// Checks that `images` are the policy's `cameras`, in order and shape (anything goes when it has none).
+fn check_images(images: &[CameraImage], cameras: &[Camera]) -> Result<(), Rejection> {
+    if cameras.is_empty() {
+        return Ok(());
+    }
+    let shape = |h: usize, w: usize, c: usize| format!("{h}x{w}x{c}");
+    let got: Vec<String> = images
+        .iter()
+        .map(|i| shape(i.height.into(), i.width.into(), i.channels.into()))
+        .collect();
+    let expected: Vec<String> = cameras
+        .iter()
+        .map(|c| shape(c.height, c.width, c.channels))
+        .collect();
+    if got != expected {
+        let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
+        return Err(Rejection::new(
+            RejectKind::Dimensions,
+            format!(
+                "camera images {got:?} (height x width x channels), expected {expected:?} for {names:?}"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 impl ActionMessage {
@@ -629,12 +800,13 @@ impl ControlCommand {
 }
 
 impl ChunkQuery {
-    /// Decodes a query body, checking the observation length against `observation_dim` and the committed actions
-    /// against the chunk length `chunk_len`.
+    /// Decodes a query body, checking the observation length against `observation_dim`, the committed actions
+    /// against the chunk length `chunk_len` and the camera images against `image_bytes`.
     pub fn decode(
         body: &[u8],
         observation_dim: usize,
         chunk_len: usize,
+        image_bytes: usize,
     ) -> Result<Self, Rejection> {
         if body.len() < 24 {
             return Err(Rejection::new(
@@ -647,19 +819,24 @@ impl ChunkQuery {
             (reader.u64(), reader.u64(), reader.u32(), reader.u32());
         let observation = reader.f32s("observation")?;
         let committed = reader.f32s("committed")?;
+        let images = reader.bytes("images")?;
         if reader.remaining() != 0 {
             return Err(Rejection::new(
                 RejectKind::Malformed,
                 format!("{} bytes after the query", reader.remaining()),
             ));
         }
-        if observation.len() != observation_dim || committed.len() > chunk_len {
+        if observation.len() != observation_dim
+            || committed.len() > chunk_len
+            || images.len() != image_bytes
+        {
             return Err(Rejection::new(
                 RejectKind::Dimensions,
                 format!(
-                    "{} observation values and {} committed values, expected {observation_dim} and at most {chunk_len}",
+                    "{} observation values, {} committed values and {} image bytes, expected {observation_dim}, at most {chunk_len} and {image_bytes}",
                     observation.len(),
-                    committed.len()
+                    committed.len(),
+                    images.len()
                 ),
             ));
         }
@@ -670,6 +847,7 @@ impl ChunkQuery {
             delay,
             observation,
             committed,
+            images,
         })
     }
 }
@@ -711,13 +889,44 @@ impl ChunkReply {
 impl PolicyInfo {
     /// Decodes a policy-info body.
     pub fn decode(body: &[u8]) -> Result<Self, Rejection> {
-        check_length(body, 7, "policy info")?;
+        let truncated = || Rejection::new(RejectKind::Malformed, "policy info body cut short");
+        if body.len() < 8 {
+            return Err(truncated());
+        }
         let mut reader = Reader { bytes: body };
+        let (horizon, action_dim, observation_dim) = (reader.u16(), reader.u16(), reader.u16());
+        let [capabilities, count] = reader.take();
+        let mut cameras = Vec::new();
+        for _ in 0..count {
+            if reader.remaining() < 6 {
+                return Err(truncated());
+            }
+            let (height, width) = (reader.u16(), reader.u16());
+            let [channels, name_len] = reader.take();
+            if reader.remaining() < name_len.into() {
+                return Err(truncated());
+            }
+            let (name, rest) = reader.bytes.split_at(name_len.into());
+            reader.bytes = rest;
+            cameras.push(Camera {
+                name: String::from_utf8_lossy(name).into_owned(),
+                height: height.into(),
+                width: width.into(),
+                channels: channels.into(),
+            });
+        }
+        if reader.remaining() != 0 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{} bytes after the policy info", reader.remaining()),
+            ));
+        }
         Ok(PolicyInfo {
-            horizon: reader.u16(),
-            action_dim: reader.u16(),
-            observation_dim: reader.u16(),
-            capabilities: body[6],
+            horizon,
+            action_dim,
+            observation_dim,
+            capabilities,
+            cameras,
         })
     }
 }

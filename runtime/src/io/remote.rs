@@ -51,6 +51,7 @@ fn policy_info(spec: &PolicySpec) -> PolicyInfo {
         action_dim: spec.action_dim as u16,
         observation_dim: spec.observation_dim as u16,
         capabilities: u8::from(spec.exact_vjp) | u8::from(spec.prefix_conditioned) << 1,
+        cameras: spec.cameras.clone(),
     }
 }
 
@@ -103,8 +104,14 @@ pub fn serve_policy(
             .payload()
             .map(|p| p.to_bytes().into_owned())
             .unwrap_or_default();
-        let decoded = decode_header(&bytes, MessageKind::ChunkQuery)
-            .and_then(|(_, body)| ChunkQuery::decode(body, spec.observation_dim, spec.chunk_len()));
+        let decoded = decode_header(&bytes, MessageKind::ChunkQuery).and_then(|(_, body)| {
+            ChunkQuery::decode(
+                body,
+                spec.observation_dim,
+                spec.chunk_len(),
+                spec.image_bytes(),
+            )
+        });
         let (request_seq, result, inference_us) = match decoded {
             Err(rejection) => {
                 report.refused += 1;
@@ -117,6 +124,7 @@ pub fn serve_policy(
                     chunk_query.executed as usize,
                     chunk_query.delay as usize,
                     &chunk_query.observation,
+                    &chunk_query.images,
                     &chunk_query.committed,
                 );
                 let started = monotonic_ns();
@@ -204,6 +212,7 @@ impl RemoteEngine {
             horizon: info.horizon as usize,
             action_dim: info.action_dim as usize,
             observation_dim: info.observation_dim as usize,
+            cameras: info.cameras,
             exact_vjp: info.capabilities & 1 != 0,
             prefix_conditioned: info.capabilities & 2 != 0,
         };
@@ -235,6 +244,7 @@ impl ChunkSource for RemoteEngine {
             delay: request.delay as u32,
             observation: request.observation.clone(),
             committed: request.committed().unwrap_or(&[]).to_vec(),
+            images: request.images.clone(),
         };
         let failed =
             |what: String| PolicyError::Backend(format!("policy server on {}: {what}", self.key));

@@ -5,14 +5,15 @@
 
 use crate::clock::monotonic_ns;
 use crate::io::protocol::{
-    ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, SequenceGuard, StateMessage,
-    decode_header, new_source_id, wall_clock_ns,
+    ACTION_HELD, ActionMessage, CameraImage, ControlCommand, Encode, MessageKind, SequenceGuard,
+    StateMessage, decode_header, new_source_id, wall_clock_ns,
 };
 use crate::io::session::{IoError, Topics, open_session};
 use crate::metrics::Quantiles;
+use crate::sim_commands::view;
 use rtchunk_config::IoConfig;
 use rtchunk_policy::NormalRng;
-use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
+use rtchunk_sim::{CONTROL_PERIOD, Canvas, Env, Status, TaskKind};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,8 @@ pub struct SimNodeSettings {
     pub stop_runtime_when_done: bool,
     /// Seconds to wait for the first command before giving up.
     pub first_command_timeout_s: f64,
+    /// Render the task into an RGB camera image this wide and send it with every state (None: no camera).
+    pub camera_width: Option<usize>,
 }
 
 impl SimNodeSettings {
@@ -61,6 +64,7 @@ impl SimNodeSettings {
             seed: 0,
             stop_runtime_when_done: false,
             first_command_timeout_s: 30.0,
+            camera_width: None,
         }
     }
 }
@@ -162,6 +166,9 @@ impl Node<'_> {
     fn publish(&mut self) -> Result<(), IoError> {
         self.seq += 1;
         self.env.observe(&mut self.message.observation);
+        if let Some(width) = self.settings.camera_width {
+            self.message.images = vec![self.camera_image(width)];
+        }
         self.latency.published(self.seq);
         if self.rng.uniform() < self.settings.loss {
             self.report.states_lost += 1;
@@ -175,6 +182,24 @@ impl Node<'_> {
             .put(bytes)
             .wait()
             .map_err(|e| IoError::zenoh(&self.topics.state, e))
+    }
+
+    /// The task drawn as the camera sees it: RGB, `width` pixels wide.
+    fn camera_image(&self, width: usize) -> CameraImage {
+        let (x, y) = view(self.settings.task);
+        let mut canvas = Canvas::new(width, x, y);
+        self.env.draw(&mut canvas);
+        let (columns, rows) = canvas.size();
+        let pixels = (0..rows)
+            .flat_map(|row| (0..columns).map(move |column| (column, row)))
+            .flat_map(|(column, row)| canvas.pixel(column, row))
+            .collect();
+        CameraImage {
+            height: rows as u16,
+            width: columns as u16,
+            channels: 3,
+            pixels,
+        }
     }
 
     /// Takes every command that has arrived, validates it and queues it behind its injected delay.
@@ -329,6 +354,7 @@ pub fn serve(
             position: Vec::new(),
             velocity: Vec::new(),
             observation: vec![0.0; observation_dim],
+            images: Vec::new(),
         },
         state_publisher,
         arrivals,

@@ -1,4 +1,4 @@
-//! The binary session log: an 8-byte magic `RTCKLOG1`, a length-prefixed JSON header (the configuration and the
+//! The binary session log: an 8-byte magic `RTCKLOG2`, a length-prefixed JSON header (the configuration and the
 //! shapes), then records, each `u8 kind`, `u32 length`, payload (little-endian): 1 tick, 2 inference, 3 end. A
 //! log without its end record was cut short (a crash); everything before the cut still reads.
 
@@ -10,7 +10,7 @@ use std::path::Path;
 use thiserror::Error;
 
 /// The first bytes of every log.
-pub const LOG_MAGIC: [u8; 8] = *b"RTCKLOG1";
+pub const LOG_MAGIC: [u8; 8] = *b"RTCKLOG2";
 const TICK: u8 = 1;
 const INFERENCE: u8 = 2;
 const END: u8 = 3;
@@ -155,6 +155,9 @@ pub fn encode_inference(out: &mut Vec<u8>, record: &InferenceRecord) {
     put_f32s(out, &record.chunk);
     put_f32s(out, &record.observation);
     put_f32s(out, &record.committed);
+    out.extend_from_slice(&record.image_seq.to_le_bytes());
+    out.extend_from_slice(&(record.images.len() as u32).to_le_bytes());
+    out.extend_from_slice(&record.images);
     end(out, start);
 }
 
@@ -297,6 +300,11 @@ fn decode_inference(cursor: &mut Cursor) -> Result<InferenceRecord, LogError> {
         chunk: cursor.f32s()?,
         observation: cursor.f32s()?,
         committed: cursor.f32s()?,
+        image_seq: cursor.u64()?,
+        images: {
+            let n = cursor.u32()? as usize;
+            cursor.take(n)?.to_vec()
+        },
     })
 }
 
@@ -313,7 +321,9 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
         file: &file,
     };
     if cursor.take(8).ok() != Some(&LOG_MAGIC[..]) {
-        return Err(cursor.error("not an rtchunk log (expected the magic \"RTCKLOG1\")"));
+        return Err(
+            cursor.error("not an rtchunk log of this version (expected the magic \"RTCKLOG2\")")
+        );
     }
     let header_len = cursor.u32()? as usize;
     let header: LogHeader = serde_json::from_slice(cursor.take(header_len)?)

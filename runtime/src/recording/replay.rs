@@ -134,6 +134,7 @@ fn re_infer(
             record.executed,
             record.delay,
             &record.observation,
+            &record.images,
             &record.committed,
         );
         request.tick = record.tick;
