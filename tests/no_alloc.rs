@@ -10,6 +10,7 @@ use rtchunk_runtime::io::link::RobotLink;
 use rtchunk_runtime::io::protocol::{Encode, StateMessage, wall_clock_ns};
 use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
 use rtchunk_runtime::policies::load_policy;
+use rtchunk_runtime::record::TickKind;
 use rtchunk_runtime::{LoopHooks, RunOptions, run};
 use rtchunk_tests::{run_for, simulated};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -144,7 +145,7 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
 }
 
 #[test]
-fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
+fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording_holding_and_replanning() {
     let mut config = simulated(8, 4, 2, SamplerMode::Rtc);
     config.clock.kind = ClockKind::Real;
     config.clock.policy_rate_hz = 200.0;
@@ -155,6 +156,7 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
         listen: vec![endpoint.clone()],
         namespace: format!("noalloc{}", std::process::id()),
         stale_after_ms: 30.0,
+        replan_after_ms: 100.0,
         ..IoConfig::default()
     };
     config.validate().unwrap();
@@ -212,6 +214,18 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording() {
         outcome.metrics.held_ticks >= 10,
         "held: {}",
         outcome.metrics.held_ticks
+    );
+    // The ~170 ms hold outlasts io.replan_after_ms: the loop re-planned (warm-up ticks after the hold).
+    let kinds: Vec<TickKind> = outcome
+        .ticks
+        .iter()
+        .filter_map(|t| t.policy.map(|p| p.kind))
+        .collect();
+    assert!(
+        kinds
+            .windows(2)
+            .any(|w| w == [TickKind::Held, TickKind::Warmup]),
+        "no re-plan after the hold"
     );
     assert_eq!(outcome.log.unwrap().ticks, 200);
     assert!(counters.actions_published.load(Ordering::Relaxed) >= 200);

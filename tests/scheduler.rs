@@ -258,3 +258,48 @@ fn actions_are_normalised_once_on_the_way_in_and_once_on_the_way_out() {
         "{switches} mode switches: committed actions were not normalised once"
     );
 }
+
+#[test]
+fn a_replan_drops_every_chunk_and_the_request_in_flight_and_starts_cold() {
+    use rtchunk_runtime::executor::{ChunkExecutor, ExecutorSettings};
+    use rtchunk_runtime::messages::{ChunkMessage, InferenceRequest};
+    let config = simulated(8, 2, 0, SamplerMode::Rtc);
+    let mut executor = ChunkExecutor::new(ExecutorSettings::from_config(&config));
+    let mut request = InferenceRequest::with_capacity(8 * 2, 1);
+    let chunk = |seq: u64, start_tick: u64, value: f32| ChunkMessage {
+        seq,
+        start_tick,
+        release_tick: start_tick,
+        ok: true,
+        actions: vec![value; 16],
+    };
+    let step = |executor: &mut ChunkExecutor, request: &mut InferenceRequest| {
+        executor.step(&[0.0], &mut || 0, request)
+    };
+    // Cold start: request 1, its chunk, then executing with request 2 in flight.
+    assert_eq!(step(&mut executor, &mut request).request_seq, 1);
+    executor.offer(&chunk(1, 1, 1.0));
+    let mut in_flight = 0;
+    for _ in 0..3 {
+        let tick = step(&mut executor, &mut request);
+        assert_eq!(tick.kind, TickKind::Executed);
+        in_flight = in_flight.max(tick.request_seq);
+    }
+    assert_eq!(in_flight, 2);
+    assert!(request.committed().is_some());
+
+    executor.replan();
+    let cold = step(&mut executor, &mut request);
+    assert_eq!((cold.kind, cold.request_seq), (TickKind::Warmup, 3));
+    assert_eq!(request.committed(), None, "a re-plan continues nothing");
+    // The answer to the request made before the gap is ignored; the new one starts at its first action.
+    executor.offer(&chunk(2, 3, 2.0));
+    assert_eq!(step(&mut executor, &mut request).kind, TickKind::Warmup);
+    executor.offer(&chunk(3, 5, 3.0));
+    let resumed = step(&mut executor, &mut request);
+    assert_eq!(
+        (resumed.kind, resumed.chunk_seq, resumed.index),
+        (TickKind::Executed, 3, 0)
+    );
+    assert_eq!(executor.action(), &[3.0, 3.0]);
+}

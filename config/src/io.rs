@@ -46,6 +46,10 @@ pub struct IoConfig {
     pub wait_for_start: bool,
     /// How often status is published, in Hz.
     pub status_rate_hz: f64,
+    /// A hold longer than this (milliseconds) discards the chunk it interrupted: on fresh state the runtime
+    /// plans again from the new observation (holding until the new chunk arrives) instead of resuming a plan
+    /// made before the gap. `inf`: always resume.
+    pub replan_after_ms: f64,
 }
 
 impl Default for IoConfig {
@@ -60,6 +64,7 @@ impl Default for IoConfig {
             on_stale: OnStale::Hold,
             wait_for_start: false,
             status_rate_hz: 10.0,
+            replan_after_ms: 500.0,
         }
     }
 }

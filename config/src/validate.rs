@@ -57,6 +57,12 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
     )?;
     positive_finite(config.policy.server_timeout_ms, "policy.server_timeout_ms")?;
     positive_finite(io.stale_after_ms, "io.stale_after_ms")?;
+    check(
+        io.replan_after_ms > 0.0,
+        "io.replan_after_ms",
+        io.replan_after_ms,
+        "must be a positive number of milliseconds (inf: never re-plan)",
+    )?;
     positive_finite(io.status_rate_hz, "io.status_rate_hz")
 }
 

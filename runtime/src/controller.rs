@@ -52,6 +52,8 @@ pub struct ControllerLoop<P: Plant, C: Clock> {
     pub tick_limit: Option<u64>,
     /// Controller ticks per policy tick.
     pub decimation: usize,
+    /// Held policy ticks after which fresh state re-plans instead of resuming the interrupted chunk.
+    pub replan_after_held: u64,
     /// Called around the loop.
     pub hooks: Box<dyn LoopHooks>,
 }
@@ -83,8 +85,10 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             stop,
             tick_limit,
             decimation,
+            replan_after_held,
             mut hooks,
         } = self;
+        let mut held_in_a_row = 0u64;
         let mut state = RobotState::zeros(plant.dims());
         let mut observation = vec![0.0f32; plant.observation_dim()];
         plant.read(&mut state, &mut observation);
@@ -104,8 +108,13 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 break;
             }
             let policy = if sub == 0 && freshness == Freshness::Stale {
+                held_in_a_row += 1;
                 Some(PolicyTick::idle(executor.ticks(), TickKind::Held))
             } else if sub == 0 {
+                if held_in_a_row >= replan_after_held {
+                    executor.replan();
+                }
+                held_in_a_row = 0;
                 if chunks.update() {
                     executor.offer(chunks.output_buffer());
                 }

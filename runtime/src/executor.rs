@@ -170,6 +170,19 @@ impl ChunkExecutor {
         self.has_pending = true;
     }
 
+    /// Discards every chunk and the request in flight (its answer will be ignored): the next step plans from
+    /// scratch, as at the start, and the robot holds its last target until the new chunk arrives. For resuming
+    /// after a long gap in the robot's state, when the interrupted plan no longer fits the world.
+    pub fn replan(&mut self) {
+        self.has_current = false;
+        self.has_pending = false;
+        self.awaiting = None;
+        self.previous = None;
+        for chunk in &mut self.retained {
+            chunk.seq = 0;
+        }
+    }
+
     /// Whether the chunk in flight is due at the coming tick but has not arrived.
     pub fn chunk_due_but_missing(&self) -> bool {
         self.awaiting

@@ -246,6 +246,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         stop: stop.clone(),
         controller_ticks: options.controller_ticks,
         decimation: config.clock.decimation(),
+        replan_after_held: replan_after_held(config),
         hooks: options.hooks,
     };
     let controller = match (clock, config.clock.kind) {
@@ -305,6 +306,16 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     })
 }
 
+/// `io.replan_after_ms` in policy ticks (at least one; `u64::MAX` for never).
+fn replan_after_held(config: &Config) -> u64 {
+    let ticks = (config.io.replan_after_ms * config.clock.policy_rate_hz / 1e3).ceil();
+    if ticks.is_finite() {
+        (ticks as u64).max(1)
+    } else {
+        u64::MAX
+    }
+}
+
 /// The controller's parts that do not depend on the clock or the plant.
 struct LoopParts {
     pipeline: ActionPipeline,
@@ -316,6 +327,7 @@ struct LoopParts {
     stop: Arc<AtomicBool>,
     controller_ticks: u64,
     decimation: usize,
+    replan_after_held: u64,
     hooks: Box<dyn LoopHooks>,
 }
 
@@ -344,6 +356,7 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
                 stop: parts.stop,
                 tick_limit: Some(parts.controller_ticks),
                 decimation: parts.decimation,
+                replan_after_held: parts.replan_after_held,
                 hooks: parts.hooks,
             };
             (controller.run(), realtime)
