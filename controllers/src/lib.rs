@@ -17,5 +17,5 @@ mod safety;
 pub use controller::{Controller, Passthrough, Pd};
 pub use interpolate::Interpolator;
 pub use pipeline::ActionPipeline;
-pub use plant::{Freshness, Plant, RobotState};
+pub use plant::{Freshness, Plant, RobotState, TickReport};
 pub use safety::{SafetyCounters, SafetyFilter, SafetyVerdict};

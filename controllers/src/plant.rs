@@ -32,6 +32,22 @@ pub enum Freshness {
     Stop,
 }
 
+/// How one controller tick went, for a plant that reports the loop's health to the robot (e.g. in status
+/// messages). Plain values, so reporting never allocates.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TickReport {
+    /// How late the loop woke after this tick's deadline, nanoseconds.
+    pub lateness_ns: u64,
+    /// Periods skipped after an overrun.
+    pub missed: u32,
+    /// A new chunk was adopted at this tick, with this observed inference delay in policy ticks.
+    pub swapped_with_delay: Option<u32>,
+    /// The step |a_t - a_(t-1)| at the seam, when this tick swapped chunks while executing.
+    pub seam_jump: Option<f32>,
+    /// The chunk ran out before the next one arrived (starved).
+    pub starved: bool,
+}
+
 /// A robot, real or simulated, as the controller thread sees it.
 ///
 /// Real-time contract: `read` and `write` are called once per controller tick on the controller thread; they
@@ -53,5 +69,9 @@ pub trait Plant: Send {
     /// The sequence number of the state of the last `read` (0 where states are not numbered).
     fn state_seq(&self) -> u64 {
         0
+    }
+    /// Called once per controller tick after `write` with how the tick went (in-process plants ignore it).
+    fn report(&mut self, tick: &TickReport) {
+        let _ = tick;
     }
 }

@@ -9,8 +9,10 @@ use crate::clock::Clock;
 use crate::doorbell::Doorbell;
 use crate::executor::ChunkExecutor;
 use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{MAX_VALUES, PolicyTick, TickKind, TickRecord};
-use rtchunk_controllers::{ActionPipeline, Freshness, Plant, RobotState, SafetyCounters};
+use crate::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
+use rtchunk_controllers::{
+    ActionPipeline, Freshness, Plant, RobotState, SafetyCounters, TickReport,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -161,6 +163,15 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 let action = executor.action();
                 record.action[..action.len()].copy_from_slice(action);
             }
+            plant.report(&TickReport {
+                lateness_ns: wake.lateness_ns,
+                missed: wake.missed,
+                swapped_with_delay: policy.filter(|p| p.swapped).map(|p| p.observed_delay),
+                seam_jump: policy
+                    .filter(|p| p.step_class == StepClass::Seam)
+                    .map(|p| p.step),
+                starved: policy.is_some_and(|p| p.kind == TickKind::Starved),
+            });
             if let Err(rtrb::PushError::Full(record)) = records.push(record) {
                 clock.stall_until(&|| !records.is_full());
                 if records.push(record).is_err() {

@@ -1,10 +1,12 @@
 //! Separate processes on loopback: `rtchunk sim serve` (the simulator node on its own clock) and `rtchunk run`
 //! (the runtime with a trained policy bundle) talk only through zenoh.
 
+use rtchunk_runtime::io::protocol::{MessageKind, Phase, StatusMessage, decode_header};
 use rtchunk_runtime::io::session::free_loopback_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use zenoh::Wait;
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -106,6 +108,17 @@ struct Session {
     namespace: String,
 }
 
+/// A zenoh session of the test process connected to the runtime of `session`.
+fn join(session: &Session) -> zenoh::Session {
+    rtchunk_runtime::io::session::open_session(&rtchunk_config::IoConfig {
+        listen: vec![],
+        connect: vec![session.endpoint.clone()],
+        namespace: session.namespace.clone(),
+        ..rtchunk_config::IoConfig::default()
+    })
+    .unwrap()
+}
+
 fn start(name: &str, sim_args: &[&str]) -> Session {
     start_robot(name, sim_args, &local_policy(), &[])
 }
@@ -154,6 +167,24 @@ fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) 
 #[test]
 fn a_full_episode_runs_end_to_end_between_processes() {
     let session = start("episode", &["--episodes", "2"]);
+    // A monitor listens to the runtime's status topic for the whole run.
+    let monitor = join(&session);
+    let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let _subscriber = {
+        let statuses = statuses.clone();
+        monitor
+            .declare_subscriber(format!("{}/status", session.namespace))
+            .callback(move |sample| {
+                let bytes = sample.payload().to_bytes();
+                let (_, body) = decode_header(&bytes, MessageKind::Status).unwrap();
+                statuses
+                    .lock()
+                    .unwrap()
+                    .push(StatusMessage::decode(body).unwrap());
+            })
+            .wait()
+            .unwrap()
+    };
     let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
     let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
     let report = json(&session.report);
@@ -173,6 +204,31 @@ fn a_full_episode_runs_end_to_end_between_processes() {
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
     assert_eq!(run["link"]["actions_dropped"], 0, "{run_out}");
+    // Status went out at 10 Hz while running; the last one (phase stopped) agrees with the run's own metrics.
+    let statuses = statuses.lock().unwrap().clone();
+    assert!(statuses.len() > 20, "{} status messages", statuses.len());
+    assert!(statuses.iter().any(|s| s.phase == Phase::Running));
+    let last = statuses.last().unwrap();
+    let metrics = &run["metrics"];
+    assert_eq!(last.phase, Phase::Stopped, "{last:?}");
+    // The status counts every adopted chunk; the run's metrics leave out the first (cold) one.
+    assert_eq!(
+        last.swaps,
+        metrics["swaps"].as_u64().unwrap() + 1,
+        "{last:?}"
+    );
+    assert_eq!(
+        last.starved_ticks,
+        metrics["starved_ticks"].as_u64().unwrap()
+    );
+    assert!(last.ticks >= 100 && last.states_accepted >= 100, "{last:?}");
+    assert!(
+        last.last_delay_ticks <= 8 && last.last_seam_jump > 0.0,
+        "{last:?}"
+    );
+    assert!(last.max_lateness_us > 0, "{last:?}");
+    drop(_subscriber);
+    monitor.close().wait().unwrap();
     // The recorded session replays from its recorded chunks with zero divergence.
     let replay = replay(&session.log, &[]);
     assert_eq!(replay["complete"], true, "{replay}");
@@ -395,15 +451,8 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
 #[test]
 fn bad_input_during_an_episode_is_rejected_and_the_episode_completes() {
     use rtchunk_runtime::io::protocol::{ControlCommand, Encode, StateMessage, wall_clock_ns};
-    use zenoh::Wait;
     let session = start("badinput", &["--episodes", "1"]);
-    let intruder = rtchunk_runtime::io::session::open_session(&rtchunk_config::IoConfig {
-        listen: vec![],
-        connect: vec![session.endpoint.clone()],
-        namespace: session.namespace.clone(),
-        ..rtchunk_config::IoConfig::default()
-    })
-    .unwrap();
+    let intruder = join(&session);
     std::thread::sleep(Duration::from_millis(2000));
     let state = |observation: Vec<f32>, joints: usize| StateMessage {
         position: vec![0.0; joints],

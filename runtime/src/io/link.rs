@@ -21,10 +21,10 @@ use crate::io::session::{IoError, Topics, open_session};
 use crate::messages::{CameraFeed, CameraFrame};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
-use rtchunk_controllers::{Freshness, Plant, RobotState};
+use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};
 use rtchunk_policy::Camera;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zenoh::Wait;
@@ -51,6 +51,18 @@ pub struct LinkCounters {
     pub actions_dropped: AtomicU64,
     /// Action messages published.
     pub actions_published: AtomicU64,
+    /// Chunks adopted.
+    pub swaps: AtomicU64,
+    /// Ticks whose chunk had run out.
+    pub starved_ticks: AtomicU64,
+    /// Controller periods skipped after overruns.
+    pub missed_periods: AtomicU64,
+    /// The latest wake after a deadline so far, nanoseconds.
+    pub max_lateness_ns: AtomicU64,
+    /// The observed inference delay of the last adopted chunk, policy ticks.
+    pub last_delay_ticks: AtomicU64,
+    /// The step at the last seam (f32 bits).
+    pub last_seam_jump: AtomicU32,
     phase: AtomicU8,
 }
 
@@ -83,6 +95,12 @@ impl LinkCounters {
             rejected: self.rejected_total(),
             emergency_stops: self.emergency_stops.load(Ordering::Relaxed),
             actions_dropped: self.actions_dropped.load(Ordering::Relaxed),
+            swaps: self.swaps.load(Ordering::Relaxed),
+            starved_ticks: self.starved_ticks.load(Ordering::Relaxed),
+            missed_periods: self.missed_periods.load(Ordering::Relaxed),
+            max_lateness_us: self.max_lateness_ns.load(Ordering::Relaxed) / 1000,
+            last_delay_ticks: self.last_delay_ticks.load(Ordering::Relaxed),
+            last_seam_jump: f32::from_bits(self.last_seam_jump.load(Ordering::Relaxed)),
         }
     }
 }
@@ -227,6 +245,30 @@ impl Plant for ZenohPlant {
 
     fn state_seq(&self) -> u64 {
         self.state_seq
+    }
+
+    fn report(&mut self, tick: &TickReport) {
+        let counters = &self.counters;
+        counters
+            .max_lateness_ns
+            .fetch_max(tick.lateness_ns, Ordering::Relaxed);
+        counters
+            .missed_periods
+            .fetch_add(tick.missed.into(), Ordering::Relaxed);
+        if let Some(delay) = tick.swapped_with_delay {
+            counters.swaps.fetch_add(1, Ordering::Relaxed);
+            counters
+                .last_delay_ticks
+                .store(delay.into(), Ordering::Relaxed);
+        }
+        if let Some(jump) = tick.seam_jump {
+            counters
+                .last_seam_jump
+                .store(jump.to_bits(), Ordering::Relaxed);
+        }
+        if tick.starved {
+            counters.starved_ticks.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     fn write(&mut self, command: &DVector<f64>) {

@@ -150,6 +150,9 @@ pub struct CameraImage {
     pub pixels: Vec<u8>,
 }
 
+/// Bytes of a status body: the phase, eleven u64 counters and one f32.
+const STATUS_BODY: usize = 1 + 8 * 11 + 4;
+
 /// The only image encoding of schema version 2: raw 8-bit pixels.
 const RAW_PIXELS: u8 = 0;
 
@@ -182,8 +185,8 @@ pub enum Phase {
     Stopped = 3,
 }
 
-/// Status and counters (kind 3). Body: phase (u8), then six u64 counters in field order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Status and counters (kind 3). Body: phase (u8), then eleven u64 counters and one f32, in field order.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatusMessage {
     /// Where the controller is.
     pub phase: Phase,
@@ -199,6 +202,18 @@ pub struct StatusMessage {
     pub emergency_stops: u64,
     /// Commands the action publisher could not keep up with.
     pub actions_dropped: u64,
+    /// Chunks adopted (the first, cold one included).
+    pub swaps: u64,
+    /// Ticks whose chunk ran out before the next arrived.
+    pub starved_ticks: u64,
+    /// Controller periods skipped after overruns.
+    pub missed_periods: u64,
+    /// The latest the controller woke after a deadline so far, microseconds.
+    pub max_lateness_us: u64,
+    /// The observed inference delay d of the last adopted chunk, in policy ticks.
+    pub last_delay_ticks: u64,
+    /// The action step |a_t - a_(t-1)| at the last chunk seam.
+    pub last_seam_jump: f32,
 }
 
 /// A control command (kind 4). Body: one byte.
@@ -427,7 +442,7 @@ impl Encode for ActionMessage {
 impl Encode for StatusMessage {
     const KIND: MessageKind = MessageKind::Status;
     fn body_len(&self) -> usize {
-        1 + 8 * 6
+        STATUS_BODY
     }
     fn write_body(&self, out: &mut Vec<u8>) {
         out.push(self.phase as u8);
@@ -438,9 +453,15 @@ impl Encode for StatusMessage {
             self.rejected,
             self.emergency_stops,
             self.actions_dropped,
+            self.swaps,
+            self.starved_ticks,
+            self.missed_periods,
+            self.max_lateness_us,
+            self.last_delay_ticks,
         ] {
             out.extend_from_slice(&value.to_le_bytes());
         }
+        out.extend_from_slice(&self.last_seam_jump.to_le_bytes());
     }
 }
 
@@ -754,7 +775,7 @@ impl ActionMessage {
 impl StatusMessage {
     /// Decodes a status body.
     pub fn decode(body: &[u8]) -> Result<Self, Rejection> {
-        check_length(body, 49, "status")?;
+        check_length(body, STATUS_BODY, "status")?;
         let phase = match body[0] {
             0 => Phase::Waiting,
             1 => Phase::Running,
@@ -776,6 +797,12 @@ impl StatusMessage {
             rejected: reader.u64(),
             emergency_stops: reader.u64(),
             actions_dropped: reader.u64(),
+            swaps: reader.u64(),
+            starved_ticks: reader.u64(),
+            missed_periods: reader.u64(),
+            max_lateness_us: reader.u64(),
+            last_delay_ticks: reader.u64(),
+            last_seam_jump: reader.f32(),
         })
     }
 }
