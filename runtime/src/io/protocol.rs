@@ -603,8 +603,8 @@ impl<'a> Reader<'a> {
         Ok(images)
     }
 
-    /// `u32 n, u8[n]`.
-    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, Rejection> {
+    /// `u32 n` and the `n * width` bytes that follow, checked against what is left.
+    fn counted(&mut self, what: &str, width: usize) -> Result<&'a [u8], Rejection> {
         if self.remaining() < 4 {
             return Err(Rejection::new(
                 RejectKind::Malformed,
@@ -612,27 +612,7 @@ impl<'a> Reader<'a> {
             ));
         }
         let n = self.u32() as usize;
-        if self.remaining() < n {
-            return Err(Rejection::new(
-                RejectKind::Malformed,
-                format!("{what}: {n} bytes declared, {} left", self.remaining()),
-            ));
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head.to_vec())
-    }
-
-    /// `u32 n, f32[n]`, checking the length against what is left and the values for finiteness.
-    fn f32s(&mut self, what: &str) -> Result<Vec<f32>, Rejection> {
-        if self.remaining() < 4 {
-            return Err(Rejection::new(
-                RejectKind::Malformed,
-                format!("{what}: the body ends before its length"),
-            ));
-        }
-        let n = self.u32() as usize;
-        if self.remaining() < 4 * n {
+        if self.remaining() < n * width {
             return Err(Rejection::new(
                 RejectKind::Malformed,
                 format!(
@@ -641,7 +621,23 @@ impl<'a> Reader<'a> {
                 ),
             ));
         }
-        let values: Vec<f32> = (0..n).map(|_| self.f32()).collect();
+        let (head, rest) = self.bytes.split_at(n * width);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    /// `u32 n, u8[n]`.
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, Rejection> {
+        Ok(self.counted(what, 1)?.to_vec())
+    }
+
+    /// `u32 n, f32[n]`, checking the length against what is left and the values for finiteness.
+    fn f32s(&mut self, what: &str) -> Result<Vec<f32>, Rejection> {
+        let values: Vec<f32> = self
+            .counted(what, 4)?
+            .chunks_exact(4)
+            .map(|v| f32::from_le_bytes(v.try_into().expect("4 bytes")))
+            .collect();
         check_finite(values.iter().map(|&v| v as f64), what)?;
         Ok(values)
     }
