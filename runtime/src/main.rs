@@ -13,6 +13,7 @@ use rtchunk_runtime::latency::{LatencyMethod, LatencySettings, latency_study};
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::recording::format::read_log;
 use rtchunk_runtime::recording::replay::{ReplayMode, ReplayReport, replay};
+use rtchunk_runtime::recording::task_replay::SimRecording;
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
 use rtchunk_sim::{PointMass, TaskKind};
 use std::path::PathBuf;
@@ -167,6 +168,10 @@ enum Command {
         /// Run the policy again instead of feeding the recorded chunks.
         #[arg(long)]
         re_infer: bool,
+        /// The report (`rtchunk sim serve --report FILE`) of the simulator the session ran against: re-run its
+        /// task with the replayed commands too.
+        #[arg(long)]
+        sim_report: Option<PathBuf>,
         /// Print JSON instead of a summary.
         #[arg(long)]
         json: bool,
@@ -517,6 +522,7 @@ fn main() -> anyhow::Result<()> {
         Command::Replay {
             log,
             re_infer,
+            sim_report,
             json,
         } => {
             let session = read_log(&log)?;
@@ -525,8 +531,9 @@ fn main() -> anyhow::Result<()> {
             } else {
                 ReplayMode::ExactOutput
             };
-            let report =
-                replay(&session, mode).with_context(|| format!("replaying {}", log.display()))?;
+            let simulator = sim_report.as_deref().map(SimRecording::read).transpose()?;
+            let report = replay(&session, mode, simulator.as_ref())
+                .with_context(|| format!("replaying {}", log.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -761,8 +768,20 @@ fn replay_summary(log: &std::path::Path, report: &ReplayReport) -> String {
     }
     text += &line("actions", &report.actions, "tick");
     match &report.commands {
-        Some(commands) => text += &line("commands (re-simulated point mass)", commands, "tick"),
-        None => text += "  commands: not re-simulated (the plant was a robot over zenoh)\n",
+        Some(commands) => text += &line("commands (action pipeline re-run)", commands, "tick"),
+        None => {
+            text += "  commands: not re-run (a robot over zenoh; give --sim-report for a simulator session)\n"
+        }
+    }
+    if let Some(task) = &report.task {
+        text += &line(
+            &format!(
+                "{} observations ({} episodes re-simulated, {} ended differently)",
+                task.task, task.episodes, task.outcomes_changed
+            ),
+            &task.observations,
+            "step",
+        );
     }
     text += if report.identical() {
         "no divergence\n"

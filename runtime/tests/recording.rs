@@ -43,7 +43,7 @@ fn a_recorded_run_replays_without_divergence_in_both_modes() {
     assert_eq!(session.ticks.len(), 150);
     assert!(session.inferences.len() > 10);
     for mode in [ReplayMode::ExactOutput, ReplayMode::ReInfer] {
-        let report = replay(&session, mode).unwrap();
+        let report = replay(&session, mode, None).unwrap();
         assert!(report.identical(), "{mode:?}: {report:?}");
         assert_eq!(report.actions.compared, 150 * 2);
         assert_eq!(report.commands.unwrap().compared, 150 * 2);
@@ -51,7 +51,7 @@ fn a_recorded_run_replays_without_divergence_in_both_modes() {
     // The real-clock example too (SCHED_FIFO where allowed): timing differs run to run, the log still replays.
     let session = read_log(&record("point-mass-rtc.toml", "1", "real-clock.log")).unwrap();
     assert!(
-        replay(&session, ReplayMode::ExactOutput)
+        replay(&session, ReplayMode::ExactOutput, None)
             .unwrap()
             .identical()
     );
@@ -73,7 +73,7 @@ fn a_tampered_chunk_is_found_where_it_is_first_executed() {
     let action_dim = session.header.action_dim;
     session.inferences[3].chunk[index * action_dim] += 0.25;
     let first_use = Some(first_use);
-    let report = replay(&session, ReplayMode::ExactOutput).unwrap();
+    let report = replay(&session, ReplayMode::ExactOutput, None).unwrap();
     assert!(!report.identical());
     let commands = report.commands.unwrap();
     assert_eq!(report.actions.first, first_use, "{report:?}");
@@ -91,7 +91,7 @@ fn a_log_cut_short_replays_up_to_the_cut_and_garbage_is_refused() {
     assert!(!session.complete);
     assert!(session.ticks.len() > 20 && session.ticks.len() < 100);
     assert!(
-        replay(&session, ReplayMode::ExactOutput)
+        replay(&session, ReplayMode::ExactOutput, None)
             .unwrap()
             .identical()
     );

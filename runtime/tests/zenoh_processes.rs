@@ -230,15 +230,51 @@ fn a_full_episode_runs_end_to_end_between_processes() {
     drop(_subscriber);
     monitor.close().wait().unwrap();
     // The recorded session replays from its recorded chunks with zero divergence.
-    let replay = replay(&session.log, &[]);
-    assert_eq!(replay["complete"], true, "{replay}");
-    assert!(replay["ticks"].as_u64().unwrap() > 100, "{replay}");
-    assert_eq!(replay["actions"]["differing"], 0, "{replay}");
+    let exact = replay(&session.log, &[]);
+    assert_eq!(exact["complete"], true, "{exact}");
+    assert!(exact["ticks"].as_u64().unwrap() > 100, "{exact}");
+    assert_eq!(exact["actions"]["differing"], 0, "{exact}");
     assert!(
-        replay["actions"]["compared"].as_u64().unwrap() > 200,
-        "{replay}"
+        exact["actions"]["compared"].as_u64().unwrap() > 200,
+        "{exact}"
     );
-    println!("{sim_out}{run_out}{replay}");
+    // With the simulator's report the task itself is re-run: every observation of both episodes comes out bit
+    // for bit, from the recorded chunks and from chunks the policy computes again.
+    let report_path = session.report.to_str().unwrap();
+    for mode in [
+        &["--sim-report", report_path][..],
+        &["--sim-report", report_path, "--re-infer"],
+    ] {
+        let task = replay(&session.log, mode);
+        assert_eq!(task["commands"]["differing"], 0, "{task}");
+        assert_eq!(task["task"]["episodes"], 2, "{task}");
+        assert_eq!(task["task"]["outcomes_changed"], 0, "{task}");
+        assert_eq!(task["task"]["observations"]["differing"], 0, "{task}");
+        assert!(
+            task["task"]["observations"]["compared"].as_u64().unwrap() > 100,
+            "{task}"
+        );
+    }
+    // A simulator report that applied another tick's command at one step is caught at that step.
+    let mut edited = json(&session.report);
+    let steps = edited["episodes"][0]["step_records"]
+        .as_array_mut()
+        .unwrap();
+    let (at, tick) = steps
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, s)| s["command_tick"].as_u64().map(|t| (i, t)))
+        .unwrap();
+    steps[at]["command_tick"] = (tick - 1).into();
+    let edited_path = session.report.with_extension("edited.json");
+    std::fs::write(&edited_path, edited.to_string()).unwrap();
+    let task = replay(
+        &session.log,
+        &["--sim-report", edited_path.to_str().unwrap()],
+    );
+    assert_eq!(task["task"]["observations"]["first"], at as u64, "{task}");
+    println!("{sim_out}{run_out}{exact}");
 }
 
 /// Runs `rtchunk replay --json [extra] LOG` and returns its report.
@@ -532,6 +568,7 @@ fn ctrl_c_stops_the_runtime_safely_and_its_log_is_complete() {
     let report = rtchunk_runtime::recording::replay::replay(
         &log,
         rtchunk_runtime::recording::replay::ReplayMode::ExactOutput,
+        None,
     )
     .unwrap();
     assert!(report.identical(), "{report:?}");

@@ -14,7 +14,7 @@ use crate::sim_commands::view;
 use rtchunk_config::IoConfig;
 use rtchunk_policy::NormalRng;
 use rtchunk_sim::{CONTROL_PERIOD, Canvas, Env, Status, TaskKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -69,8 +69,18 @@ impl SimNodeSettings {
     }
 }
 
+/// One control step of an episode, as the simulator took it: which command it applied and what it then
+/// observed. With the runtime's log this lets `rtchunk replay --sim-report` re-run the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The controller tick of the command applied at this step (none before the first command arrived).
+    pub command_tick: Option<u64>,
+    /// The observation published after the step.
+    pub observation: Vec<f32>,
+}
+
 /// How one episode went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EpisodeReport {
     /// Its seed.
     pub seed: u64,
@@ -82,6 +92,8 @@ pub struct EpisodeReport {
     pub steps: u32,
     /// Wall time of the episode, in seconds.
     pub seconds: f64,
+    /// Every control step.
+    pub step_records: Vec<StepRecord>,
 }
 
 /// What the node measured.
@@ -114,6 +126,7 @@ pub struct SimNodeReport {
 /// A command waiting out its injected delay.
 struct Pending {
     release_ns: u64,
+    tick: u64,
     command: Vec<f32>,
 }
 
@@ -155,6 +168,8 @@ struct Node<'a> {
     pending: VecDeque<Pending>,
     guard: SequenceGuard,
     applied: Vec<f32>,
+    /// The controller tick of `applied` (none before the first command).
+    applied_tick: Option<u64>,
     message: StateMessage,
     state_publisher: zenoh::pubsub::Publisher<'static>,
     /// Commands as they arrived: the arrival time (taken in zenoh's callback) and the payload.
@@ -224,6 +239,7 @@ impl Node<'_> {
             let delay_ms = self.settings.delay_ms + self.settings.jitter_ms * self.rng.uniform();
             self.pending.push_back(Pending {
                 release_ns: arrived + (delay_ms * 1e6) as u64,
+                tick: action.tick,
                 command: action.command.iter().map(|&v| v as f32).collect(),
             });
         }
@@ -234,7 +250,9 @@ impl Node<'_> {
         let now = monotonic_ns();
         let mut fresh = false;
         while self.pending.front().is_some_and(|p| p.release_ns <= now) {
-            self.applied = self.pending.pop_front().expect("checked").command;
+            let released = self.pending.pop_front().expect("checked");
+            self.applied = released.command;
+            self.applied_tick = Some(released.tick);
             fresh = true;
         }
         fresh
@@ -264,6 +282,7 @@ impl Node<'_> {
         self.env.reset(seed);
         let started = monotonic_ns();
         let mut deadline = started;
+        let mut step_records = Vec::new();
         self.publish()?;
         while !self.env.status().is_done() {
             if stop.load(Ordering::Relaxed) {
@@ -282,6 +301,10 @@ impl Node<'_> {
             self.report.steps_without_new_action += u64::from(!fresh);
             self.env.step(&self.applied);
             self.publish()?;
+            step_records.push(StepRecord {
+                command_tick: self.applied_tick,
+                observation: self.message.observation.clone(),
+            });
             if self.report.episodes.is_empty() {
                 self.report.trajectory.push(self.message.observation[0]);
             }
@@ -293,6 +316,7 @@ impl Node<'_> {
             outcome: format!("{status:?}").to_lowercase(),
             steps: self.env.steps(),
             seconds: (monotonic_ns() - started) as f64 / 1e9,
+            step_records,
         });
         Ok(())
     }
@@ -350,6 +374,7 @@ pub fn serve(
         pending: VecDeque::new(),
         guard: SequenceGuard::default(),
         applied: vec![0.0; action_dim],
+        applied_tick: None,
         message: StateMessage {
             position: Vec::new(),
             velocity: Vec::new(),

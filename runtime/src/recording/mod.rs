@@ -3,8 +3,10 @@
 //! - [`format`]: the binary log (header, tick, inference and end records) and its reader;
 //! - [`writer`]: the thread that writes the log off the controller, flushed on every exit path;
 //! - [`replay`]: re-running a log from its recorded chunks ("exact output") or by running the policy again
-//!   ("re-infer"), and where and by how much it diverges.
+//!   ("re-infer"), and where and by how much it diverges;
+//! - [`task_replay`]: re-running the task of a session against `rtchunk sim serve` with the replayed commands.
 
 pub mod format;
 pub mod replay;
+pub mod task_replay;
 pub mod writer;

@@ -9,11 +9,17 @@
 //!
 //! Ticks whose action does not come from one chunk (temporal ensembling, starvation holds, synchronous pauses)
 //! keep their recorded action in both modes.
+//!
+//! A session against `rtchunk sim serve` re-runs the task too when given the simulator's report
+//! ([`SimRecording`]): the action pipeline turns the replayed actions into commands (the simulator reports no
+//! joints, so the runtime saw a zero joint state), and the task, reset to each recorded episode's seed, applies at
+//! every step the command of the controller tick the simulator recorded applying ([`crate::recording::task_replay`]).
 
 use crate::messages::InferenceRequest;
 use crate::policies::load_policy;
-use crate::record::{MAX_VALUES, TickKind, TickRecord};
+use crate::record::{TickKind, TickRecord};
 use crate::recording::format::RecordedSession;
+use crate::recording::task_replay::{SimRecording, TaskReplay, resimulate_task};
 use crate::worker::InferenceEngine;
 use rtchunk_config::{Execution, PlantKind};
 use rtchunk_controllers::{ActionPipeline, Plant, RobotState};
@@ -46,7 +52,8 @@ pub struct Divergence {
 }
 
 impl Divergence {
-    fn compare(&mut self, item: u64, replayed: &[f32], recorded: &[f32]) {
+    /// Compares one item's values bit for bit.
+    pub(crate) fn compare(&mut self, item: u64, replayed: &[f32], recorded: &[f32]) {
         let mut differs = false;
         for (a, b) in replayed.iter().zip(recorded) {
             self.compared += 1;
@@ -78,8 +85,10 @@ pub struct ReplayReport {
     pub chunks: Divergence,
     /// Replayed actions against the recorded ones, per controller tick.
     pub actions: Divergence,
-    /// Re-simulated commands against the recorded ones (point-mass runs only).
+    /// Re-run commands against the recorded ones (point-mass runs, and simulator sessions given its report).
     pub commands: Option<Divergence>,
+    /// The task simulator re-run with the replayed commands (simulator sessions given its report).
+    pub task: Option<TaskReplay>,
 }
 
 impl ReplayReport {
@@ -88,6 +97,10 @@ impl ReplayReport {
         self.chunks.differing == 0
             && self.actions.differing == 0
             && self.commands.is_none_or(|c| c.differing == 0)
+            && self
+                .task
+                .as_ref()
+                .is_none_or(|t| t.observations.differing == 0 && t.outcomes_changed == 0)
     }
 }
 
@@ -105,6 +118,9 @@ pub enum ReplayError {
         /// What failed.
         message: String,
     },
+    /// The simulator's report does not fit the log.
+    #[error("the simulator's report: {0}")]
+    Simulator(String),
     /// The log refers to a chunk it does not hold.
     #[error("controller tick {tick} executes chunk {seq}, which the log does not hold")]
     MissingChunk {
@@ -174,8 +190,13 @@ fn replayed_action<'a>(
     Ok(&chunk[policy.index as usize * action_dim..][..action_dim])
 }
 
-/// Replays `session` in `mode`.
-pub fn replay(session: &RecordedSession, mode: ReplayMode) -> Result<ReplayReport, ReplayError> {
+/// Replays `session` in `mode`; with `simulator` (the report of the `rtchunk sim serve` it ran against) the task
+/// is re-run as well.
+pub fn replay(
+    session: &RecordedSession,
+    mode: ReplayMode,
+    simulator: Option<&SimRecording>,
+) -> Result<ReplayReport, ReplayError> {
     let config = &session.header.config;
     let action_dim = session.header.action_dim;
     let mut report = ReplayReport {
@@ -186,6 +207,7 @@ pub fn replay(session: &RecordedSession, mode: ReplayMode) -> Result<ReplayRepor
         chunks: Divergence::default(),
         actions: Divergence::default(),
         commands: None,
+        task: None,
     };
     let chunks = match mode {
         ReplayMode::ExactOutput => session
@@ -205,28 +227,48 @@ pub fn replay(session: &RecordedSession, mode: ReplayMode) -> Result<ReplayRepor
             .compare(tick.controller_tick, action, &tick.action[..action_dim]);
         actions.push(action);
     }
-    if config.plant.kind == PlantKind::PointMass {
-        report.commands = Some(resimulate_point_mass(session, &actions));
+    let feedback = match (config.plant.kind, simulator) {
+        (PlantKind::PointMass, _) => Some(Some(PointMass::new(
+            config.plant.clone(),
+            1.0 / config.clock.controller_rate(),
+        ))),
+        (_, Some(_)) => Some(None),
+        _ => None,
+    };
+    if let Some(point_mass) = feedback {
+        let (divergence, commands) = rerun_pipeline(session, &actions, point_mass);
+        report.commands = Some(divergence);
+        if let Some(simulator) = simulator {
+            report.task = Some(resimulate_task(simulator, &commands, action_dim)?);
+        }
     }
     Ok(report)
 }
 
-/// Drives a fresh point mass through the action pipeline with `actions` (one per tick) and compares each
-/// command with the recorded one, as the controller loop would have produced it.
-fn resimulate_point_mass(session: &RecordedSession, actions: &[&[f32]]) -> Divergence {
+/// Drives the action pipeline with `actions` (one per tick) as the controller loop did, fed by a fresh point mass
+/// or, without one, by the zero joint state of a robot that reports no joints; compares each command with the
+/// recorded one and returns the commands by controller tick.
+fn rerun_pipeline(
+    session: &RecordedSession,
+    actions: &[&[f32]],
+    mut point_mass: Option<PointMass>,
+) -> (Divergence, HashMap<u64, Vec<f32>>) {
     let config = &session.header.config;
     let action_dim = session.header.action_dim;
-    let mut plant = PointMass::new(config.plant.clone(), 1.0 / config.clock.controller_rate());
     let mut pipeline = ActionPipeline::from_config(config);
     let decimation = config.clock.decimation() as u64;
-    let mut state = RobotState::zeros(plant.dims());
-    let mut observation = vec![0.0f32; plant.observation_dim()];
-    plant.read(&mut state, &mut observation);
+    let mut state = RobotState::zeros(action_dim);
+    let mut observation = vec![0.0f32; session.header.observation_dim];
+    if let Some(plant) = &mut point_mass {
+        plant.read(&mut state, &mut observation);
+    }
     pipeline.reset(&state);
     let mut divergence = Divergence::default();
-    let mut command_f32 = [0.0f32; MAX_VALUES];
+    let mut commands = HashMap::with_capacity(actions.len());
     for (tick, action) in session.ticks.iter().zip(actions) {
-        plant.read(&mut state, &mut observation);
+        if let Some(plant) = &mut point_mass {
+            plant.read(&mut state, &mut observation);
+        }
         if tick
             .policy
             .is_some_and(|p| p.kind != TickKind::Warmup && p.kind != TickKind::Held)
@@ -235,15 +277,16 @@ fn resimulate_point_mass(session: &RecordedSession, actions: &[&[f32]]) -> Diver
         }
         let sub = (tick.controller_tick % decimation) as usize;
         let (command, _) = pipeline.command(sub, &state);
-        for (slot, value) in command_f32.iter_mut().zip(command.iter()) {
-            *slot = *value as f32;
-        }
+        let command_f32: Vec<f32> = command.iter().map(|&v| v as f32).collect();
         divergence.compare(
             tick.controller_tick,
-            &command_f32[..action_dim],
+            &command_f32,
             &tick.command[..action_dim],
         );
-        plant.write(command);
+        if let Some(plant) = &mut point_mass {
+            plant.write(command);
+        }
+        commands.insert(tick.controller_tick, command_f32);
     }
-    divergence
+    (divergence, commands)
 }
