@@ -89,8 +89,35 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration as TOML text that [`Config::from_toml_str`] reads back unchanged.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string(self).expect("every configuration value has a TOML form")
+    }
+
     /// Checks every rule that crosses fields or sections; the error names the key, the value and the rule.
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate::validate(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn a_configuration_written_as_toml_reads_back_unchanged() {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut configs = vec![Config::default()];
+        for entry in std::fs::read_dir(examples).unwrap() {
+            configs.push(Config::load(&entry.unwrap().path()).unwrap());
+        }
+        for config in configs {
+            let text = config.to_toml_string();
+            assert_eq!(
+                Config::from_toml_str(&text, "written").unwrap(),
+                config,
+                "{text}"
+            );
+        }
     }
 }

@@ -103,13 +103,11 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             plant.read(&mut state, &mut observation);
             let freshness = plant.freshness();
             let sub = (tick % decimation as u64) as usize;
-            if freshness == Freshness::Stop {
-                // Hold: one last command toward the current target, then stop publishing.
-                let (command, _) = pipeline.command(sub, &state);
-                plant.write(command);
-                break;
-            }
-            let policy = if sub == 0 && freshness == Freshness::Stale {
+            // On stop: one last command toward the current target (recorded like any tick), then no more.
+            let stopping = freshness == Freshness::Stop;
+            let policy = if stopping {
+                None
+            } else if sub == 0 && freshness == Freshness::Stale {
                 held_in_a_row += 1;
                 Some(PolicyTick::idle(executor.ticks(), TickKind::Held))
             } else if sub == 0 {
@@ -179,6 +177,9 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 }
             }
             tick += 1;
+            if stopping {
+                break;
+            }
         }
         hooks.loop_finished();
         stop.store(true, Ordering::SeqCst);

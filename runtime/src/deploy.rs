@@ -10,6 +10,7 @@ use crate::io::session::IoError;
 use crate::io::session::open_session;
 use crate::policies::load_policy;
 use crate::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
+use crate::shutdown::stop_on_signal;
 use rtchunk_config::{Config, PolicyKind};
 use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
@@ -31,13 +32,6 @@ enum Chunks {
     Local(Box<dyn FlowPolicy>),
     /// A policy server, with its chunk shape.
     Remote(Box<RemoteEngine>, PolicySpec),
-}
-
-/// Set by the SIGINT/SIGTERM handler.
-static SIGNALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    SIGNALLED.store(true, Ordering::SeqCst);
 }
 
 /// Why a deployment could not run.
@@ -85,34 +79,6 @@ impl LinkSummary {
             emergency_stops: counters.emergency_stops.load(Ordering::Relaxed),
         }
     }
-}
-
-/// Installs the SIGINT/SIGTERM handler and a thread that calls `on_signal_received` once a signal arrives
-/// (until `finished` is set).
-pub fn stop_on_signal(
-    on_signal_received: impl FnOnce() + Send + 'static,
-    finished: Arc<AtomicBool>,
-) {
-    let handler = on_signal as extern "C" fn(libc::c_int);
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    unsafe {
-        libc::signal(libc::SIGINT, handler as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, handler as libc::sighandler_t);
-    }
-    std::thread::Builder::new()
-        .name("rtchunk-signals".into())
-        .spawn(move || {
-            while !finished.load(Ordering::Relaxed) {
-                if SIGNALLED.load(Ordering::Relaxed) {
-                    // Stop first: logging may fail (e.g. stderr is a pipe whose reader has gone).
-                    on_signal_received();
-                    tracing::warn!("signal received: stopping");
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-        .expect("a signal-watch thread can be spawned");
 }
 
 /// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped), recording to

@@ -11,7 +11,9 @@ use crate::metrics::Quantiles;
 use crate::policies::adopt_bundle_shape;
 use anyhow::Context;
 use plotters::prelude::*;
-use rtchunk_config::{Config, IoConfig};
+use rtchunk_config::{
+    ClockKind, Config, ControllerKind, Execution, IoConfig, PlantKind, PolicyKind, SamplerMode,
+};
 use rtchunk_sim::TaskKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -49,11 +51,11 @@ impl LatencyMethod {
     }
 
     /// The `[sampler]` mode and `[scheduler]` execution that make it.
-    fn settings(self) -> (&'static str, &'static str) {
+    fn settings(self) -> (SamplerMode, Execution) {
         match self {
-            LatencyMethod::Sync => ("plain", "sync"),
-            LatencyMethod::Naive => ("plain", "async"),
-            LatencyMethod::Rtc => ("rtc", "async"),
+            LatencyMethod::Sync => (SamplerMode::Plain, Execution::Sync),
+            LatencyMethod::Naive => (SamplerMode::Plain, Execution::Async),
+            LatencyMethod::Rtc => (SamplerMode::Rtc, Execution::Async),
         }
     }
 }
@@ -187,25 +189,34 @@ pub fn bare_zenoh_hop(samples: usize, rate_hz: f64) -> anyhow::Result<Quantiles>
     Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
 }
 
-/// The runtime's configuration for one run.
+/// The runtime's configuration for one run: the policy at 30 Hz on the wall clock with `ticks` of injected
+/// inference delay, a passthrough controller and the zenoh link listening on `port`; its shape is the bundle's.
 fn runtime_config(
     settings: &LatencySettings,
     method: LatencyMethod,
     ticks: usize,
     port: u16,
     namespace: &str,
-) -> String {
-    let (mode, execution) = method.settings();
-    let controller = settings.controller_rate_hz.map_or(String::new(), |rate| {
-        format!("controller_rate_hz = {rate}\n")
-    });
-    format!(
-        "[policy]\nkind = \"bundle\"\nbundle = {:?}\nintra_threads = 1\n\n[sampler]\nmode = \"{mode}\"\n\n\
-         [scheduler]\nexecution = \"{execution}\"\n\n[clock]\nkind = \"real\"\npolicy_rate_hz = 30.0\n{controller}\
-         inference_delay_ticks = {ticks}\n\n[controller]\nkind = \"passthrough\"\n\n[plant]\nkind = \"zenoh\"\n\n\
-         [io]\nlisten = [\"tcp/127.0.0.1:{port}\"]\nnamespace = \"{namespace}\"\nstale_after_ms = 500.0\n",
-        settings.policy.display()
-    )
+) -> anyhow::Result<Config> {
+    let mut config = Config::default();
+    (config.sampler.mode, config.scheduler.execution) = method.settings();
+    config.policy.kind = PolicyKind::Bundle;
+    config.policy.bundle = Some(settings.policy.clone());
+    config.policy.intra_threads = 1;
+    config.clock.kind = ClockKind::Real;
+    config.clock.policy_rate_hz = 30.0;
+    config.clock.controller_rate_hz = settings.controller_rate_hz;
+    config.clock.inference_delay_ticks = ticks;
+    config.controller.kind = ControllerKind::Passthrough;
+    config.plant.kind = PlantKind::Zenoh;
+    config.io = IoConfig {
+        listen: vec![format!("tcp/127.0.0.1:{port}")],
+        namespace: namespace.to_string(),
+        stale_after_ms: 500.0,
+        ..IoConfig::default()
+    };
+    adopt_bundle_shape(&mut config)?;
+    Ok(config)
 }
 
 fn quantiles(value: &serde_json::Value) -> Quantiles {
@@ -226,12 +237,7 @@ fn run_one(
     let runs = settings.out.join("runs");
     std::fs::create_dir_all(&runs)?;
     let config = runs.join(format!("run-{}-{extra_ms}ms.toml", method.name()));
-    std::fs::write(
-        &config,
-        runtime_config(settings, method, ticks, port, &namespace),
-    )?;
-    let mut checked = Config::load(&config)?;
-    adopt_bundle_shape(&mut checked)?;
+    let checked = runtime_config(settings, method, ticks, port, &namespace)?;
     checked.validate().with_context(|| {
         format!(
             "{} at +{extra_ms} ms ({ticks} ticks at 30 Hz): more delay than the policy's horizon of {} can absorb",
@@ -239,6 +245,7 @@ fn run_one(
             checked.policy.horizon
         )
     })?;
+    std::fs::write(&config, checked.to_toml_string())?;
     let report_path = runs.join(format!("sim-{}-{extra_ms}ms.json", method.name()));
     let runtime = Command::new(&exe)
         .args(["run", "--json", "--config"])

@@ -29,6 +29,7 @@ pub mod record;
 pub mod recording;
 pub mod rt_setup;
 pub mod session;
+pub mod shutdown;
 pub mod sim_commands;
 pub mod worker;
 

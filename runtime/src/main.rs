@@ -14,6 +14,7 @@ use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::recording::format::read_log;
 use rtchunk_runtime::recording::replay::{ReplayMode, ReplayReport, replay};
 use rtchunk_runtime::recording::task_replay::SimRecording;
+use rtchunk_runtime::shutdown::StopFlag;
 use rtchunk_runtime::{RunOptions, bench, demo, run, sim_commands};
 use rtchunk_sim::{PointMass, TaskKind};
 use std::path::PathBuf;
@@ -501,22 +502,8 @@ fn main() -> anyhow::Result<()> {
                 shared_memory: config.io.shared_memory,
                 ..zenoh.io(&["tcp/127.0.0.1:7448"], &[])
             };
-            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let on_signal = stop.clone();
-            rtchunk_runtime::deploy::stop_on_signal(
-                move || on_signal.store(true, std::sync::atomic::Ordering::Relaxed),
-                finished.clone(),
-            );
-            if let Some(seconds) = seconds {
-                let timer = stop.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
-                    timer.store(true, std::sync::atomic::Ordering::Relaxed);
-                });
-            }
-            let report = rtchunk_runtime::io::remote::serve_policy(&config, &io, &stop)?;
-            finished.store(true, std::sync::atomic::Ordering::Relaxed);
+            let stop = StopFlag::install(seconds);
+            let report = rtchunk_runtime::io::remote::serve_policy(&config, &io, stop.flag())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Replay {

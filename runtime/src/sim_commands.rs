@@ -2,11 +2,11 @@
 
 use crate::io::sim_node::{SimNodeSettings, serve};
 use crate::progress::Progress;
+use crate::shutdown::StopFlag;
 use anyhow::Context;
 use rtchunk_config::IoConfig;
 use rtchunk_sim::{Canvas, Env, TaskKind, collect, play_expert_episode, stale_success_rate};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 /// Runs the expert of `kind` for `episodes` episodes from `seed` (each acting on states up to `max_stale_steps`
 /// old, see [`collect`]) and writes its solved episodes to `out`.
@@ -43,8 +43,8 @@ pub fn serve_task(
     settings: &SimNodeSettings,
     report: Option<&Path>,
 ) -> anyhow::Result<String> {
-    let stop = AtomicBool::new(false);
-    let result = serve(io, settings, &stop)?;
+    let stop = StopFlag::install(None);
+    let result = serve(io, settings, stop.flag())?;
     if let Some(path) = report {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;

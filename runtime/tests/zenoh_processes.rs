@@ -3,6 +3,8 @@
 
 use rtchunk_runtime::io::protocol::{MessageKind, Phase, StatusMessage, decode_header};
 use rtchunk_runtime::io::session::free_loopback_port;
+use rtchunk_runtime::recording::replay;
+use rtchunk_runtime::recording::task_replay::SimRecording;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -558,18 +560,25 @@ fn ctrl_c_stops_the_runtime_safely_and_its_log_is_complete() {
         "rtchunk run after Ctrl-C",
         Duration::from_secs(20),
     );
-    let _ = session.sim.kill();
-    let _ = session.sim.wait();
+    // The simulator node stops on Ctrl-C too, and reports the episode it was in.
+    // SAFETY: interrupts the simulator node this test started.
+    unsafe { libc::kill(session.sim.id() as i32, libc::SIGINT) };
+    finish(
+        session.sim,
+        "rtchunk sim serve after Ctrl-C",
+        Duration::from_secs(20),
+    );
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
     let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
     assert!(log.complete, "the log was flushed and closed");
     assert!(log.ticks.len() > 30);
-    let report = rtchunk_runtime::recording::replay::replay(
-        &log,
-        rtchunk_runtime::recording::replay::ReplayMode::ExactOutput,
-        None,
-    )
-    .unwrap();
+    let simulator = SimRecording::read(&session.report).unwrap();
+    let interrupted = simulator.episodes.last().unwrap();
+    assert_eq!(interrupted.outcome, "running");
+    assert!(interrupted.step_records.len() > 30);
+    // Both records replay exactly, the interrupted episode included.
+    let report = replay::replay(&log, replay::ReplayMode::ExactOutput, Some(&simulator)).unwrap();
     assert!(report.identical(), "{report:?}");
+    assert!(report.task.unwrap().observations.compared > 100);
 }

@@ -86,7 +86,7 @@ pub struct EpisodeReport {
     pub seed: u64,
     /// Solved.
     pub success: bool,
-    /// How it ended: "success", "failure" or "timeout".
+    /// How it ended: "success", "failure", "timeout", or "running" when the node was stopped during it.
     pub outcome: String,
     /// Control steps taken.
     pub steps: u32,
@@ -264,7 +264,13 @@ impl Node<'_> {
         self.env.reset(settings.first_seed);
         let give_up = monotonic_ns() + (settings.first_command_timeout_s * 1e9) as u64;
         while self.report.actions_received == 0 {
-            if stop.load(Ordering::Relaxed) || monotonic_ns() > give_up {
+            if stop.load(Ordering::Relaxed) {
+                return Err(IoError::Setup(format!(
+                    "stopped before the first command arrived on {}",
+                    self.topics.action
+                )));
+            }
+            if monotonic_ns() > give_up {
                 return Err(IoError::Setup(format!(
                     "no command on {} within {:.0} s",
                     self.topics.action, settings.first_command_timeout_s
@@ -284,10 +290,8 @@ impl Node<'_> {
         let mut deadline = started;
         let mut step_records = Vec::new();
         self.publish()?;
-        while !self.env.status().is_done() {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
+        // A stop (Ctrl-C) ends the episode where it is; it is still reported, as "running".
+        while !self.env.status().is_done() && !stop.load(Ordering::Relaxed) {
             deadline += period_ns;
             let now = monotonic_ns();
             if deadline > now {
