@@ -6,7 +6,8 @@
 //! first episode's position trajectory, one line per method.
 
 use crate::benchmark::figure::{draw_legend, register_font, write_png};
-use crate::io::session::{free_loopback_port, open_session};
+use crate::io::session::free_loopback_port;
+use crate::io::transport::bare_zenoh_hop;
 use crate::metrics::Quantiles;
 use crate::policies::adopt_bundle_shape;
 use anyhow::Context;
@@ -18,8 +19,6 @@ use rtchunk_sim::TaskKind;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use zenoh::Wait;
 
 /// An execution method of the latency study.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,66 +126,6 @@ pub struct LatencyReport {
     pub bare_zenoh_one_way_ms: Quantiles,
     /// Every run.
     pub rows: Vec<LatencyRow>,
-}
-
-/// Half of a ping-pong round trip between two zenoh sessions on loopback, `samples` times at `rate_hz`.
-pub fn bare_zenoh_hop(samples: usize, rate_hz: f64) -> anyhow::Result<Quantiles> {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port()?);
-    let namespace = format!("bare{}", std::process::id());
-    let ping_side = open_session(&IoConfig {
-        listen: vec![endpoint.clone()],
-        namespace: namespace.clone(),
-        ..IoConfig::default()
-    })?;
-    let pong_side = open_session(&IoConfig {
-        listen: vec![],
-        connect: vec![endpoint],
-        namespace: namespace.clone(),
-        ..IoConfig::default()
-    })?;
-    let (ping, pong) = (format!("{namespace}/ping"), format!("{namespace}/pong"));
-    let echo = pong_side
-        .declare_publisher(pong.clone())
-        .express(true)
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let _echo = pong_side
-        .declare_subscriber(ping.clone())
-        .callback(move |sample| {
-            let _ = echo.put(sample.payload().clone()).wait();
-        })
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let replies = ping_side
-        .declare_subscriber(pong)
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let publisher = ping_side
-        .declare_publisher(ping)
-        .express(true)
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let period = Duration::from_secs_f64(1.0 / rate_hz);
-    let mut hops = Vec::with_capacity(samples);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while hops.len() < samples && Instant::now() < deadline {
-        let sent = Instant::now();
-        publisher
-            .put(vec![0u8; 64])
-            .wait()
-            .map_err(anyhow::Error::msg)?;
-        if let Ok(Some(_)) = replies.recv_timeout(Duration::from_millis(200)) {
-            hops.push(sent.elapsed().as_secs_f64() * 1e3 / 2.0);
-        }
-        std::thread::sleep(period.saturating_sub(sent.elapsed()));
-    }
-    anyhow::ensure!(
-        hops.len() > samples / 2,
-        "the bare zenoh ping-pong got {} of {samples} answers",
-        hops.len()
-    );
-    // The first hops include connection set-up.
-    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
 }
 
 /// The runtime's configuration for one run: the policy at 30 Hz on the wall clock with `ticks` of injected
@@ -331,7 +270,7 @@ pub fn latency_study(settings: &LatencySettings) -> anyhow::Result<String> {
         policy,
         ..settings.clone()
     };
-    let bare = bare_zenoh_hop(200, 30.0)?;
+    let bare = bare_zenoh_hop(200, 30.0, 64, false)?;
     let mut rows = Vec::new();
     for &extra_ms in &settings.extra_ms {
         for &method in &settings.methods {

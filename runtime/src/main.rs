@@ -9,6 +9,7 @@ use rtchunk_runtime::benchmark::SweepSettings;
 use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::benchmark::methods::Method;
 use rtchunk_runtime::io::sim_node::SimNodeSettings;
+use rtchunk_runtime::io::transport;
 use rtchunk_runtime::latency::{LatencyMethod, LatencySettings, latency_study};
 use rtchunk_runtime::policies::{adopt_bundle_shape, load_policy};
 use rtchunk_runtime::recording::format::read_log;
@@ -345,6 +346,25 @@ enum Bench {
         out: PathBuf,
     },
     /// The controller loop under inference load, beside a naive thread::sleep loop.
+    /// State messages with camera images over zenoh on loopback: a bare hop against the same bytes through
+    /// rtchunk's link to the inference side's camera buffer, per image size.
+    Transport {
+        /// RGB image sizes, ROWSxCOLUMNS, comma-separated.
+        #[arg(long, default_value = "22x42,224x224,480x640")]
+        images: String,
+        /// Messages per size.
+        #[arg(long, default_value_t = 300)]
+        samples: usize,
+        /// Messages per second.
+        #[arg(long, default_value_t = 30.0)]
+        rate_hz: f64,
+        /// Use zenoh's shared-memory transport (build with --features shm).
+        #[arg(long)]
+        shared_memory: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     Loop {
         /// Seconds per loop.
         #[arg(long, default_value_t = 60.0)]
@@ -665,6 +685,31 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&result)?);
             } else {
                 print!("{}", result.summary());
+            }
+        }
+        Command::Bench {
+            which:
+                Bench::Transport {
+                    images,
+                    samples,
+                    rate_hz,
+                    shared_memory,
+                    json,
+                },
+        } => {
+            let sizes = images
+                .split(',')
+                .map(|size| {
+                    let (rows, columns) = size.trim().split_once('x')?;
+                    Some((rows.parse().ok()?, columns.parse().ok()?))
+                })
+                .collect::<Option<Vec<(usize, usize)>>>()
+                .with_context(|| format!("--images {images:?}: expected ROWSxCOLUMNS,..."))?;
+            let rows = transport::transport_benchmark(&sizes, samples, rate_hz, shared_memory)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", transport::transport_table(&rows, shared_memory));
             }
         }
         Command::Sim {

@@ -435,3 +435,35 @@ fn camera_images_go_to_the_inference_side_and_bad_ones_are_rejected() {
     assert_eq!(accepted(&counters), 1, "{cases:?}");
     link.close();
 }
+
+#[test]
+fn the_transport_benchmark_measures_both_paths_for_each_image_size() {
+    use rtchunk_runtime::io::transport::{transport_benchmark, transport_table};
+    let rows = transport_benchmark(&[(4, 6), (30, 40)], 20, 200.0, false).unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, (height, width)) in rows.iter().zip([(4u16, 6u16), (30, 40)]) {
+        let message = StateMessage {
+            position: Vec::new(),
+            velocity: Vec::new(),
+            observation: vec![0.5; 4],
+            images: vec![CameraImage {
+                height,
+                width,
+                channels: 3,
+                pixels: vec![0; usize::from(height) * usize::from(width) * 3],
+            }],
+        };
+        assert_eq!(row.message_bytes, message.encode(0, 1, 1, 0).len());
+        // Every message but the five warm-up ones was timed on both paths.
+        assert!(
+            row.bare_ms.count >= 10 && row.rtchunk_ms.count >= 10,
+            "{row:?}"
+        );
+        assert!(row.bare_ms.p50 > 0.0 && row.rtchunk_ms.p50 > 0.0, "{row:?}");
+    }
+    let table = transport_table(&rows, false);
+    assert!(
+        table.contains("30 x 40") && table.contains("shared memory off"),
+        "{table}"
+    );
+}

@@ -1,0 +1,217 @@
+//! How long robot state takes over zenoh on loopback, as a function of its size (camera images make state
+//! messages large): a bare publish/subscribe hop, and the same state through rtchunk's link (decode, validate,
+//! hand the images to the inference side), measured in the same command. `rtchunk bench transport`.
+
+use crate::clock::monotonic_ns;
+use crate::io::link::RobotLink;
+use crate::io::protocol::{CameraImage, Encode, StateMessage, wall_clock_ns};
+use crate::io::session::{Topics, free_loopback_port, open_session};
+use crate::metrics::Quantiles;
+use rtchunk_config::IoConfig;
+use rtchunk_policy::Camera;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+use zenoh::Wait;
+
+/// Two sessions on a fresh loopback port, one listening and one connected to it, and the configuration of the
+/// listening one (its namespace).
+fn session_pair(
+    name: &str,
+    shared_memory: bool,
+) -> anyhow::Result<(IoConfig, zenoh::Session, zenoh::Session)> {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port()?);
+    let io = IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: format!("{name}{}", std::process::id()),
+        shared_memory,
+        ..IoConfig::default()
+    };
+    let listening = open_session(&io)?;
+    let connected = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        ..io.clone()
+    })?;
+    Ok((io, listening, connected))
+}
+
+/// Half of a ping-pong round trip of `payload` bytes between two zenoh sessions on loopback, `samples` times at
+/// `rate_hz`.
+pub fn bare_zenoh_hop(
+    samples: usize,
+    rate_hz: f64,
+    payload: usize,
+    shared_memory: bool,
+) -> anyhow::Result<Quantiles> {
+    let (io, ping_side, pong_side) = session_pair("bare", shared_memory)?;
+    let namespace = &io.namespace;
+    let (ping, pong) = (format!("{namespace}/ping"), format!("{namespace}/pong"));
+    let echo = pong_side
+        .declare_publisher(pong.clone())
+        .express(true)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let _echo = pong_side
+        .declare_subscriber(ping.clone())
+        .callback(move |sample| {
+            let _ = echo.put(sample.payload().clone()).wait();
+        })
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let replies = ping_side
+        .declare_subscriber(pong)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let publisher = ping_side
+        .declare_publisher(ping)
+        .express(true)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let period = Duration::from_secs_f64(1.0 / rate_hz);
+    let mut hops = Vec::with_capacity(samples);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hops.len() < samples && Instant::now() < deadline {
+        let bytes = vec![0u8; payload];
+        let sent = Instant::now();
+        publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
+        if let Ok(Some(_)) = replies.recv_timeout(Duration::from_millis(200)) {
+            hops.push(sent.elapsed().as_secs_f64() * 1e3 / 2.0);
+        }
+        std::thread::sleep(period.saturating_sub(sent.elapsed()));
+    }
+    anyhow::ensure!(
+        hops.len() > samples / 2,
+        "the bare zenoh ping-pong got {} of {samples} answers",
+        hops.len()
+    );
+    // The first hops include connection set-up.
+    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+}
+
+/// One-way time of a state message carrying one RGB image of `height` x `width`, from the robot's `put` to its
+/// pixels in the inference side's camera buffer, through a [`RobotLink`]; `samples` times at `rate_hz`.
+pub fn camera_state_hop(
+    samples: usize,
+    rate_hz: f64,
+    height: usize,
+    width: usize,
+    shared_memory: bool,
+) -> anyhow::Result<Quantiles> {
+    let (io, runtime_side, robot) = session_pair("camera", shared_memory)?;
+    let camera = Camera {
+        name: "front".into(),
+        height,
+        width,
+        channels: 3,
+    };
+    let (mut link, _plant) =
+        RobotLink::attach(runtime_side, &io, 2, 4, std::slice::from_ref(&camera))?;
+    let mut feed = link
+        .take_camera_feed()
+        .ok_or_else(|| anyhow::anyhow!("the link made no camera feed"))?;
+    // Published as the bare hop publishes: express (no batching).
+    let publisher = robot
+        .declare_publisher(Topics::new(&io.namespace).state)
+        .express(true)
+        .wait()
+        .map_err(anyhow::Error::msg)?;
+    let period = Duration::from_secs_f64(1.0 / rate_hz);
+    let mut hops = Vec::with_capacity(samples);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seq = 0u64;
+    while hops.len() < samples && Instant::now() < deadline {
+        seq += 1;
+        let message = StateMessage {
+            position: Vec::new(),
+            velocity: Vec::new(),
+            observation: vec![0.5; 4],
+            images: vec![CameraImage {
+                height: height as u16,
+                width: width as u16,
+                channels: 3,
+                pixels: vec![(seq % 251) as u8; camera.bytes()],
+            }],
+        };
+        let bytes = message.encode(0, 1, seq, wall_clock_ns());
+        let sent = monotonic_ns();
+        publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
+        let give_up = sent + 200_000_000;
+        while monotonic_ns() < give_up {
+            feed.update();
+            if feed.output_buffer().state_seq == seq {
+                hops.push((monotonic_ns() - sent) as f64 / 1e6);
+                break;
+            }
+            // Poll without spinning: a spinning reader would take a core from zenoh and the state thread.
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        std::thread::sleep(period.saturating_sub(Duration::from_nanos(monotonic_ns() - sent)));
+    }
+    link.close();
+    anyhow::ensure!(
+        hops.len() > samples / 2,
+        "{} of {samples} camera states reached the camera buffer",
+        hops.len()
+    );
+    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+}
+
+/// One image size's row of the transport benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportRow {
+    /// Image rows x columns (RGB).
+    pub image: String,
+    /// Bytes of the state message.
+    pub message_bytes: usize,
+    /// A bare zenoh hop of the same number of bytes, milliseconds.
+    pub bare_ms: Quantiles,
+    /// The state through rtchunk's link to the camera buffer, milliseconds.
+    pub rtchunk_ms: Quantiles,
+}
+
+/// Measures every `(height, width)` image at `rate_hz`, `samples` messages each.
+pub fn transport_benchmark(
+    images: &[(usize, usize)],
+    samples: usize,
+    rate_hz: f64,
+    shared_memory: bool,
+) -> anyhow::Result<Vec<TransportRow>> {
+    images
+        .iter()
+        .map(|&(height, width)| {
+            // Header, sizes, a 4-value observation, the image section.
+            let message_bytes = 28 + 4 + 16 + 1 + 6 + height * width * 3;
+            Ok(TransportRow {
+                image: format!("{height} x {width}"),
+                message_bytes,
+                bare_ms: bare_zenoh_hop(samples, rate_hz, message_bytes, shared_memory)?,
+                rtchunk_ms: camera_state_hop(samples, rate_hz, height, width, shared_memory)?,
+            })
+        })
+        .collect()
+}
+
+/// The benchmark as a table, with rtchunk's p50 as a multiple of the bare hop's.
+pub fn transport_table(rows: &[TransportRow], shared_memory: bool) -> String {
+    let mut text = format!(
+        "state messages over zenoh on loopback (shared memory {}): one-way milliseconds\n\
+         {:<12} {:>10} {:>22} {:>22} {:>8}\n",
+        if shared_memory { "on" } else { "off" },
+        "image",
+        "bytes",
+        "bare hop p50 / p99",
+        "rtchunk link p50 / p99",
+        "ratio"
+    );
+    for row in rows {
+        text += &format!(
+            "{:<12} {:>10} {:>22} {:>22} {:>7.2}x\n",
+            row.image,
+            row.message_bytes,
+            format!("{:.3} / {:.3}", row.bare_ms.p50, row.bare_ms.p99),
+            format!("{:.3} / {:.3}", row.rtchunk_ms.p50, row.rtchunk_ms.p99),
+            row.rtchunk_ms.p50 / row.bare_ms.p50
+        );
+    }
+    text
+}
