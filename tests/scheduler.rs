@@ -303,3 +303,28 @@ fn a_replan_drops_every_chunk_and_the_request_in_flight_and_starts_cold() {
     );
     assert_eq!(executor.action(), &[3.0, 3.0]);
 }
+
+#[test]
+fn a_run_that_keeps_no_records_in_memory_reports_the_same_metrics() {
+    // What a deployment does: records go to the log only, the metrics are gathered as the run goes.
+    let config = simulated(8, 4, 3, SamplerMode::Rtc);
+    let kept = run_for(&config, 500, None);
+    let options = rtchunk_runtime::RunOptions {
+        keep_records: false,
+        ..rtchunk_runtime::RunOptions::new("test", 0)
+    };
+    let lean = run_for(&config, 500, Some(options));
+    assert!(lean.ticks.is_empty());
+    assert_eq!(lean.inferences.len(), kept.inferences.len());
+    assert!(
+        lean.inferences
+            .iter()
+            .all(|i| i.chunk.is_empty() && i.observation.is_empty())
+    );
+    let (mut lean_metrics, kept_metrics) = (lean.metrics, kept.metrics);
+    // Inference wall time is measured, not simulated; everything else is deterministic.
+    lean_metrics.inference_ms = kept_metrics.inference_ms;
+    assert_eq!(lean_metrics, kept_metrics);
+    assert_eq!(kept_metrics.controller_ticks, 500);
+    assert!(kept_metrics.swaps > 50);
+}

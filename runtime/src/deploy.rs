@@ -137,6 +137,7 @@ pub fn run_on_robot(
     let options = RunOptions {
         record,
         cameras: link.take_camera_feed(),
+        keep_records: false,
         ..RunOptions::new(&label, ticks)
     };
     let outcome = match chunks {

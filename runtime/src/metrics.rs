@@ -108,9 +108,64 @@ impl RunMetrics {
         inferences: &[InferenceRecord],
         records_dropped: u64,
     ) -> Self {
-        let mut metrics = RunMetrics {
+        let mut accumulator = TickMetrics::default();
+        ticks.iter().for_each(|tick| accumulator.add(tick));
+        accumulator.finish(label, inferences, records_dropped)
+    }
+}
+
+/// The tick side of [`RunMetrics`], gathered one record at a time, so that a long run need not keep its records:
+/// it holds the counters and one or two numbers per tick for the quantiles.
+#[derive(Debug, Default)]
+pub struct TickMetrics {
+    metrics: RunMetrics,
+    lateness_us: Vec<f64>,
+    delays: Vec<f64>,
+    seams: Vec<f64>,
+    within: Vec<f64>,
+    cold_seen: bool,
+}
+
+impl TickMetrics {
+    /// Counts one controller tick.
+    pub fn add(&mut self, tick: &TickRecord) {
+        let metrics = &mut self.metrics;
+        metrics.controller_ticks += 1;
+        self.lateness_us.push(tick.lateness_ns as f64 / 1e3);
+        metrics.missed_ticks += tick.missed as u64;
+        metrics.safety_rejections += tick.safety_rejected as u64;
+        metrics.safety_clamps += tick.safety_clamped as u64;
+        let Some(policy) = tick.policy else { return };
+        metrics.policy_ticks += 1;
+        match policy.kind {
+            TickKind::Starved => metrics.starved_ticks += 1,
+            TickKind::Paused => metrics.paused_ticks += 1,
+            TickKind::Warmup => metrics.warmup_ticks += 1,
+            TickKind::Held => metrics.held_ticks += 1,
+            TickKind::Executed => {}
+        }
+        if policy.swapped {
+            if self.cold_seen {
+                self.delays.push(policy.observed_delay as f64);
+            }
+            self.cold_seen = true;
+        }
+        match policy.step_class {
+            StepClass::Seam => self.seams.push(policy.step as f64),
+            StepClass::Within => self.within.push(policy.step as f64),
+            StepClass::Other => {}
+        }
+    }
+
+    /// The run's metrics: these ticks with `inferences`.
+    pub fn finish(
+        self,
+        label: &str,
+        inferences: &[InferenceRecord],
+        records_dropped: u64,
+    ) -> RunMetrics {
+        RunMetrics {
             label: label.to_string(),
-            controller_ticks: ticks.len() as u64,
             records_dropped,
             inferences: inferences.len(),
             inference_failures: inferences.iter().filter(|i| i.error.is_some()).count() as u64,
@@ -120,43 +175,13 @@ impl RunMetrics {
                     .map(|i| i.duration_us as f64 / 1e3)
                     .collect(),
             ),
-            wake_lateness_us: Quantiles::of(
-                ticks.iter().map(|t| t.lateness_ns as f64 / 1e3).collect(),
-            ),
-            ..RunMetrics::default()
-        };
-        let (mut delays, mut seams, mut within) = (Vec::new(), Vec::new(), Vec::new());
-        let mut cold_seen = false;
-        for tick in ticks {
-            metrics.missed_ticks += tick.missed as u64;
-            metrics.safety_rejections += tick.safety_rejected as u64;
-            metrics.safety_clamps += tick.safety_clamped as u64;
-            let Some(policy) = tick.policy else { continue };
-            metrics.policy_ticks += 1;
-            match policy.kind {
-                TickKind::Starved => metrics.starved_ticks += 1,
-                TickKind::Paused => metrics.paused_ticks += 1,
-                TickKind::Warmup => metrics.warmup_ticks += 1,
-                TickKind::Held => metrics.held_ticks += 1,
-                TickKind::Executed => {}
-            }
-            if policy.swapped {
-                if cold_seen {
-                    delays.push(policy.observed_delay as f64);
-                }
-                cold_seen = true;
-            }
-            match policy.step_class {
-                StepClass::Seam => seams.push(policy.step as f64),
-                StepClass::Within => within.push(policy.step as f64),
-                StepClass::Other => {}
-            }
+            wake_lateness_us: Quantiles::of(self.lateness_us),
+            swaps: self.delays.len(),
+            observed_delay_ticks: Quantiles::of(self.delays),
+            seam_jump: Quantiles::of(self.seams),
+            within_chunk_step: Quantiles::of(self.within),
+            ..self.metrics
         }
-        metrics.swaps = delays.len();
-        metrics.observed_delay_ticks = Quantiles::of(delays);
-        metrics.seam_jump = Quantiles::of(seams);
-        metrics.within_chunk_step = Quantiles::of(within);
-        metrics
     }
 }
 

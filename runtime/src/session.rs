@@ -7,7 +7,7 @@ use crate::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
 use crate::doorbell::Doorbell;
 use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
-use crate::metrics::{RunMetrics, SafetyClamps};
+use crate::metrics::{RunMetrics, SafetyClamps, TickMetrics};
 use crate::record::TickRecord;
 use crate::recording::format::LogHeader;
 use crate::recording::writer::{LogEvent, LogSummary, LogWriter};
@@ -57,6 +57,10 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     /// The robot's camera images, for a policy with cameras.
     pub cameras: Option<CameraFeed>,
+    /// Keep every tick and inference record in memory for [`RunOutcome`] (false for open-ended deployments,
+    /// whose memory would otherwise grow with every tick: the metrics are gathered as the run goes and the log
+    /// keeps the records).
+    pub keep_records: bool,
 }
 
 impl RunOptions {
@@ -69,6 +73,7 @@ impl RunOptions {
             weak_policy: None,
             record: None,
             cameras: None,
+            keep_records: true,
         }
     }
 }
@@ -221,14 +226,16 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         alive: alive.clone(),
         log: log.as_ref().map(LogWriter::sender),
         cameras: options.cameras.take(),
+        keep_records: options.keep_records,
     };
     let worker = runtime.spawn(worker.run());
 
     let (producer, consumer) = rtrb::RingBuffer::new(RECORD_RING);
     let tick_log = log.as_ref().map(LogWriter::sender);
+    let keep_ticks = options.keep_records;
     let collector = std::thread::Builder::new()
         .name("rtchunk-collect".into())
-        .spawn(move || collect(consumer, tick_log))
+        .spawn(move || collect(consumer, tick_log, keep_ticks))
         .map_err(|e| RunError::Runtime(format!("cannot start the collector: {e}")))?;
 
     let delays = DelayInjector::new(
@@ -278,7 +285,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     let inferences = runtime
         .block_on(worker)
         .map_err(|e| RunError::Runtime(format!("the inference worker failed: {e}")))?;
-    let ticks = collector
+    let (ticks, tick_metrics) = collector
         .join()
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
     let log = match log {
@@ -289,8 +296,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         ),
         None => None,
     };
-    let mut metrics =
-        RunMetrics::compute(&options.label, &ticks, &inferences, result.records_dropped);
+    let mut metrics = tick_metrics.finish(&options.label, &inferences, result.records_dropped);
     metrics.safety_clamps_by_rule = SafetyClamps {
         position: result.safety.clamped_position,
         velocity: result.safety.clamped_velocity,
@@ -364,22 +370,28 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
         .map_err(|e| RunError::Runtime(format!("cannot start the controller thread: {e}")))
 }
 
-/// Drains the tick ring until the controller has gone and the ring is empty, forwarding each tick to the log.
+/// Drains the tick ring until the controller has gone and the ring is empty, forwarding each tick to the log and
+/// gathering the metrics; keeps the records themselves only with `keep`.
 fn collect(
     mut consumer: rtrb::Consumer<TickRecord>,
     log: Option<Sender<LogEvent>>,
-) -> Vec<TickRecord> {
+    keep: bool,
+) -> (Vec<TickRecord>, TickMetrics) {
     let mut ticks = Vec::new();
+    let mut metrics = TickMetrics::default();
     loop {
         let finished = consumer.is_abandoned();
         while let Ok(record) = consumer.pop() {
             if let Some(log) = &log {
                 let _ = log.send(LogEvent::Tick(Box::new(record)));
             }
-            ticks.push(record);
+            metrics.add(&record);
+            if keep {
+                ticks.push(record);
+            }
         }
         if finished {
-            return ticks;
+            return (ticks, metrics);
         }
         std::thread::sleep(Duration::from_millis(1));
     }

@@ -39,6 +39,20 @@ pub struct InferenceRecord {
     pub committed: Vec<f32>,
 }
 
+impl InferenceRecord {
+    /// The record without its inputs, images and chunk: what the run's metrics need.
+    fn without_data(&self) -> InferenceRecord {
+        InferenceRecord {
+            error: self.error.clone(),
+            chunk: Vec::new(),
+            observation: Vec::new(),
+            images: Vec::new(),
+            committed: Vec::new(),
+            ..*self
+        }
+    }
+}
+
 /// The policy and sampler, owned by whichever thread runs the inference.
 pub struct InferenceEngine {
     /// The policy.
@@ -177,6 +191,9 @@ pub struct InferenceWorker {
     pub log: Option<std::sync::mpsc::Sender<LogEvent>>,
     /// The newest camera images, attached to each request before sampling (for a policy with cameras).
     pub cameras: Option<CameraFeed>,
+    /// Keep each record's inputs and chunk in the returned history (otherwise only what the metrics need; the
+    /// log, when recording, always gets the whole record).
+    pub keep_records: bool,
 }
 
 impl InferenceWorker {
@@ -218,10 +235,15 @@ impl InferenceWorker {
                 image_seq: request.image_seq,
                 committed: request.committed().unwrap_or(&[]).to_vec(),
             };
+            let kept = if self.keep_records {
+                record.clone()
+            } else {
+                record.without_data()
+            };
             if let Some(log) = &self.log {
-                let _ = log.send(LogEvent::Inference(record.clone()));
+                let _ = log.send(LogEvent::Inference(record));
             }
-            history.push(record);
+            history.push(kept);
         }
         self.alive.store(false, Ordering::SeqCst);
         self.chunk_bell.ring();
