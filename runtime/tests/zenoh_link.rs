@@ -298,39 +298,62 @@ fn a_start_command_gates_execution_and_stale_state_can_stop_the_run() {
     link.close();
 }
 
-/// With the `shm` feature both sessions use zenoh's shared-memory transport; state still flows and is validated.
+/// With the `shm` feature both sessions use zenoh's shared-memory transport; state with a camera image far above
+/// zenoh's 3 KB shared-memory threshold still flows, is validated and reaches the inference side.
 #[cfg(feature = "shm")]
 #[test]
 fn state_flows_over_shared_memory() {
-    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
-    let namespace = format!("test-{}-shm", std::process::id());
-    let io = IoConfig {
-        listen: vec![endpoint.clone()],
-        namespace: namespace.clone(),
-        shared_memory: true,
-        ..IoConfig::default()
+    let camera = Camera {
+        name: "front".into(),
+        height: 224,
+        width: 224,
+        channels: 3,
     };
-    let (link, mut plant) = RobotLink::open(&io, JOINTS, OBSERVATION, cameras).unwrap();
-    let robot = open_session(&IoConfig {
-        listen: vec![],
-        connect: vec![endpoint],
-        ..io.clone()
-    })
-    .unwrap();
-    let topics = Topics::new(&namespace);
+    let (mut link, mut plant, robot, topics) = {
+        let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
+        let namespace = format!("test-{}-shm", std::process::id());
+        let io = IoConfig {
+            listen: vec![endpoint.clone()],
+            namespace: namespace.clone(),
+            shared_memory: true,
+            ..IoConfig::default()
+        };
+        let (link, plant) =
+            RobotLink::open(&io, JOINTS, OBSERVATION, std::slice::from_ref(&camera)).unwrap();
+        let robot = open_session(&IoConfig {
+            listen: vec![],
+            connect: vec![endpoint],
+            ..io.clone()
+        })
+        .unwrap();
+        (link, plant, robot, Topics::new(&namespace))
+    };
+    let mut feed = link.take_camera_feed().unwrap();
     let counters = link.counters().clone();
     let mut seq = 0;
     wait_for("state over shared memory", || {
         seq += 1;
+        let message = StateMessage {
+            images: vec![CameraImage {
+                height: 224,
+                width: 224,
+                channels: 3,
+                pixels: vec![200; camera.bytes()],
+            }],
+            ..state(4.0)
+        };
         put(
             &robot,
             &topics.state,
-            state(4.0).encode(0, 5, seq, wall_clock_ns()),
+            message.encode(0, 5, seq, wall_clock_ns()),
         );
         std::thread::sleep(Duration::from_millis(10));
         accepted(&counters) > 0
     });
     assert_eq!(read(&mut plant).1, vec![4.0f32; OBSERVATION]);
+    feed.update();
+    assert_eq!(feed.output_buffer().pixels, vec![200; camera.bytes()]);
+    assert_eq!(counters.rejected_total(), 0);
     link.close();
 }
 
