@@ -15,7 +15,7 @@ use crate::clock::monotonic_ns;
 use crate::doorbell::Doorbell;
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
-    SequenceGuard, StateMessage, StatusMessage, decode_header, new_source_id, wall_clock_ns,
+    SequenceGuard, StateView, StatusMessage, decode_header, new_source_id, wall_clock_ns,
 };
 use crate::io::session::{IoError, Topics, open_session};
 use crate::messages::{CameraFeed, CameraFrame};
@@ -394,13 +394,13 @@ impl RobotLink {
                     let bytes = sample.payload().to_bytes();
                     let accepted =
                         decode_header(&bytes, MessageKind::State).and_then(|(header, body)| {
-                            let message =
-                                StateMessage::decode(body, joints, observation_dim, &cameras)?;
+                            let view = StateView::decode(body, joints, observation_dim, &cameras)?;
                             guard.accept(&header)?;
-                            Ok((header, message))
+                            Ok((header, view))
                         });
                     match accepted {
-                        Ok((header, message)) => {
+                        Ok((header, view)) => {
+                            let message = &view.state;
                             let slot = state_in.input_buffer_mut();
                             slot.seq = header.seq;
                             slot.received_ns = monotonic_ns();
@@ -414,8 +414,8 @@ impl RobotLink {
                                 let frame = camera_in.input_buffer_mut();
                                 frame.state_seq = header.seq;
                                 frame.pixels.clear();
-                                for image in &message.images {
-                                    frame.pixels.extend_from_slice(&image.pixels);
+                                for image in &view.images {
+                                    frame.pixels.extend_from_slice(image.pixels);
                                 }
                                 camera_in.publish();
                             }

@@ -150,6 +150,29 @@ pub struct CameraImage {
     pub pixels: Vec<u8>,
 }
 
+/// One camera image of a received state message, its pixels borrowed from the message's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageView<'a> {
+    /// Rows.
+    pub height: u16,
+    /// Columns.
+    pub width: u16,
+    /// Channels per pixel.
+    pub channels: u8,
+    /// The pixels, as in [`CameraImage::pixels`].
+    pub pixels: &'a [u8],
+}
+
+/// A state message decoded in place: its vectors, and its images borrowed from the received bytes (so that a
+/// receiver copies each frame once, to where it is needed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateView<'a> {
+    /// Positions, velocities and the observation (`images` left empty).
+    pub state: StateMessage,
+    /// The camera images, in order.
+    pub images: Vec<ImageView<'a>>,
+}
+
 /// Bytes of a status body: the phase, eleven u64 counters and one f32.
 const STATUS_BODY: usize = 1 + 8 * 11 + 4;
 
@@ -548,7 +571,7 @@ impl<'a> Reader<'a> {
         self.bytes.len()
     }
     /// The optional image section of a state body: nothing left means no images.
-    fn images(&mut self) -> Result<Vec<CameraImage>, Rejection> {
+    fn images(&mut self) -> Result<Vec<ImageView<'a>>, Rejection> {
         let Some((&count, rest)) = self.bytes.split_first() else {
             return Ok(Vec::new());
         };
@@ -587,11 +610,11 @@ impl<'a> Reader<'a> {
             }
             let (pixels, rest) = self.bytes.split_at(bytes);
             self.bytes = rest;
-            images.push(CameraImage {
+            images.push(ImageView {
                 height,
                 width,
                 channels,
-                pixels: pixels.to_vec(),
+                pixels,
             });
         }
         if self.remaining() != 0 {
@@ -667,12 +690,12 @@ fn check_finite(values: impl IntoIterator<Item = f64>, what: &str) -> Result<(),
     }
 }
 
-impl StateMessage {
+impl<'a> StateView<'a> {
     /// Decodes a state body, checking sizes against `joints` (0 also accepted: no joint feedback),
     /// `observation_dim` and `cameras` (images are required in that order and shape when the policy has
     /// cameras; a robot may send images a policy without cameras ignores), and that every value is finite.
     pub fn decode(
-        body: &[u8],
+        body: &'a [u8],
         joints: usize,
         observation_dim: usize,
         cameras: &[Camera],
@@ -705,18 +728,29 @@ impl StateMessage {
         check_finite(velocity.iter().copied(), "velocity")?;
         check_finite(observation.iter().map(|&v| v as f64), "observation")?;
         check_images(&images, cameras)?;
-        Ok(StateMessage {
-            position,
-            velocity,
-            observation,
+        Ok(StateView {
+            state: StateMessage {
+                position,
+                velocity,
+                observation,
+                images: Vec::new(),
+            },
             images,
         })
     }
 }
 
 /// Checks that `images` are the policy's `cameras`, in order and shape (anything goes when it has none).
-fn check_images(images: &[CameraImage], cameras: &[Camera]) -> Result<(), Rejection> {
-    if cameras.is_empty() {
+fn check_images(images: &[ImageView], cameras: &[Camera]) -> Result<(), Rejection> {
+    let fits = images.len() == cameras.len()
+        && images.iter().zip(cameras).all(|(image, camera)| {
+            (
+                usize::from(image.height),
+                usize::from(image.width),
+                usize::from(image.channels),
+            ) == (camera.height, camera.width, camera.channels)
+        });
+    if cameras.is_empty() || fits {
         return Ok(());
     }
     let shape = |h: usize, w: usize, c: usize| format!("{h}x{w}x{c}");
@@ -728,16 +762,13 @@ fn check_images(images: &[CameraImage], cameras: &[Camera]) -> Result<(), Reject
         .iter()
         .map(|c| shape(c.height, c.width, c.channels))
         .collect();
-    if got != expected {
-        let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
-        return Err(Rejection::new(
-            RejectKind::Dimensions,
-            format!(
-                "camera images {got:?} (height x width x channels), expected {expected:?} for {names:?}"
-            ),
-        ));
-    }
-    Ok(())
+    let names: Vec<&str> = cameras.iter().map(|c| c.name.as_str()).collect();
+    Err(Rejection::new(
+        RejectKind::Dimensions,
+        format!(
+            "camera images {got:?} (height x width x channels), expected {expected:?} for {names:?}"
+        ),
+    ))
 }
 
 impl ActionMessage {
