@@ -213,7 +213,7 @@ impl InferenceWorker {
                 let result = engine.sample_chunk(&request).map(<[f32]>::to_vec);
                 (engine, request, result)
             });
-            let Ok((engine, request, result)) = job.await else {
+            let Ok((engine, mut request, result)) = job.await else {
                 break;
             };
             self.engine = engine;
@@ -230,20 +230,25 @@ impl InferenceWorker {
                 duration_us,
                 error: result.as_ref().err().map(ToString::to_string),
                 chunk: result.unwrap_or_default(),
-                observation: request.observation.clone(),
-                images: request.images.clone(),
-                image_seq: request.image_seq,
                 committed: request.committed().unwrap_or(&[]).to_vec(),
+                // The request is this worker's own copy: its inputs move into the record.
+                observation: std::mem::take(&mut request.observation),
+                images: std::mem::take(&mut request.images),
+                image_seq: request.image_seq,
             };
-            let kept = if self.keep_records {
-                record.clone()
-            } else {
-                record.without_data()
-            };
-            if let Some(log) = &self.log {
-                let _ = log.send(LogEvent::Inference(record));
-            }
-            history.push(kept);
+            history.push(match (&self.log, self.keep_records) {
+                (Some(log), keep) => {
+                    let kept = if keep {
+                        record.clone()
+                    } else {
+                        record.without_data()
+                    };
+                    let _ = log.send(LogEvent::Inference(record));
+                    kept
+                }
+                (None, true) => record,
+                (None, false) => record.without_data(),
+            });
         }
         self.alive.store(false, Ordering::SeqCst);
         self.chunk_bell.ring();

@@ -35,6 +35,34 @@ fn session_pair(
     Ok((io, listening, connected))
 }
 
+/// Calls `hop(n)` for messages n = 1, 2, ... at `rate_hz` until `samples` have answered (or `limit` passes);
+/// `hop` sends message n and returns its one-way time in milliseconds, or `None` when it got no answer. The first
+/// five times (connection set-up) are dropped; fewer than half the answers is an error naming `what`.
+fn sample_hops(
+    samples: usize,
+    rate_hz: f64,
+    limit: Duration,
+    what: &str,
+    mut hop: impl FnMut(u64) -> anyhow::Result<Option<f64>>,
+) -> anyhow::Result<Quantiles> {
+    let period = Duration::from_secs_f64(1.0 / rate_hz);
+    let mut hops = Vec::with_capacity(samples);
+    let deadline = Instant::now() + limit;
+    let mut seq = 0u64;
+    while hops.len() < samples && Instant::now() < deadline {
+        seq += 1;
+        let started = Instant::now();
+        hops.extend(hop(seq)?);
+        std::thread::sleep(period.saturating_sub(started.elapsed()));
+    }
+    anyhow::ensure!(
+        hops.len() > samples / 2,
+        "{what}: {} of {samples} messages answered",
+        hops.len()
+    );
+    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+}
+
 /// Half of a ping-pong round trip of `payload` bytes between two zenoh sessions on loopback, `samples` times at
 /// `rate_hz`.
 pub fn bare_zenoh_hop(
@@ -67,25 +95,21 @@ pub fn bare_zenoh_hop(
         .express(true)
         .wait()
         .map_err(anyhow::Error::msg)?;
-    let period = Duration::from_secs_f64(1.0 / rate_hz);
-    let mut hops = Vec::with_capacity(samples);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while hops.len() < samples && Instant::now() < deadline {
-        let bytes = vec![0u8; payload];
-        let sent = Instant::now();
-        publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
-        if let Ok(Some(_)) = replies.recv_timeout(Duration::from_millis(200)) {
-            hops.push(sent.elapsed().as_secs_f64() * 1e3 / 2.0);
-        }
-        std::thread::sleep(period.saturating_sub(sent.elapsed()));
-    }
-    anyhow::ensure!(
-        hops.len() > samples / 2,
-        "the bare zenoh ping-pong got {} of {samples} answers",
-        hops.len()
-    );
-    // The first hops include connection set-up.
-    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+    sample_hops(
+        samples,
+        rate_hz,
+        Duration::from_secs(30),
+        "bare zenoh ping-pong",
+        |_| {
+            let bytes = vec![0u8; payload];
+            let sent = Instant::now();
+            publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
+            Ok(match replies.recv_timeout(Duration::from_millis(200)) {
+                Ok(Some(_)) => Some(sent.elapsed().as_secs_f64() * 1e3 / 2.0),
+                _ => None,
+            })
+        },
+    )
 }
 
 /// One-way time of a state message carrying one RGB image of `height` x `width`, from the robot's `put` to its
@@ -115,45 +139,40 @@ pub fn camera_state_hop(
         .express(true)
         .wait()
         .map_err(anyhow::Error::msg)?;
-    let period = Duration::from_secs_f64(1.0 / rate_hz);
-    let mut hops = Vec::with_capacity(samples);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut seq = 0u64;
-    while hops.len() < samples && Instant::now() < deadline {
-        seq += 1;
-        let message = StateMessage {
-            position: Vec::new(),
-            velocity: Vec::new(),
-            observation: vec![0.5; 4],
-            images: vec![CameraImage {
-                height: height as u16,
-                width: width as u16,
-                channels: 3,
-                pixels: vec![(seq % 251) as u8; camera.bytes()],
-            }],
-        };
-        let bytes = message.encode(0, 1, seq, wall_clock_ns());
-        let sent = monotonic_ns();
-        publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
-        let give_up = sent + 200_000_000;
-        while monotonic_ns() < give_up {
-            feed.update();
-            if feed.output_buffer().state_seq == seq {
-                hops.push((monotonic_ns() - sent) as f64 / 1e6);
-                break;
+    let hops = sample_hops(
+        samples,
+        rate_hz,
+        Duration::from_secs(60),
+        "camera states",
+        |seq| {
+            let message = StateMessage {
+                position: Vec::new(),
+                velocity: Vec::new(),
+                observation: vec![0.5; 4],
+                images: vec![CameraImage {
+                    height: height as u16,
+                    width: width as u16,
+                    channels: 3,
+                    pixels: vec![(seq % 251) as u8; camera.bytes()],
+                }],
+            };
+            let bytes = message.encode(0, 1, seq, wall_clock_ns());
+            let sent = monotonic_ns();
+            publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
+            let give_up = sent + 200_000_000;
+            while monotonic_ns() < give_up {
+                feed.update();
+                if feed.output_buffer().state_seq == seq {
+                    return Ok(Some((monotonic_ns() - sent) as f64 / 1e6));
+                }
+                // Poll without spinning: a spinning reader would take a core from zenoh and the state thread.
+                std::thread::sleep(Duration::from_micros(20));
             }
-            // Poll without spinning: a spinning reader would take a core from zenoh and the state thread.
-            std::thread::sleep(Duration::from_micros(20));
-        }
-        std::thread::sleep(period.saturating_sub(Duration::from_nanos(monotonic_ns() - sent)));
-    }
-    link.close();
-    anyhow::ensure!(
-        hops.len() > samples / 2,
-        "{} of {samples} camera states reached the camera buffer",
-        hops.len()
+            Ok(None)
+        },
     );
-    Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
+    link.close();
+    hops
 }
 
 /// One image size's row of the transport benchmark.

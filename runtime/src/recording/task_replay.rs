@@ -53,10 +53,7 @@ pub fn resimulate_task(
     commands: &HashMap<u64, Vec<f32>>,
     action_dim: usize,
 ) -> Result<TaskReplay, ReplayError> {
-    let kind: TaskKind = recording
-        .task
-        .parse()
-        .map_err(|e: String| ReplayError::Simulator(e))?;
+    let kind: TaskKind = recording.task.parse().map_err(ReplayError::Simulator)?;
     let mut env = Env::new(kind);
     if env.spec().action_dim() != action_dim {
         return Err(ReplayError::Simulator(format!(
