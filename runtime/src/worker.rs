@@ -255,15 +255,18 @@ impl InferenceWorker {
         history
     }
 
-    /// Waits for the next request without blocking the async runtime; `None` once stopped.
+    /// Waits for the next request without blocking the async runtime; `None` once stopped. A request published
+    /// before the stop is still served (the stop is read first), so which inferences a run makes does not depend
+    /// on when the worker noticed the end.
     async fn next_request(&mut self) -> Option<InferenceRequest> {
         loop {
-            if self.stop.load(Ordering::SeqCst) {
-                return None;
-            }
+            let stopping = self.stop.load(Ordering::SeqCst);
             let seen = self.request_bell.rings();
             if self.requests.update() {
                 return Some(self.requests.output_buffer().clone());
+            }
+            if stopping {
+                return None;
             }
             let bell = self.request_bell.clone();
             tokio::task::spawn_blocking(move || bell.wait(seen, Duration::from_millis(20)))
