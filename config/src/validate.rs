@@ -55,15 +55,48 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
         "\"point-mass\"",
         "must be \"zenoh\" when policy.kind = \"remote\" (the policy server is reached over the [io] session)",
     )?;
-    positive_finite(config.policy.server_timeout_ms, "policy.server_timeout_ms")?;
-    positive_finite(io.stale_after_ms, "io.stale_after_ms")?;
+    within(
+        config.policy.server_timeout_ms,
+        "policy.server_timeout_ms",
+        MILLISECONDS_IN_AN_HOUR,
+    )?;
+    within(
+        io.stale_after_ms,
+        "io.stale_after_ms",
+        MILLISECONDS_IN_AN_HOUR,
+    )?;
     check(
         io.replan_after_ms > 0.0,
         "io.replan_after_ms",
         io.replan_after_ms,
         "must be a positive number of milliseconds (inf: never re-plan)",
     )?;
-    positive_finite(io.status_rate_hz, "io.status_rate_hz")
+    between(io.status_rate_hz, "io.status_rate_hz", 0.1, 1000.0)
+}
+
+/// The longest time any timeout or staleness limit may be set to.
+const MILLISECONDS_IN_AN_HOUR: f64 = 3.6e6;
+/// The largest physical or policy parameter accepted (anything larger overflows downstream arithmetic).
+const LARGEST_PARAMETER: f64 = 1e6;
+
+/// `value` must be finite, above 0 and at most `high`.
+fn within(value: f64, key: &str, high: f64) -> Result<(), ConfigError> {
+    check(
+        value.is_finite() && value > 0.0 && value <= high,
+        key,
+        value,
+        &format!("must be a number above 0 and at most {high}"),
+    )
+}
+
+/// `value` must be finite and in `[low, high]`.
+fn between(value: f64, key: &str, low: f64, high: f64) -> Result<(), ConfigError> {
+    check(
+        value.is_finite() && value >= low && value <= high,
+        key,
+        value,
+        &format!("must be a number between {low} and {high}"),
+    )
 }
 
 fn check(
@@ -80,12 +113,7 @@ fn check(
 }
 
 fn positive_finite(value: f64, key: &str) -> Result<(), ConfigError> {
-    check(
-        value.is_finite() && value > 0.0,
-        key,
-        value,
-        "must be a finite number above 0",
-    )
+    within(value, key, LARGEST_PARAMETER)
 }
 
 fn validate_policy(config: &Config) -> Result<(), ConfigError> {
@@ -213,14 +241,7 @@ fn validate_scheduler(config: &Config) -> Result<(), ConfigError> {
 
 fn validate_clock(config: &Config) -> Result<(), ConfigError> {
     let clock = &config.clock;
-    check(
-        clock.policy_rate_hz.is_finite()
-            && clock.policy_rate_hz > 0.0
-            && clock.policy_rate_hz <= 10_000.0,
-        "clock.policy_rate_hz",
-        clock.policy_rate_hz,
-        "must be above 0 and at most 10000",
-    )?;
+    between(clock.policy_rate_hz, "clock.policy_rate_hz", 0.1, 10_000.0)?;
     if let Some(rate) = clock.controller_rate_hz {
         let ratio = rate / clock.policy_rate_hz;
         check(
@@ -248,6 +269,19 @@ fn validate_clock(config: &Config) -> Result<(), ConfigError> {
         "realtime.fifo_priority",
         config.realtime.fifo_priority,
         "must be between 0 (off) and 99",
+    )?;
+    check(
+        config.realtime.spin_margin_us <= 1_000_000,
+        "realtime.spin_margin_us",
+        config.realtime.spin_margin_us,
+        "must be at most 1000000 (one second)",
+    )?;
+    let cpu = config.realtime.cpu.unwrap_or(0);
+    check(
+        cpu < 1024,
+        "realtime.cpu",
+        cpu,
+        "must be a CPU number below 1024",
     )
 }
 
@@ -267,11 +301,13 @@ fn check_limit(
         )?;
     }
     for value in limit.expand(dim) {
-        let ok = value.is_finite() && (!must_be_positive || value > 0.0);
+        let ok = value.is_finite()
+            && value.abs() <= LARGEST_PARAMETER
+            && (!must_be_positive || value > 0.0);
         let rule = if must_be_positive {
-            "must be finite and above 0"
+            "must be above 0 and at most 1000000"
         } else {
-            "must be finite"
+            "must be a number between -1000000 and 1000000"
         };
         check(ok, key, value, rule)?;
     }
@@ -316,15 +352,19 @@ fn validate_plant(config: &Config) -> Result<(), ConfigError> {
         "does not match the point-mass plant, which takes 2",
     )?;
     positive_finite(plant.mass, "plant.mass")?;
-    check(
-        plant.damping.is_finite() && plant.damping >= 0.0,
-        "plant.damping",
-        plant.damping,
-        "must be finite and at least 0",
-    )?;
+    between(plant.damping, "plant.damping", 0.0, LARGEST_PARAMETER)?;
     positive_finite(plant.goal_radius, "plant.goal_radius")?;
     positive_finite(plant.obstacle_radius, "plant.obstacle_radius")?;
     positive_finite(plant.half_extent, "plant.half_extent")?;
+    check(
+        plant
+            .obstacle
+            .iter()
+            .all(|c| c.is_finite() && c.abs() <= LARGEST_PARAMETER),
+        "plant.obstacle",
+        format!("{:?}", plant.obstacle),
+        "must hold two numbers between -1000000 and 1000000",
+    )?;
     for (key, point) in [("plant.start", plant.start), ("plant.goal", plant.goal)] {
         check(
             point

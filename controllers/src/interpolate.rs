@@ -35,6 +35,14 @@ impl Interpolator {
         self.to.copy_from_slice(action);
     }
 
+    /// Holds `target` from now on: every sub-tick samples it until the next [`Interpolator::set_action`], which
+    /// ramps from it. Without this, sampling again after the last action would replay that action's ramp.
+    pub fn hold(&mut self, target: &DVector<f64>) {
+        self.from.copy_from(target);
+        self.to.copy_from(target);
+        self.started = true;
+    }
+
     /// Writes the target of sub-tick `sub` (0-based) of the current segment; the last sub-tick is the action.
     pub fn sample(&self, sub: usize, out: &mut DVector<f64>) {
         let fraction = ((sub + 1) as f64 / self.decimation as f64).min(1.0);
@@ -63,5 +71,22 @@ mod tests {
             })
             .collect();
         assert_eq!(ramp, [1.5, 2.0, 2.5, 3.0]);
+    }
+
+    #[test]
+    fn a_hold_samples_one_target_and_the_next_action_ramps_from_it() {
+        let mut interpolator = Interpolator::new(1, 4);
+        let mut out = DVector::zeros(1);
+        interpolator.set_action(&[0.0]);
+        interpolator.set_action(&[4.0]);
+        interpolator.sample(1, &mut out);
+        interpolator.hold(&out.clone());
+        for sub in [2, 3, 0, 1, 2, 3] {
+            interpolator.sample(sub, &mut out);
+            assert_eq!(out[0], 2.0);
+        }
+        interpolator.set_action(&[6.0]);
+        interpolator.sample(0, &mut out);
+        assert_eq!(out[0], 3.0);
     }
 }

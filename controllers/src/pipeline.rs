@@ -53,10 +53,11 @@ impl ActionPipeline {
         )
     }
 
-    /// Starts holding the measured position: the safe target before the first action.
+    /// Starts holding the measured position (clamped into the position limits): the target before the first
+    /// action.
     pub fn reset(&mut self, state: &RobotState) {
         self.safety.reset(state);
-        self.interpolator.set_action(state.position.as_slice());
+        self.hold();
     }
 
     /// Takes the policy action of a new policy tick.
@@ -65,6 +66,12 @@ impl ActionPipeline {
             *slot = *value as f64;
         }
         self.interpolator.set_action(self.action.as_slice());
+    }
+
+    /// Holds one target, the last one the safety filter let through, until the next [`ActionPipeline::set_action`]
+    /// (for ticks with no new action: stale state, warm-up).
+    pub fn hold(&mut self) {
+        self.interpolator.hold(self.safety.last_safe());
     }
 
     /// The command for controller sub-tick `sub` of the current policy tick, with the safety verdict.

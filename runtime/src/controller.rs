@@ -25,6 +25,16 @@ pub trait LoopHooks: Send {
     fn loop_finished(&mut self) {}
 }
 
+/// What a policy tick means for the action pipeline: executed, paused and starved ticks set the executor's
+/// action (a paused or starved tick repeats it, or sets the safe action); warm-up and held ticks, which have
+/// no action, hold the last command's target. Shared by the controller loop and replay.
+pub(crate) fn apply_policy_tick(pipeline: &mut ActionPipeline, kind: TickKind, action: &[f32]) {
+    match kind {
+        TickKind::Warmup | TickKind::Held => pipeline.hold(),
+        TickKind::Executed | TickKind::Paused | TickKind::Starved => pipeline.set_action(action),
+    }
+}
+
 /// Hooks that do nothing.
 pub struct NoHooks;
 
@@ -133,13 +143,13 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                     requests.publish();
                     request_bell.ring();
                 }
-                if record.kind != TickKind::Warmup {
-                    pipeline.set_action(executor.action());
-                }
                 Some(record)
             } else {
                 None
             };
+            if let Some(policy) = &policy {
+                apply_policy_tick(&mut pipeline, policy.kind, executor.action());
+            }
             let (command, verdict) = pipeline.command(sub, &state);
             plant.write(command);
             let mut record = TickRecord {

@@ -53,6 +53,8 @@ pub struct SafetyClamps {
     pub velocity: u64,
     /// To the per-tick delta against the measured state.
     pub delta: u64,
+    /// Targets whose per-tick delta gave way to the position or velocity limits (see the safety filter).
+    pub conflicts: u64,
 }
 
 /// Everything measured in one run.
@@ -262,12 +264,13 @@ pub fn table(runs: &[&RunMetrics]) -> String {
             (|m| {
                 let rules = m.safety_clamps_by_rule;
                 format!(
-                    "{} / {} (pos {}, vel {}, delta {})",
+                    "{} / {} (pos {}, vel {}, delta {}, conflicts {})",
                     m.safety_rejections,
                     m.safety_clamps,
                     rules.position,
                     rules.velocity,
-                    rules.delta
+                    rules.delta,
+                    rules.conflicts
                 )
             }),
         ),

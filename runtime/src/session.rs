@@ -301,6 +301,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         position: result.safety.clamped_position,
         velocity: result.safety.clamped_velocity,
         delta: result.safety.clamped_delta,
+        conflicts: result.safety.conflicts,
     };
     Ok(RunOutcome {
         plant: result.plant,

@@ -331,3 +331,132 @@ fn a_missing_policy_bundle_names_the_script_that_trains_it() {
         "{stderr}"
     );
 }
+
+/// Every numeric key of the configuration, set one at a time to ordinary and extreme values: whatever
+/// `check-config` accepts, `rtchunk run` either runs or fails with an error; it never panics or hangs.
+#[test]
+fn every_configuration_check_config_accepts_runs_or_fails_cleanly() {
+    const FLOATS: [&str; 10] = [
+        "0.0", "1e-300", "-1.0", "1e-3", "0.5", "3.0", "1e6", "1e300", "inf", "nan",
+    ];
+    const INTEGERS: [&str; 7] = ["0", "1", "2", "7", "1000", "100000", "9223372036854775807"];
+    let float_keys = [
+        ("clock", "policy_rate_hz"),
+        ("clock", "controller_rate_hz"),
+        ("io", "stale_after_ms"),
+        ("io", "status_rate_hz"),
+        ("io", "replan_after_ms"),
+        ("policy", "server_timeout_ms"),
+        ("policy", "spread"),
+        ("policy", "correlation_length"),
+        ("policy", "separation"),
+        ("policy", "path_speed"),
+        ("sampler", "beta"),
+        ("plant", "mass"),
+        ("plant", "damping"),
+        ("plant", "goal_radius"),
+        ("plant", "obstacle_radius"),
+        ("plant", "half_extent"),
+        ("safety", "max_velocity"),
+        ("safety", "max_delta"),
+        ("safety", "position_min"),
+        ("safety", "position_max"),
+        ("controller", "kp"),
+        ("controller", "kd"),
+        ("controller", "max_effort"),
+    ];
+    let integer_keys = [
+        ("policy", "horizon"),
+        ("policy", "intra_threads"),
+        ("sampler", "steps"),
+        ("sampler", "seed"),
+        ("scheduler", "execution_horizon"),
+        ("scheduler", "delay_buffer"),
+        ("scheduler", "initial_delay"),
+        ("clock", "inference_delay_ticks"),
+        ("clock", "inference_delay_jitter_ticks"),
+        ("clock", "seed"),
+        ("realtime", "fifo_priority"),
+        ("realtime", "cpu"),
+        ("realtime", "spin_margin_us"),
+    ];
+    let mut cases = Vec::new();
+    for (section, key) in float_keys {
+        for value in FLOATS {
+            cases.push(format!("[{section}]\n{key} = {value}\n"));
+        }
+    }
+    for (section, key) in integer_keys {
+        for value in INTEGERS {
+            cases.push(format!("[{section}]\n{key} = {value}\n"));
+        }
+    }
+    // Keep the runs short and unprivileged; the key under test overrides these where it is one of them.
+    let base = "[realtime]\nlock_memory = false\n";
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for worker in 0..4 {
+            let (cases, next, accepted) = (&cases, &next, &accepted);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(case) = cases.get(i) else { return };
+                    let text = if case.starts_with("[realtime]") {
+                        case.replace("[realtime]\n", base)
+                    } else {
+                        format!("{base}{case}")
+                    };
+                    let file = temp_file(&format!("fuzz-{worker}-{i}.toml"), &text);
+                    let path = file.to_str().unwrap();
+                    let check = rtchunk(&["check-config", path]);
+                    let stderr = String::from_utf8_lossy(&check.stderr);
+                    assert!(
+                        matches!(check.status.code(), Some(0 | 1)) && !stderr.contains("panicked"),
+                        "check-config on {case:?}: {:?} {stderr}",
+                        check.status
+                    );
+                    if check.status.success() {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let (code, stderr) = run_briefly(path);
+                        assert!(
+                            matches!(code, Some(0 | 1)) && !stderr.contains("panicked"),
+                            "run on {case:?} (accepted by check-config): {code:?} {stderr}"
+                        );
+                    }
+                    std::fs::remove_file(&file).ok();
+                }
+            });
+        }
+    });
+    let accepted = accepted.into_inner();
+    assert!(
+        accepted > cases.len() / 4 && accepted < cases.len(),
+        "{accepted} of {} cases accepted: the set probes both sides of the rules",
+        cases.len()
+    );
+}
+
+/// Runs `rtchunk run --config FILE --seconds 0.2`; returns its exit code and standard error, failing the test
+/// if it has not ended within 20 s.
+fn run_briefly(config: &str) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["run", "--config", config, "--seconds", "0.2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("rtchunk starts");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).ok();
+            return (status.code(), stderr);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().ok();
+            panic!("rtchunk run --config {config} did not end within 20 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

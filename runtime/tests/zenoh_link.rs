@@ -44,14 +44,18 @@ fn link_and_robot_with(
         ..IoConfig::default()
     };
     let (link, plant) = RobotLink::open(&io, JOINTS, OBSERVATION, cameras).unwrap();
-    let robot = open_session(&IoConfig {
+    (link, plant, robot_session(&io), Topics::new(&namespace))
+}
+
+/// A robot's session connected to the link that `io` opened.
+fn robot_session(io: &IoConfig) -> zenoh::Session {
+    open_session(&IoConfig {
         listen: vec![],
-        connect: vec![endpoint],
-        namespace: namespace.clone(),
+        connect: io.listen.clone(),
+        namespace: io.namespace.clone(),
         ..IoConfig::default()
     })
-    .unwrap();
-    (link, plant, robot, Topics::new(&namespace))
+    .unwrap()
 }
 
 fn state(value: f64) -> StateMessage {
@@ -489,4 +493,126 @@ fn the_transport_benchmark_measures_both_paths_for_each_image_size() {
         table.contains("30 x 40") && table.contains("shared memory off"),
         "{table}"
     );
+}
+
+/// Two bridge processes publish states (an old one lingering beside its replacement): the link locks onto one
+/// source and takes the other only once the first has gone quiet for the stale limit; a backlog of states
+/// delivered late is judged by when it was sent, and a source's states must all carry joints or all not.
+#[test]
+fn one_source_at_a_time_and_late_states_are_stale() {
+    let stale_after_ms = 150.0;
+    let io = IoConfig {
+        listen: vec![format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap())],
+        namespace: format!("test-{}-sources", std::process::id()),
+        stale_after_ms,
+        ..IoConfig::default()
+    };
+    let (link, mut plant) = RobotLink::open(&io, JOINTS, OBSERVATION, &[]).unwrap();
+    let (old_bridge, new_bridge) = (robot_session(&io), robot_session(&io));
+    let topics = Topics::new(&io.namespace);
+    let counters = link.counters().clone();
+    let (old_source, new_source) = (11, 22);
+    let settled = |what: &str, before: (u64, u64)| {
+        wait_for(what, || {
+            (accepted(&counters), counters.rejected_total()) != before
+        });
+    };
+    let counts = || (accepted(&counters), counters.rejected_total());
+    // The old bridge is first: it is locked on (repeated until the sessions are connected).
+    let mut seq = 99;
+    wait_for("the first state", || {
+        seq += 1;
+        put(
+            &old_bridge,
+            &topics.state,
+            state(1.0).encode(0, old_source, seq, wall_clock_ns()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        accepted(&counters) > 0
+    });
+    let send =
+        |session: &zenoh::Session, source: u32, seq: u64, message: StateMessage, stamp: u64| {
+            let before = counts();
+            put(
+                session,
+                &topics.state,
+                message.encode(0, source, seq, stamp),
+            );
+            settled("the state to be judged", before);
+        };
+    // The new bridge (repeated until its session is connected), then an old sequence number of the old
+    // bridge: both rejected.
+    let mut new_seq = 0;
+    wait_for("the new bridge's state", || {
+        new_seq += 1;
+        let message = state(5.0).encode(0, new_source, new_seq, wall_clock_ns());
+        put(&new_bridge, &topics.state, message);
+        std::thread::sleep(Duration::from_millis(20));
+        counters.rejected(RejectKind::OtherSource) > 0
+    });
+    wait_for("every repeat", || {
+        counters.rejected(RejectKind::OtherSource) == new_seq
+    });
+    assert_eq!(accepted(&counters), 1);
+    send(&old_bridge, old_source, 5, state(6.0), wall_clock_ns());
+    assert_eq!(counters.rejected(RejectKind::OutOfOrder), 1);
+    seq += 1;
+    send(&old_bridge, old_source, seq, state(2.0), wall_clock_ns());
+    let (robot_state, _, freshness) = read(&mut plant);
+    assert_eq!(
+        (robot_state.position[0], freshness),
+        (2.0, Freshness::Fresh)
+    );
+    // The old bridge goes quiet: after the stale limit the new one takes over, and the old one is shut out.
+    std::thread::sleep(Duration::from_millis(stale_after_ms as u64 + 50));
+    send(
+        &new_bridge,
+        new_source,
+        new_seq + 2,
+        state(3.0),
+        wall_clock_ns(),
+    );
+    let (robot_state, _, freshness) = read(&mut plant);
+    assert_eq!(
+        (robot_state.position[0], freshness),
+        (3.0, Freshness::Fresh)
+    );
+    seq += 1;
+    send(&old_bridge, old_source, seq, state(7.0), wall_clock_ns());
+    assert_eq!(counters.rejected(RejectKind::OtherSource), new_seq + 1);
+    // A state without joints from a source that sends them is refused, not paired with old positions.
+    let mut no_joints = state(8.0);
+    no_joints.position.clear();
+    no_joints.velocity.clear();
+    send(
+        &new_bridge,
+        new_source,
+        new_seq + 3,
+        no_joints,
+        wall_clock_ns(),
+    );
+    assert_eq!(counters.rejected(RejectKind::Dimensions), 1);
+    // A state sent 1 s ago, delivered now (a backlog after a stall): accepted, but stale.
+    send(
+        &new_bridge,
+        new_source,
+        new_seq + 4,
+        state(4.0),
+        wall_clock_ns() - 1_000_000_000,
+    );
+    let (robot_state, _, freshness) = read(&mut plant);
+    assert_eq!(
+        (robot_state.position[0], freshness),
+        (4.0, Freshness::Stale)
+    );
+    send(
+        &new_bridge,
+        new_source,
+        new_seq + 5,
+        state(5.0),
+        wall_clock_ns(),
+    );
+    assert_eq!(read(&mut plant).2, Freshness::Fresh);
+    new_bridge.close().wait().unwrap();
+    link.close();
 }

@@ -15,9 +15,11 @@ use crate::clock::monotonic_ns;
 use crate::doorbell::Doorbell;
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
-    SequenceGuard, StateView, StatusMessage, decode_header, new_source_id, wall_clock_ns,
+    SequenceGuard, SourceChange, StateView, StatusMessage, decode_header, new_source_id,
+    wall_clock_ns,
 };
 use crate::io::session::{IoError, Topics, open_session};
+use crate::io::transit::TransitAge;
 use crate::messages::{CameraFeed, CameraFrame};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
@@ -40,7 +42,7 @@ pub struct LinkCounters {
     /// State messages accepted.
     pub states_accepted: AtomicU64,
     /// Rejected messages per [`RejectKind`] (state and control topics together).
-    pub rejected: [AtomicU64; 6],
+    pub rejected: [AtomicU64; RejectKind::ALL.len()],
     /// Controller ticks.
     pub ticks: AtomicU64,
     /// Ticks held on stale state.
@@ -109,7 +111,7 @@ impl LinkCounters {
 struct RejectLog {
     topic: String,
     counters: Arc<LinkCounters>,
-    logged: [AtomicBool; 6],
+    logged: [AtomicBool; RejectKind::ALL.len()],
 }
 
 impl RejectLog {
@@ -139,7 +141,8 @@ impl RejectLog {
 pub struct LatestState {
     /// Its sequence number (0: none yet).
     pub seq: u64,
-    /// When it arrived, on this host's monotonic clock (ns).
+    /// When it was sent, on this host's monotonic clock (ns): its arrival less its estimated age
+    /// ([`TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
     pub received_ns: u64,
     /// Joint positions (empty when the robot reports none).
     pub position: Vec<f64>,
@@ -382,20 +385,40 @@ impl RobotLink {
                 .map_err(|e| IoError::zenoh(&topics.state, e))?;
             let log = RejectLog::new(&topics.state, counters.clone());
             let shutdown = shutdown.clone();
+            let stale_after_ns = stale_after_ns(io);
             let counters = counters.clone();
             spawn("rtchunk-state", move || {
                 let mut state_in = state_in;
-                let mut guard = SequenceGuard::default();
+                let mut guard = SequenceGuard::new(stale_after_ns);
+                let mut age = TransitAge::default();
+                // Whether the source in use sends joint positions: its states must all do, or all not, so
+                // positions from an older message are never paired with a newer observation.
+                let mut sends_joints = None;
                 while !shutdown.load(Ordering::Relaxed) {
                     let Ok(Some(sample)) = subscriber.recv_timeout(Duration::from_millis(20))
                     else {
                         continue;
                     };
                     let bytes = sample.payload().to_bytes();
+                    let arrived_ns = monotonic_ns();
                     let accepted =
                         decode_header(&bytes, MessageKind::State).and_then(|(header, body)| {
                             let view = StateView::decode(body, joints, observation_dim, &cameras)?;
-                            guard.accept(&header)?;
+                            if guard.accept(&header, arrived_ns)? == SourceChange::New {
+                                age.reset();
+                                sends_joints = None;
+                            }
+                            let has_joints = !view.state.position.is_empty();
+                            if *sends_joints.get_or_insert(has_joints) != has_joints {
+                                return Err(Rejection::new(
+                                    RejectKind::Dimensions,
+                                    format!(
+                                        "a state {} joint positions from a source whose states {}",
+                                        if has_joints { "with" } else { "without" },
+                                        if has_joints { "have none" } else { "have them" }
+                                    ),
+                                ));
+                            }
                             Ok((header, view))
                         });
                     match accepted {
@@ -403,7 +426,11 @@ impl RobotLink {
                             let message = &view.state;
                             let slot = state_in.input_buffer_mut();
                             slot.seq = header.seq;
-                            slot.received_ns = monotonic_ns();
+                            slot.received_ns = arrived_ns.saturating_sub(age.age_ns(
+                                header.stamp_ns,
+                                wall_clock_ns(),
+                                arrived_ns,
+                            ));
                             if !message.position.is_empty() {
                                 slot.position.copy_from_slice(&message.position);
                                 slot.velocity.copy_from_slice(&message.velocity);
@@ -497,7 +524,7 @@ impl RobotLink {
             control: control.clone(),
             joints,
             observation_dim,
-            stale_after_ns: (io.stale_after_ms * 1e6) as u64,
+            stale_after_ns: stale_after_ns(io),
             on_stale: io.on_stale,
             wait_for_start: io.wait_for_start,
             freshness: Freshness::Stale,
@@ -598,6 +625,11 @@ fn apply_control(command: ControlCommand, control: &ControlFlags, counters: &Lin
             tracing::warn!("emergency stop received: holding, then stopping");
         }
     }
+}
+
+/// `io.stale_after_ms` in nanoseconds.
+fn stale_after_ns(io: &IoConfig) -> u64 {
+    (io.stale_after_ms * 1e6) as u64
 }
 
 fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, IoError> {

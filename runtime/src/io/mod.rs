@@ -5,6 +5,7 @@
 //! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock;
+//! - [`transit`]: how old an arriving message is, from its sender's timestamp;
 //! - [`transport`]: how long state (with camera images) takes over zenoh, bare and through the link.
 
 pub mod link;
@@ -12,4 +13,5 @@ pub mod protocol;
 pub mod remote;
 pub mod session;
 pub mod sim_node;
+pub mod transit;
 pub mod transport;

@@ -65,17 +65,20 @@ pub enum RejectKind {
     NonFinite,
     /// A sequence number not above the last accepted one from the same source.
     OutOfOrder,
+    /// A message from another source while the one in use is still sending (see [`SequenceGuard`]).
+    OtherSource,
 }
 
 impl RejectKind {
     /// Every kind, in counter order.
-    pub const ALL: [RejectKind; 6] = [
+    pub const ALL: [RejectKind; 7] = [
         RejectKind::Malformed,
         RejectKind::Version,
         RejectKind::WrongKind,
         RejectKind::Dimensions,
         RejectKind::NonFinite,
         RejectKind::OutOfOrder,
+        RejectKind::OtherSource,
     ];
 
     /// Position in [`RejectKind::ALL`].
@@ -93,6 +96,7 @@ impl fmt::Display for RejectKind {
             RejectKind::Dimensions => "wrong dimensions",
             RejectKind::NonFinite => "NaN or Inf",
             RejectKind::OutOfOrder => "out-of-order sequence number",
+            RejectKind::OtherSource => "another source while the one in use is live",
         })
     }
 }
@@ -107,7 +111,8 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
+    /// A rejection of `kind` saying what was wrong.
+    pub fn new(kind: RejectKind, detail: impl Into<String>) -> Self {
         Rejection {
             kind,
             detail: detail.into(),
@@ -985,27 +990,74 @@ impl PolicyInfo {
     }
 }
 
-/// Accepts only sequence numbers above the last accepted one of the same source; a new source starts over.
-#[derive(Debug, Default)]
+/// Orders the messages of a topic: it locks onto one source (the first it hears) and accepts only that source's
+/// messages, each with a sequence number above the last. Another source takes over only once the locked one has
+/// been silent for the hand-over time (e.g. the stale limit), so a lingering old bridge process cannot feed old
+/// messages between a new one's; its messages are rejected as [`RejectKind::OtherSource`].
+#[derive(Debug)]
 pub struct SequenceGuard {
-    last: Option<(u32, u64)>,
+    locked: Option<LockedSource>,
+    handover_after_ns: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LockedSource {
+    source: u32,
+    seq: u64,
+    heard_ns: u64,
+}
+
+/// Whether an accepted message came from the source already in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceChange {
+    /// The same source as the last accepted message.
+    Same,
+    /// The first source, or a new one taking over from a silent one.
+    New,
 }
 
 impl SequenceGuard {
-    /// Checks `header` and, if it is in order, remembers it.
-    pub fn accept(&mut self, header: &Header) -> Result<(), Rejection> {
-        match self.last {
-            Some((source, seq)) if source == header.source && header.seq <= seq => {
-                Err(Rejection::new(
-                    RejectKind::OutOfOrder,
-                    format!("sequence number {} after {seq}", header.seq),
-                ))
-            }
-            _ => {
-                self.last = Some((header.source, header.seq));
-                Ok(())
-            }
+    /// A guard that hands over to another source after `handover_after_ns` of silence from the locked one.
+    pub fn new(handover_after_ns: u64) -> Self {
+        SequenceGuard {
+            locked: None,
+            handover_after_ns,
         }
+    }
+
+    /// Checks `header`, arriving at `now_ns` (any monotonic clock), and, if it is accepted, remembers it.
+    pub fn accept(&mut self, header: &Header, now_ns: u64) -> Result<SourceChange, Rejection> {
+        let change = match self.locked {
+            Some(locked) if locked.source == header.source => {
+                if header.seq <= locked.seq {
+                    return Err(Rejection::new(
+                        RejectKind::OutOfOrder,
+                        format!("sequence number {} after {}", header.seq, locked.seq),
+                    ));
+                }
+                SourceChange::Same
+            }
+            Some(locked) if now_ns.saturating_sub(locked.heard_ns) < self.handover_after_ns => {
+                return Err(Rejection::new(
+                    RejectKind::OtherSource,
+                    format!(
+                        "source {:08x} while source {:08x} is live (last heard {} ms ago; a new source takes over \
+                         after {} ms of silence)",
+                        header.source,
+                        locked.source,
+                        now_ns.saturating_sub(locked.heard_ns) / 1_000_000,
+                        self.handover_after_ns / 1_000_000
+                    ),
+                ));
+            }
+            _ => SourceChange::New,
+        };
+        self.locked = Some(LockedSource {
+            source: header.source,
+            seq: header.seq,
+            heard_ns: now_ns,
+        });
+        Ok(change)
     }
 }
 

@@ -22,6 +22,8 @@ use zenoh::Wait;
 
 /// Publish times of this many recent states are kept to match commands to the state they used.
 const LATENCY_WINDOW: usize = 1024;
+/// Silence after which another runtime's commands take over from the one in use (a restarted runtime).
+const COMMAND_SOURCE_HANDOVER_NS: u64 = 500_000_000;
 
 /// How the simulator node runs.
 #[derive(Debug, Clone)]
@@ -222,7 +224,7 @@ impl Node<'_> {
         while let Ok((arrived, bytes)) = self.arrivals.try_recv() {
             let decoded = decode_header(&bytes, MessageKind::Action).and_then(|(header, body)| {
                 let message = ActionMessage::decode(body, self.action_dim)?;
-                self.guard.accept(&header)?;
+                self.guard.accept(&header, arrived)?;
                 Ok((header, message))
             });
             let Ok((header, action)) = decoded else {
@@ -376,7 +378,7 @@ pub fn serve(
             samples_ms: Vec::new(),
         },
         pending: VecDeque::new(),
-        guard: SequenceGuard::default(),
+        guard: SequenceGuard::new(COMMAND_SOURCE_HANDOVER_NS),
         applied: vec![0.0; action_dim],
         applied_tick: None,
         message: StateMessage {

@@ -15,6 +15,7 @@
 //! joints, so the runtime saw a zero joint state), and the task, reset to each recorded episode's seed, applies at
 //! every step the command of the controller tick the simulator recorded applying ([`crate::recording::task_replay`]).
 
+use crate::controller::apply_policy_tick;
 use crate::messages::InferenceRequest;
 use crate::policies::load_policy;
 use crate::record::{TickKind, TickRecord};
@@ -269,11 +270,8 @@ fn rerun_pipeline(
         if let Some(plant) = &mut point_mass {
             plant.read(&mut state, &mut observation);
         }
-        if tick
-            .policy
-            .is_some_and(|p| p.kind != TickKind::Warmup && p.kind != TickKind::Held)
-        {
-            pipeline.set_action(action);
+        if let Some(policy) = &tick.policy {
+            apply_policy_tick(&mut pipeline, policy.kind, action);
         }
         let sub = (tick.controller_tick % decimation) as usize;
         let (command, _) = pipeline.command(sub, &state);
