@@ -798,6 +798,7 @@ fn replay_summary(log: &std::path::Path, report: &ReplayReport) -> String {
     if report.mode == ReplayMode::ReInfer {
         text += &line("chunks", &report.chunks, "request");
     }
+    text += &line("schedule (executor re-run)", &report.schedule, "tick");
     text += &line("actions", &report.actions, "tick");
     match &report.commands {
         Some(commands) => text += &line("commands (action pipeline re-run)", commands, "tick"),

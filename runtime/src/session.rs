@@ -314,7 +314,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
 }
 
 /// `io.replan_after_ms` in policy ticks (at least one; `u64::MAX` for never).
-fn replan_after_held(config: &Config) -> u64 {
+pub(crate) fn replan_after_held(config: &Config) -> u64 {
     let ticks = (config.io.replan_after_ms * config.clock.policy_rate_hz / 1e3).ceil();
     if ticks.is_finite() {
         (ticks as u64).max(1)

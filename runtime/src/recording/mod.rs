@@ -1,12 +1,16 @@
 //! Recording a session and replaying it.
 //!
 //! - [`format`]: the binary log (header, tick, inference and end records) and its reader;
+//! - [`check`]: a log's header against its records, before anything replays it;
+//! - [`reschedule`]: the executor (Algorithm 1) re-run over a log's holds and chunk arrivals;
 //! - [`writer`]: the thread that writes the log off the controller, flushed on every exit path;
 //! - [`replay`]: re-running a log from its recorded chunks ("exact output") or by running the policy again
 //!   ("re-infer"), and where and by how much it diverges;
 //! - [`task_replay`]: re-running the task of a session against `rtchunk sim serve` with the replayed commands.
 
+pub mod check;
 pub mod format;
 pub mod replay;
+pub mod reschedule;
 pub mod task_replay;
 pub mod writer;

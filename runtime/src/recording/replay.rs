@@ -1,14 +1,17 @@
 //! `rtchunk replay LOG`: re-runs a recorded session and reports where and by how much it diverges.
 //!
-//! - **exact output**: each executed action is taken from the recorded chunk and index the log names; on the
-//!   built-in point mass the plant and the action pipeline are re-simulated from those actions and every command
-//!   is compared with the recorded one. A faithful log replays with zero divergence.
+//! Every log is first checked against its own header ([`crate::recording::check`]); an inconsistent one is
+//! refused with the record and field at fault.
+//!
+//! - **exact output**: the executor (Algorithm 1) is re-run over the log ([`crate::recording::reschedule`]):
+//!   the recorded chunks arrive at the policy ticks the log adopted them, the recorded stale holds hold, and
+//!   the schedule it makes (kind, chunk, index, adoptions, requests) and the actions it executes are compared
+//!   with the recorded ones; on the built-in point mass the plant and the action pipeline are re-simulated from
+//!   those actions and every command is compared with the recorded one. A faithful log replays with zero
+//!   divergence; a scheduler that skipped, repeated or shifted an action does not.
 //! - **re-infer**: the policy runs again on every recorded inference's inputs (observation, committed actions,
 //!   d and s, the run's seed); the new chunks are compared with the recorded ones, then used in place of them as
 //!   above. Divergence here is the policy's nondeterminism across runs, devices or builds.
-//!
-//! Ticks whose action does not come from one chunk (temporal ensembling, starvation holds, synchronous pauses)
-//! keep their recorded action in both modes.
 //!
 //! A session against `rtchunk sim serve` re-runs the task too when given the simulator's report
 //! ([`SimRecording`]): the action pipeline turns the replayed actions into commands (the simulator reports no
@@ -18,11 +21,12 @@
 use crate::controller::apply_policy_tick;
 use crate::messages::InferenceRequest;
 use crate::policies::load_policy;
-use crate::record::{TickKind, TickRecord};
+use crate::recording::check::{LogInconsistency, check_session};
 use crate::recording::format::RecordedSession;
+use crate::recording::reschedule::{Rescheduled, reschedule};
 use crate::recording::task_replay::{SimRecording, TaskReplay, resimulate_task};
 use crate::worker::InferenceEngine;
-use rtchunk_config::{Execution, PlantKind};
+use rtchunk_config::PlantKind;
 use rtchunk_controllers::{ActionPipeline, Plant, RobotState};
 use rtchunk_policy::Sampler;
 use rtchunk_sim::PointMass;
@@ -84,6 +88,8 @@ pub struct ReplayReport {
     pub inferences: u64,
     /// Re-inferred chunks against the recorded ones (re-infer only).
     pub chunks: Divergence,
+    /// The re-run executor's schedule against the recorded one, per policy tick.
+    pub schedule: Divergence,
     /// Replayed actions against the recorded ones, per controller tick.
     pub actions: Divergence,
     /// Re-run commands against the recorded ones (point-mass runs, and simulator sessions given its report).
@@ -96,6 +102,7 @@ impl ReplayReport {
     /// Whether nothing diverged.
     pub fn identical(&self) -> bool {
         self.chunks.differing == 0
+            && self.schedule.differing == 0
             && self.actions.differing == 0
             && self.commands.is_none_or(|c| c.differing == 0)
             && self
@@ -119,6 +126,9 @@ pub enum ReplayError {
         /// What failed.
         message: String,
     },
+    /// The log contradicts itself.
+    #[error("the log is inconsistent: {0}")]
+    Inconsistent(#[from] LogInconsistency),
     /// The simulator's report does not fit the log.
     #[error("the simulator's report: {0}")]
     Simulator(String),
@@ -168,29 +178,6 @@ fn re_infer(
     Ok(replayed)
 }
 
-/// The action of `tick` from `chunks`, or the recorded one where no single chunk supplies it.
-fn replayed_action<'a>(
-    tick: &'a TickRecord,
-    chunks: &'a HashMap<u64, Vec<f32>>,
-    execution: Execution,
-    action_dim: usize,
-) -> Result<&'a [f32], ReplayError> {
-    let recorded = &tick.action[..action_dim];
-    let Some(policy) = &tick.policy else {
-        return Ok(recorded);
-    };
-    if policy.kind != TickKind::Executed || execution == Execution::Ensemble {
-        return Ok(recorded);
-    }
-    let chunk = chunks
-        .get(&policy.chunk_seq)
-        .ok_or(ReplayError::MissingChunk {
-            tick: tick.controller_tick,
-            seq: policy.chunk_seq,
-        })?;
-    Ok(&chunk[policy.index as usize * action_dim..][..action_dim])
-}
-
 /// Replays `session` in `mode`; with `simulator` (the report of the `rtchunk sim serve` it ran against) the task
 /// is re-run as well.
 pub fn replay(
@@ -198,6 +185,7 @@ pub fn replay(
     mode: ReplayMode,
     simulator: Option<&SimRecording>,
 ) -> Result<ReplayReport, ReplayError> {
+    check_session(session)?;
     let config = &session.header.config;
     let action_dim = session.header.action_dim;
     let mut report = ReplayReport {
@@ -206,6 +194,7 @@ pub fn replay(
         ticks: session.ticks.len() as u64,
         inferences: session.inferences.len() as u64,
         chunks: Divergence::default(),
+        schedule: Divergence::default(),
         actions: Divergence::default(),
         commands: None,
         task: None,
@@ -219,14 +208,12 @@ pub fn replay(
             .collect(),
         ReplayMode::ReInfer => re_infer(session, &mut report.chunks)?,
     };
-    let execution = config.scheduler.execution;
-    let mut actions = Vec::with_capacity(session.ticks.len());
-    for tick in &session.ticks {
-        let action = replayed_action(tick, &chunks, execution, action_dim)?;
+    let rescheduled = reschedule(session, &chunks)?;
+    report.schedule = rescheduled.schedule;
+    for (tick, action) in session.ticks.iter().zip(&rescheduled.actions) {
         report
             .actions
             .compare(tick.controller_tick, action, &tick.action[..action_dim]);
-        actions.push(action);
     }
     let feedback = match (config.plant.kind, simulator) {
         (PlantKind::PointMass, _) => Some(Some(PointMass::new(
@@ -237,7 +224,7 @@ pub fn replay(
         _ => None,
     };
     if let Some(point_mass) = feedback {
-        let (divergence, commands) = rerun_pipeline(session, &actions, point_mass);
+        let (divergence, commands) = rerun_pipeline(session, &rescheduled, point_mass);
         report.commands = Some(divergence);
         if let Some(simulator) = simulator {
             report.task = Some(resimulate_task(simulator, &commands, action_dim)?);
@@ -246,12 +233,12 @@ pub fn replay(
     Ok(report)
 }
 
-/// Drives the action pipeline with `actions` (one per tick) as the controller loop did, fed by a fresh point mass
+/// Drives the action pipeline with the re-run executor's actions as the controller loop did, fed by a fresh point mass
 /// or, without one, by the zero joint state of a robot that reports no joints; compares each command with the
 /// recorded one and returns the commands by controller tick.
 fn rerun_pipeline(
     session: &RecordedSession,
-    actions: &[&[f32]],
+    rescheduled: &Rescheduled,
     mut point_mass: Option<PointMass>,
 ) -> (Divergence, HashMap<u64, Vec<f32>>) {
     let config = &session.header.config;
@@ -265,13 +252,14 @@ fn rerun_pipeline(
     }
     pipeline.reset(&state);
     let mut divergence = Divergence::default();
-    let mut commands = HashMap::with_capacity(actions.len());
-    for (tick, action) in session.ticks.iter().zip(actions) {
+    let mut commands = HashMap::with_capacity(session.ticks.len());
+    let replayed = rescheduled.actions.iter().zip(&rescheduled.kinds);
+    for (tick, (action, kind)) in session.ticks.iter().zip(replayed) {
         if let Some(plant) = &mut point_mass {
             plant.read(&mut state, &mut observation);
         }
-        if let Some(policy) = &tick.policy {
-            apply_policy_tick(&mut pipeline, policy.kind, action);
+        if let Some(kind) = kind {
+            apply_policy_tick(&mut pipeline, *kind, action);
         }
         let sub = (tick.controller_tick % decimation) as usize;
         let (command, _) = pipeline.command(sub, &state);
