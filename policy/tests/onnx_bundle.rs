@@ -51,8 +51,45 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
-    for bundle in ["gaussian", "gaussian-camera", "gta-toy", "gta-toy-fp16"] {
+    for bundle in [
+        "gaussian",
+        "gaussian-camera",
+        "gta-toy",
+        "gta-toy-fp16",
+        "gta-toy-external",
+        "gaussian-split",
+    ] {
         check_recorded_outputs(&fixtures().join(bundle));
+    }
+}
+
+/// A graph with a fixed batch serves any batch: the last group is padded and its padding dropped, so the
+/// outputs equal those of a graph with a free batch.
+#[test]
+fn a_fixed_batch_pads_a_batch_that_is_not_a_multiple_of_it() {
+    let fixed = broken("batch-three", |d| {
+        edit_manifest(d, |m| m["batch"] = 3.into())
+    });
+    let (mut free, mut fixed) = (load(), load_bundle(&fixed));
+    let (h, a) = (free.spec().horizon, free.spec().action_dim);
+    let observations: Vec<f32> = (0..5 * 4).map(|k| (k as f32 * 0.21).cos()).collect();
+    for chunks in [5, 10] {
+        let actions: Vec<f32> = (0..chunks * h * a)
+            .map(|k| (k as f32 * 0.37).sin())
+            .collect();
+        let tau: Vec<f32> = (0..chunks * h).map(|k| (k % 7) as f32 * 0.1).collect();
+        let cotangent: Vec<f32> = actions.iter().map(|v| v * 0.5 - 0.1).collect();
+        let mut outputs = Vec::new();
+        for policy in [&mut free, &mut fixed] {
+            policy.prepare(&observations).unwrap();
+            let (mut velocity, mut vjp) = (vec![0.0; actions.len()], vec![0.0; actions.len()]);
+            policy
+                .denoiser_vjp(&actions, &tau, &cotangent, &mut velocity, &mut vjp)
+                .unwrap();
+            outputs.push((velocity, vjp));
+        }
+        assert!(max_difference(&outputs[0].0, &outputs[1].0) < 1e-6);
+        assert!(max_difference(&outputs[0].1, &outputs[1].1) < 1e-6);
     }
 }
 
@@ -314,11 +351,24 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
     );
 
     let half = broken("half", |d| {
-        edit_manifest(d, |m| m["dtype"] = "float16".into())
+        edit_manifest(d, |m| m["observation"][0]["dtype"] = "float16".into())
     });
     let message = load_error(&half);
     assert!(
         message.contains(".onnx: input \"observation\" is Float32, the manifest says Float16"),
+        "{message}"
+    );
+
+    let outside = broken("outside", |d| {
+        edit_manifest(d, |m| {
+            m["graphs"]["velocity"]["file"] = "../gaussian/velocity.onnx".into()
+        })
+    });
+    let message = load_error(&outside);
+    assert!(
+        message.contains(
+            "graphs.velocity.file is \"../gaussian/velocity.onnx\": it must be a path inside"
+        ),
         "{message}"
     );
 
@@ -363,5 +413,58 @@ fn a_missing_runtime_library_says_how_to_install_it() {
     assert!(
         error.to_string().contains("run ./scripts/setup.sh"),
         "{error}"
+    );
+}
+
+/// The external-data files of a graph are hashed and confined like the graph: a changed file, one the manifest
+/// does not list and one it lists in vain are all refused by name.
+#[test]
+fn external_data_files_are_verified_like_the_graph() {
+    let copy = |name: &str, edit: &dyn Fn(&Path)| {
+        let directory =
+            std::env::temp_dir().join(format!("rtchunk-bundle-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&directory).unwrap();
+        for entry in std::fs::read_dir(fixtures().join("gta-toy-external")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), directory.join(entry.file_name())).unwrap();
+        }
+        edit(&directory);
+        directory
+    };
+    let tampered = copy("weights", &|d| {
+        let path = d.join("velocity.weights");
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(path, bytes).unwrap();
+    });
+    let message = load_error(&tampered);
+    assert!(
+        message.contains("velocity.weights: SHA-256 is"),
+        "{message}"
+    );
+    let unlisted = copy("unlisted", &|d| {
+        edit_manifest(d, |m| {
+            m["graphs"]["velocity"]
+                .as_object_mut()
+                .unwrap()
+                .remove("external_data");
+        })
+    });
+    let message = load_error(&unlisted);
+    assert!(
+        message.contains("graphs.velocity.external_data does not list \"velocity.weights\""),
+        "{message}"
+    );
+    let extra = copy("extra", &|d| {
+        edit_manifest(d, |m| {
+            m["graphs"]["prefix"]["external_data"]["velocity.weights"] = "00".into()
+        })
+    });
+    let message = load_error(&extra);
+    assert!(
+        message.contains(
+            "graphs.prefix.external_data lists \"velocity.weights\", which prefix.onnx does not use"
+        ),
+        "{message}"
     );
 }

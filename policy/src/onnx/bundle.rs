@@ -67,8 +67,18 @@ pub(crate) fn field(path: &Path, field: &str, message: impl Into<String>) -> Bun
     }
 }
 
-/// Reads and validates `manifest.json` of the bundle in `directory`, and checks every graph's hash.
+/// Reads and validates `manifest.json` of the bundle in `directory`, and checks every file of every graph:
+/// inside the bundle, and with the hash the manifest gives.
 pub fn load_manifest(directory: &Path) -> Result<Manifest, BundleError> {
+    let manifest = read_manifest(directory)?;
+    for (name, graph) in graph_files(&manifest) {
+        read_verified(directory, name, graph)?;
+    }
+    Ok(manifest)
+}
+
+/// Reads and validates `manifest.json` of the bundle in `directory` without reading the graphs.
+pub(crate) fn read_manifest(directory: &Path) -> Result<Manifest, BundleError> {
     let path = directory.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|source| BundleError::Io {
         path: path.clone(),
@@ -97,21 +107,110 @@ pub fn load_manifest(directory: &Path) -> Result<Manifest, BundleError> {
         message: e.to_string(),
     })?;
     validate(&manifest, &path)?;
-    for graph in graph_files(&manifest) {
-        check_hash(directory, graph)?;
-    }
     Ok(manifest)
 }
 
-/// The graph files the manifest lists.
-pub(crate) fn graph_files(manifest: &Manifest) -> impl Iterator<Item = &GraphFile> {
+/// The graph files the manifest lists, with their manifest keys.
+pub(crate) fn graph_files(manifest: &Manifest) -> impl Iterator<Item = (&'static str, &GraphFile)> {
     [
-        Some(&manifest.graphs.prefix),
-        Some(&manifest.graphs.velocity),
-        manifest.graphs.velocity_vjp.as_ref(),
+        ("graphs.prefix", Some(&manifest.graphs.prefix)),
+        ("graphs.velocity", Some(&manifest.graphs.velocity)),
+        ("graphs.velocity_vjp", manifest.graphs.velocity_vjp.as_ref()),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(name, graph)| Some((name, graph?)))
+}
+
+/// A graph's bytes and those of its external-data files, each checked against the manifest's hash: what ONNX
+/// Runtime is given is exactly what was verified.
+pub(crate) struct VerifiedGraph {
+    /// The graph file.
+    pub path: PathBuf,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// Its external-data files: the location the graph names, and the bytes.
+    pub external: Vec<(String, std::sync::Arc<[u8]>)>,
+}
+
+/// Reads the graph `key` (e.g. `graphs.velocity`) and every external-data file it uses, each confined to the
+/// bundle directory and checked against its hash; a file the graph uses that the manifest does not list (or
+/// one listed that it does not use) is refused.
+pub(crate) fn read_verified(
+    directory: &Path,
+    key: &str,
+    graph: &GraphFile,
+) -> Result<VerifiedGraph, BundleError> {
+    let manifest_path = directory.join("manifest.json");
+    let path = inside_bundle(directory, &graph.file, &format!("{key}.file"))?;
+    let bytes = read_hashed(&path, &graph.sha256)?;
+    let used =
+        super::external::external_locations(&bytes).map_err(|message| BundleError::Graph {
+            path: path.clone(),
+            message: format!("is not an ONNX model: {message}"),
+        })?;
+    let listed: std::collections::BTreeSet<String> = graph.external_data.keys().cloned().collect();
+    if let Some(missing) = used.difference(&listed).next() {
+        return Err(field(
+            &manifest_path,
+            &format!("{key}.external_data"),
+            format!(
+                "does not list \"{missing}\", which {} stores tensors in (give its SHA-256)",
+                graph.file
+            ),
+        ));
+    }
+    if let Some(unused) = listed.difference(&used).next() {
+        return Err(field(
+            &manifest_path,
+            &format!("{key}.external_data"),
+            format!("lists \"{unused}\", which {} does not use", graph.file),
+        ));
+    }
+    let mut external = Vec::new();
+    for (location, sha256) in &graph.external_data {
+        let data_path = inside_bundle(directory, location, &format!("{key}.external_data"))?;
+        let data = read_hashed(&data_path, sha256)?;
+        external.push((location.clone(), std::sync::Arc::from(data)));
+    }
+    Ok(VerifiedGraph {
+        path,
+        bytes,
+        external,
+    })
+}
+
+/// `file` as a path inside `directory`: relative, without `..`, and (following links) still inside it.
+fn inside_bundle(directory: &Path, file: &str, key: &str) -> Result<PathBuf, BundleError> {
+    let manifest_path = directory.join("manifest.json");
+    let relative = Path::new(file);
+    let plain = !file.is_empty()
+        && relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if !plain {
+        return Err(field(
+            &manifest_path,
+            key,
+            format!(
+                "is \"{file}\": it must be a path inside the bundle folder (relative, without ..)"
+            ),
+        ));
+    }
+    let path = directory.join(relative);
+    let resolved = |p: &Path| {
+        p.canonicalize().map_err(|source| BundleError::Io {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    if !resolved(&path)?.starts_with(resolved(directory)?) {
+        return Err(field(
+            &manifest_path,
+            key,
+            format!("is \"{file}\", a link that leads out of the bundle folder"),
+        ));
+    }
+    Ok(path)
 }
 
 fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
@@ -210,8 +309,9 @@ fn check_statistics(
     Ok(())
 }
 
-fn check_hash(directory: &Path, graph: &GraphFile) -> Result<(), BundleError> {
-    let path = directory.join(&graph.file);
+/// The bytes of `path`, which must hash to `sha256`.
+fn read_hashed(path: &Path, sha256: &str) -> Result<Vec<u8>, BundleError> {
+    let path = path.to_path_buf();
     let bytes = std::fs::read(&path).map_err(|source| BundleError::Io {
         path: path.clone(),
         source,
@@ -220,12 +320,12 @@ fn check_hash(directory: &Path, graph: &GraphFile) -> Result<(), BundleError> {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    if found != graph.sha256.to_lowercase() {
+    if found != sha256.to_lowercase() {
         return Err(BundleError::Hash {
             path,
-            expected: graph.sha256.clone(),
+            expected: sha256.to_string(),
             found,
         });
     }
-    Ok(())
+    Ok(bytes)
 }

@@ -198,8 +198,12 @@ pub struct Graphs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GraphFile {
-    /// Path relative to the bundle directory.
+    /// Path relative to the bundle directory (inside it).
     pub file: String,
     /// Hex SHA-256 of the file.
     pub sha256: String,
+    /// The external-data files the graph's tensors are stored in (ONNX's `location`, relative to the bundle
+    /// directory), each with its hex SHA-256; every file the graph uses must be listed.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external_data: std::collections::BTreeMap<String, String>,
 }

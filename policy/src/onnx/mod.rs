@@ -3,6 +3,7 @@
 
 mod bundle;
 mod environment;
+mod external;
 mod manifest;
 mod policy;
 mod recorded;

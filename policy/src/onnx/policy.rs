@@ -1,6 +1,6 @@
 //! A policy bundle run by ONNX Runtime, as a [`FlowPolicy`].
 
-use super::bundle::{BundleError, field, load_manifest};
+use super::bundle::{BundleError, field, read_manifest, read_verified};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
 use crate::interface::batch_of;
@@ -9,6 +9,7 @@ use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
+use std::borrow::Cow;
 use std::path::Path;
 
 /// The sessions of a bundle's graphs and the prepared contexts.
@@ -40,7 +41,7 @@ fn backend(error: impl std::fmt::Display) -> PolicyError {
 impl OnnxPolicy {
     /// Loads and checks the bundle in `directory`: manifest, hashes, and every graph's inputs and outputs.
     pub fn load(directory: &Path, options: &OnnxRuntimeOptions) -> Result<Self, BundleError> {
-        let manifest = load_manifest(directory)?;
+        let manifest = read_manifest(directory)?;
         if manifest.dtype == Dtype::Bfloat16 && options.device == Device::Cpu {
             return Err(field(
                 &directory.join("manifest.json"),
@@ -50,19 +51,23 @@ impl OnnxPolicy {
             ));
         }
         let environment = environment(options)?;
-        let element_type = match manifest.dtype {
-            Dtype::Float32 => TensorElementType::Float32,
-            Dtype::Float16 => TensorElementType::Float16,
-            Dtype::Bfloat16 => TensorElementType::Bfloat16,
-        };
-        let open = |graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
-            let path = directory.join(&graph.file);
+        let element_type = element_type_of(manifest.dtype);
+        // ONNX Runtime gets the bytes that were hashed, never the path (which could change in between).
+        let open = |key: &str, graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
+            let verified = read_verified(directory, key, graph)?;
+            let path = verified.path;
             let failure = |e: &dyn std::fmt::Display| BundleError::Graph {
                 path: path.clone(),
                 message: format!("ONNX Runtime cannot load it: {e}"),
             };
-            let session = session_builder(environment, options)?
-                .commit_from_file(&path)
+            let mut builder = session_builder(environment, options)?;
+            for (location, bytes) in verified.external {
+                builder = builder
+                    .with_external_initializer_file_in_memory(&location, bytes)
+                    .map_err(|e| failure(&e))?;
+            }
+            let session = builder
+                .commit_from_memory(&verified.bytes)
                 .map_err(|e| failure(&e))?;
             check_outlets(&path, "input", session.inputs(), inputs)?;
             check_outlets(&path, "output", session.outputs(), outputs)?;
@@ -79,7 +84,7 @@ impl OnnxPolicy {
             .iter()
             .map(|o| {
                 let shape = std::iter::once(-1).chain(o.shape.iter().map(|&d| d as i64));
-                (o.name.clone(), shape.collect(), element_type)
+                (o.name.clone(), shape.collect(), element_type_of(o.dtype))
             })
             .collect();
         prefix_inputs.extend(manifest.cameras.iter().map(|c| {
@@ -93,11 +98,13 @@ impl OnnxPolicy {
             float("context", context.clone()),
         ];
         let prefix = open(
+            "graphs.prefix",
             &manifest.graphs.prefix,
             &prefix_inputs,
             &[float("context", context.clone())],
         )?;
         let velocity = open(
+            "graphs.velocity",
             &manifest.graphs.velocity,
             &flow_inputs,
             &[float("velocity", chunk.clone())],
@@ -107,6 +114,7 @@ impl OnnxPolicy {
                 let mut inputs = flow_inputs.clone();
                 inputs.push(float("cotangent", chunk.clone()));
                 Some(open(
+                    "graphs.velocity_vjp",
                     graph,
                     &inputs,
                     &[float("velocity", chunk.clone()), float("vjp", chunk)],
@@ -162,17 +170,11 @@ impl OnnxPolicy {
         })
     }
 
-    /// How many items one call of the graphs takes: the manifest's fixed batch, or all of them.
-    fn group_size(&self, items: usize) -> Result<usize, PolicyError> {
-        match self.manifest.batch {
-            None => Ok(items),
-            Some(group) if items.is_multiple_of(group) => Ok(group),
-            Some(group) => Err(PolicyError::Shape {
-                what: "the batch (a multiple of the bundle's fixed batch)",
-                got: items,
-                expected: group,
-            }),
-        }
+    /// How many items one call of the graphs takes: the manifest's fixed batch, or all of them. A batch that
+    /// is not a multiple of a fixed batch has its last group padded with copies of its last item, whose outputs
+    /// are dropped.
+    fn group_size(&self, items: usize) -> usize {
+        self.manifest.batch.unwrap_or(items)
     }
 
     /// Runs the velocity graph, or with a cotangent the VJP graph, over a batch of chunks in the groups the
@@ -183,10 +185,10 @@ impl OnnxPolicy {
         tau: &[f32],
         cotangent: Option<&[f32]>,
         velocity: &mut [f32],
-        mut vjp: Option<&mut [f32]>,
+        vjp: Option<&mut [f32]>,
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
-        let group = self.group_size(batch)?;
+        let group = self.group_size(batch);
         if group == 1 && self.device_context.is_some() {
             return self.run_flow_on_device(actions, tau, cotangent, velocity, vjp);
         }
@@ -194,17 +196,24 @@ impl OnnxPolicy {
         let dtype = self.manifest.dtype;
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let (len, context_len) = (h * a, self.manifest.context_len());
+        let padded = batch.div_ceil(group) * group;
+        let actions = pad_items(actions, batch, padded);
+        let tau = pad_items(tau, batch, padded);
+        let cotangent = cotangent.map(|c| pad_items(c, batch, padded));
+        let contexts = pad_items(&self.batch_contexts, batch, padded);
+        let mut padded_velocity = vec![0.0; padded * len];
+        let mut padded_vjp = vjp.as_ref().map(|_| vec![0.0; padded * len]);
         let context_shape: Vec<i64> = std::iter::once(group as i64)
             .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
             .collect();
-        for start in (0..batch).step_by(group) {
+        for start in (0..padded).step_by(group) {
             let chunks = start * len..(start + group) * len;
             let mut inputs = ort::inputs![
                 "actions" => tensor(dtype, vec![group as i64, h as i64, a as i64], &actions[chunks.clone()])?,
                 "tau" => tensor(dtype, vec![group as i64, h as i64], &tau[start * h..(start + group) * h])?,
-                "context" => tensor(dtype, context_shape.clone(), &self.batch_contexts[start * context_len..(start + group) * context_len])?,
+                "context" => tensor(dtype, context_shape.clone(), &contexts[start * context_len..(start + group) * context_len])?,
             ];
-            let session = match cotangent {
+            let session = match &cotangent {
                 Some(cotangent) => {
                     let value = tensor(
                         dtype,
@@ -217,7 +226,16 @@ impl OnnxPolicy {
                 None => &mut self.velocity,
             };
             let outputs = session.run(inputs).map_err(backend)?;
-            copy_outputs(&outputs, chunks, velocity, vjp.as_deref_mut())?;
+            copy_outputs(
+                &outputs,
+                chunks,
+                &mut padded_velocity,
+                padded_vjp.as_deref_mut(),
+            )?;
+        }
+        velocity.copy_from_slice(&padded_velocity[..batch * len]);
+        if let (Some(vjp), Some(padded_vjp)) = (vjp, padded_vjp) {
+            vjp.copy_from_slice(&padded_vjp[..batch * len]);
         }
         Ok(())
     }
@@ -325,14 +343,22 @@ impl OnnxPolicy {
         count: usize,
     ) -> Result<Vec<(String, DynValue)>, PolicyError> {
         let dim = self.spec.observation_dim;
-        let mut inputs = vec![(
-            self.manifest.observation[0].name.clone(),
-            tensor(
-                self.manifest.dtype,
-                vec![count as i64, dim as i64],
-                observations,
-            )?,
-        )];
+        let mut inputs = Vec::new();
+        let mut start = 0;
+        for input in &self.manifest.observation {
+            let size: usize = input.shape.iter().product();
+            let values: Vec<f32> = observations
+                .chunks(dim)
+                .flat_map(|observation| &observation[start..start + size])
+                .copied()
+                .collect();
+            let shape = std::iter::once(count)
+                .chain(input.shape.iter().copied())
+                .map(|d| d as i64)
+                .collect();
+            inputs.push((input.name.clone(), tensor(input.dtype, shape, &values)?));
+            start += size;
+        }
         let per_observation = self.spec.image_bytes();
         let mut offset = 0;
         for camera in &self.manifest.cameras {
@@ -472,6 +498,29 @@ fn check_outlets(
 }
 
 /// A graph input of the bundle's float type from `f32` values.
+/// ONNX Runtime's element type of `dtype`.
+fn element_type_of(dtype: Dtype) -> TensorElementType {
+    match dtype {
+        Dtype::Float32 => TensorElementType::Float32,
+        Dtype::Float16 => TensorElementType::Float16,
+        Dtype::Bfloat16 => TensorElementType::Bfloat16,
+    }
+}
+
+/// `values`, `items` equal items long, with its last item repeated up to `padded` items (the last group of a
+/// fixed-batch graph); borrowed when nothing is added.
+fn pad_items<T: Copy>(values: &[T], items: usize, padded: usize) -> Cow<'_, [T]> {
+    if padded <= items || items == 0 {
+        return Cow::Borrowed(values);
+    }
+    let item = values.len() / items;
+    let mut out = values.to_vec();
+    for _ in items..padded {
+        out.extend_from_within(values.len() - item..values.len());
+    }
+    Cow::Owned(out)
+}
+
 fn tensor(dtype: Dtype, shape: Vec<i64>, values: &[f32]) -> Result<DynValue, PolicyError> {
     Ok(match dtype {
         Dtype::Float16 => {
@@ -576,12 +625,15 @@ impl FlowPolicy for OnnxPolicy {
                 expected: count * self.spec.image_bytes(),
             });
         }
-        let group = self.group_size(count)?;
+        let group = self.group_size(count);
         self.device_context = None;
         if let (Device::Cuda(id), 1, true) = (self.device, count, self.context_on_device) {
             return self.prepare_on_device(observations, images, id);
         }
         self.contexts.clear();
+        let padded = count.div_ceil(group) * group;
+        let observations = pad_items(observations, count, padded);
+        let images = pad_items(images, count, padded);
         let image_group = group * self.spec.image_bytes();
         for (index, batch) in observations.chunks(group * dim).enumerate() {
             let pixels = &images[index * image_group..(index + 1) * image_group];
@@ -590,6 +642,7 @@ impl FlowPolicy for OnnxPolicy {
             self.contexts
                 .extend_from_slice(&read_f32(&outputs["context"])?);
         }
+        self.contexts.truncate(count * self.manifest.context_len());
         self.context_count = count;
         Ok(())
     }
