@@ -923,20 +923,31 @@ impl ChunkReply {
         let mut reader = Reader { bytes: body };
         let (request_seq, inference_us) = (reader.u64(), reader.u64());
         let ok: [u8; 1] = reader.take();
-        let chunk = if ok[0] == 1 {
-            let chunk = reader.f32s("chunk")?;
-            if chunk.len() != chunk_len {
+        let chunk = match ok[0] {
+            1 => {
+                let chunk = reader.f32s("chunk")?;
+                if chunk.len() != chunk_len {
+                    return Err(Rejection::new(
+                        RejectKind::Dimensions,
+                        format!("a chunk of {} values, expected {chunk_len}", chunk.len()),
+                    ));
+                }
+                Ok(chunk)
+            }
+            0 => Err(String::from_utf8_lossy(reader.counted("error message", 1)?).into_owned()),
+            other => {
                 return Err(Rejection::new(
-                    RejectKind::Dimensions,
-                    format!("a chunk of {} values, expected {chunk_len}", chunk.len()),
+                    RejectKind::Malformed,
+                    format!("chunk reply status byte {other}, expected 1 (chunk) or 0 (error)"),
                 ));
             }
-            Ok(chunk)
-        } else {
-            let n = reader.u32() as usize;
-            let text = body.get(21..21 + n).unwrap_or_default();
-            Err(String::from_utf8_lossy(text).into_owned())
         };
+        if reader.remaining() != 0 {
+            return Err(Rejection::new(
+                RejectKind::Malformed,
+                format!("{} bytes after the chunk reply", reader.remaining()),
+            ));
+        }
         Ok(ChunkReply {
             request_seq,
             inference_us,
@@ -1073,4 +1084,43 @@ pub fn new_source_id() -> u32 {
     let mixed =
         (wall_clock_ns() ^ ((std::process::id() as u64) << 32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     (mixed >> 32) as u32 | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(reply: &ChunkReply) -> Vec<u8> {
+        let bytes = reply.encode(0, 3, 1, 0);
+        let (_, body) = decode_header(&bytes, MessageKind::ChunkReply).unwrap();
+        body.to_vec()
+    }
+
+    #[test]
+    fn a_chunk_reply_is_decoded_strictly() {
+        for reply in [
+            ChunkReply {
+                request_seq: 4,
+                inference_us: 9,
+                chunk: Ok(vec![0.5; 6]),
+            },
+            ChunkReply {
+                request_seq: 5,
+                inference_us: 1,
+                chunk: Err("out of memory".into()),
+            },
+        ] {
+            let body = body_of(&reply);
+            assert_eq!(ChunkReply::decode(&body, 6).unwrap(), reply);
+            let mut longer = body.clone();
+            longer.push(0);
+            let trailing = ChunkReply::decode(&longer, 6).unwrap_err();
+            assert_eq!(trailing.kind, RejectKind::Malformed);
+            assert!(trailing.detail.contains("1 bytes after"), "{trailing:?}");
+            let mut status = body.clone();
+            status[16] = 7;
+            let status = ChunkReply::decode(&status, 6).unwrap_err();
+            assert!(status.detail.contains("status byte 7"), "{status:?}");
+        }
+    }
 }
