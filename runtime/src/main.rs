@@ -320,8 +320,10 @@ enum Bench {
         /// Folder of the trained bundles.
         #[arg(long, default_value = "sim/policies")]
         policies: PathBuf,
-        /// Seed of the first rollout's episode.
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the first rollout's episode (rollout i runs episode seed + i). The default is clear of the
+        /// episodes the committed policies were trained on; a bundle whose recorded training episodes overlap
+        /// the evaluation's is refused.
+        #[arg(long, default_value_t = rtchunk_runtime::benchmark::DEFAULT_FIRST_EPISODE)]
         seed: u64,
         /// Threads of ONNX Runtime's intra-op pool.
         #[arg(long, default_value_t = 2)]

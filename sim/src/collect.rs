@@ -36,6 +36,7 @@ pub fn collect(
     let mut expert = env.expert();
     let spec = env.spec();
     let mut dataset = Dataset::new(spec.observation_dim(), spec.action_dim());
+    dataset.set_episode_seeds(first_seed, first_seed + episodes);
     let mut report = CollectReport {
         episodes,
         ..CollectReport::default()

@@ -1,6 +1,8 @@
 //! Demonstrations in the dataset format the training toolchain reads (`policy/python/rtchunk_train/dataset.py`):
 //! one `.npz` file (a ZIP of `.npy` arrays) with `observation` float32 [N, O], `action` float32 [N, A] and
-//! `episode_index` int64 [N], one row per control step, episodes one after another in time order.
+//! `episode_index` int64 [N], one row per control step, episodes one after another in time order, and
+//! `episode_seeds` int64 [2]: the half-open range of episode seeds the demonstrations were drawn from (training
+//! records it in the bundle, so evaluation can stay off the training episodes).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,6 +40,7 @@ pub struct Dataset {
     observations: Vec<f32>,
     actions: Vec<f32>,
     episode_index: Vec<i64>,
+    episode_seeds: [u64; 2],
 }
 
 impl Dataset {
@@ -48,6 +51,11 @@ impl Dataset {
             action_dim,
             ..Dataset::default()
         }
+    }
+
+    /// Records that the episodes were drawn from seeds `first..end`.
+    pub fn set_episode_seeds(&mut self, first: u64, end: u64) {
+        self.episode_seeds = [first, end];
     }
 
     /// Appends one control step of episode `episode`.
@@ -107,6 +115,18 @@ impl Dataset {
                         .episode_index
                         .iter()
                         .flat_map(|v| v.to_le_bytes())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            (
+                "episode_seeds",
+                npy(
+                    "<i8",
+                    &[2],
+                    &self
+                        .episode_seeds
+                        .iter()
+                        .flat_map(|&v| (v as i64).to_le_bytes())
                         .collect::<Vec<_>>(),
                 ),
             ),

@@ -5,6 +5,8 @@ One `.npz` file with three arrays, one row per control step, episodes stored one
 - `observation`: float32 [N, observation_dim]
 - `action`: float32 [N, action_dim], the action taken at that step
 - `episode_index`: int64 [N], non-decreasing
+- `episode_seeds` (optional): int64 [2], the half-open range of simulator episode seeds the demonstrations came
+  from; training records it in the bundle's manifest (`training.episode_seeds`)
 
 Training chunks are the H actions from each step on, within its episode; past the episode's end the last action is
 held (never zeros, which would decode to the dataset mean).
@@ -46,6 +48,15 @@ def save(path: Path, observation, action, episode_index):
     """Writes a dataset file after validating it."""
     dataset = validate(path, np.asarray(observation), np.asarray(action), np.asarray(episode_index))
     np.savez_compressed(path, observation=dataset.observation, action=dataset.action, episode_index=dataset.episode_index)
+
+
+def episode_seeds(path: Path):
+    """The `[first, end)` episode seeds a dataset file was collected from, or None when it does not say."""
+    with np.load(path) as data:
+        if "episode_seeds" not in data.files:
+            return None
+        first, end = (int(v) for v in data["episode_seeds"])
+        return [first, end]
 
 
 def load(path: Path) -> Dataset:

@@ -153,6 +153,7 @@ def main():
         meta = {
             "dataset": args.dataset, "steps": args.steps, "seed": seed, "batch": args.batch, "training_rtc": delay,
             "attention": args.attention, "dtype": args.dtype, "graph_batch": args.graph_batch, "control_rate_hz": args.control_rate,
+            "episode_seeds": None if args.dataset == "toy" else datasets.episode_seeds(Path(args.dataset)),
         }
         print(f"{out}: {parameter_count(model)} parameters; loss {np.mean(curve[:50]):.4f} -> {np.mean(curve[-50:]):.4f}")
         if args.checkpoint_only:
@@ -181,6 +182,7 @@ def export_trained(out: Path, config: ModelConfig, params, stats, meta: dict, lo
              "final_loss": round(losses[-1], 5)}
         ),
         "control_rate_hz": meta["control_rate_hz"],
+        **({"training": {"episode_seeds": meta["episode_seeds"]}} if meta.get("episode_seeds") else {}),
         "normalization": stats,
         "defaults": {"steps": 5, "beta": 5.0},
         "capabilities": {"exact_vjp": True, "prefix_conditioned": rtc > 0},

@@ -45,6 +45,9 @@ pub struct Manifest {
     pub attention: Attention,
     /// Floating-point type of the graphs' inputs and outputs.
     pub dtype: Dtype,
+    /// What the policy was trained on, where the toolchain knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingData>,
     /// For reference policies exported through the toolchain: which closed-form policy the graphs compute.
     #[serde(default)]
     pub reference: Option<serde_json::Value>,
@@ -65,6 +68,15 @@ impl Manifest {
     pub fn context_len(&self) -> usize {
         self.context_shape.iter().product()
     }
+}
+
+/// What a policy was trained on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingData {
+    /// The half-open range `[first, end)` of simulator episode seeds its demonstrations were drawn from; an
+    /// evaluation on these episodes measures recall, not generalisation.
+    pub episode_seeds: [u64; 2],
 }
 
 /// One named observation input.

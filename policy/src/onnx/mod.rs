@@ -10,6 +10,6 @@ mod recorded;
 
 pub use bundle::{BundleError, load_manifest};
 pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
-pub use manifest::{AttentionKind, Manifest, TimeConvention};
+pub use manifest::{AttentionKind, Manifest, TimeConvention, TrainingData};
 pub use policy::OnnxPolicy;
 pub use recorded::{RecordedCheck, check_recorded};

@@ -117,7 +117,8 @@ fn write_outputs(
         text.push_str(&report::table(&records, Sweep::Horizon));
     }
     text.push_str(&format!(
-        "\nsolve rate [95 % Wilson interval]; {summary}\nwrote {}/delay.csv, delay.json{}{}\n",
+        "\nsolve rate [95 % interval: Wilson over the rollouts, widened where training seeds were pooled to Student's t \
+         over the per-seed rates]; {summary}\nwrote {}/delay.csv, delay.json{}{}\n",
         out.display(),
         if delay { ", delay.png" } else { "" },
         if horizon { ", horizon.png" } else { "" }

@@ -54,7 +54,7 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
         (lo.min(x_of(r)), hi.max(x_of(r)))
     });
     // The y axis starts a little below the lowest interval, so that close curves stay apart.
-    let lowest = points.iter().map(|r| r.wilson_low).fold(1.0, f64::min);
+    let lowest = points.iter().map(|r| r.interval().0).fold(1.0, f64::min);
     let y_min = ((lowest - 0.02) * 20.0).floor().clamp(0.0, 18.0) / 20.0;
     let columns = panels.len().clamp(1, 3);
     let rows = panels.len().div_ceil(columns).max(1);
@@ -87,7 +87,10 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
                 let mut line: Vec<(f64, f64, f64, f64)> = points
                     .iter()
                     .filter(|r| r.task == *task && r.method == method)
-                    .map(|r| (x_of(r), r.solve_rate, r.wilson_low, r.wilson_high))
+                    .map(|r| {
+                        let (low, high) = r.interval();
+                        (x_of(r), r.solve_rate, low, high)
+                    })
                     .collect();
                 if line.is_empty() {
                     continue;

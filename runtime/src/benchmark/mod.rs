@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 /// Horizon of the benchmark's policies (H = 8, as in the paper).
 pub const HORIZON: usize = 8;
 
+/// The first evaluation episode by default: far from the training episodes (`scripts/train-bench-policies.sh`
+/// collects demonstrations from seeds 0..4000; each bundle records its range and an overlap is refused).
+pub const DEFAULT_FIRST_EPISODE: u64 = 1_000_000;
+
 /// What to measure.
 #[derive(Debug, Clone)]
 pub struct SweepSettings {
@@ -103,7 +107,12 @@ pub fn bundle_path(policies: &Path, task: TaskKind, seed: u64, trained_prefix: b
     policies.join(task.name()).join(format!("{kind}-s{seed}"))
 }
 
-fn load(path: &Path, options: &OnnxRuntimeOptions) -> anyhow::Result<Box<dyn FlowPolicy>> {
+/// Loads a benchmark policy, refusing one whose training episodes overlap the evaluation's `episodes`.
+fn load(
+    path: &Path,
+    options: &OnnxRuntimeOptions,
+    episodes: std::ops::Range<u64>,
+) -> anyhow::Result<Box<dyn FlowPolicy>> {
     let policy = OnnxPolicy::load(path, options).with_context(|| {
         format!(
             "loading {} (the benchmark's trained policies: scripts/train-bench-policies.sh)",
@@ -116,6 +125,17 @@ fn load(path: &Path, options: &OnnxRuntimeOptions) -> anyhow::Result<Box<dyn Flo
         path.display(),
         policy.spec().horizon
     );
+    if let Some(training) = &policy.manifest().training {
+        let [first, end] = training.episode_seeds;
+        anyhow::ensure!(
+            end <= episodes.start || episodes.end <= first,
+            "{}: trained on episode seeds {first}..{end}, which overlap the evaluation's {}..{}: choose --seed \
+             at {end} or above (the default, {DEFAULT_FIRST_EPISODE}, is clear of every committed policy's)",
+            path.display(),
+            episodes.start,
+            episodes.end
+        );
+    }
     Ok(Box::new(policy))
 }
 
@@ -143,7 +163,8 @@ pub fn run_sweep(
                     }
                     empty => {
                         let path = bundle_path(&settings.policies, task, policy_seed, slot == 1);
-                        let policy = load(&path, &settings.runtime)?;
+                        let episodes = settings.seed..settings.seed + settings.rollouts as u64;
+                        let policy = load(&path, &settings.runtime, episodes)?;
                         let sampler = sampler(policy.as_ref());
                         empty.insert(InferenceEngine::new(policy, None, sampler, settings.seed))
                     }

@@ -41,6 +41,11 @@ pub struct PointRecord {
     pub wilson_low: f64,
     /// 95 % Wilson interval, high end.
     pub wilson_high: f64,
+    /// Pooled over two or more training seeds: the 95 % Student's t interval of the mean of the per-seed rates.
+    /// The seeds ran the same episodes with the same noise, so their rollouts are not independent draws and the
+    /// Wilson interval of the pooled counts leaves the seed-to-seed variance out; this one includes it. `None`
+    /// for a single seed.
+    pub seed_interval: Option<(f64, f64)>,
     /// Mean action change at chunk seams.
     pub seam_jump: f64,
     /// Wall time of the point, seconds.
@@ -60,7 +65,38 @@ pub fn wilson_interval(successes: usize, n: usize) -> (f64, f64) {
     ((center - half).max(0.0), (center + half).min(1.0))
 }
 
+/// The 97.5 % quantile of Student's t with `df` degrees of freedom (df >= 1).
+fn student_t_975(df: usize) -> f64 {
+    const TABLE: [f64; 10] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+    ];
+    TABLE
+        .get(df.saturating_sub(1))
+        .copied()
+        .unwrap_or(1.96 + 2.4 / df as f64)
+}
+
+/// The 95 % Student's t interval of the mean of `rates` (two or more), clamped to [0, 1].
+pub fn seed_interval(rates: &[f64]) -> Option<(f64, f64)> {
+    let k = rates.len();
+    if k < 2 {
+        return None;
+    }
+    let mean = rates.iter().sum::<f64>() / k as f64;
+    let variance = rates.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (k - 1) as f64;
+    let half = student_t_975(k - 1) * (variance / k as f64).sqrt();
+    Some(((mean - half).max(0.0), (mean + half).min(1.0)))
+}
+
 impl PointRecord {
+    /// The interval to report: the Wilson interval, widened to the seed interval where seeds were pooled.
+    pub fn interval(&self) -> (f64, f64) {
+        match self.seed_interval {
+            Some((low, high)) => (low.min(self.wilson_low), high.max(self.wilson_high)),
+            None => (self.wilson_low, self.wilson_high),
+        }
+    }
+
     /// A record from counts.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -75,6 +111,7 @@ impl PointRecord {
     ) -> Self {
         let (wilson_low, wilson_high) = wilson_interval(successes, rollouts);
         PointRecord {
+            seed_interval: None,
             sweep,
             task: task.to_string(),
             policy_seed,
@@ -94,10 +131,21 @@ impl PointRecord {
 
 /// Pools the counts of per-seed `records` over training seeds, per task (`over_tasks` false), or over tasks and
 /// seeds as task "average" (`over_tasks` true); one record per (sweep, task, method, d, s), with no seed. The
-/// pooled rate equals the mean over what was pooled when each had the same number of rollouts.
+/// pooled rate equals the mean over what was pooled when each had the same number of rollouts; with two or more
+/// seeds the record also carries the [`seed_interval`] of the per-seed rates (each seed's counts pooled over
+/// the tasks first).
 pub fn pool(records: &[PointRecord], over_tasks: bool) -> Vec<PointRecord> {
     type Key = (Sweep, String, usize, usize, usize);
-    let mut groups: BTreeMap<Key, (Method, usize, usize, f64, f64, usize)> = BTreeMap::new();
+    type Counts = (
+        Method,
+        usize,
+        usize,
+        f64,
+        f64,
+        usize,
+        BTreeMap<u64, (usize, usize)>,
+    );
+    let mut groups: BTreeMap<Key, Counts> = BTreeMap::new();
     for r in records.iter().filter(|r| r.policy_seed.is_some()) {
         let order = Method::ALL.iter().position(|m| *m == r.method).unwrap_or(0);
         let task = if over_tasks {
@@ -107,27 +155,40 @@ pub fn pool(records: &[PointRecord], over_tasks: bool) -> Vec<PointRecord> {
         };
         let entry = groups
             .entry((r.sweep, task, order, r.delay, r.execution_horizon))
-            .or_insert((r.method, 0, 0, 0.0, 0.0, 0));
+            .or_insert((r.method, 0, 0, 0.0, 0.0, 0, BTreeMap::new()));
         entry.1 += r.successes;
         entry.2 += r.rollouts;
         entry.3 += r.seam_jump;
         entry.4 += r.seconds;
         entry.5 += 1;
+        let seed = entry.6.entry(r.policy_seed.unwrap_or(0)).or_default();
+        seed.0 += r.successes;
+        seed.1 += r.rollouts;
     }
     groups
         .into_iter()
         .map(
-            |((sweep, task, _, d, s), (method, successes, rollouts, seam, seconds, count))| {
-                PointRecord::new(
-                    sweep,
-                    &task,
-                    None,
-                    method,
-                    (d, s),
-                    (successes, rollouts),
-                    seam / count as f64,
-                    seconds,
-                )
+            |(
+                (sweep, task, _, d, s),
+                (method, successes, rollouts, seam, seconds, count, seeds),
+            )| {
+                let rates: Vec<f64> = seeds
+                    .values()
+                    .map(|&(wins, n)| wins as f64 / n.max(1) as f64)
+                    .collect();
+                PointRecord {
+                    seed_interval: seed_interval(&rates),
+                    ..PointRecord::new(
+                        sweep,
+                        &task,
+                        None,
+                        method,
+                        (d, s),
+                        (successes, rollouts),
+                        seam / count as f64,
+                        seconds,
+                    )
+                }
             },
         )
         .collect()
@@ -136,7 +197,7 @@ pub fn pool(records: &[PointRecord], over_tasks: bool) -> Vec<PointRecord> {
 /// The records as CSV, with a header.
 pub fn to_csv(records: &[PointRecord]) -> String {
     let mut csv = String::from(
-        "sweep,task,policy_seed,method,delay,execution_horizon,rollouts,successes,solve_rate,wilson_low,wilson_high,seam_jump,seconds\n",
+        "sweep,task,policy_seed,method,delay,execution_horizon,rollouts,successes,solve_rate,wilson_low,wilson_high,seam_jump,seconds,seed_low,seed_high\n",
     );
     for r in records {
         let sweep = match r.sweep {
@@ -144,9 +205,14 @@ pub fn to_csv(records: &[PointRecord]) -> String {
             Sweep::Horizon => "horizon",
         };
         let seed = r.policy_seed.map_or(String::new(), |s| s.to_string());
+        let (seed_low, seed_high) = r
+            .seed_interval
+            .map_or((String::new(), String::new()), |(l, h)| {
+                (format!("{l:.4}"), format!("{h:.4}"))
+            });
         let _ = writeln!(
             csv,
-            "{sweep},{},{seed},{},{},{},{},{},{:.4},{:.4},{:.4},{:.5},{:.2}",
+            "{sweep},{},{seed},{},{},{},{},{},{:.4},{:.4},{:.4},{:.5},{:.2},{seed_low},{seed_high}",
             r.task,
             r.method,
             r.delay,
@@ -163,14 +229,15 @@ pub fn to_csv(records: &[PointRecord]) -> String {
     csv
 }
 
-/// The per-seed records of a CSV written by [`to_csv`] (pooled rows are skipped: they are recomputed).
+/// The per-seed records of a CSV written by [`to_csv`] (pooled rows are skipped: they are recomputed; CSVs of
+/// earlier versions, without the seed interval's two columns, read too).
 pub fn from_csv(text: &str) -> Result<Vec<PointRecord>, String> {
     let mut records = Vec::new();
     for (number, line) in text.lines().enumerate().skip(1) {
         let fields: Vec<&str> = line.split(',').collect();
         let bad = |what: &str| format!("line {}: {what}: {line:?}", number + 1);
-        if fields.len() != 13 {
-            return Err(bad("expected 13 fields"));
+        if fields.len() != 13 && fields.len() != 15 {
+            return Err(bad("expected 15 fields (13 in earlier versions)"));
         }
         if fields[2].is_empty() {
             continue;
@@ -247,11 +314,8 @@ pub fn table(records: &[PointRecord], sweep: Sweep) -> String {
             });
             match cell {
                 Some(r) => {
-                    let _ = write!(
-                        out,
-                        " {:>5.3} [{:.2},{:.2}]",
-                        r.solve_rate, r.wilson_low, r.wilson_high
-                    );
+                    let (low, high) = r.interval();
+                    let _ = write!(out, " {:>5.3} [{low:.2},{high:.2}]", r.solve_rate);
                 }
                 None => out.push_str(&format!(" {:>17}", "-")),
             }
@@ -275,6 +339,43 @@ mod tests {
         );
         assert_eq!(wilson_interval(0, 10).0, 0.0);
         assert!((wilson_interval(10, 10).1 - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn pooled_seeds_carry_an_interval_with_the_seed_to_seed_variance() {
+        let seeds: Vec<PointRecord> = [900, 800, 700]
+            .into_iter()
+            .enumerate()
+            .map(|(seed, wins)| {
+                PointRecord::new(
+                    Sweep::Delay,
+                    "lander",
+                    Some(seed as u64),
+                    Method::Naive,
+                    (4, 4),
+                    (wins, 1000),
+                    0.0,
+                    1.0,
+                )
+            })
+            .collect();
+        let pooled = &pool(&seeds, false)[0];
+        assert!((pooled.solve_rate - 0.8).abs() < 1e-12);
+        // Wilson over 3 000 "independent" rollouts is +-0.014; the three seeds disagree by far more.
+        assert!(pooled.wilson_high - pooled.wilson_low < 0.03);
+        let (low, high) = pooled.seed_interval.unwrap();
+        let half = 4.303 * 0.1 / 3f64.sqrt();
+        assert!(
+            (low - (0.8 - half)).abs() < 1e-9 && high == 1.0,
+            "{low} {high}"
+        );
+        assert_eq!(pooled.interval(), (low, 1.0));
+        assert!(seeds[0].seed_interval.is_none() && seed_interval(&[0.5]).is_none());
+        let csv = to_csv(std::slice::from_ref(pooled));
+        assert!(
+            csv.lines().nth(1).unwrap().ends_with(",0.5516,1.0000"),
+            "{csv}"
+        );
     }
 
     #[test]
