@@ -5,7 +5,7 @@ use rtchunk_policy::reference::MixtureFlow;
 use rtchunk_policy::{Committed, FlowPolicy, SampleRequest, Sampler};
 
 const H: usize = 8;
-const SAMPLES: u64 = 2000;
+const SAMPLES: u64 = 8000;
 
 fn sampler(mode: SamplerMode, schedule: MaskSchedule) -> Sampler {
     let config = SamplerConfig {
@@ -65,23 +65,26 @@ fn free_part_error(mode: SamplerMode, schedule: MaskSchedule) -> f64 {
         .fold(0.0, f64::max)
 }
 
-// Monte Carlo error of a mean of 2000 unit-variance draws: about 0.022 (one standard error), so 0.1 is 4.5 sigma.
-const TOLERANCE: f64 = 0.1;
+// Monte Carlo error of a mean of 8000 draws of at most unit variance: at most 0.011 (one standard error). Exact
+// conditioning (trained-prefix) must land within that noise; ΠGDM's guidance adds its approximation bias of about
+// 0.03 on this smooth prior (0.0295 measured at 8000 samples, 0.0175 at 2000: the bias, not noise, dominates).
+const EXACT_TOLERANCE: f64 = 0.015;
+const GUIDED_TOLERANCE: f64 = 0.05;
 
 #[test]
 fn hard_mask_rtc_matches_the_conditional_mean_and_plain_sampling_does_not() {
     let guided = free_part_error(SamplerMode::Rtc, MaskSchedule::Zeros);
     let plain = free_part_error(SamplerMode::Plain, MaskSchedule::Zeros);
     println!("free-part error: rtc hard mask {guided:.4}, plain {plain:.4}");
-    assert!(guided < TOLERANCE, "guided error {guided}");
-    assert!(plain > 3.0 * TOLERANCE, "plain error {plain}");
+    assert!(guided < GUIDED_TOLERANCE, "guided error {guided}");
+    assert!(plain > 10.0 * GUIDED_TOLERANCE, "plain error {plain}");
 }
 
 #[test]
 fn trained_prefix_is_exact_conditioning_on_the_reference_gaussian() {
     let error = free_part_error(SamplerMode::TrainedPrefix, MaskSchedule::Exp);
     println!("free-part error: trained-prefix {error:.4}");
-    assert!(error < TOLERANCE, "trained-prefix error {error}");
+    assert!(error < EXACT_TOLERANCE, "trained-prefix error {error}");
 }
 
 #[test]
