@@ -1,7 +1,12 @@
-//! The controller loop does not allocate or free memory: a counting global allocator watches the controller
-//! thread between the loop's first and last tick, in real time and on the simulated clock, in every execution
-//! mode, with chunk swaps, interpolation, the PD controller and the safety filter all exercised, and on a robot
-//! over zenoh (state in, commands out, a stale gap held) while the session is recorded.
+//! The controller loop's real-time discipline, watched on the controller thread between the loop's first and
+//! last tick, in real time and on the simulated clock, in every execution mode, with chunk swaps,
+//! interpolation, the PD controller and the safety filter all exercised, and on a robot over zenoh (state in,
+//! commands out, a stale gap held) while the session is recorded:
+//! - no allocation or free: a counting global allocator;
+//! - no I/O, memory mapping or other system call beyond clock reads, sleeps to a deadline and futex wake/wait
+//!   (the doorbells; an uncontended lock would need none, a contended one would show as futex): a seccomp
+//!   filter on the controller thread that traps every other call ([`sealed`], x86-64);
+//! - no logging: a tracing subscriber that counts the thread's events during the loop.
 
 use rtchunk_config::{
     ClockKind, ControllerKind, Execution, IoConfig, Limit, PlantKind, SamplerMode,
@@ -20,6 +25,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use zenoh::Wait;
+
+#[path = "sealed.rs"]
+mod sealed;
 
 thread_local! {
     /// Allocations, frees and reallocations by this thread while it is watched; `None` when not watched.
@@ -55,34 +63,78 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// Watches the controller thread from the loop's start to its end and reports the count.
-struct Watch(Arc<AtomicU64>);
+/// What a watched loop did: allocations, and what the seal caught.
+#[derive(Debug, Default)]
+struct Observed {
+    allocations: AtomicU64,
+    breaches: std::sync::Mutex<Option<sealed::Breaches>>,
+}
+
+impl Observed {
+    /// Asserts the loop ran, allocated nothing, made no forbidden system call and logged nothing.
+    fn assert_clean(&self, what: &str) {
+        assert_eq!(
+            self.allocations.load(Ordering::SeqCst),
+            0,
+            "{what}: the loop allocated"
+        );
+        let breaches = self.breaches.lock().unwrap().expect("the loop ran");
+        assert_eq!(
+            breaches,
+            sealed::Breaches::default(),
+            "{what}: the loop broke its seal"
+        );
+    }
+}
+
+/// Seals and watches the controller thread from the loop's start to its end and reports what it saw.
+struct Watch(Arc<Observed>);
 
 impl LoopHooks for Watch {
     fn loop_started(&mut self) {
+        sealed::seal_this_thread();
         WATCHED.with(|w| w.set(Some(0)));
     }
     fn loop_finished(&mut self) {
         let n = WATCHED.with(|w| w.replace(None)).unwrap_or(0);
-        self.0.store(n, Ordering::SeqCst);
+        let breaches = sealed::loop_ended();
+        self.0.allocations.store(n, Ordering::SeqCst);
+        *self.0.breaches.lock().unwrap() = Some(breaches);
     }
 }
 
-fn watched(label: &str) -> (RunOptions, Arc<AtomicU64>) {
-    let counter = Arc::new(AtomicU64::new(u64::MAX));
+fn watched(label: &str) -> (RunOptions, Arc<Observed>) {
+    let observed = Arc::new(Observed {
+        allocations: AtomicU64::new(u64::MAX),
+        ..Observed::default()
+    });
     let mut options = RunOptions::new(label, 0);
-    options.hooks = Box::new(Watch(counter.clone()));
-    (options, counter)
+    options.hooks = Box::new(Watch(observed.clone()));
+    (options, observed)
 }
 
 #[test]
-fn the_counter_sees_allocations_of_a_watched_thread() {
-    let (mut options, counter) = watched("self-check");
-    options.hooks.loop_started();
-    let boxed = std::hint::black_box(Box::new([0u8; 64]));
-    drop(boxed);
-    options.hooks.loop_finished();
-    assert_eq!(counter.load(Ordering::SeqCst), 2);
+fn the_watch_sees_allocations_system_calls_and_log_events_of_a_sealed_thread() {
+    // On a thread of its own: a seal cannot be lifted.
+    std::thread::spawn(|| {
+        let (mut options, observed) = watched("self-check");
+        options.hooks.loop_started();
+        let boxed = std::hint::black_box(Box::new([0u8; 64]));
+        drop(boxed);
+        let opened = std::fs::File::open("/proc/self/stat");
+        tracing::warn!("a log line from the loop");
+        let pid = unsafe { libc::getppid() };
+        options.hooks.loop_finished();
+        assert!(opened.is_err(), "the open was trapped, not executed");
+        assert_eq!(pid, -libc::ENOSYS, "the call was trapped, not executed");
+        assert_eq!(observed.allocations.load(Ordering::SeqCst), 2);
+        let breaches = observed.breaches.lock().unwrap().unwrap();
+        assert_eq!(breaches.system_calls, 2, "{breaches:?}");
+        assert_eq!(breaches.last_system_call, Some(110), "getppid");
+        assert_eq!(breaches.log_events, 1);
+    })
+    .join()
+    .unwrap();
 }
 
 #[test]
@@ -96,17 +148,13 @@ fn the_loop_does_not_allocate_on_the_simulated_clock_in_any_mode() {
         let mut config = simulated(8, 4, 3, mode);
         config.scheduler.execution = execution;
         config.sampler.bid_candidates = 4;
-        let (options, counter) = watched("sim");
+        let (options, observed) = watched("sim");
         let outcome = run_for(&config, 2_000, Some(options));
         assert!(
             outcome.metrics.swaps > 100,
             "{execution:?}: the run swapped chunks"
         );
-        assert_eq!(
-            counter.load(Ordering::SeqCst),
-            0,
-            "{execution:?} / {mode:?}: the loop allocated"
-        );
+        observed.assert_clean(&format!("{execution:?} / {mode:?}"));
     }
 }
 
@@ -121,7 +169,7 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
     config.safety.position_min = Some(Limit::All(-0.5));
     config.safety.position_max = Some(Limit::All(0.5));
     config.validate().unwrap();
-    let (options, counter) = watched("real");
+    let (options, observed) = watched("real");
     let outcome = run_for(&config, 75, Some(options));
     assert!(
         outcome.metrics.swaps >= 5,
@@ -137,11 +185,7 @@ fn the_loop_does_not_allocate_in_real_time_with_interpolation_pd_and_safety() {
         rules.position + rules.velocity + rules.delta >= outcome.metrics.safety_clamps,
         "every clamped tick is attributed to a rule: {rules:?}"
     );
-    assert_eq!(
-        counter.load(Ordering::SeqCst),
-        0,
-        "the real-time loop allocated"
-    );
+    observed.assert_clean("real clock");
 }
 
 #[test]
@@ -196,7 +240,7 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording_holding_and_repla
         })
     };
     link.wait_for_first_state(Duration::from_secs(10)).unwrap();
-    let (mut options, counter) = watched("zenoh");
+    let (mut options, observed) = watched("zenoh");
     options.controller_ticks = 200;
     options.record =
         Some(std::env::temp_dir().join(format!("rtchunk-{}-noalloc.log", std::process::id())));
@@ -229,9 +273,5 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording_holding_and_repla
     );
     assert_eq!(outcome.log.unwrap().ticks, 200);
     assert!(counters.actions_published.load(Ordering::Relaxed) >= 200);
-    assert_eq!(
-        counter.load(Ordering::SeqCst),
-        0,
-        "the loop allocated on a zenoh plant"
-    );
+    observed.assert_clean("zenoh plant");
 }
