@@ -84,9 +84,9 @@ pub struct RunOutcome<P> {
     pub plant: P,
     /// The metrics.
     pub metrics: RunMetrics,
-    /// Every controller tick.
+    /// Every controller tick (empty unless `keep_records`).
     pub ticks: Vec<TickRecord>,
-    /// Every inference.
+    /// Every inference (empty unless `keep_records`).
     pub inferences: Vec<InferenceRecord>,
     /// Which real-time measures took effect.
     pub realtime: RealtimeReport,
@@ -282,7 +282,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     request_bell.ring();
     let (result, realtime) =
         joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
-    let inferences = runtime
+    let (inference_summary, inferences) = runtime
         .block_on(worker)
         .map_err(|e| RunError::Runtime(format!("the inference worker failed: {e}")))?;
     let (ticks, tick_metrics) = collector
@@ -296,7 +296,8 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         ),
         None => None,
     };
-    let mut metrics = tick_metrics.finish(&options.label, &inferences, result.records_dropped);
+    let mut metrics =
+        tick_metrics.finish(&options.label, inference_summary, result.records_dropped);
     metrics.safety_clamps_by_rule = SafetyClamps {
         position: result.safety.clamped_position,
         velocity: result.safety.clamped_velocity,

@@ -4,6 +4,7 @@
 
 use crate::doorbell::Doorbell;
 use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
+use crate::metrics::InferenceSummary;
 use crate::recording::writer::LogEvent;
 use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler};
 use serde::Serialize;
@@ -37,20 +38,6 @@ pub struct InferenceRecord {
     pub image_seq: u64,
     /// The committed actions it continued (empty for the first chunk).
     pub committed: Vec<f32>,
-}
-
-impl InferenceRecord {
-    /// The record without its inputs, images and chunk: what the run's metrics need.
-    fn without_data(&self) -> InferenceRecord {
-        InferenceRecord {
-            error: self.error.clone(),
-            chunk: Vec::new(),
-            observation: Vec::new(),
-            images: Vec::new(),
-            committed: Vec::new(),
-            ..*self
-        }
-    }
 }
 
 /// The policy and sampler, owned by whichever thread runs the inference.
@@ -191,14 +178,16 @@ pub struct InferenceWorker {
     pub log: Option<std::sync::mpsc::Sender<LogEvent>>,
     /// The newest camera images, attached to each request before sampling (for a policy with cameras).
     pub cameras: Option<CameraFeed>,
-    /// Keep each record's inputs and chunk in the returned history (otherwise only what the metrics need; the
-    /// log, when recording, always gets the whole record).
+    /// Keep every inference's record in the returned history (otherwise none: the metrics need only the
+    /// summary, and the log, when recording, gets every record).
     pub keep_records: bool,
 }
 
 impl InferenceWorker {
-    /// Serves requests until `stop`; returns the record of every inference.
-    pub async fn run(mut self) -> Vec<InferenceRecord> {
+    /// Serves requests until `stop`; returns the summary every metric needs and, with `keep_records`, the
+    /// record of every inference (without it, memory stays constant however long the run).
+    pub async fn run(mut self) -> (InferenceSummary, Vec<InferenceRecord>) {
+        let mut summary = InferenceSummary::default();
         let mut history = Vec::new();
         while let Some(mut request) = self.next_request().await {
             if let Some(cameras) = &mut self.cameras {
@@ -236,23 +225,22 @@ impl InferenceWorker {
                 images: std::mem::take(&mut request.images),
                 image_seq: request.image_seq,
             };
-            history.push(match (&self.log, self.keep_records) {
-                (Some(log), keep) => {
-                    let kept = if keep {
-                        record.clone()
-                    } else {
-                        record.without_data()
-                    };
+            summary.add(&record);
+            match (&self.log, self.keep_records) {
+                (Some(log), true) => {
+                    history.push(record.clone());
                     let _ = log.send(LogEvent::Inference(record));
-                    kept
                 }
-                (None, true) => record,
-                (None, false) => record.without_data(),
-            });
+                (Some(log), false) => {
+                    let _ = log.send(LogEvent::Inference(record));
+                }
+                (None, true) => history.push(record),
+                (None, false) => {}
+            }
         }
         self.alive.store(false, Ordering::SeqCst);
         self.chunk_bell.ring();
-        history
+        (summary, history)
     }
 
     /// Waits for the next request without blocking the async runtime; `None` once stopped. A request published

@@ -1,6 +1,7 @@
 //! The log writer: a thread off the controller that receives tick and inference records through a channel and
-//! appends them to the log, flushing at least every 100 ms and closing the log (end record, flush, fsync)
-//! when every sender has gone, whichever way the run ended.
+//! appends them to the log, flushing at least every 100 ms (a record reaches the file at most 100 ms, plus the
+//! time to write it, after the previous flush) and closing the log (end record, flush, fsync) when every sender
+//! has gone, whichever way the run ended.
 
 use crate::record::TickRecord;
 use crate::recording::format::{
@@ -108,7 +109,8 @@ fn write_records(
     let mut buffer = Vec::with_capacity(1 << 16);
     let mut last_flush = Instant::now();
     loop {
-        let event = receiver.recv_timeout(FLUSH_EVERY);
+        // Wait only until the next flush is due, so that a record never waits for a whole further period.
+        let event = receiver.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
         match &event {
             Ok(LogEvent::Tick(tick)) => {
                 encode_tick(&mut buffer, tick, dims);
@@ -135,5 +137,55 @@ fn write_records(
             summary.bytes = file.get_ref().metadata()?.len();
             return Ok(summary);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{MAX_VALUES, TickRecord};
+    use rtchunk_config::Config;
+
+    #[test]
+    fn a_record_reaches_the_file_within_the_flush_period() {
+        let path = std::env::temp_dir().join(format!("rtchunk-{}-flush.log", std::process::id()));
+        let header = LogHeader {
+            label: "flush".into(),
+            config: Config::default(),
+            action_dim: 2,
+            observation_dim: 4,
+            started_unix_ns: 0,
+            rtchunk_version: "test".into(),
+        };
+        let writer = LogWriter::create(&path, &header).unwrap();
+        let header_bytes = std::fs::metadata(&path).unwrap().len();
+        let sender = writer.sender();
+        // A record arriving 90 ms after the writer's last flush must be on disk by 100 ms (plus slack), not
+        // wait for a further full period.
+        let created = Instant::now();
+        std::thread::sleep(Duration::from_millis(90));
+        let tick = TickRecord {
+            controller_tick: 0,
+            lateness_ns: 0,
+            missed: 0,
+            policy: None,
+            safety_rejected: false,
+            safety_clamped: false,
+            state_seq: 0,
+            time_ns: 0,
+            action: [0.0; MAX_VALUES],
+            command: [0.0; MAX_VALUES],
+        };
+        sender.send(LogEvent::Tick(Box::new(tick))).unwrap();
+        while std::fs::metadata(&path).unwrap().len() == header_bytes {
+            assert!(
+                created.elapsed() < Duration::from_millis(160),
+                "the record was not flushed within the period"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(sender);
+        assert_eq!(writer.finish().unwrap().ticks, 1);
+        std::fs::remove_file(&path).ok();
     }
 }
