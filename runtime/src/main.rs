@@ -308,6 +308,10 @@ enum Bench {
         /// Inference delays d: a range (0..4, inclusive), a list (0,2,4), or none; s = max(d, 1).
         #[arg(long, default_value = "0..4", value_parser = rtchunk_runtime::benchmark::command::parse_delays)]
         delays: std::vec::Vec<usize>,
+        /// Run the delay sweep at this execution horizon s instead of s = max(d, 1) (e.g. 4 = H / 2, the
+        /// paper's real-robot synchronous baseline); d + s must stay within H = 8.
+        #[arg(long)]
+        execution_horizon: Option<usize>,
         /// Also sweep the execution horizon s = 1..7 at d = 1.
         #[arg(long)]
         horizon_sweep: bool,
@@ -633,6 +637,7 @@ fn main() -> anyhow::Result<()> {
                     task,
                     methods,
                     delays,
+                    execution_horizon,
                     horizon_sweep,
                     rollouts,
                     policy_seeds,
@@ -648,6 +653,7 @@ fn main() -> anyhow::Result<()> {
                 tasks: parse_list(&task, &TaskKind::ALL)?,
                 methods: parse_list(&methods, &Method::ALL)?,
                 delays,
+                execution_horizon,
                 horizon_sweep,
                 rollouts,
                 policy_seeds: policy_seeds

@@ -84,13 +84,15 @@ def run_onnx(path: Path, inputs: dict, dtype: str = "float32") -> list:
 
 
 def check_against_jax(path: Path, inputs: dict, expected: list, dtype: str = "float32"):
-    """Refuses an export whose ONNX Runtime outputs differ from JAX's by more than the dtype's tolerance."""
+    """Refuses an export whose ONNX Runtime outputs differ from JAX's by more than the dtype's tolerance, relative
+    to the output's magnitude where it exceeds 1 (a VJP of size 10 carries float32 rounding of 1e-6 x 10)."""
     got = run_onnx(path, inputs, dtype)
-    tolerance = EXPORT_TOLERANCE[dtype]
     for name, (g, e) in enumerate(zip(got, expected)):
-        error = float(np.max(np.abs(np.asarray(g) - np.asarray(e, dtype=np.float32))))
+        e = np.asarray(e, dtype=np.float32)
+        tolerance = EXPORT_TOLERANCE[dtype] * max(1.0, float(np.max(np.abs(e))))
+        error = float(np.max(np.abs(np.asarray(g) - e)))
         if not error <= tolerance:
-            raise ValueError(f"{path.name}: output {name} differs from JAX by {error:.3g} > {tolerance}")
+            raise ValueError(f"{path.name}: output {name} differs from JAX by {error:.3g} > {tolerance:.3g}")
 
 
 def write_manifest(directory: Path, manifest: dict, graph_files: dict):

@@ -7,8 +7,9 @@ every step). With --checkpoint-only the parameters are saved for `python -m rtch
 bundles later (e.g. train on a GPU machine, export here with the pinned toolchain).
 
 Flow matching in the paper's convention: x = tau A + (1 - tau) eps, target velocity A - eps. With
---training-rtc, each example also freezes a random prefix of d actions (P(d) proportional to exp(-d)), given
-clean at tau = 1, and the loss covers the rest only (training-time RTC).
+--training-rtc, each example also freezes a random prefix of d actions (P(d) proportional to exp(-d), or with
+--delay-distribution uniform equally likely for every d <= the maximum), given clean at tau = 1, and the loss
+covers the rest only (training-time RTC).
 """
 
 import argparse
@@ -30,16 +31,18 @@ def normalize(values, stats):
     return (values - np.asarray(stats["mean"], np.float32)) / np.asarray(stats["std"], np.float32)
 
 
-def training_example(chunk, key, max_delay, tau_beta: bool):
+def training_example(chunk, key, max_delay, tau_beta: bool, uniform_delay: bool = False):
     """Noised chunks, per-token tau, velocity targets and loss weights for clean chunks [B, H, A]. With
-    max_delay > 0 a prefix of d ~ P(d) proportional to exp(-d), d <= max_delay, actions is given clean at tau = 1
-    and weighted 0. `max_delay` may be a traced value (models trained together with different settings)."""
+    max_delay > 0 a prefix of d actions, d <= max_delay with P(d) proportional to exp(-d) (or uniform with
+    `uniform_delay`), is given clean at tau = 1 and weighted 0. `max_delay` may be a traced value (models trained
+    together with different settings)."""
     b, h, _ = chunk.shape
     k_tau, k_noise, k_delay = jax.random.split(key, 3)
     tau = jax.random.beta(k_tau, 1.5, 1.0, (b, 1)) if tau_beta else jax.random.uniform(k_tau, (b, 1))
     tau = jnp.broadcast_to(tau * 0.999, (b, h))
     delays = jnp.arange(h)
-    weights = jnp.where(delays <= max_delay, jnp.exp(-delays.astype(jnp.float32)), 0.0)
+    shape = jnp.ones(h) if uniform_delay else jnp.exp(-delays.astype(jnp.float32))
+    weights = jnp.where(delays <= max_delay, shape, 0.0)
     delay = jax.random.choice(k_delay, h, (b, 1), p=weights / weights.sum())
     frozen = delays[None, :] < delay
     tau = jnp.where(frozen, 1.0, tau)
@@ -48,15 +51,16 @@ def training_example(chunk, key, max_delay, tau_beta: bool):
     return noised, tau, chunk - noise, (~frozen).astype(jnp.float32)
 
 
-def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay, tau_beta: bool):
+def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay, tau_beta: bool, uniform_delay: bool = False):
     """Flow-matching loss over the weighted (not frozen) tokens."""
-    noised, tau, target, weight = training_example(chunk, key, max_delay, tau_beta)
+    noised, tau, target, weight = training_example(chunk, key, max_delay, tau_beta, uniform_delay)
     predicted = velocity(config, params, noised, tau, prefix(config, params, observation))
     error = jnp.sum((predicted - target) ** 2, axis=-1)
     return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
 
 
-def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, batch: int, max_delays, tau_beta: bool):
+def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, batch: int, max_delays, tau_beta: bool,
+               uniform_delay: bool = False):
     """Trains one model per (seed, max_delay) pair together (vectorised: on a GPU the models share each step's
     launches). Returns their parameters, loss curves [models, steps] and the dataset statistics."""
     stats = data.statistics()
@@ -70,7 +74,8 @@ def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, b
     state = jax.vmap(optimizer.init)(params)
 
     def update(params, state, observation, chunk, key, max_delay):
-        loss, grads = jax.value_and_grad(lambda p: flow_loss(config, p, observation, chunk, key, max_delay, tau_beta))(params)
+        loss, grads = jax.value_and_grad(
+            lambda p: flow_loss(config, p, observation, chunk, key, max_delay, tau_beta, uniform_delay))(params)
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
@@ -137,6 +142,8 @@ def main():
     parser.add_argument("--size", choices=sorted(PRESETS), default="tiny", help="model size preset")
     parser.add_argument("--training-rtc", type=int, nargs="+", default=[0], metavar="MAX_DELAY", help="training-time RTC up to this delay (0: off); several values train one model each")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
+    parser.add_argument("--delay-distribution", choices=["exp", "uniform"], default="exp",
+                        help="training-time RTC's prefix length d: P(d) proportional to exp(-d), or uniform over 0..max")
     parser.add_argument("--graph-batch", type=int, default=1, help="fixed batch of the exported graphs (0: symbolic)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="float type of the exported graphs (bfloat16: weights and matrix products)")
     parser.add_argument("--control-rate", type=float, default=50.0, help="control rate (Hz) of the demonstrations, for the manifest")
@@ -147,13 +154,15 @@ def main():
     if args.attention == "mha":
         config = replace(config, kv_heads=config.heads)
     runs = [(seed, delay) for delay in args.training_rtc for seed in args.seed]
-    params, losses, stats = train_many(config, data, args.steps, [s for s, _ in runs], args.batch, [d for _, d in runs], args.tau_beta)
+    params, losses, stats = train_many(config, data, args.steps, [s for s, _ in runs], args.batch, [d for _, d in runs], args.tau_beta,
+                                       args.delay_distribution == "uniform")
     for (seed, delay), model, curve in zip(runs, params, losses):
         out = model_directory(args.out, seed, delay, len(runs) > 1)
         meta = {
             "dataset": args.dataset, "steps": args.steps, "seed": seed, "batch": args.batch, "training_rtc": delay,
             "attention": args.attention, "dtype": args.dtype, "graph_batch": args.graph_batch, "control_rate_hz": args.control_rate,
             "episode_seeds": None if args.dataset == "toy" else datasets.episode_seeds(Path(args.dataset)),
+            "delay_distribution": args.delay_distribution,
         }
         print(f"{out}: {parameter_count(model)} parameters; loss {np.mean(curve[:50]):.4f} -> {np.mean(curve[-50:]):.4f}")
         if args.checkpoint_only:
@@ -179,6 +188,7 @@ def export_trained(out: Path, config: ModelConfig, params, stats, meta: dict, lo
         + ("" if meta["dtype"] == "float32" else f"-{meta['dtype']}"),
         "producer": f"rtchunk_train {__version__} (jax {jax.__version__}); " + json.dumps(
             {"dataset": dataset, "steps": meta["steps"], "seed": meta["seed"], "batch": meta["batch"], "training_rtc": rtc,
+             **({"delay_distribution": meta["delay_distribution"]} if rtc and meta.get("delay_distribution") != "exp" else {}),
              "final_loss": round(losses[-1], 5)}
         ),
         "control_rate_hz": meta["control_rate_hz"],

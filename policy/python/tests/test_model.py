@@ -122,3 +122,10 @@ def test_models_trained_together_checkpoint_and_export_like_one_trained_alone(tm
     assert (loaded_config, loaded_stats, meta) == (config, stats, {"seed": 3})
     for a, b in zip(jax.tree_util.tree_leaves(together[0]), jax.tree_util.tree_leaves(loaded)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_training_time_rtc_can_draw_every_prefix_length_equally_often():
+    chunk = jax.random.normal(jax.random.PRNGKey(3), (4096, 8, 2))
+    _, tau, _, _ = training_example(chunk, jax.random.PRNGKey(5), 4, False, uniform_delay=True)
+    delays = (np.asarray(tau) == 1.0).sum(axis=1)
+    np.testing.assert_allclose(np.bincount(delays, minlength=5) / len(delays), np.full(5, 0.2), atol=0.02)

@@ -77,8 +77,11 @@ pub fn bench_delay(settings: &SweepSettings, out: &Path) -> anyhow::Result<Strin
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     let seeds: Vec<String> = settings.policy_seeds.iter().map(u64::to_string).collect();
+    let horizon = settings
+        .execution_horizon
+        .map_or(String::new(), |s| format!(", s = {s} at every d"));
     let summary = format!(
-        "{} rollouts per point and training seed (seeds {}), episodes from seed {}; {seconds:.0} s on this machine",
+        "{} rollouts per point and training seed (seeds {}), episodes from seed {}{horizon}; {seconds:.0} s on this machine",
         settings.rollouts,
         seeds.join(", "),
         settings.seed

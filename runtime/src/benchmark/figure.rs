@@ -2,7 +2,7 @@
 //! per task plus the average, one line per method.
 
 use super::methods::Method;
-use super::report::{PointRecord, Sweep};
+use super::report::{PointRecord, Sweep, method_label};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -65,7 +65,7 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
         root.fill(&WHITE)?;
         for (area, task) in root.split_evenly((rows, columns)).iter().zip(&panels) {
             let x_label = if sweep == Sweep::Delay {
-                "inference delay d (s = max(d, 1))"
+                "inference delay d (s = max(d, 1) unless labelled)"
             } else {
                 "execution horizon s (d = 1)"
             };
@@ -100,9 +100,14 @@ pub fn write_figure(records: &[PointRecord], sweep: Sweep, path: &Path) -> anyho
                 let series =
                     chart.draw_series(LineSeries::new(line.iter().map(|p| (p.0, p.1)), style))?;
                 if *task == "average" {
-                    series.label(method.name()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], color(method).stroke_width(2))
-                    });
+                    series
+                        .label(method_label(records, method, sweep))
+                        .legend(move |(x, y)| {
+                            PathElement::new(
+                                vec![(x, y), (x + 16, y)],
+                                color(method).stroke_width(2),
+                            )
+                        });
                 }
                 chart.draw_series(
                     line.iter()

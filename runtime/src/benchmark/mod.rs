@@ -31,8 +31,10 @@ pub struct SweepSettings {
     pub tasks: Vec<TaskKind>,
     /// Methods.
     pub methods: Vec<Method>,
-    /// Delays d of the delay sweep (s = max(d, 1)).
+    /// Delays d of the delay sweep.
     pub delays: Vec<usize>,
+    /// The delay sweep's execution horizon s; `None`: s = max(d, 1), the paper's protocol.
+    pub execution_horizon: Option<usize>,
     /// Also sweep s = 1..H - 1 at d = 1.
     pub horizon_sweep: bool,
     /// Rollouts per point.
@@ -69,7 +71,7 @@ impl SweepSettings {
             .map(|&d| Point {
                 sweep: Sweep::Delay,
                 delay: d,
-                execution_horizon: d.max(1),
+                execution_horizon: self.execution_horizon.unwrap_or(d.max(1)),
             })
             .collect();
         if self.horizon_sweep {
@@ -80,6 +82,9 @@ impl SweepSettings {
             }));
         }
         for p in &points {
+            if p.execution_horizon == 0 {
+                anyhow::bail!("execution horizon 0: s must be at least 1");
+            }
             if p.delay + p.execution_horizon > HORIZON {
                 anyhow::bail!(
                     "delay {} with execution horizon {}: d + s must be at most H = {HORIZON} (d <= 4)",

@@ -265,6 +265,27 @@ pub fn from_csv(text: &str) -> Result<Vec<PointRecord>, String> {
     Ok(records)
 }
 
+/// How `method` is named in the tables and figures of `sweep`: its name, with its execution horizon where
+/// a delay sweep ran it at one fixed s other than the protocol's max(d, 1) (e.g. "sync (s = 4)").
+pub fn method_label(records: &[PointRecord], method: Method, sweep: Sweep) -> String {
+    let runs: Vec<&PointRecord> = records
+        .iter()
+        .filter(|r| r.method == method && r.sweep == sweep)
+        .collect();
+    let fixed = runs.first().map(|r| r.execution_horizon);
+    let off_protocol = runs.iter().any(|r| r.execution_horizon != r.delay.max(1));
+    match fixed {
+        Some(s)
+            if sweep == Sweep::Delay
+                && off_protocol
+                && runs.iter().all(|r| r.execution_horizon == s) =>
+        {
+            format!("{} (s = {s})", method.name())
+        }
+        _ => method.name().to_string(),
+    }
+}
+
 /// A terminal table of solve rates (with Wilson intervals) per task and method, columns by d or s.
 pub fn table(records: &[PointRecord], sweep: Sweep) -> String {
     let points: Vec<&PointRecord> = records
@@ -301,7 +322,11 @@ pub fn table(records: &[PointRecord], sweep: Sweep) -> String {
     rows.dedup();
     let mut seen = std::collections::HashSet::new();
     for (task, method) in rows.into_iter().filter(|row| seen.insert(*row)) {
-        let _ = write!(out, "{task:<10} {:<17}", method.name());
+        let _ = write!(
+            out,
+            "{task:<10} {:<17}",
+            method_label(records, method, sweep)
+        );
         for c in &columns {
             let cell = points.iter().find(|r| {
                 r.task == task
