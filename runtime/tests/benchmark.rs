@@ -58,6 +58,42 @@ fn each_robot_in_a_batch_gets_the_trajectory_it_gets_alone() {
     }
 }
 
+/// Through an ONNX bundle (the catch benchmark policy) batching is not bit-exact: ONNX Runtime's kernels for a
+/// batch of B sum in another order than for one row, so actions differ in the last bits (README states the
+/// tolerance: up to about 1e-5). Each robot's actions stay within 1e-4 of its lone run, and its outcome is the
+/// same.
+#[test]
+fn through_an_onnx_bundle_a_batched_robot_stays_within_float_rounding_of_its_lone_run() {
+    let bundle =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies/catch/base-s0");
+    let policy = rtchunk_policy::onnx::OnnxPolicy::load(&bundle, &Default::default()).unwrap();
+    let mut engine = InferenceEngine::new(
+        Box::new(policy),
+        None,
+        Sampler::new(Method::Rtc.sampler(), 8, 1),
+        11,
+    );
+    let rollouts = 6;
+    let batched = run_rollouts(&mut engine, &settings(Method::Rtc, rollouts, 1_000_000)).unwrap();
+    let (mut worst, mut successes) = (0.0f32, 0);
+    for (i, actions) in batched.actions.iter().enumerate() {
+        let alone =
+            run_rollouts(&mut engine, &settings(Method::Rtc, 1, 1_000_000 + i as u64)).unwrap();
+        successes += alone.successes;
+        assert_eq!(
+            alone.actions[0].len(),
+            actions.len(),
+            "robot {i}: same episode length"
+        );
+        for (a, b) in alone.actions[0].iter().zip(actions) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    println!("largest batched-against-alone action difference: {worst:e}");
+    assert!(worst < 1e-4, "{worst}");
+    assert_eq!(successes, batched.successes, "the same outcomes");
+}
+
 #[test]
 fn chunks_arrive_every_s_steps_and_seams_are_measured() {
     // With d = 2 and s = 3 a rollout of T executed steps takes the cold chunk plus one request every 3 steps.
