@@ -212,6 +212,8 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
         "lander",
         "--episodes",
         "40",
+        "--seed",
+        "7",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -222,7 +224,8 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
     assert!(stderr.contains("100%"), "a progress bar");
     let check = "import sys; from pathlib import Path; from rtchunk_train import dataset; \
                  d = dataset.load(Path(sys.argv[1])); \
-                 print(d.observation.shape[1], d.action.shape[1], int(d.episode_index[-1]) + 1, len(d.action))";
+                 print(d.observation.shape[1], d.action.shape[1], int(d.episode_index[-1]) + 1, len(d.action), \
+                 *dataset.episode_seeds(Path(sys.argv[1])))";
     let loaded = Command::new(python())
         .args(["-c", check, out.to_str().unwrap()])
         .env(
@@ -241,6 +244,11 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
         .map(|v| v.parse().unwrap())
         .collect();
     assert_eq!(shape[..2], [6, 2], "lander: 6 observations, 2 thrusters");
+    assert_eq!(
+        shape[4..],
+        [7, 47],
+        "the episode seeds travel with the data"
+    );
     assert!(shape[2] >= 35 && shape[3] > 35 * 60, "{shape:?}");
     assert!(
         stdout.contains(&format!("({} control steps)", shape[3])),

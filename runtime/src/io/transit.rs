@@ -29,8 +29,12 @@ impl TransitAge {
     }
 
     /// The age of a message stamped `stamp_ns` by its sender, arriving at `arrival_wall_ns` on our wall clock
-    /// and `arrival_ns` on our monotonic clock (which paces the window).
+    /// and `arrival_ns` on our monotonic clock (which paces the window). A sender that stamps 0 (no clock) gets
+    /// age 0: its messages are dated by arrival.
     pub fn age_ns(&mut self, stamp_ns: u64, arrival_wall_ns: u64, arrival_ns: u64) -> u64 {
+        if stamp_ns == 0 {
+            return 0;
+        }
         let transit = i128::from(arrival_wall_ns) - i128::from(stamp_ns);
         if arrival_ns.saturating_sub(self.half_started_ns) >= WINDOW_HALF_NS {
             self.previous_min = self.current_min;
@@ -67,6 +71,15 @@ mod tests {
         let arrived = sent + offset + 800 * MS;
         let age_ns = age.age_ns(sent, arrived, arrived);
         assert!((799 * MS..=800 * MS).contains(&age_ns), "{age_ns}");
+    }
+
+    #[test]
+    fn a_sender_without_a_clock_is_dated_by_arrival() {
+        let mut age = TransitAge::default();
+        for i in 0..2000u64 {
+            let now = 1_000_000 * MS + i * 10 * MS;
+            assert_eq!(age.age_ns(0, now, now), 0);
+        }
     }
 
     #[test]
