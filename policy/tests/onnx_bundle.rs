@@ -196,10 +196,15 @@ fn a_fixed_batch_bundle_serves_larger_batches_in_groups() {
 
 /// A copy of the fixture in a fresh directory, changed by `edit`.
 fn broken(name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+    broken_copy_of(&fixture(), name, edit)
+}
+
+/// A copy of the bundle `source` in a fresh directory named after `name`, changed by `edit`.
+fn broken_copy_of(source: &Path, name: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     let directory =
         std::env::temp_dir().join(format!("rtchunk-bundle-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
-    for entry in std::fs::read_dir(fixture()).unwrap() {
+    for entry in std::fs::read_dir(source).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), directory.join(entry.file_name())).unwrap();
     }
@@ -420,17 +425,8 @@ fn a_missing_runtime_library_says_how_to_install_it() {
 /// does not list and one it lists in vain are all refused by name.
 #[test]
 fn external_data_files_are_verified_like_the_graph() {
-    let copy = |name: &str, edit: &dyn Fn(&Path)| {
-        let directory =
-            std::env::temp_dir().join(format!("rtchunk-bundle-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&directory).unwrap();
-        for entry in std::fs::read_dir(fixtures().join("gta-toy-external")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), directory.join(entry.file_name())).unwrap();
-        }
-        edit(&directory);
-        directory
-    };
+    let external = fixtures().join("gta-toy-external");
+    let copy = |name: &str, edit: &dyn Fn(&Path)| broken_copy_of(&external, name, edit);
     let tampered = copy("weights", &|d| {
         let path = d.join("velocity.weights");
         let mut bytes = std::fs::read(&path).unwrap();
