@@ -221,11 +221,12 @@ mod tests {
             );
         }
         // Not late: sleeping to 200 us before each deadline and spinning the rest wakes within microseconds; the
-        // median stays far below a quarter period even on a loaded machine.
+        // median stays below half a period even on a loaded machine (a clock that aimed past its deadlines, by
+        // the spin margin or half a period, would not).
         let mut lateness: Vec<u64> = wakes.iter().map(|w| w.lateness_ns).collect();
         lateness.sort_unstable();
         assert!(
-            lateness[25] < period_ns / 4,
+            lateness[25] < period_ns / 2,
             "median lateness {} ns",
             lateness[25]
         );

@@ -463,8 +463,13 @@ fn every_configuration_check_config_accepts_runs_or_fails_cleanly() {
             cases.push(format!("[{section}]\n{key} = {value}\n"));
         }
     }
-    // Keep the runs short and unprivileged; the key under test overrides these where it is one of them.
-    let base = "[realtime]\nlock_memory = false\n";
+    // Keep the runs short and unprivileged (no memory locking, no SCHED_FIFO), except for the key under test.
+    let base = |case: &str| {
+        ["lock_memory = false\n", "fifo_priority = 0\n"]
+            .into_iter()
+            .filter(|line| !case.contains(line.split(' ').next().unwrap()))
+            .collect::<String>()
+    };
     let next = std::sync::atomic::AtomicUsize::new(0);
     let accepted = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
@@ -474,10 +479,11 @@ fn every_configuration_check_config_accepts_runs_or_fails_cleanly() {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(case) = cases.get(i) else { return };
+                    let realtime = format!("[realtime]\n{}", base(case));
                     let text = if case.starts_with("[realtime]") {
-                        case.replace("[realtime]\n", base)
+                        case.replace("[realtime]\n", &realtime)
                     } else {
-                        format!("{base}{case}")
+                        format!("{realtime}{case}")
                     };
                     let file = temp_file(&format!("fuzz-{worker}-{i}.toml"), &text);
                     let path = file.to_str().unwrap();

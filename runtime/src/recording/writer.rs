@@ -160,10 +160,10 @@ mod tests {
         let writer = LogWriter::create(&path, &header).unwrap();
         let header_bytes = std::fs::metadata(&path).unwrap().len();
         let sender = writer.sender();
-        // A record arriving 90 ms after the writer's last flush must be on disk by 100 ms (plus slack), not
-        // wait for a further full period.
+        // A record arriving 95 ms after the writer's last flush must be on disk by 100 ms (plus slack for a
+        // loaded machine), not wait for a further full period (195 ms).
         let created = Instant::now();
-        std::thread::sleep(Duration::from_millis(90));
+        std::thread::sleep(Duration::from_millis(95));
         let tick = TickRecord {
             controller_tick: 0,
             lateness_ns: 0,
@@ -179,7 +179,7 @@ mod tests {
         sender.send(LogEvent::Tick(Box::new(tick))).unwrap();
         while std::fs::metadata(&path).unwrap().len() == header_bytes {
             assert!(
-                created.elapsed() < Duration::from_millis(160),
+                created.elapsed() < Duration::from_millis(170),
                 "the record was not flushed within the period"
             );
             std::thread::sleep(Duration::from_millis(1));
