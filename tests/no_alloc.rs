@@ -114,6 +114,7 @@ fn watched(label: &str) -> (RunOptions, Arc<Observed>) {
 }
 
 #[test]
+#[cfg(target_arch = "x86_64")]
 fn the_watch_sees_allocations_system_calls_and_log_events_of_a_sealed_thread() {
     // On a thread of its own: a seal cannot be lifted.
     std::thread::spawn(|| {

@@ -5,7 +5,8 @@
 //!   mapping, thread creation. The trap's handler records the call (it is not executed) while the loop runs;
 //! - **logging**: a tracing subscriber counts events emitted on a thread while its loop runs.
 //!
-//! A seal cannot be lifted: after the loop the filter stays, so calls outside the allowed set made on the way
+//! The system-call filter is x86-64's (its call numbers and the trap's register); elsewhere only the log events
+//! are watched. A seal cannot be lifted: after the loop the filter stays, so calls outside the allowed set made on the way
 //! out of the thread (freeing its stack) are skipped, which only leaks a little in a test process.
 
 use std::cell::Cell;
@@ -23,6 +24,7 @@ thread_local! {
 }
 
 /// The x86-64 system calls the loop may make.
+#[cfg(target_arch = "x86_64")]
 const ALLOWED: [u32; 9] = [
     228, // clock_gettime (the vDSO usually answers without a call)
     96,  // gettimeofday
@@ -46,6 +48,7 @@ pub struct Breaches {
     pub log_events: u64,
 }
 
+#[cfg(target_arch = "x86_64")]
 extern "C" fn on_trapped_call(
     _: libc::c_int,
     info: *mut libc::siginfo_t,
@@ -88,6 +91,7 @@ impl tracing::Subscriber for LoopEvents {
 fn install_once() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
+        #[cfg(target_arch = "x86_64")]
         // SAFETY: a zeroed sigaction with a valid handler and SA_SIGINFO is a valid disposition for SIGSYS.
         unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
@@ -106,6 +110,14 @@ fn install_once() {
 /// running until [`loop_ended`].
 pub fn seal_this_thread() {
     install_once();
+    IN_LOOP.with(|flag| flag.set(true));
+    #[cfg(target_arch = "x86_64")]
+    install_filter();
+}
+
+/// Installs the seccomp filter on the calling thread.
+#[cfg(target_arch = "x86_64")]
+fn install_filter() {
     const LOAD_ARCH: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
     const JUMP_IF_EQUAL: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
     const RETURN: u16 = 0x06; // BPF_RET | BPF_K
@@ -141,7 +153,6 @@ pub fn seal_this_thread() {
         len: program.len() as u16,
         filter: program.as_mut_ptr(),
     };
-    IN_LOOP.with(|flag| flag.set(true));
     // SAFETY: prctl with these arguments only sets flags of the calling thread; the filter program is valid
     // and outlives the call (the kernel copies it).
     unsafe {
