@@ -9,6 +9,10 @@ its first head_dim - rope_dim channels, as K; the remaining rope_dim channels of
 shared by all groups. Queries are split the same way. The cache holds kv_heads * head_dim + rope_dim values per
 token per layer, against 2 * kv_heads * head_dim for GQA. `attention = "gqa"` and `"mha"` (kv_heads = heads) use
 separate K and V projections, with RoPE on the same channels, for comparison.
+
+GLA (Grouped Latent Attention, same paper): per latent head (kv_heads of them) one latent of 2 * head_dim is cached,
+plus the shared RoPE key; each query head of the latent head's group has its own up-projections from the latent to
+its key's first head_dim - rope_dim channels and to its value. The cache holds kv_heads * 2 * head_dim + rope_dim.
 """
 
 from dataclasses import dataclass
@@ -43,7 +47,14 @@ class ModelConfig:
         """Values cached per prefix token per layer."""
         if self.attention == "gta":
             return self.kv_heads * self.head_dim + self.rope_dim
+        if self.attention == "gla":
+            return self.kv_heads * 2 * self.head_dim + self.rope_dim
         return 2 * self.kv_heads * self.head_dim
+
+    def attention_groups(self) -> int:
+        """How many distinct keys each token has: one per KV group, or per query head for GLA (whose latent is
+        up-projected per head)."""
+        return self.heads if self.attention == "gla" else self.kv_heads
 
 
 # Named sizes, from one that trains on two CPU cores to an action expert of about 300M parameters (GPU).
@@ -62,6 +73,9 @@ def preset(name: str, **dims) -> ModelConfig:
     return ModelConfig(**{**PRESETS[name], **dims})
 
 
+ATTENTION_KINDS = ("gta", "gqa", "mha", "gla")
+
+
 def _dense(key, fan_in, fan_out, scale=1.0):
     return scale * jax.random.normal(key, (fan_in, fan_out), jnp.float32) / np.sqrt(fan_in)
 
@@ -70,8 +84,8 @@ def init_params(config: ModelConfig, key) -> dict:
     """Random parameters for `config`."""
     if config.heads % config.kv_heads:
         raise ValueError(f"heads = {config.heads} is not a multiple of kv_heads = {config.kv_heads}")
-    if config.attention not in ("gta", "gqa", "mha"):
-        raise ValueError(f"attention = {config.attention!r}: expected gta, gqa or mha")
+    if config.attention not in ATTENTION_KINDS:
+        raise ValueError(f"attention = {config.attention!r}: expected one of {', '.join(ATTENTION_KINDS)}")
     if config.attention == "mha" and config.kv_heads != config.heads:
         raise ValueError("attention = 'mha' needs kv_heads == heads")
     w, d = config.width, config.head_dim
@@ -94,14 +108,31 @@ def init_params(config: ModelConfig, key) -> dict:
             "mlp_out": _dense(next(keys), config.mlp_ratio * w, w),
             "modulation": _dense(next(keys), w, 6 * w, scale=0.1),
         }
-        if config.attention == "gta":
-            layer["kv"] = _dense(next(keys), w, config.kv_heads * d)
-            layer["key_rope"] = _dense(next(keys), w, config.rope_dim)
-        else:
-            layer["key"] = _dense(next(keys), w, config.kv_heads * d)
-            layer["value"] = _dense(next(keys), w, config.kv_heads * d)
+        layer.update(attention_params(config, keys, w))
         params["layers"].append(layer)
     return params
+
+
+def attention_params(config: ModelConfig, keys, width: int) -> dict:
+    """The key and value projections of one layer for `config.attention`, from tokens `width` wide (`keys`: an
+    iterator of random keys)."""
+    d, g, r = config.head_dim, config.kv_heads, config.rope_dim
+    layer = {}
+    if config.attention == "gta":
+        layer["kv"] = _dense(next(keys), width, g * d)
+        layer["key_rope"] = _dense(next(keys), width, r)
+    elif config.attention == "gla":
+        per_head = config.query_groups
+        layer["latent"] = _dense(next(keys), width, g * 2 * d)
+        layer["key_rope"] = _dense(next(keys), width, r)
+        layer["up_key"] = jax.random.normal(next(keys), (g, 2 * d, per_head * (d - r))) / np.sqrt(2 * d)
+        layer["up_value"] = jax.random.normal(next(keys), (g, 2 * d, per_head * d)) / np.sqrt(2 * d)
+    else:
+        layer["key"] = _dense(next(keys), width, g * d)
+        layer["value"] = _dense(next(keys), width, g * d)
+    return layer
+
+
 
 
 def parameter_count(params) -> int:
@@ -144,19 +175,27 @@ def _keys_values(config: ModelConfig, layer: dict, x, cos, sin):
     """Cache entries [B, T, cache_width] of tokens x [B, T, width] at the positions of cos/sin."""
     b, t, _ = x.shape
     d, r = config.head_dim, config.rope_dim
-    if config.attention == "gta":
-        kv = _mm(x, layer["kv"])
+    if config.attention in ("gta", "gla"):
+        tied = _mm(x, layer["kv" if config.attention == "gta" else "latent"])
         key_rope = _rope(_mm(x, layer["key_rope"]), cos, sin)
-        return jnp.concatenate([kv, key_rope], axis=-1)
+        return jnp.concatenate([tied, key_rope], axis=-1)
     key = _mm(x, layer["key"]).reshape(b, t, config.kv_heads, d)
     key = jnp.concatenate([key[..., : d - r], _rope(jnp.swapaxes(key[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)], axis=-1)
     return jnp.concatenate([key.reshape(b, t, -1), _mm(x, layer["value"])], axis=-1)
 
 
-def _split_cache(config: ModelConfig, cache):
-    """Keys and values [B, T, kv_heads, head_dim] from cache entries [B, T, cache_width]."""
+def _split_cache(config: ModelConfig, cache, layer: dict):
+    """Keys and values [B, T, attention_groups, head_dim] from cache entries [B, T, cache_width]."""
     b, t, _ = cache.shape
     g, d, r = config.kv_heads, config.head_dim, config.rope_dim
+    if config.attention == "gla":
+        latent = cache[..., : g * 2 * d].reshape(b, t, g, 2 * d).transpose(0, 2, 1, 3)  # [B, G, T, 2d]
+        heads = config.heads
+        key_nope = _mm(latent, layer["up_key"]).reshape(b, g, t, config.query_groups, d - r)
+        key_nope = key_nope.transpose(0, 2, 1, 3, 4).reshape(b, t, heads, d - r)
+        key_rope = jnp.broadcast_to(cache[..., None, g * 2 * d :], (b, t, heads, r))
+        values = _mm(latent, layer["up_value"]).reshape(b, g, t, config.query_groups, d)
+        return jnp.concatenate([key_nope, key_rope], axis=-1), values.transpose(0, 2, 1, 3, 4).reshape(b, t, heads, d)
     if config.attention == "gta":
         kv = cache[..., : g * d].reshape(b, t, g, d)
         key_rope = jnp.broadcast_to(cache[..., None, g * d :], (b, t, g, r))
@@ -203,10 +242,23 @@ def _time_embedding(width: int, tau):
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
+def attend_to_cache(config: ModelConfig, layer: dict, y, cache, cos, sin):
+    """The attention output [B, T, width] of tokens y [B, T, width] (RoPE at cos/sin) over cache entries
+    [B, S, cache_width]: queries with RoPE on their last rope_dim channels, grouped as the attention kind says."""
+    b, t, _ = y.shape
+    d, r = config.head_dim, config.rope_dim
+    keys, values = _split_cache(config, cache, layer)
+    query = _mm(y, layer["query"]).reshape(b, t, config.heads, d)
+    query_rope = _rope(jnp.swapaxes(query[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)
+    query = jnp.concatenate([query[..., : d - r], query_rope], axis=-1)
+    groups = config.attention_groups()
+    attended = _attend(query.reshape(b, t, groups, config.heads // groups, d), keys, values, d)
+    return _mm(attended.reshape(b, t, config.heads * d), layer["out"])
+
+
 def velocity(config: ModelConfig, params: dict, actions, tau, context):
     """v(A, tau) for actions [B, H, action_dim], tau [B, H] (per token), context from `prefix`."""
-    b, h, _ = actions.shape
-    w, d = config.width, config.head_dim
+    w = config.width
     io_dtype = actions.dtype
     compute = _compute_dtype(io_dtype)
     actions, tau, context = actions.astype(compute), tau.astype(compute), context.astype(compute)
@@ -217,13 +269,7 @@ def velocity(config: ModelConfig, params: dict, actions, tau, context):
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(_mm(condition, layer["modulation"]), 6, axis=-1)
         y = _layer_norm(x) * (1.0 + scale1) + shift1
         cache = jnp.concatenate([context[:, index], _keys_values(config, layer, y, cos, sin)], axis=1)
-        keys, values = _split_cache(config, cache)
-        query = _mm(y, layer["query"]).reshape(b, h, config.heads, d)
-        query_rope = _rope(jnp.swapaxes(query[..., d - config.rope_dim :], 1, 2), cos, sin).swapaxes(1, 2)
-        query = jnp.concatenate([query[..., : d - config.rope_dim], query_rope], axis=-1)
-        query = query.reshape(b, h, config.kv_heads, config.query_groups, d)
-        attended = _attend(query, keys, values, d)
-        x = x + gate1 * _mm(attended.reshape(b, h, config.heads * d), layer["out"])
+        x = x + gate1 * attend_to_cache(config, layer, y, cache, cos, sin)
         y = _layer_norm(x) * (1.0 + scale2) + shift2
         x = x + gate2 * _mm(jax.nn.gelu(_mm(y, layer["mlp_in"])), layer["mlp_out"])
     shift, scale = jnp.split(_mm(condition, params["final_modulation"]), 2, axis=-1)

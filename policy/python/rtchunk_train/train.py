@@ -24,7 +24,7 @@ import numpy as np
 import optax
 
 from . import __version__, dataset as datasets
-from .model import PRESETS, ModelConfig, init_params, parameter_count, prefix, preset, velocity
+from .model import ATTENTION_KINDS, PRESETS, ModelConfig, init_params, parameter_count, prefix, preset, velocity
 
 
 def normalize(values, stats):
@@ -138,7 +138,7 @@ def main():
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--seed", type=int, nargs="+", default=[0], help="training seeds (one model each)")
     parser.add_argument("--horizon", type=int, default=8)
-    parser.add_argument("--attention", choices=["gta", "gqa", "mha"], default="gta")
+    parser.add_argument("--attention", choices=list(ATTENTION_KINDS), default="gta")
     parser.add_argument("--size", choices=sorted(PRESETS), default="tiny", help="model size preset")
     parser.add_argument("--training-rtc", type=int, nargs="+", default=[0], metavar="MAX_DELAY", help="training-time RTC up to this delay (0: off); several values train one model each")
     parser.add_argument("--tau-beta", action="store_true", help="sample tau from Beta(1.5, 1) instead of uniformly")
@@ -202,7 +202,7 @@ def export_trained(out: Path, config: ModelConfig, params, stats, meta: dict, lo
             "heads": config.heads,
             "kv_heads": config.kv_heads,
             "head_dim": config.head_dim,
-            "rope_dim": config.rope_dim if config.attention == "gta" else None,
+            "rope_dim": config.rope_dim if config.attention in ("gta", "gla") else None,
             "width": config.width,
         },
     }

@@ -113,3 +113,25 @@ def test_a_camera_bundle_takes_uint8_images_and_moves_toward_the_light(tmp_path)
     shift = context - mean[None]
     assert np.allclose(shift[0, :, 0], 1.0, atol=1e-3) and np.allclose(shift[0, :, 1], 0.0, atol=1e-3)
     assert np.allclose(shift[1, :, 0], 0.0, atol=1e-3) and np.allclose(shift[1, :, 1], 1.0, atol=1e-3)
+
+
+def test_a_grouped_latent_attention_policy_exports_and_matches_jax(tmp_path):
+    import jax
+
+    from rtchunk_train.bundle import export_policy, fixed_inputs
+    from rtchunk_train.model import ModelConfig, init_params, prefix, velocity
+
+    config = ModelConfig(layers=1, width=16, heads=4, kv_heads=2, attention="gla")
+    params = init_params(config, jax.random.PRNGKey(0))
+    dims = {"horizon": 8, "action_dim": 2, "observation_dim": 4, "context_shape": [1, config.prefix_tokens, config.cache_width()]}
+    recorded = export_policy(
+        tmp_path,
+        lambda o: prefix(config, params, o),
+        lambda a, t, c: velocity(config, params, a, t, c),
+        dims,
+        {"name": "gla"},
+        fixed_inputs(8, 2, 4, 1, 0, per_token=False),
+        batch=1,
+    )
+    assert recorded["tolerance"] == EXPORT_TOLERANCE["float32"]
+    assert all((tmp_path / f"{graph}.onnx").exists() for graph in ("prefix", "velocity", "velocity_vjp"))

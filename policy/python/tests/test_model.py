@@ -15,6 +15,7 @@ def test_gta_caches_one_tied_vector_per_group_plus_one_shared_rope_key():
     gqa = ModelConfig(attention="gqa")
     assert gta.cache_width() == gta.kv_heads * gta.head_dim + gta.rope_dim
     assert gqa.cache_width() == 2 * gqa.kv_heads * gqa.head_dim
+    assert ModelConfig(attention="gla").cache_width() == gta.kv_heads * 2 * gta.head_dim + gta.rope_dim
     params = init_params(gta, jax.random.PRNGKey(0))
     context = prefix(gta, params, jnp.ones((2, gta.observation_dim)))
     assert context.shape == (2, gta.layers, gta.prefix_tokens, gta.cache_width())
@@ -26,7 +27,7 @@ def test_gta_keys_and_values_follow_the_definition():
     x = jax.random.normal(jax.random.PRNGKey(2), (1, 5, config.width))
     positions = np.arange(5, dtype=np.float64)
     cos, sin = _rope_tables(positions, config.rope_dim)
-    keys, values = _split_cache(config, _keys_values(config, layer, x, cos, sin))
+    keys, values = _split_cache(config, _keys_values(config, layer, x, cos, sin), layer)
     d, r = config.head_dim, config.rope_dim
     tied = (x @ layer["kv"]).reshape(1, 5, config.kv_heads, d)
     shared_rope_key = _rope(x @ layer["key_rope"], cos, sin)
@@ -37,7 +38,27 @@ def test_gta_keys_and_values_follow_the_definition():
         np.testing.assert_allclose(keys[0, :, group, d - r :], shared_rope_key[0], atol=1e-6)
 
 
-@pytest.mark.parametrize("attention,kv_heads", [("gta", 2), ("gqa", 2), ("mha", 4)])
+def test_gla_up_projects_each_latent_head_to_the_keys_and_values_of_its_query_heads():
+    config = ModelConfig(attention="gla")
+    layer = init_params(config, jax.random.PRNGKey(1))["layers"][0]
+    x = jax.random.normal(jax.random.PRNGKey(2), (1, 5, config.width))
+    cos, sin = _rope_tables(np.arange(5, dtype=np.float64), config.rope_dim)
+    cache = _keys_values(config, layer, x, cos, sin)
+    keys, values = _split_cache(config, cache, layer)
+    d, r, per_head = config.head_dim, config.rope_dim, config.query_groups
+    latent = (x @ layer["latent"]).reshape(1, 5, config.kv_heads, 2 * d)
+    shared_rope_key = _rope(x @ layer["key_rope"], cos, sin)
+    assert keys.shape == values.shape == (1, 5, config.heads, d)
+    for head in range(config.heads):
+        group, within = divmod(head, per_head)
+        key_nope = latent[0, :, group] @ layer["up_key"][group][:, within * (d - r) : (within + 1) * (d - r)]
+        value = latent[0, :, group] @ layer["up_value"][group][:, within * d : (within + 1) * d]
+        np.testing.assert_allclose(keys[0, :, head, : d - r], key_nope, atol=1e-5)
+        np.testing.assert_allclose(keys[0, :, head, d - r :], shared_rope_key[0], atol=1e-6)
+        np.testing.assert_allclose(values[0, :, head], value, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention,kv_heads", [("gta", 2), ("gqa", 2), ("mha", 4), ("gla", 2)])
 def test_every_attention_variant_runs_and_attends_to_the_prefix(attention, kv_heads):
     config = ModelConfig(attention=attention, kv_heads=kv_heads)
     params = init_params(config, jax.random.PRNGKey(0))

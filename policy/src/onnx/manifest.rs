@@ -151,6 +151,8 @@ pub enum AttentionKind {
     Gqa,
     /// Multi-head attention.
     Mha,
+    /// Grouped latent attention.
+    Gla,
     /// No transformer (a closed-form reference policy).
     None,
 }

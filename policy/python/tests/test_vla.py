@@ -1,0 +1,77 @@
+"""The VLA: its prefix (vision, prompt, state through the backbone) fills the expert's per-layer cache, every input
+reaches the action chunk, every attention kind runs, and the presets have π0's and SmolVLA's sizes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rtchunk_train.model import ATTENTION_KINDS, velocity
+from rtchunk_train.vla import init_vla_params, main, parameter_counts, vla_preset, vla_prefix
+
+
+def inputs(config, seed=0):
+    rng = np.random.default_rng(seed)
+    size = config.image_size
+    images = jnp.asarray(rng.integers(0, 256, (2, config.cameras, size, size, 3), dtype=np.uint8))
+    prompt = jnp.asarray(rng.integers(0, config.vocab, (2, config.prompt_tokens)), jnp.int32)
+    state = jnp.asarray(rng.normal(size=(2, config.state_dim)), jnp.float32)
+    return images, prompt, state
+
+
+def chunk_velocity(config, params, images, prompt, state):
+    expert = config.expert_config()
+    context = vla_prefix(config, params, images, prompt, state)
+    actions = jnp.full((2, expert.horizon, expert.action_dim), 0.3)
+    return velocity(expert, params["expert"], actions, jnp.full((2, expert.horizon), 0.5), context)
+
+
+@pytest.mark.parametrize("attention", ATTENTION_KINDS)
+def test_every_input_reaches_the_chunk_through_the_per_layer_cache(attention):
+    config = vla_preset("vla-tiny", attention=attention, kv_heads=4 if attention == "mha" else 2)
+    params = init_vla_params(config, jax.random.PRNGKey(0))
+    images, prompt, state = inputs(config)
+    context = vla_prefix(config, params, images, prompt, state)
+    expert = config.expert_config()
+    assert context.shape == (2, expert.layers, config.prefix_tokens(), expert.cache_width())
+    base = chunk_velocity(config, params, images, prompt, state)
+    assert base.shape == (2, expert.horizon, expert.action_dim) and bool(jnp.all(jnp.isfinite(base)))
+    for changed in [(255 - images, prompt, state), (images, (prompt + 1) % config.vocab, state), (images, prompt, -state)]:
+        assert float(jnp.max(jnp.abs(chunk_velocity(config, params, *changed) - base))) > 1e-5
+
+
+def test_the_exact_vjp_of_the_expert_is_finite_and_matches_finite_differences():
+    config = vla_preset("vla-tiny")
+    expert = config.expert_config()
+    params = init_vla_params(config, jax.random.PRNGKey(1))
+    context = vla_prefix(config, params, *inputs(config, 1))
+    actions = jax.random.normal(jax.random.PRNGKey(2), (2, expert.horizon, expert.action_dim))
+    tau = jnp.full((2, expert.horizon), 0.4)
+    f = lambda a: velocity(expert, params["expert"], a, tau, context)  # noqa: E731
+    _, vjp = jax.vjp(f, actions)
+    cotangent = jax.random.normal(jax.random.PRNGKey(3), actions.shape)
+    (gradient,) = vjp(cotangent)
+    direction = jax.random.normal(jax.random.PRNGKey(4), actions.shape)
+    epsilon = 1e-3
+    numeric = jnp.sum(cotangent * (f(actions + epsilon * direction) - f(actions - epsilon * direction))) / (2 * epsilon)
+    assert bool(jnp.all(jnp.isfinite(gradient)))
+    np.testing.assert_allclose(float(jnp.sum(gradient * direction)), float(numeric), rtol=2e-2)
+
+
+def test_the_presets_have_the_anchors_sizes_and_gta_halves_the_cache():
+    counts = parameter_counts(vla_preset("vla-3b"))
+    assert 2.5e9 < sum(counts.values()) < 3.6e9, counts
+    assert 3.5e8 < counts["vision"] < 4.6e8 and 2.5e8 < counts["expert"] < 4.0e8, counts
+    small = parameter_counts(vla_preset("vla-500m"))
+    assert 3.0e8 < sum(small.values()) < 7.0e8, small
+    for name in ["vla-3b", "vla-500m"]:
+        gta = vla_preset(name).kv_bytes_per_token_layer()
+        gqa = vla_preset(name, attention="gqa").kv_bytes_per_token_layer()
+        assert gta / gqa <= 0.57 if name == "vla-3b" else gta / gqa < 0.6, (name, gta, gqa)
+
+
+def test_the_size_report_runs(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["vla", "--preset", "vla-tiny"])
+    main()
+    out = capsys.readouterr().out
+    assert "vla-tiny:" in out and "gta (2 KV heads):" in out and "gla (2 latent heads):" in out
