@@ -75,3 +75,12 @@ def test_the_size_report_runs(capsys, monkeypatch):
     main()
     out = capsys.readouterr().out
     assert "vla-tiny:" in out and "gta (2 KV heads):" in out and "gla (2 latent heads):" in out
+
+
+def test_the_jax_timing_measures_every_phase():
+    from rtchunk_train.vla_timing import measure
+
+    result = measure("vla-tiny", 1, "gta", repeats=1)
+    phases = ["jax_prefix_ms", "jax_plain_step_ms", "jax_guided_step_ms", "jax_plain5_ms", "jax_plain10_ms", "jax_rtc_ms"]
+    assert all(result[phase] > 0 for phase in phases), result
+    assert result["kv_bytes_per_token_layer"] == vla_preset("vla-tiny").kv_bytes_per_token_layer()
