@@ -62,6 +62,25 @@ def test_an_export_that_differs_from_jax_is_refused(bundle):
         check_against_jax(directory / "velocity.onnx", {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}, [wrong])
 
 
+def export_small_transformer(directory, config, params, name: str, **options) -> dict:
+    """Exports a small `model` transformer (H = 8, two action values, four observation values) into `directory`
+    through the toolchain's checked export; returns the recorded outputs."""
+    from rtchunk_train.bundle import export_policy, fixed_inputs
+    from rtchunk_train.model import prefix, velocity
+
+    dims = {"horizon": 8, "action_dim": 2, "observation_dim": 4, "context_shape": [1, config.prefix_tokens, config.cache_width()]}
+    return export_policy(
+        directory,
+        lambda o: prefix(config, params, o),
+        lambda a, t, c: velocity(config, params, a, t, c),
+        dims,
+        {"name": name},
+        fixed_inputs(8, 2, 4, 1, 0, per_token=False),
+        batch=1,
+        **options,
+    )
+
+
 def test_a_bfloat16_export_keeps_only_weights_and_matrix_products_in_bfloat16(tmp_path):
     # ONNX Runtime's CUDA provider has bfloat16 MatMul and Cast but no bfloat16 reductions (softmax, layer norm):
     # those must run in float32. The export's own check (ONNX's reference evaluator) matched JAX.
@@ -69,22 +88,11 @@ def test_a_bfloat16_export_keeps_only_weights_and_matrix_products_in_bfloat16(tm
     import onnx
     from onnx import TensorProto
 
-    from rtchunk_train.bundle import export_policy, fixed_inputs
-    from rtchunk_train.model import ModelConfig, init_params, prefix, velocity
+    from rtchunk_train.model import ModelConfig, init_params
 
     config = ModelConfig(layers=1, width=16, heads=2, kv_heads=1)
     params = jax.tree_util.tree_map(lambda x: x.astype("bfloat16"), init_params(config, jax.random.PRNGKey(0)))
-    dims = {"horizon": 8, "action_dim": 2, "observation_dim": 4, "context_shape": [1, config.prefix_tokens, config.cache_width()]}
-    recorded = export_policy(
-        tmp_path,
-        lambda o: prefix(config, params, o),
-        lambda a, t, c: velocity(config, params, a, t, c),
-        dims,
-        {"name": "bf16"},
-        fixed_inputs(8, 2, 4, 1, 0, per_token=False),
-        batch=1,
-        dtype="bfloat16",
-    )
+    recorded = export_small_transformer(tmp_path, config, params, "bf16", dtype="bfloat16")
     assert recorded["tolerance"] == EXPORT_TOLERANCE["bfloat16"]
     for graph in ("prefix", "velocity", "velocity_vjp"):
         model = onnx.shape_inference.infer_shapes(onnx.load(str(tmp_path / f"{graph}.onnx")))
@@ -118,20 +126,9 @@ def test_a_camera_bundle_takes_uint8_images_and_moves_toward_the_light(tmp_path)
 def test_a_grouped_latent_attention_policy_exports_and_matches_jax(tmp_path):
     import jax
 
-    from rtchunk_train.bundle import export_policy, fixed_inputs
-    from rtchunk_train.model import ModelConfig, init_params, prefix, velocity
+    from rtchunk_train.model import ModelConfig, init_params
 
     config = ModelConfig(layers=1, width=16, heads=4, kv_heads=2, attention="gla")
-    params = init_params(config, jax.random.PRNGKey(0))
-    dims = {"horizon": 8, "action_dim": 2, "observation_dim": 4, "context_shape": [1, config.prefix_tokens, config.cache_width()]}
-    recorded = export_policy(
-        tmp_path,
-        lambda o: prefix(config, params, o),
-        lambda a, t, c: velocity(config, params, a, t, c),
-        dims,
-        {"name": "gla"},
-        fixed_inputs(8, 2, 4, 1, 0, per_token=False),
-        batch=1,
-    )
+    recorded = export_small_transformer(tmp_path, config, init_params(config, jax.random.PRNGKey(0)), "gla")
     assert recorded["tolerance"] == EXPORT_TOLERANCE["float32"]
     assert all((tmp_path / f"{graph}.onnx").exists() for graph in ("prefix", "velocity", "velocity_vjp"))
