@@ -25,13 +25,45 @@ pub trait LoopHooks: Send {
     fn loop_finished(&mut self) {}
 }
 
-/// What a policy tick means for the action pipeline: executed, paused and starved ticks set the executor's
-/// action (a paused or starved tick repeats it, or sets the safe action); warm-up and held ticks, which have
-/// no action, hold the last command's target. Shared by the controller loop and replay.
+/// What a policy tick means for the action pipeline: a tick that carries an action sets the executor's (a
+/// paused or starved tick repeats it, or sets the safe action); warm-up and held ticks hold the last command's
+/// target. Shared by the controller loop and replay.
 pub(crate) fn apply_policy_tick(pipeline: &mut ActionPipeline, kind: TickKind, action: &[f32]) {
-    match kind {
-        TickKind::Warmup | TickKind::Held => pipeline.hold(),
-        TickKind::Executed | TickKind::Paused | TickKind::Starved => pipeline.set_action(action),
+    if kind.carries_action() {
+        pipeline.set_action(action);
+    } else {
+        pipeline.hold();
+    }
+}
+
+/// The policy ticks held on stale state, and the re-plan that fresh state triggers after too many of them.
+/// Shared by the controller loop and replay, so both re-plan at the same tick. Real-time safe.
+pub(crate) struct StaleHolds {
+    in_a_row: u64,
+    replan_after: u64,
+}
+
+impl StaleHolds {
+    /// Re-plans once `replan_after` policy ticks in a row were held.
+    pub(crate) fn new(replan_after: u64) -> Self {
+        StaleHolds {
+            in_a_row: 0,
+            replan_after,
+        }
+    }
+
+    /// A policy tick held on stale state: nothing is executed, requested or adopted.
+    pub(crate) fn hold(&mut self, executor: &ChunkExecutor) -> PolicyTick {
+        self.in_a_row += 1;
+        PolicyTick::idle(executor.ticks(), TickKind::Held)
+    }
+
+    /// Fresh state at a policy tick: after a long hold the interrupted plan is dropped.
+    pub(crate) fn resume(&mut self, executor: &mut ChunkExecutor) {
+        if self.in_a_row >= self.replan_after {
+            executor.replan();
+        }
+        self.in_a_row = 0;
     }
 }
 
@@ -100,7 +132,7 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             replan_after_held,
             mut hooks,
         } = self;
-        let mut held_in_a_row = 0u64;
+        let mut holds = StaleHolds::new(replan_after_held);
         let mut state = RobotState::zeros(plant.dims());
         let mut observation = vec![0.0f32; plant.observation_dim()];
         plant.read(&mut state, &mut observation);
@@ -118,13 +150,9 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             let policy = if stopping {
                 None
             } else if sub == 0 && freshness == Freshness::Stale {
-                held_in_a_row += 1;
-                Some(PolicyTick::idle(executor.ticks(), TickKind::Held))
+                Some(holds.hold(&executor))
             } else if sub == 0 {
-                if held_in_a_row >= replan_after_held {
-                    executor.replan();
-                }
-                held_in_a_row = 0;
+                holds.resume(&mut executor);
                 if chunks.update() {
                     executor.offer(chunks.output_buffer());
                 }
@@ -167,7 +195,7 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
             for (slot, value) in record.command.iter_mut().zip(command.iter()) {
                 *slot = *value as f32;
             }
-            if policy.is_some_and(|p| p.kind != TickKind::Warmup && p.kind != TickKind::Held) {
+            if policy.is_some_and(|p| p.kind.carries_action()) {
                 let action = executor.action();
                 record.action[..action.len()].copy_from_slice(action);
             }

@@ -3,6 +3,7 @@
 
 use crate::record::{StepClass, TickKind, TickRecord};
 use crate::worker::InferenceRecord;
+use rtchunk_policy::NormalRng;
 use serde::Serialize;
 
 /// Quantiles of a sample.
@@ -55,7 +56,7 @@ pub struct Sample {
     sum: f64,
     min: f64,
     max: f64,
-    state: u64,
+    rng: NormalRng,
 }
 
 impl Default for Sample {
@@ -66,7 +67,7 @@ impl Default for Sample {
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            state: 0x9e37_79b9_7f4a_7c15,
+            rng: NormalRng::new(0x9e37_79b9_7f4a_7c15),
         }
     }
 }
@@ -85,11 +86,9 @@ impl Sample {
             self.values.push(value);
             return;
         }
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let slot = self.state % self.count;
-        if let Some(kept) = self.values.get_mut(slot as usize) {
+        // Algorithm R: the new value takes a uniformly drawn slot of the first `count`, if that slot is kept.
+        let slot = (self.rng.next_u64() % self.count) as usize;
+        if let Some(kept) = self.values.get_mut(slot) {
             *kept = value;
         }
     }

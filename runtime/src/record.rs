@@ -18,6 +18,14 @@ pub enum TickKind {
     Held,
 }
 
+impl TickKind {
+    /// Whether a tick of this kind has an action (the executor's): all but warm-up and held ticks, which hold
+    /// the last target instead.
+    pub fn carries_action(self) -> bool {
+        !matches!(self, TickKind::Warmup | TickKind::Held)
+    }
+}
+
 /// How the step |a_t - a_(t-1)| of a policy tick is classified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

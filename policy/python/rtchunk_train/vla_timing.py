@@ -69,6 +69,8 @@ def measure(preset: str, cameras: int, attention: str, repeats: int) -> dict:
         def euler(k, a):
             tau = jnp.full((1, expert.horizon), k / steps, jnp.float32)
             if guide:
+                # The cotangent's values do not change the work: the chunk itself stands in for RTC's weighted
+                # error (a timing of the guided step, not a sampler).
                 v, g = guided(w, a, tau, context, a)
                 return a + (v + 0.01 * g) / steps
             return a + velocity(expert, w["expert"], a, tau, context) / steps

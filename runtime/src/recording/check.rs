@@ -30,6 +30,24 @@ fn fail(record: impl Into<String>, field: &str, message: String) -> LogInconsist
     }
 }
 
+/// A field of `len` values, refused unless `ok`; `expected` says what was expected, only when it is wrong.
+fn check_length(
+    record: &dyn Fn() -> String,
+    field: &str,
+    len: usize,
+    ok: bool,
+    expected: impl FnOnce() -> String,
+) -> Result<(), LogInconsistency> {
+    if ok {
+        return Ok(());
+    }
+    Err(fail(
+        record(),
+        field,
+        format!("holds {len} values, expected {}", expected()),
+    ))
+}
+
 /// Checks every rule a replay relies on: a valid configuration whose shapes match the header's, consecutive
 /// controller ticks, executed indices inside the horizon, and inference records whose vectors have the
 /// shapes the configuration gives.
@@ -100,38 +118,25 @@ pub fn check_session(session: &RecordedSession) -> Result<(), LogInconsistency> 
         if inference.error.is_some() {
             continue;
         }
-        let sizes = [
-            (
-                "chunk",
-                inference.chunk.len(),
-                chunk_len == inference.chunk.len(),
-            ),
-            (
-                "observation",
-                inference.observation.len(),
-                observation_dim == inference.observation.len(),
-            ),
-            (
-                "committed",
-                inference.committed.len(),
-                inference.committed.len() <= chunk_len
-                    && inference.committed.len().is_multiple_of(action_dim),
-            ),
-        ];
-        for (field, len, ok) in sizes {
-            if !ok {
-                let expected = match field {
-                    "chunk" => format!("H x action_dim = {chunk_len}"),
-                    "observation" => format!("the header's observation_dim = {observation_dim}"),
-                    _ => format!("whole actions of {action_dim}, at most {chunk_len}"),
-                };
-                return Err(fail(
-                    record(),
-                    field,
-                    format!("holds {len} values, expected {expected}"),
-                ));
-            }
-        }
+        let (chunk, observation, committed) = (
+            inference.chunk.len(),
+            inference.observation.len(),
+            inference.committed.len(),
+        );
+        check_length(&record, "chunk", chunk, chunk == chunk_len, || {
+            format!("H x action_dim = {chunk_len}")
+        })?;
+        check_length(
+            &record,
+            "observation",
+            observation,
+            observation == observation_dim,
+            || format!("the header's observation_dim = {observation_dim}"),
+        )?;
+        let whole_actions = committed <= chunk_len && committed.is_multiple_of(action_dim);
+        check_length(&record, "committed", committed, whole_actions, || {
+            format!("whole actions of {action_dim}, at most {chunk_len}")
+        })?;
         if inference.executed > horizon || inference.delay > horizon - inference.executed {
             return Err(fail(
                 record(),

@@ -61,13 +61,17 @@ impl Divergence {
     pub(crate) fn compare(&mut self, item: u64, replayed: &[f32], recorded: &[f32]) {
         let mut differs = false;
         for (a, b) in replayed.iter().zip(recorded) {
-            self.compared += 1;
-            let difference = (f64::from(*a) - f64::from(*b)).abs();
             if a.to_bits() != b.to_bits() {
                 differs = true;
-                self.max_abs = self.max_abs.max(difference);
+                self.max_abs = self.max_abs.max((f64::from(*a) - f64::from(*b)).abs());
             }
         }
+        self.count(item, replayed.len().min(recorded.len()) as u64, differs);
+    }
+
+    /// Counts one item of `values` compared values that differ or not.
+    pub(crate) fn count(&mut self, item: u64, values: u64, differs: bool) {
+        self.compared += values;
         if differs {
             self.differing += 1;
             self.first.get_or_insert(item);

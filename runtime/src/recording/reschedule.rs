@@ -4,6 +4,7 @@
 //! action writes a log that still agrees with itself, but not with this re-run.
 
 use crate::clock::DelayInjector;
+use crate::controller::StaleHolds;
 use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{ChunkMessage, InferenceRequest};
 use crate::record::{PolicyTick, TickKind};
@@ -68,9 +69,8 @@ pub fn reschedule(
         .filter(|r| r.error.is_some())
         .map(|r| r.seq)
         .collect();
-    let replan_after = replan_after_held(config);
+    let mut holds = StaleHolds::new(replan_after_held(config));
     let mut requested = HashMap::new();
-    let mut held_in_a_row = 0u64;
     let mut out = Rescheduled {
         actions: Vec::with_capacity(session.ticks.len()),
         kinds: Vec::with_capacity(session.ticks.len()),
@@ -100,13 +100,9 @@ pub fn reschedule(
             continue;
         };
         let replayed = if recorded.kind == TickKind::Held {
-            held_in_a_row += 1;
-            PolicyTick::idle(executor.ticks(), TickKind::Held)
+            holds.hold(&executor)
         } else {
-            if held_in_a_row >= replan_after {
-                executor.replan();
-            }
-            held_in_a_row = 0;
+            holds.resume(&mut executor);
             let previous = recorded.request_seq.wrapping_sub(1);
             if recorded.request_seq > 1 && failed.contains(&previous) {
                 answer(&mut executor, &requested, previous, None);
@@ -125,15 +121,14 @@ pub fn reschedule(
             }
             step
         };
-        if !matches!(replayed.kind, TickKind::Warmup | TickKind::Held) {
+        if replayed.kind.carries_action() {
             action.copy_from_slice(executor.action());
         }
-        let differs = schedule_of(&replayed) != schedule_of(recorded);
-        out.schedule.compared += 1;
-        if differs {
-            out.schedule.differing += 1;
-            out.schedule.first.get_or_insert(tick.controller_tick);
-        }
+        out.schedule.count(
+            tick.controller_tick,
+            1,
+            schedule_of(&replayed) != schedule_of(recorded),
+        );
         out.actions.push(action);
         out.kinds.push(Some(replayed.kind));
     }
