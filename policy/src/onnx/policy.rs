@@ -185,7 +185,7 @@ impl OnnxPolicy {
         tau: &[f32],
         cotangent: Option<&[f32]>,
         velocity: &mut [f32],
-        vjp: Option<&mut [f32]>,
+        mut vjp: Option<&mut [f32]>,
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
         let group = self.group_size(batch);
@@ -201,8 +201,15 @@ impl OnnxPolicy {
         let tau = pad_items(tau, batch, padded);
         let cotangent = cotangent.map(|c| pad_items(c, batch, padded));
         let contexts = pad_items(&self.batch_contexts, batch, padded);
-        let mut padded_velocity = vec![0.0; padded * len];
-        let mut padded_vjp = vjp.as_ref().map(|_| vec![0.0; padded * len]);
+        // Outputs go straight to the caller's buffers, or, for a padded batch, to buffers that hold the padding.
+        let mut spare = (padded != batch).then(|| {
+            let vjp = vjp.is_some().then(|| vec![0.0; padded * len]);
+            (vec![0.0; padded * len], vjp)
+        });
+        let (out_velocity, mut out_vjp): (&mut [f32], Option<&mut [f32]>) = match &mut spare {
+            Some((velocity, vjp)) => (velocity, vjp.as_deref_mut()),
+            None => (&mut *velocity, vjp.as_deref_mut()),
+        };
         let context_shape: Vec<i64> = std::iter::once(group as i64)
             .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
             .collect();
@@ -226,16 +233,13 @@ impl OnnxPolicy {
                 None => &mut self.velocity,
             };
             let outputs = session.run(inputs).map_err(backend)?;
-            copy_outputs(
-                &outputs,
-                chunks,
-                &mut padded_velocity,
-                padded_vjp.as_deref_mut(),
-            )?;
+            copy_outputs(&outputs, chunks, out_velocity, out_vjp.as_deref_mut())?;
         }
-        velocity.copy_from_slice(&padded_velocity[..batch * len]);
-        if let (Some(vjp), Some(padded_vjp)) = (vjp, padded_vjp) {
-            vjp.copy_from_slice(&padded_vjp[..batch * len]);
+        if let Some((spare_velocity, spare_vjp)) = spare {
+            velocity.copy_from_slice(&spare_velocity[..batch * len]);
+            if let (Some(vjp), Some(spare_vjp)) = (vjp, spare_vjp) {
+                vjp.copy_from_slice(&spare_vjp[..batch * len]);
+            }
         }
         Ok(())
     }

@@ -135,62 +135,64 @@ impl PointRecord {
 /// seeds the record also carries the [`seed_interval`] of the per-seed rates (each seed's counts pooled over
 /// the tasks first).
 pub fn pool(records: &[PointRecord], over_tasks: bool) -> Vec<PointRecord> {
+    /// What one group gathers; its success and rollout totals are the sums over `per_seed`.
+    struct Pooled {
+        method: Method,
+        seam_sum: f64,
+        seconds: f64,
+        records: usize,
+        /// Successes and rollouts per training seed.
+        per_seed: BTreeMap<u64, (usize, usize)>,
+    }
     type Key = (Sweep, String, usize, usize, usize);
-    type Counts = (
-        Method,
-        usize,
-        usize,
-        f64,
-        f64,
-        usize,
-        BTreeMap<u64, (usize, usize)>,
-    );
-    let mut groups: BTreeMap<Key, Counts> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.policy_seed.is_some()) {
+    let mut groups: BTreeMap<Key, Pooled> = BTreeMap::new();
+    for r in records.iter() {
+        let Some(seed) = r.policy_seed else { continue };
         let order = Method::ALL.iter().position(|m| *m == r.method).unwrap_or(0);
         let task = if over_tasks {
             "average".to_string()
         } else {
             r.task.clone()
         };
-        let entry = groups
+        let group = groups
             .entry((r.sweep, task, order, r.delay, r.execution_horizon))
-            .or_insert((r.method, 0, 0, 0.0, 0.0, 0, BTreeMap::new()));
-        entry.1 += r.successes;
-        entry.2 += r.rollouts;
-        entry.3 += r.seam_jump;
-        entry.4 += r.seconds;
-        entry.5 += 1;
-        let seed = entry.6.entry(r.policy_seed.unwrap_or(0)).or_default();
-        seed.0 += r.successes;
-        seed.1 += r.rollouts;
+            .or_insert_with(|| Pooled {
+                method: r.method,
+                seam_sum: 0.0,
+                seconds: 0.0,
+                records: 0,
+                per_seed: BTreeMap::new(),
+            });
+        group.seam_sum += r.seam_jump;
+        group.seconds += r.seconds;
+        group.records += 1;
+        let counts = group.per_seed.entry(seed).or_default();
+        counts.0 += r.successes;
+        counts.1 += r.rollouts;
     }
     groups
         .into_iter()
-        .map(
-            |(
-                (sweep, task, _, d, s),
-                (method, successes, rollouts, seam, seconds, count, seeds),
-            )| {
-                let rates: Vec<f64> = seeds
-                    .values()
-                    .map(|&(wins, n)| wins as f64 / n.max(1) as f64)
-                    .collect();
-                PointRecord {
-                    seed_interval: seed_interval(&rates),
-                    ..PointRecord::new(
-                        sweep,
-                        &task,
-                        None,
-                        method,
-                        (d, s),
-                        (successes, rollouts),
-                        seam / count as f64,
-                        seconds,
-                    )
-                }
-            },
-        )
+        .map(|((sweep, task, _, d, s), group)| {
+            let counts = group.per_seed.values();
+            let successes = counts.clone().map(|c| c.0).sum();
+            let rollouts = counts.clone().map(|c| c.1).sum();
+            let rates: Vec<f64> = counts
+                .map(|&(wins, n)| wins as f64 / n.max(1) as f64)
+                .collect();
+            PointRecord {
+                seed_interval: seed_interval(&rates),
+                ..PointRecord::new(
+                    sweep,
+                    &task,
+                    None,
+                    group.method,
+                    (d, s),
+                    (successes, rollouts),
+                    group.seam_sum / group.records as f64,
+                    group.seconds,
+                )
+            }
+        })
         .collect()
 }
 
