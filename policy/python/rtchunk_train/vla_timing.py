@@ -41,6 +41,41 @@ def median_ms(function, *args, repeats: int) -> float:
     return float(np.median(times))
 
 
+def phases(config) -> dict:
+    """The jitted functions timed, each taking the weights as its first argument (never closed over: a jitted
+    closure would bake billions of them into the program): `prefix`, `step` (velocity), `guided` (velocity and its
+    VJP for a cotangent) and the inferences `plain5`, `plain10` and `rtc5` (prefix, then Euler steps)."""
+    expert = config.expert_config()
+
+    def guided(w, a, t, c, cotangent):
+        v, pullback = jax.vjp(lambda x: velocity(expert, w["expert"], x, t, c), a)
+        return v, pullback(cotangent)[0]
+
+    def inference(w, i, p, s, a, steps: int, guide: bool):
+        context = vla_prefix(config, w, i, p, s)
+
+        def euler(k, a):
+            tau = jnp.full((a.shape[0], expert.horizon), k / steps, jnp.float32)
+            if guide:
+                # The cotangent's values do not change the work: the chunk itself stands in for RTC's weighted
+                # error (a timing of the guided step, not a sampler).
+                v, g = guided(w, a, tau, context, a)
+                return a + (v + 0.01 * g) / steps
+            return a + velocity(expert, w["expert"], a, tau, context) / steps
+
+        # One compiled step body, looped: the step count does not multiply the compile time.
+        return jax.lax.fori_loop(0, steps, euler, a)
+
+    return {
+        "prefix": jax.jit(lambda w, i, p, s: vla_prefix(config, w, i, p, s)),
+        "step": jax.jit(lambda w, a, t, c: velocity(expert, w["expert"], a, t, c)),
+        "guided": jax.jit(guided),
+        "plain5": jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 5, False)),
+        "plain10": jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 10, False)),
+        "rtc5": jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 5, True)),
+    }
+
+
 def measure(preset: str, cameras: int, attention: str, repeats: int) -> dict:
     kv_heads = None if attention != "mha" else vla_preset(preset).expert.heads
     config = vla_preset(preset, attention=attention, **({"kv_heads": kv_heads} if kv_heads else {}))
@@ -52,37 +87,12 @@ def measure(preset: str, cameras: int, attention: str, repeats: int) -> dict:
     prompt = jnp.asarray(rng.integers(0, config.vocab, (1, config.prompt_tokens)), jnp.int32)
     state = jnp.asarray(rng.normal(size=(1, config.state_dim)), jnp.float32)
     actions = jnp.asarray(rng.normal(size=(1, expert.horizon, expert.action_dim)), jnp.float32)
-
-    # The weights are arguments, never closed over: a jitted closure would bake billions of them into the program.
-    prefix = jax.jit(lambda w, i, p, s: vla_prefix(config, w, i, p, s))
-    step = jax.jit(lambda w, a, t, c: velocity(expert, w["expert"], a, t, c))
-
-    def guided(w, a, t, c, cotangent):
-        v, pullback = jax.vjp(lambda x: velocity(expert, w["expert"], x, t, c), a)
-        return v, pullback(cotangent)[0]
-
-    guided_step = jax.jit(guided)
-
-    def inference(w, i, p, s, a, steps: int, guide: bool):
-        context = vla_prefix(config, w, i, p, s)
-
-        def euler(k, a):
-            tau = jnp.full((1, expert.horizon), k / steps, jnp.float32)
-            if guide:
-                # The cotangent's values do not change the work: the chunk itself stands in for RTC's weighted
-                # error (a timing of the guided step, not a sampler).
-                v, g = guided(w, a, tau, context, a)
-                return a + (v + 0.01 * g) / steps
-            return a + velocity(expert, w["expert"], a, tau, context) / steps
-
-        # One compiled step body, looped: the step count does not multiply the compile time.
-        return jax.lax.fori_loop(0, steps, euler, a)
+    timed = phases(config)
+    prefix, step, guided_step = timed["prefix"], timed["step"], timed["guided"]
+    plain5, plain10, rtc5 = timed["plain5"], timed["plain10"], timed["rtc5"]
 
     context = prefix(params, images, prompt, state)
     tau = jnp.full((1, expert.horizon), 0.5, jnp.float32)
-    plain10 = jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 10, False))
-    plain5 = jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 5, False))
-    rtc5 = jax.jit(lambda w, i, p, s, a: inference(w, i, p, s, a, 5, True))
     inputs = (params, images, prompt, state, actions)
     result = {
         "model": preset,
