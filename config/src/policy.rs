@@ -48,6 +48,9 @@ pub struct PolicyConfig {
     pub intra_threads: usize,
     /// Where a bundle runs: "cpu", "cuda" or "cuda:N" (CUDA needs rtchunk built with --features cuda).
     pub device: String,
+    /// On a GPU, capture each denoising step's graph as a CUDA graph once and replay it (single-chunk inference
+    /// with the context kept in device memory); false for batched sampling on the GPU.
+    pub cuda_graphs: bool,
     /// The policy server's namespace (`policy.kind = "remote"`): it answers on `<server>/policy/infer`.
     pub server: String,
     /// How long to wait for the server's answer to one chunk query, in milliseconds; a timeout counts as a
@@ -69,6 +72,7 @@ impl Default for PolicyConfig {
             onnxruntime: None,
             intra_threads: 1,
             device: "cpu".into(),
+            cuda_graphs: true,
             server: "rtchunk".into(),
             server_timeout_ms: 1000.0,
         }

@@ -77,4 +77,26 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         velocity.iter_mut().for_each(|v| *v = -*v);
         Ok(())
     }
+
+    fn fuses_guidance(&self) -> bool {
+        self.inner.fuses_guidance()
+    }
+
+    /// The inner policy's guided step at t = 1 - tau: its denoiser, hence the weighted error and the VJP, is
+    /// the paper-convention one.
+    fn guided_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        target: &[f32],
+        weights: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        self.flip(tau);
+        self.inner
+            .guided_vjp(actions, &self.flipped_tau, target, weights, velocity, vjp)?;
+        velocity.iter_mut().for_each(|v| *v = -*v);
+        Ok(())
+    }
 }

@@ -113,6 +113,29 @@ pub trait FlowPolicy: Send {
         let _ = (actions, tau, cotangent, velocity, vjp);
         Err(PolicyError::NoVjp)
     }
+
+    /// Whether [`FlowPolicy::guided_vjp`] runs a guided step's model work in one call.
+    fn fuses_guidance(&self) -> bool {
+        false
+    }
+
+    /// One guided RTC step's model work in one call: writes v(A, tau) into `velocity` and into `vjp` the
+    /// vector-Jacobian product of the denoiser A1_hat with the weighted error `weights * (target - A1_hat)`
+    /// (`weights`: one per token, `B * H`), the error taken from this very velocity. The same as
+    /// [`FlowPolicy::velocity`] then [`FlowPolicy::denoiser_vjp`] with that cotangent, at the cost of one
+    /// forward pass instead of two. Only if [`FlowPolicy::fuses_guidance`].
+    fn guided_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        target: &[f32],
+        weights: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let _ = (actions, tau, target, weights, velocity, vjp);
+        Err(PolicyError::NoVjp)
+    }
 }
 
 /// Checks that a batch buffer holds whole chunks and returns the batch size.

@@ -78,6 +78,9 @@ pub struct Sampler {
     correction: Vec<f32>,
     cotangent: Vec<f32>,
     vjp_velocity: Vec<f32>,
+    /// Per chunk of the batch: Y and W, for a policy that takes them in its guided step.
+    chunk_target: Vec<f32>,
+    chunk_mask: Vec<f32>,
     tau: Vec<f32>,
     observations: Vec<f32>,
     images: Vec<u8>,
@@ -115,6 +118,8 @@ impl Sampler {
             correction: Vec::new(),
             cotangent: Vec::new(),
             vjp_velocity: Vec::new(),
+            chunk_target: Vec::new(),
+            chunk_mask: Vec::new(),
             tau: Vec::new(),
             observations: Vec::new(),
             images: Vec::new(),
@@ -353,9 +358,15 @@ impl Sampler {
                     Guide::None | Guide::Pinv { .. } => {}
                 }
             }
-            policy.velocity(&self.x, &self.tau, &mut self.velocity)?;
-            if let Guide::Pinv { exact } = guide {
-                self.add_guidance(policy, candidates, tau, exact)?;
+            match guide {
+                Guide::Pinv { exact: true } if policy.fuses_guidance() => {
+                    self.fused_guidance(policy, candidates, tau)?;
+                }
+                Guide::Pinv { exact } => {
+                    policy.velocity(&self.x, &self.tau, &mut self.velocity)?;
+                    self.add_guidance(policy, candidates, tau, exact)?;
+                }
+                _ => policy.velocity(&self.x, &self.tau, &mut self.velocity)?,
             }
             let dt = 1.0 / steps as f32;
             for (x, v) in self.x.iter_mut().zip(&self.velocity) {
@@ -411,10 +422,45 @@ impl Sampler {
         } else {
             self.correction.copy_from_slice(&self.cotangent);
         }
+        self.apply_correction(tau);
+        Ok(())
+    }
+
+    /// The velocity and the guidance of Eq. 2 in one policy call ([`FlowPolicy::guided_vjp`]): the policy
+    /// takes each chunk's Y and W and forms the weighted error from its own velocity.
+    fn fused_guidance(
+        &mut self,
+        policy: &mut dyn FlowPolicy,
+        candidates: usize,
+        tau: f64,
+    ) -> Result<(), PolicyError> {
+        let (h, a) = (self.horizon, self.action_dim);
+        let len = h * a;
+        let batch = self.x.len() / len;
+        self.chunk_target.resize(batch * len, 0.0);
+        self.chunk_mask.resize(batch * h, 0.0);
+        for b in 0..batch {
+            let r = b / candidates;
+            self.chunk_target[b * len..][..len].copy_from_slice(&self.target[r * len..][..len]);
+            self.chunk_mask[b * h..][..h].copy_from_slice(&self.mask[r * h..][..h]);
+        }
+        policy.guided_vjp(
+            &self.x,
+            &self.tau,
+            &self.chunk_target,
+            &self.chunk_mask,
+            &mut self.velocity,
+            &mut self.correction,
+        )?;
+        self.apply_correction(tau);
+        Ok(())
+    }
+
+    /// Adds `w(tau)` times the correction to the velocity.
+    fn apply_correction(&mut self, tau: f64) {
         let weight = guidance_weight(tau, self.config.beta) as f32;
         for (v, g) in self.velocity.iter_mut().zip(&self.correction) {
             *v += weight * g;
         }
-        Ok(())
     }
 }

@@ -58,6 +58,7 @@ fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
         "gta-toy-fp16",
         "gta-toy-external",
         "gaussian-split",
+        "vla-tiny",
     ] {
         check_recorded_outputs(&fixtures().join(bundle));
     }
@@ -103,7 +104,13 @@ fn check_recorded_outputs(bundle: &Path) {
 
 #[test]
 fn a_full_rtc_inference_from_fixed_noise_matches_jax() {
-    for bundle in ["gaussian", "gaussian-camera", "gta-toy", "gta-toy-fp16"] {
+    for bundle in [
+        "gaussian",
+        "gaussian-camera",
+        "gta-toy",
+        "gta-toy-fp16",
+        "vla-tiny",
+    ] {
         let bundle = fixtures().join(bundle);
         let mut policy = load_bundle(&bundle);
         let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
@@ -461,6 +468,101 @@ fn external_data_files_are_verified_like_the_graph() {
         message.contains(
             "graphs.prefix.external_data lists \"velocity.weights\", which prefix.onnx does not use"
         ),
+        "{message}"
+    );
+}
+
+/// An RTC chunk of the VLA fixture (two cameras, a prompt) from fixed noise, with half the chunk committed.
+fn vla_rtc_chunk(policy: &mut dyn FlowPolicy, state: &[f32], images: &[u8]) -> Vec<f32> {
+    let spec = policy.spec().clone();
+    let config = SamplerConfig {
+        mode: SamplerMode::Rtc,
+        ..SamplerConfig::default()
+    };
+    let (h, a) = (spec.horizon, spec.action_dim);
+    let noise: Vec<f32> = (0..h * a).map(|k| (k as f32 * 0.73).sin()).collect();
+    let committed: Vec<f32> = (0..(h / 2) * a).map(|k| (k as f32 * 0.3).cos()).collect();
+    let mut chunk = vec![0.0; spec.chunk_len()];
+    Sampler::new(config, h, a)
+        .sample_from_noise(
+            policy,
+            state,
+            images,
+            Some(Committed {
+                actions: &committed,
+                delay: 2,
+            }),
+            &noise,
+            &mut chunk,
+        )
+        .unwrap();
+    chunk
+}
+
+fn vla_inputs(policy: &OnnxPolicy, seed: u32) -> (Vec<f32>, Vec<u8>) {
+    let spec = policy.spec();
+    let state = (0..spec.observation_dim)
+        .map(|k| ((k as u32 + seed) as f32 * 0.9).sin())
+        .collect();
+    let images = (0..spec.image_bytes())
+        .map(|k| ((k as u32 * 31 + seed * 7) % 256) as u8)
+        .collect();
+    (state, images)
+}
+
+/// The guided graph does a guided step's model work in one call: the chunk equals the one the velocity and
+/// VJP graphs give when the sampler forms the weighted error itself.
+#[test]
+fn the_fused_guided_step_gives_the_chunk_of_the_velocity_and_vjp_calls() {
+    let bundle = fixtures().join("vla-tiny");
+    let unfused = broken_copy_of(&bundle, "vla-unfused", |d| {
+        edit_manifest(d, |m| {
+            m["graphs"].as_object_mut().unwrap().remove("guided");
+        })
+    });
+    let (mut fused, mut separate) = (load_bundle(&bundle), load_bundle(&unfused));
+    assert!(fused.fuses_guidance() && !separate.fuses_guidance());
+    for seed in 0..3 {
+        let (state, images) = vla_inputs(&fused, seed);
+        let one_call = vla_rtc_chunk(&mut fused, &state, &images);
+        let two_calls = vla_rtc_chunk(&mut separate, &state, &images);
+        let difference = max_difference(&one_call, &two_calls);
+        assert!(
+            difference < 1e-5,
+            "seed {seed}: chunks differ by {difference}"
+        );
+    }
+}
+
+/// The prompt's token ids in the manifest reach the prefix graph: other ids, another chunk; no ids, a refusal
+/// that names the field.
+#[test]
+fn the_manifest_prompt_conditions_the_vla_and_an_empty_one_is_refused() {
+    let bundle = fixtures().join("vla-tiny");
+    let other_prompt = broken_copy_of(&bundle, "vla-other-prompt", |d| {
+        edit_manifest(d, |m| {
+            let ids = m["prompt"]["token_ids"].as_array_mut().unwrap();
+            for id in ids.iter_mut() {
+                *id = ((id.as_i64().unwrap() + 1) % 64).into();
+            }
+        })
+    });
+    let (mut policy, mut other) = (load_bundle(&bundle), load_bundle(&other_prompt));
+    let (state, images) = vla_inputs(&policy, 1);
+    let chunk = vla_rtc_chunk(&mut policy, &state, &images);
+    let prompted_otherwise = vla_rtc_chunk(&mut other, &state, &images);
+    assert!(max_difference(&chunk, &prompted_otherwise) > 1e-4);
+    let empty = broken_copy_of(&bundle, "vla-empty-prompt", |d| {
+        edit_manifest(d, |m| m["prompt"]["token_ids"] = serde_json::json!([]))
+    });
+    let message = load_error(&empty);
+    assert!(message.contains("prompt.token_ids"), "{message}");
+    let fewer = broken_copy_of(&bundle, "vla-short-prompt", |d| {
+        edit_manifest(d, |m| m["prompt"]["token_ids"] = serde_json::json!([1, 2]))
+    });
+    let message = load_error(&fewer);
+    assert!(
+        message.contains("prefix.onnx") && message.contains("\"prompt\""),
         "{message}"
     );
 }

@@ -154,20 +154,28 @@ pub struct PolicyBenchmark {
     pub policy: String,
     /// Where the graphs ran.
     pub device: String,
+    /// Whether the steps replayed captured CUDA graphs.
+    pub cuda_graphs: bool,
+    /// Whether a guided step is one call of the bundle's guided graph (otherwise a velocity and a VJP call).
+    pub fused_guidance: bool,
     /// Repetitions per measurement.
     pub iterations: usize,
-    /// The prefix graph (one observation), ms.
+    /// The prefix graph (one observation, its images and prompt), ms.
     pub prefix_ms: Quantiles,
     /// One plain denoising step: one velocity query, ms.
     pub plain_step_ms: Quantiles,
-    /// One guided denoising step as the RTC sampler takes it: a velocity query and a VJP query, ms.
+    /// One guided denoising step as the RTC sampler takes it, ms.
     pub guided_step_ms: Quantiles,
     /// Guided over plain step, by median.
     pub guided_over_plain: f64,
-    /// A whole plain inference (prefix and n steps), ms.
-    pub plain_inference_ms: Quantiles,
-    /// A whole RTC inference (prefix and n guided steps), ms.
-    pub rtc_inference_ms: Quantiles,
+    /// A whole plain inference with 5 steps (prefix and steps), ms.
+    pub plain5_ms: Quantiles,
+    /// A whole plain inference with 10 steps, ms.
+    pub plain10_ms: Quantiles,
+    /// A whole RTC inference with 5 guided steps (d = 2, half the chunk committed), ms.
+    pub rtc5_ms: Quantiles,
+    /// RTC inference over plain inference with 5 steps, by median.
+    pub rtc_over_plain5: f64,
 }
 
 impl PolicyBenchmark {
@@ -176,21 +184,35 @@ impl PolicyBenchmark {
         let row = |name: &str, q: &Quantiles| {
             format!("{name:<28} {:>9.3} {:>9.3} {:>9.3}\n", q.p50, q.p99, q.max)
         };
+        let rows: String = [
+            ("prefix", &self.prefix_ms),
+            ("plain step (velocity)", &self.plain_step_ms),
+            ("guided step (v and VJP)", &self.guided_step_ms),
+            ("plain inference, n = 5", &self.plain5_ms),
+            ("plain inference, n = 10", &self.plain10_ms),
+            ("RTC inference, n = 5", &self.rtc5_ms),
+        ]
+        .iter()
+        .map(|(name, q)| row(name, q))
+        .collect();
         format!(
-            "policy {} on {} ({} repetitions each)\n{:<28} {:>9} {:>9} {:>9}\n{}{}{}{}{}guided / plain step (p50): {:.2}\n",
+            "policy {} on {} ({} repetitions each; CUDA graphs {}; guided step {})\n{:<28} {:>9} {:>9} {:>9}\n{rows}\
+             guided / plain step (p50): {:.2}; RTC / plain inference, n = 5 (p50): {:.2}\n",
             self.policy,
             self.device,
             self.iterations,
+            if self.cuda_graphs { "on" } else { "off" },
+            if self.fused_guidance {
+                "fused"
+            } else {
+                "velocity + VJP"
+            },
             "ms",
             "p50",
             "p99",
             "max",
-            row("prefix", &self.prefix_ms),
-            row("plain step (velocity)", &self.plain_step_ms),
-            row("guided step (velocity+VJP)", &self.guided_step_ms),
-            row("plain inference", &self.plain_inference_ms),
-            row("RTC inference", &self.rtc_inference_ms),
             self.guided_over_plain,
+            self.rtc_over_plain5,
         )
     }
 }
@@ -210,42 +232,59 @@ fn time_ms(iterations: usize, mut call: impl FnMut()) -> Quantiles {
     )
 }
 
-/// Times the bundle in `directory` on the CPU: its graphs one call at a time, and whole inferences with the
-/// bundle's default number of steps, plain and with RTC guidance (d = 2, half the chunk committed).
+/// Times the bundle in `directory`: its graphs one call at a time, and whole inferences of 5 and 10 plain
+/// steps and of 5 guided steps (RTC, d = 2, half the chunk committed), on one observation with mid-grey images
+/// for every camera.
 pub fn policy_benchmark(
     directory: &std::path::Path,
     options: &rtchunk_policy::onnx::OnnxRuntimeOptions,
     iterations: usize,
 ) -> Result<PolicyBenchmark, RunError> {
+    use rtchunk_config::SamplerMode;
     use rtchunk_policy::{Committed, FlowPolicy, Sampler};
     let mut policy = rtchunk_policy::onnx::OnnxPolicy::load(directory, options)?;
     let manifest = policy.manifest().clone();
+    let spec = policy.spec().clone();
     let (h, a) = (manifest.horizon, manifest.action_dim);
     let observation = vec![0.1f32; manifest.observation_dim()];
+    let images = vec![128u8; spec.image_bytes()];
     let actions = vec![0.2f32; h * a];
     let tau = vec![0.4f32; h];
+    let weights = vec![0.5f32; h];
     let (mut velocity, mut vjp) = (vec![0.0f32; h * a], vec![0.0f32; h * a]);
     let failed =
         |e: rtchunk_policy::PolicyError| RunError::Runtime(format!("benchmark call failed: {e}"));
-    policy.prepare(&observation).map_err(failed)?;
+    policy
+        .prepare_with_images(&observation, &images)
+        .map_err(failed)?;
     let mut error = None;
     let mut note = |result: Result<(), rtchunk_policy::PolicyError>| {
         if let Err(e) = result {
             error.get_or_insert(e);
         }
     };
-    let prefix_ms = time_ms(iterations, || note(policy.prepare(&observation)));
+    let prefix_ms = time_ms(iterations, || {
+        note(policy.prepare_with_images(&observation, &images))
+    });
     let plain_step_ms = time_ms(iterations, || {
         note(policy.velocity(&actions, &tau, &mut velocity))
     });
+    let fused_guidance = policy.fuses_guidance();
     let guided_step_ms = time_ms(iterations, || {
-        note(policy.velocity(&actions, &tau, &mut velocity));
-        note(policy.denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp));
+        if fused_guidance {
+            note(policy.guided_vjp(&actions, &tau, &actions, &weights, &mut velocity, &mut vjp));
+        } else {
+            note(policy.velocity(&actions, &tau, &mut velocity));
+            note(policy.denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp));
+        }
     });
-    let mut inference = |mode: rtchunk_config::SamplerMode| {
+    let noise: Vec<f32> = (0..h * a)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let mut inference = |mode: SamplerMode, steps: usize| {
         let config = rtchunk_config::SamplerConfig {
             mode,
-            steps: manifest.defaults.steps,
+            steps,
             beta: manifest.defaults.beta,
             ..Default::default()
         };
@@ -257,30 +296,36 @@ pub fn policy_benchmark(
                 actions: committed,
                 delay: 2,
             };
-            note(sampler.sample(
+            note(sampler.sample_from_noise(
                 &mut policy,
-                None,
                 &observation,
+                &images,
                 Some(committed),
-                0,
+                &noise,
                 &mut chunk,
             ));
         })
     };
-    let plain_inference_ms = inference(rtchunk_config::SamplerMode::Plain);
-    let rtc_inference_ms = inference(rtchunk_config::SamplerMode::Rtc);
+    let plain5_ms = inference(SamplerMode::Plain, 5);
+    let plain10_ms = inference(SamplerMode::Plain, 10);
+    let rtc5_ms = inference(SamplerMode::Rtc, 5);
     if let Some(e) = error {
         return Err(failed(e));
     }
+    let cuda_graphs = policy.cuda_graphs();
     Ok(PolicyBenchmark {
         policy: manifest.name,
         device: options.device.to_string(),
+        cuda_graphs,
+        fused_guidance,
         iterations,
         guided_over_plain: guided_step_ms.p50 / plain_step_ms.p50,
+        rtc_over_plain5: rtc5_ms.p50 / plain5_ms.p50,
         prefix_ms,
         plain_step_ms,
         guided_step_ms,
-        plain_inference_ms,
-        rtc_inference_ms,
+        plain5_ms,
+        plain10_ms,
+        rtc5_ms,
     })
 }

@@ -93,6 +93,15 @@ enum Command {
         /// Where to run the graphs: cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: Device,
+        /// On a GPU, run the steps without capturing them as CUDA graphs.
+        #[arg(long)]
+        no_cuda_graphs: bool,
+        /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
+        #[arg(long)]
+        allow_cpu_nodes: bool,
+        /// Print the replay's differences from JAX as JSON instead of the manifest and a summary.
+        #[arg(long)]
+        json: bool,
     },
     /// Validate a configuration file.
     CheckConfig {
@@ -291,6 +300,12 @@ enum Bench {
         /// On a GPU, send the context with every step instead of keeping it in device memory (for comparison).
         #[arg(long)]
         host_context: bool,
+        /// On a GPU, run the steps without capturing them as CUDA graphs (for comparison).
+        #[arg(long)]
+        no_cuda_graphs: bool,
+        /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
+        #[arg(long)]
+        allow_cpu_nodes: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -441,28 +456,45 @@ fn main() -> anyhow::Result<()> {
                 print!("{}", demo::demo_summary(&runs, delay));
             }
         }
-        Command::Inspect { bundle, device } => {
+        Command::Inspect {
+            bundle,
+            device,
+            no_cuda_graphs,
+            allow_cpu_nodes,
+            json,
+        } => {
             let options = OnnxRuntimeOptions {
                 device,
+                cuda_graphs: !no_cuda_graphs,
+                allow_cpu_nodes,
                 ..Default::default()
             };
             let mut policy = OnnxPolicy::load(&bundle, &options)?;
-            println!("{}", serde_json::to_string_pretty(policy.manifest())?);
-            println!(
-                "{}: ok (manifest, hashes and graphs check out)",
-                bundle.display()
-            );
-            if let Some(check) = check_recorded(&mut policy, &bundle)? {
+            if !json {
+                println!("{}", serde_json::to_string_pretty(policy.manifest())?);
                 println!(
-                    "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e}, RTC inference \
-                     within {} of JAX (tolerance {:.0e})",
-                    check.velocity_error,
-                    check.vjp_error,
-                    check
-                        .rtc_error
-                        .map_or("(not recorded)".into(), |e| format!("{e:.2e}")),
-                    check.tolerance
+                    "{}: ok (manifest, hashes and graphs check out)",
+                    bundle.display()
                 );
+            }
+            if let Some(check) = check_recorded(&mut policy, &bundle)? {
+                if json {
+                    println!("{}", serde_json::to_string(&check)?);
+                } else {
+                    println!(
+                        "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e}, guided \
+                         step's VJP within {}, RTC inference within {} of JAX (tolerance {:.0e})",
+                        check.velocity_error,
+                        check.vjp_error,
+                        check
+                            .guided_error
+                            .map_or("(no guided graph)".into(), |e| format!("{e:.2e}")),
+                        check
+                            .rtc_error
+                            .map_or("(not recorded)".into(), |e| format!("{e:.2e}")),
+                        check.tolerance
+                    );
+                }
                 anyhow::ensure!(
                     check.passes(),
                     "{}: outputs differ from JAX beyond the tolerance",
@@ -615,6 +647,8 @@ fn main() -> anyhow::Result<()> {
                     threads,
                     device,
                     host_context,
+                    no_cuda_graphs,
+                    allow_cpu_nodes,
                     json,
                 },
         } => {
@@ -623,6 +657,8 @@ fn main() -> anyhow::Result<()> {
                 intra_threads: threads,
                 device,
                 context_on_device: !host_context,
+                cuda_graphs: !no_cuda_graphs,
+                allow_cpu_nodes,
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
             if json {
@@ -671,6 +707,8 @@ fn main() -> anyhow::Result<()> {
                     intra_threads: threads,
                     device,
                     context_on_device: false,
+                    cuda_graphs: false,
+                    allow_cpu_nodes: false,
                 },
                 max_batch,
             };

@@ -16,6 +16,8 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
                 library: policy.onnxruntime.clone(),
                 intra_threads: policy.intra_threads,
                 context_on_device: true,
+                cuda_graphs: policy.cuda_graphs,
+                allow_cpu_nodes: false,
                 device: policy
                     .device
                     .parse()

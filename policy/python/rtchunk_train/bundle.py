@@ -11,9 +11,9 @@ import ml_dtypes
 import numpy as np
 import onnx
 import onnxruntime as ort
-from jax2onnx import to_onnx
 from onnx.reference import ReferenceEvaluator
 
+from .compact import expand_uniform_constants
 from .einsum import einsum_to_matmul
 from .rtc import guided_inference
 
@@ -23,36 +23,66 @@ EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2, "bfloat16": 5e-2}
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "uint8": np.uint8}
 
 
+def _denoiser_pullback(velocity, actions, tau, context):
+    """(A1_hat, its pullback, v, the graph's float type, the work type) at `actions`: A1_hat = A + (1 - tau) v.
+    For bfloat16 graphs the denoiser's own arithmetic runs in float32, like the model's elementwise work."""
+    io_dtype = actions.dtype
+    work = jnp.float32 if io_dtype == jnp.bfloat16 else io_dtype
+
+    def denoiser(a):
+        v = velocity(a.astype(io_dtype), tau, context).astype(work)
+        return a + (1.0 - tau.astype(work)[:, :, None]) * v, v
+
+    denoised, pullback, v = jax.vjp(denoiser, actions.astype(work), has_aux=True)
+    return denoised, pullback, v, io_dtype, work
+
+
 def vjp_graph(velocity):
-    """(A, tau, context, cotangent) -> (v, VJP of A1_hat = A + (1 - tau) v against the cotangent). For bfloat16
-    graphs the denoiser's own arithmetic runs in float32, like the model's elementwise work."""
+    """(A, tau, context, cotangent) -> (v, VJP of A1_hat = A + (1 - tau) v against the cotangent)."""
 
     def velocity_vjp(actions, tau, context, cotangent):
-        io_dtype = actions.dtype
-        work = jnp.float32 if io_dtype == jnp.bfloat16 else io_dtype
-
-        def denoiser(a):
-            v = velocity(a.astype(io_dtype), tau, context).astype(work)
-            return a + (1.0 - tau.astype(work)[:, :, None]) * v, v
-
-        _, pullback, v = jax.vjp(denoiser, actions.astype(work), has_aux=True)
+        _, pullback, v, io_dtype, work = _denoiser_pullback(velocity, actions, tau, context)
         return v.astype(io_dtype), pullback(cotangent.astype(work))[0].astype(io_dtype)
 
     return velocity_vjp
 
 
+def guided_graph(velocity):
+    """(A, tau, context, target Y, weights W [B, H]) -> (v, VJP of A1_hat against W (Y - A1_hat)): a guided RTC
+    step's model work in one pass forward and one back (the two-graph path runs the forward pass twice)."""
+
+    def velocity_guided(actions, tau, context, target, weights):
+        denoised, pullback, v, io_dtype, work = _denoiser_pullback(velocity, actions, tau, context)
+        error = weights.astype(work)[:, :, None] * (target.astype(work) - denoised)
+        return v.astype(io_dtype), pullback(error)[0].astype(io_dtype)
+
+    return velocity_guided
+
+
 def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Hex SHA-256 of a file, read in pieces (external-data files run to gigabytes)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
-def export_graph(function, shapes, path: Path, input_names, output_names, dtype: str = "float32", camera_inputs: int = 0):
-    """Exports a JAX function of `dtype` arrays (a dimension may be a symbol such as "B") to ONNX with the given
-    I/O names; its last `camera_inputs` inputs are uint8 images."""
+def float_specs(shapes, dtype: str = "float32", camera_inputs: int = 0) -> list:
+    """Input specs of `dtype` arrays of `shapes` (a dimension may be a symbol such as "B"), the last
+    `camera_inputs` of them uint8 images."""
     dtypes = [NUMPY_DTYPES[dtype]] * (len(shapes) - camera_inputs) + [np.uint8] * camera_inputs
-    specs = [SimpleNamespace(shape=tuple(s), dtype=d) for s, d in zip(shapes, dtypes)]
+    return [SimpleNamespace(shape=tuple(s), dtype=d) for s, d in zip(shapes, dtypes)]
+
+
+def export_graph(function, specs, path: Path, input_names, output_names):
+    """Exports a JAX function of inputs with `specs` (each with a shape and a numpy dtype) to ONNX with the given
+    I/O names."""
+    from jax2onnx import to_onnx  # the tracer; building a bundle from a traced skeleton does without it
+
     model = to_onnx(function, specs, model_name=path.stem)
     einsum_to_matmul(model)
+    expand_uniform_constants(model)
     for graph_input, name in zip(model.graph.input, input_names):
         rename(model.graph, graph_input.name, name)
     for graph_output, name in zip(model.graph.output, output_names):
@@ -73,9 +103,9 @@ def rename(graph, old: str, new: str):
 
 
 def run_onnx(path: Path, inputs: dict, dtype: str = "float32") -> list:
-    """Runs a graph on the CPU, in ONNX Runtime, or for bfloat16 graphs (ONNX Runtime has no bfloat16 CPU kernels)
+    """Runs a graph on the CPU (integer inputs as they are, the rest in `dtype`), in ONNX Runtime, or for bfloat16 graphs (ONNX Runtime has no bfloat16 CPU kernels)
     in ONNX's reference evaluator; outputs as float32."""
-    feeds = {k: v if np.asarray(v).dtype == np.uint8 else np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
+    feeds = {k: np.asarray(v) if np.asarray(v).dtype.kind in "iu" else np.asarray(v, dtype=NUMPY_DTYPES[dtype]) for k, v in inputs.items()}
     if dtype == "bfloat16":
         outputs = ReferenceEvaluator(onnx.load(str(path))).run(None, feeds)
     else:
@@ -136,20 +166,31 @@ def export_policy(
     v = np.asarray(velocity(inputs["actions"], inputs["tau"], context))
     _, vjp = (np.asarray(x) for x in jax.jit(vjp_graph(velocity))(inputs["actions"], inputs["tau"], context, inputs["cotangent"]))
     image_shapes = [(graph_batch, c["height"], c["width"], c["channels"]) for c in cameras]
-    export_graph(prefix, [(graph_batch, o)] + image_shapes, out / "prefix.onnx", ["observation"] + names, ["context"], dtype, len(cameras))
-    export_graph(velocity, [chunk, (graph_batch, h), context_shape], out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"], dtype)
+    prefix_specs = float_specs([(graph_batch, o)] + image_shapes, dtype, len(cameras))
+    export_graph(prefix, prefix_specs, out / "prefix.onnx", ["observation"] + names, ["context"])
+    flow_specs = float_specs([chunk, (graph_batch, h), context_shape], dtype)
+    export_graph(velocity, flow_specs, out / "velocity.onnx", ["actions", "tau", "context"], ["velocity"])
     export_graph(
         vjp_graph(velocity),
-        [chunk, (graph_batch, h), context_shape, chunk],
+        flow_specs + float_specs([chunk], dtype),
         out / "velocity_vjp.onnx",
         ["actions", "tau", "context", "cotangent"],
         ["velocity", "vjp"],
-        dtype,
+    )
+    export_graph(
+        guided_graph(velocity),
+        flow_specs + float_specs([chunk, (graph_batch, h)], dtype),
+        out / "guided.onnx",
+        ["actions", "tau", "context", "target", "weights"],
+        ["velocity", "vjp"],
     )
     check_against_jax(out / "prefix.onnx", {"observation": inputs["observation"], **dict(zip(names, images))}, [context], dtype)
     flow_inputs = {"actions": inputs["actions"], "tau": inputs["tau"], "context": context}
     check_against_jax(out / "velocity.onnx", flow_inputs, [v], dtype)
     check_against_jax(out / "velocity_vjp.onnx", {**flow_inputs, "cotangent": inputs["cotangent"]}, [v, vjp], dtype)
+    target, weights = guidance_inputs(inputs["actions"])
+    guided = [np.asarray(x) for x in jax.jit(guided_graph(velocity))(inputs["actions"], inputs["tau"], context, target, weights)]
+    check_against_jax(out / "guided.onnx", {**flow_inputs, "target": target, "weights": weights}, guided, dtype)
     manifest = {
         **manifest,
         "action_dim": a,
@@ -161,20 +202,31 @@ def export_policy(
         "time_convention": "tau-one-is-data",
         "dtype": dtype,
     }
-    write_manifest(out, manifest, {"prefix": "prefix.onnx", "velocity": "velocity.onnx", "velocity_vjp": "velocity_vjp.onnx"})
+    graphs = {"prefix": "prefix.onnx", "velocity": "velocity.onnx", "velocity_vjp": "velocity_vjp.onnx", "guided": "guided.onnx"}
+    write_manifest(out, manifest, graphs)
     as_float32 = lambda x: np.asarray(x, dtype=np.float32).tolist()  # noqa: E731
     recorded = {
         "tolerance": EXPORT_TOLERANCE[dtype],
-        "inputs": {k: as_float32(x) for k, x in inputs.items() if k not in names},
+        "inputs": {k: as_float32(x) for k, x in {**inputs, "target": target, "weights": weights}.items() if k not in names},
         "context": as_float32(context),
         "velocity": as_float32(v),
         "vjp": as_float32(vjp),
+        "guided_vjp": as_float32(guided[1]),
         "rtc": record_rtc(in_float32(velocity, dtype), context[:1], h, a),
     }
     if cameras:
         # Every camera's image of each observation, one observation after another (the runtime's layout).
         recorded["inputs"]["images"] = np.concatenate([i.reshape(len(i), -1) for i in images], axis=1).tolist()
     return recorded
+
+
+def guidance_inputs(actions: np.ndarray) -> tuple:
+    """A target Y and per-token weights W for recorded guided steps: the chunk shifted by a ramp, weights
+    decaying along it as RTC's soft mask does."""
+    batch, horizon, _ = actions.shape
+    ramp = np.linspace(-0.5, 0.5, horizon, dtype=np.float32)[None, :, None]
+    weights = np.repeat(np.exp(-np.arange(horizon, dtype=np.float32) / (horizon / 3))[None], batch, axis=0)
+    return (actions.astype(np.float32) + ramp).astype(actions.dtype), weights.astype(actions.dtype)
 
 
 def in_float32(velocity, dtype: str):
@@ -187,11 +239,16 @@ def in_float32(velocity, dtype: str):
 
 def record_rtc(velocity, context, horizon: int, action_dim: int) -> dict:
     """A full guided RTC inference from fixed noise (n = 5, beta = 5, d = 2, s = H / 2), recorded for comparison."""
+    return record_rtc_with(jax.jit(velocity), jax.jit(vjp_graph(velocity)), context, horizon, action_dim)
+
+
+def record_rtc_with(velocity, velocity_vjp, context, horizon: int, action_dim: int) -> dict:
+    """`record_rtc` with the velocity and its VJP graph function given (already jitted, float32 in and out)."""
     rng = np.random.default_rng(7)
     noise = rng.normal(size=(1, horizon, action_dim)).astype(np.float32)
     executed = horizon // 2
     committed = (0.5 * np.sin(0.5 * np.arange((horizon - executed) * action_dim))).reshape(-1, action_dim).astype(np.float32)
-    chunk = guided_inference(jax.jit(velocity), jax.jit(vjp_graph(velocity)), context, noise, committed, 2, 5, 5.0)
+    chunk = guided_inference(velocity, velocity_vjp, context, noise, committed, 2, 5, 5.0)
     return {
         "noise": noise.tolist(),
         "committed": committed.tolist(),

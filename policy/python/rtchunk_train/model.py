@@ -152,10 +152,12 @@ def _mm(x, weight):
 
 
 def _rope_tables(positions: np.ndarray, dim: int, dtype=jnp.float32):
+    """cos and sin [T, dim/2] of the rotary angles at `positions`, computed in the graph (float32) from the
+    positions and frequencies: an exported graph then holds two short vectors, not a table per use."""
     half = dim // 2
-    frequencies = 1.0 / (10000.0 ** (np.arange(half) / half))
-    angles = positions[:, None] * frequencies[None, :]
-    return jnp.asarray(np.cos(angles), dtype), jnp.asarray(np.sin(angles), dtype)
+    frequencies = jnp.asarray(1.0 / (10000.0 ** (np.arange(half) / half)), jnp.float32)
+    angles = jnp.asarray(positions, jnp.float32)[:, None] * frequencies[None, :]
+    return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
 
 
 def _rope(x, cos, sin):

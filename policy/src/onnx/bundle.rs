@@ -116,6 +116,7 @@ pub(crate) fn graph_files(manifest: &Manifest) -> impl Iterator<Item = (&'static
         ("graphs.prefix", Some(&manifest.graphs.prefix)),
         ("graphs.velocity", Some(&manifest.graphs.velocity)),
         ("graphs.velocity_vjp", manifest.graphs.velocity_vjp.as_ref()),
+        ("graphs.guided", manifest.graphs.guided.as_ref()),
     ]
     .into_iter()
     .filter_map(|(name, graph)| Some((name, graph?)))
@@ -227,6 +228,33 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             "graphs.velocity_vjp",
             "is missing but capabilities.exact_vjp is true",
         ));
+    }
+    if manifest.graphs.guided.is_some() && !manifest.capabilities.exact_vjp {
+        return Err(field(
+            path,
+            "graphs.guided",
+            "is given but capabilities.exact_vjp is false (the guided step is exact guidance)",
+        ));
+    }
+    if let Some(prompt) = &manifest.prompt {
+        if prompt.token_ids.is_empty() {
+            return Err(field(
+                path,
+                "prompt.token_ids",
+                "is empty: give the prompt's token ids",
+            ));
+        }
+        let taken = manifest.observation.iter().map(|o| &o.name);
+        if taken
+            .chain(manifest.cameras.iter().map(|c| &c.name))
+            .any(|name| *name == prompt.input)
+        {
+            return Err(field(
+                path,
+                "prompt.input",
+                format!("\"{}\" names another input too", prompt.input),
+            ));
+        }
     }
     if manifest.batch == Some(0) {
         return Err(field(

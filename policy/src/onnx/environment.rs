@@ -54,6 +54,12 @@ pub struct OnnxRuntimeOptions {
     pub device: Device,
     /// On a GPU, keep a single observation's context in device memory across the denoising steps (IoBinding).
     pub context_on_device: bool,
+    /// On a GPU with the context in device memory, capture each flow graph as a CUDA graph once and replay
+    /// it at every step (its buffers never move). Batched calls are then refused: they need it off.
+    pub cuda_graphs: bool,
+    /// On a GPU, let ONNX Runtime run nodes the CUDA provider lacks kernels for on the CPU (slow: each such
+    /// node copies its inputs and outputs across) instead of refusing the bundle.
+    pub allow_cpu_nodes: bool,
 }
 
 impl Default for OnnxRuntimeOptions {
@@ -63,6 +69,8 @@ impl Default for OnnxRuntimeOptions {
             intra_threads: 1,
             device: Device::Cpu,
             context_on_device: true,
+            cuda_graphs: true,
+            allow_cpu_nodes: false,
         }
     }
 }

@@ -27,6 +27,9 @@ pub struct Manifest {
     /// Camera images the prefix graph also takes (none when absent), in the order the robot sends them.
     #[serde(default)]
     pub cameras: Vec<Camera>,
+    /// The prompt the prefix graph also takes (none when absent): token ids fixed at export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<Prompt>,
     /// Shape of the context of one observation (after the batch dimension).
     pub context_shape: Vec<usize>,
     /// The batch size the graphs were exported for; `None`: any (a symbolic batch dimension). A fixed batch
@@ -89,6 +92,16 @@ pub struct ObservationInput {
     pub shape: Vec<usize>,
     /// Its element type.
     pub dtype: Dtype,
+}
+
+/// A language prompt, tokenised when the bundle was made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prompt {
+    /// The prefix graph's input that takes the ids, `int64 [B, token_ids.len()]`.
+    pub input: String,
+    /// The prompt's token ids, fed with every observation.
+    pub token_ids: Vec<i64>,
 }
 
 /// Mean and standard deviation per dimension.
@@ -206,6 +219,11 @@ pub struct Graphs {
     /// (actions, tau, context, cotangent) -> (velocity, vjp); required when `capabilities.exact_vjp`.
     #[serde(default)]
     pub velocity_vjp: Option<GraphFile>,
+    /// (actions, tau, context, target, weights) -> (velocity, vjp): a guided RTC step in one call, the VJP
+    /// taken against the weighted error `weights * (target - A1_hat)`; optional (without it a guided step
+    /// runs the velocity and the VJP graph).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guided: Option<GraphFile>,
 }
 
 /// A graph file and its hash.

@@ -2,14 +2,19 @@
 //! through the `ort` crate and driven as a [`crate::FlowPolicy`].
 
 mod bundle;
+mod cuda_copy;
+mod device;
 mod environment;
 mod external;
 mod manifest;
+// Only CUDA sessions read their placements.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod placement;
 mod policy;
 mod recorded;
 
 pub use bundle::{BundleError, load_manifest};
 pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
-pub use manifest::{AttentionKind, Manifest, TimeConvention, TrainingData};
+pub use manifest::{AttentionKind, Manifest, Prompt, TimeConvention, TrainingData};
 pub use policy::OnnxPolicy;
 pub use recorded::{RecordedCheck, check_recorded};

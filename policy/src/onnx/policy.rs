@@ -1,14 +1,15 @@
 //! A policy bundle run by ONNX Runtime, as a [`FlowPolicy`].
 
 use super::bundle::{BundleError, field, read_manifest, read_verified};
+use super::device::{DeviceSteps, FlowCall, FlowGraph, FlowSessions};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
+use super::placement::CpuPlacements;
 use crate::interface::batch_of;
 use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
-use ort::memory::{AllocationDevice, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
-use ort::value::{DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -20,6 +21,7 @@ pub struct OnnxPolicy {
     prefix: Session,
     velocity: Session,
     velocity_vjp: Option<Session>,
+    guided: Option<Session>,
     /// The contexts of the prepared observations, one after another.
     contexts: Vec<f32>,
     context_count: usize,
@@ -29,9 +31,13 @@ pub struct OnnxPolicy {
     device: Device,
     /// Whether a GPU keeps a single observation's context in its memory.
     context_on_device: bool,
-    /// On a GPU, the context of a single prepared observation, kept in device memory so that the denoising steps
-    /// move only the chunk; `contexts` is then filled from it only if a call needs it on the host.
-    device_context: Option<DynValue>,
+    /// On a GPU, the device buffers of single-chunk steps (allocated at the first prepared observation).
+    device_steps: Option<DeviceSteps>,
+    /// Whether the prepared context is the one in `device_steps` (a single observation on a GPU); `contexts`
+    /// is then filled from it only if a call needs it on the host.
+    context_in_device: bool,
+    /// Whether the flow graphs were captured as CUDA graphs (they then run on the device buffers only).
+    cuda_graphs: bool,
 }
 
 fn backend(error: impl std::fmt::Display) -> PolicyError {
@@ -52,15 +58,32 @@ impl OnnxPolicy {
         }
         let environment = environment(options)?;
         let element_type = element_type_of(manifest.dtype);
+        let cuda_graphs = options.cuda_graphs
+            && options.context_on_device
+            && matches!(options.device, Device::Cuda(_));
         // ONNX Runtime gets the bytes that were hashed, never the path (which could change in between).
         let open = |key: &str, graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
             let verified = read_verified(directory, key, graph)?;
             let path = verified.path;
-            let failure = |e: &dyn std::fmt::Display| BundleError::Graph {
-                path: path.clone(),
-                message: format!("ONNX Runtime cannot load it: {e}"),
+            let placements = CpuPlacements::default();
+            let failure = |e: &dyn std::fmt::Display| {
+                let on_cpu = placements.nodes();
+                let named = if on_cpu.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (nodes on the CPU: {}{}; --allow-cpu-nodes runs them there)",
+                        on_cpu[..on_cpu.len().min(20)].join(", "),
+                        if on_cpu.len() > 20 { ", ..." } else { "" }
+                    )
+                };
+                BundleError::Graph {
+                    path: path.clone(),
+                    message: format!("ONNX Runtime cannot load it: {e}{named}"),
+                }
             };
-            let mut builder = session_builder(environment, options)?;
+            let cuda_graph = cuda_graphs && key != "graphs.prefix";
+            let mut builder = session_builder(environment, options, cuda_graph, &placements)?;
             for (location, bytes) in verified.external {
                 builder = builder
                     .with_external_initializer_file_in_memory(&location, bytes)
@@ -91,6 +114,10 @@ impl OnnxPolicy {
             let shape = vec![-1, c.height as i64, c.width as i64, c.channels as i64];
             (c.name.clone(), shape, TensorElementType::Uint8)
         }));
+        if let Some(prompt) = &manifest.prompt {
+            let shape = vec![-1, prompt.token_ids.len() as i64];
+            prefix_inputs.push((prompt.input.clone(), shape, TensorElementType::Int64));
+        }
         let chunk = vec![b, h, a];
         let flow_inputs = vec![
             float("actions", chunk.clone()),
@@ -109,16 +136,24 @@ impl OnnxPolicy {
             &flow_inputs,
             &[float("velocity", chunk.clone())],
         )?;
+        let flow_outputs = [
+            float("velocity", chunk.clone()),
+            float("vjp", chunk.clone()),
+        ];
         let velocity_vjp = match &manifest.graphs.velocity_vjp {
             Some(graph) => {
                 let mut inputs = flow_inputs.clone();
                 inputs.push(float("cotangent", chunk.clone()));
-                Some(open(
-                    "graphs.velocity_vjp",
-                    graph,
-                    &inputs,
-                    &[float("velocity", chunk.clone()), float("vjp", chunk)],
-                )?)
+                Some(open("graphs.velocity_vjp", graph, &inputs, &flow_outputs)?)
+            }
+            None => None,
+        };
+        let guided = match &manifest.graphs.guided {
+            Some(graph) => {
+                let mut inputs = flow_inputs.clone();
+                inputs.push(float("target", chunk.clone()));
+                inputs.push(float("weights", vec![b, h]));
+                Some(open("graphs.guided", graph, &inputs, &flow_outputs)?)
             }
             None => None,
         };
@@ -144,18 +179,26 @@ impl OnnxPolicy {
             prefix,
             velocity,
             velocity_vjp,
+            guided,
             contexts: Vec::new(),
             context_count: 0,
             batch_contexts: Vec::new(),
             device: options.device,
             context_on_device: options.context_on_device,
-            device_context: None,
+            device_steps: None,
+            context_in_device: false,
+            cuda_graphs,
         })
     }
 
     /// The bundle's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// Whether the flow graphs replay captured CUDA graphs.
+    pub fn cuda_graphs(&self) -> bool {
+        self.cuda_graphs
     }
 
     /// Loads a bundle as a paper-convention policy, adapting the time convention if the bundle uses t = 1 noise.
@@ -177,20 +220,38 @@ impl OnnxPolicy {
         self.manifest.batch.unwrap_or(items)
     }
 
-    /// Runs the velocity graph, or with a cotangent the VJP graph, over a batch of chunks in the groups the
-    /// graphs take.
+    /// The flow graphs' sessions, for a device step.
+    fn flow_sessions(&mut self) -> FlowSessions<'_> {
+        FlowSessions {
+            velocity: &mut self.velocity,
+            velocity_vjp: self.velocity_vjp.as_mut(),
+            guided: self.guided.as_mut(),
+        }
+    }
+
+    /// Runs the flow graph `call` names over a batch of chunks in the groups the graphs take (on a GPU, a
+    /// single chunk against the context in device memory on the bound buffers).
     fn run_flow(
         &mut self,
         actions: &[f32],
         tau: &[f32],
-        cotangent: Option<&[f32]>,
+        call: FlowCall<'_>,
         velocity: &mut [f32],
         mut vjp: Option<&mut [f32]>,
     ) -> Result<(), PolicyError> {
         let batch = batch_of(&self.spec, actions, tau)?;
         let group = self.group_size(batch);
-        if group == 1 && self.device_context.is_some() {
-            return self.run_flow_on_device(actions, tau, cotangent, velocity, vjp);
+        if batch == 1 && self.context_in_device {
+            let mut steps = self.device_steps.take().ok_or(PolicyError::NotPrepared)?;
+            let result = steps.run(self.flow_sessions(), call, actions, tau, velocity, vjp);
+            self.device_steps = Some(steps);
+            return result;
+        }
+        if self.cuda_graphs {
+            return Err(PolicyError::Backend(format!(
+                "the flow graphs replay CUDA graphs of single-chunk steps, but this call has {batch} chunks \
+                 (or no context on the device): set policy.cuda_graphs = false for batched sampling"
+            )));
         }
         self.contexts_for(batch)?;
         let dtype = self.manifest.dtype;
@@ -199,7 +260,11 @@ impl OnnxPolicy {
         let padded = batch.div_ceil(group) * group;
         let actions = pad_items(actions, batch, padded);
         let tau = pad_items(tau, batch, padded);
-        let cotangent = cotangent.map(|c| pad_items(c, batch, padded));
+        let extras: Vec<_> = call
+            .extra_inputs()
+            .into_iter()
+            .map(|(name, values, per_token)| (name, pad_items(values, batch, padded), per_token))
+            .collect();
         let contexts = pad_items(&self.batch_contexts, batch, padded);
         // Outputs go straight to the caller's buffers, or, for a padded batch, to buffers that hold the padding.
         let mut spare = (padded != batch).then(|| {
@@ -213,25 +278,28 @@ impl OnnxPolicy {
         let context_shape: Vec<i64> = std::iter::once(group as i64)
             .chain(self.manifest.context_shape.iter().map(|&d| d as i64))
             .collect();
+        let session = match call.graph() {
+            FlowGraph::Velocity => &mut self.velocity,
+            FlowGraph::Vjp => self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?,
+            FlowGraph::Guided => self.guided.as_mut().ok_or(PolicyError::NoVjp)?,
+        };
+        let chunk_shape = vec![group as i64, h as i64, a as i64];
         for start in (0..padded).step_by(group) {
             let chunks = start * len..(start + group) * len;
+            let tokens = start * h..(start + group) * h;
             let mut inputs = ort::inputs![
-                "actions" => tensor(dtype, vec![group as i64, h as i64, a as i64], &actions[chunks.clone()])?,
-                "tau" => tensor(dtype, vec![group as i64, h as i64], &tau[start * h..(start + group) * h])?,
+                "actions" => tensor(dtype, chunk_shape.clone(), &actions[chunks.clone()])?,
+                "tau" => tensor(dtype, vec![group as i64, h as i64], &tau[tokens.clone()])?,
                 "context" => tensor(dtype, context_shape.clone(), &contexts[start * context_len..(start + group) * context_len])?,
             ];
-            let session = match &cotangent {
-                Some(cotangent) => {
-                    let value = tensor(
-                        dtype,
-                        vec![group as i64, h as i64, a as i64],
-                        &cotangent[chunks.clone()],
-                    )?;
-                    inputs.push(("cotangent".into(), value.into()));
-                    self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?
-                }
-                None => &mut self.velocity,
-            };
+            for (name, values, per_token) in &extras {
+                let value = if *per_token {
+                    tensor(dtype, vec![group as i64, h as i64], &values[tokens.clone()])?
+                } else {
+                    tensor(dtype, chunk_shape.clone(), &values[chunks.clone()])?
+                };
+                inputs.push(((*name).into(), value.into()));
+            }
             let outputs = session.run(inputs).map_err(backend)?;
             copy_outputs(&outputs, chunks, out_velocity, out_vjp.as_deref_mut())?;
         }
@@ -244,71 +312,6 @@ impl OnnxPolicy {
         Ok(())
     }
 
-    /// [`OnnxPolicy::run_flow`] one chunk at a time against the context held in device memory (IoBinding): only
-    /// the chunk, tau and the cotangent go to the device, and only the outputs come back.
-    fn run_flow_on_device(
-        &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        cotangent: Option<&[f32]>,
-        velocity: &mut [f32],
-        mut vjp: Option<&mut [f32]>,
-    ) -> Result<(), PolicyError> {
-        let (h, a) = (self.spec.horizon, self.spec.action_dim);
-        let len = h * a;
-        let dtype = self.manifest.dtype;
-        let host = MemoryInfo::new(
-            AllocationDevice::CPU,
-            0,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(backend)?;
-        let context = self
-            .device_context
-            .as_ref()
-            .ok_or(PolicyError::NotPrepared)?;
-        let session = match cotangent {
-            Some(_) => self.velocity_vjp.as_mut().ok_or(PolicyError::NoVjp)?,
-            None => &mut self.velocity,
-        };
-        for start in 0..actions.len() / len {
-            let chunk = start * len..(start + 1) * len;
-            let mut binding = session.create_binding().map_err(backend)?;
-            let shape = vec![1, h as i64, a as i64];
-            binding
-                .bind_input(
-                    "actions",
-                    &tensor(dtype, shape.clone(), &actions[chunk.clone()])?,
-                )
-                .map_err(backend)?;
-            binding
-                .bind_input(
-                    "tau",
-                    &tensor(dtype, vec![1, h as i64], &tau[start * h..(start + 1) * h])?,
-                )
-                .map_err(backend)?;
-            binding.bind_input("context", context).map_err(backend)?;
-            if let Some(cotangent) = cotangent {
-                binding
-                    .bind_input(
-                        "cotangent",
-                        &tensor(dtype, shape, &cotangent[chunk.clone()])?,
-                    )
-                    .map_err(backend)?;
-                binding
-                    .bind_output_to_device("vjp", &host)
-                    .map_err(backend)?;
-            }
-            binding
-                .bind_output_to_device("velocity", &host)
-                .map_err(backend)?;
-            let outputs = session.run_binding(&binding).map_err(backend)?;
-            copy_outputs(&outputs, chunk, velocity, vjp.as_deref_mut())?;
-        }
-        Ok(())
-    }
-
     /// Runs the prefix graph for one observation (and its images) with its output left in the GPU's memory.
     fn prepare_on_device(
         &mut self,
@@ -316,30 +319,23 @@ impl OnnxPolicy {
         images: &[u8],
         device_id: i32,
     ) -> Result<(), PolicyError> {
-        let device = MemoryInfo::new(
-            AllocationDevice::CUDA,
-            device_id,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(backend)?;
-        let inputs = self.prefix_inputs(observation, images, 1)?;
-        let mut binding = self.prefix.create_binding().map_err(backend)?;
-        for (name, value) in &inputs {
-            binding.bind_input(name, value).map_err(backend)?;
+        if self.device_steps.is_none() {
+            let (dtype, h, a) = (self.manifest.dtype, self.spec.horizon, self.spec.action_dim);
+            let shape = self.manifest.context_shape.clone();
+            let steps = DeviceSteps::new(self.flow_sessions(), dtype, h, a, &shape, device_id)?;
+            self.device_steps = Some(steps);
         }
-        binding
-            .bind_output_to_device("context", &device)
-            .map_err(backend)?;
-        let mut outputs = self.prefix.run_binding(&binding).map_err(backend)?;
-        self.device_context = Some(outputs.remove("context").ok_or(PolicyError::NotPrepared)?);
+        let inputs = self.prefix_inputs(observation, images, 1)?;
+        let steps = self.device_steps.as_mut().ok_or(PolicyError::NotPrepared)?;
+        steps.prepare(&mut self.prefix, &inputs)?;
+        self.context_in_device = true;
         self.contexts.clear();
         self.context_count = 1;
         Ok(())
     }
 
     /// The prefix graph's named inputs for `count` observations and their images: the observation vector, then
-    /// one `uint8 [count, height, width, channels]` tensor per camera.
+    /// one `uint8 [count, height, width, channels]` tensor per camera, then the prompt's ids.
     fn prefix_inputs(
         &self,
         observations: &[f32],
@@ -382,6 +378,14 @@ impl OnnxPolicy {
             inputs.push((camera.name.clone(), value.into_dyn()));
             offset += bytes;
         }
+        if let Some(prompt) = &self.manifest.prompt {
+            let ids: Vec<i64> = (0..count)
+                .flat_map(|_| prompt.token_ids.iter().copied())
+                .collect();
+            let shape = vec![count as i64, prompt.token_ids.len() as i64];
+            let value = Tensor::from_array((shape, ids)).map_err(backend)?;
+            inputs.push((prompt.input.clone(), value.into_dyn()));
+        }
         Ok(inputs)
     }
 
@@ -391,15 +395,10 @@ impl OnnxPolicy {
             return Err(PolicyError::NotPrepared);
         }
         if self.contexts.is_empty()
-            && let Some(context) = &self.device_context
+            && self.context_in_device
+            && let Some(steps) = &mut self.device_steps
         {
-            let tensor = context
-                .view()
-                .downcast::<DynTensorValueType>()
-                .map_err(backend)?;
-            let host = tensor.to(AllocationDevice::CPU, 0).map_err(backend)?;
-            self.contexts
-                .extend_from_slice(&read_f32(&host.into_dyn())?);
+            self.contexts = steps.context_on_host()?;
         }
         if !batch.is_multiple_of(self.context_count) {
             return Err(PolicyError::Shape {
@@ -421,10 +420,13 @@ impl OnnxPolicy {
 }
 
 /// A session builder with the optimisation, the (quiet, non-spinning) threading and the device rtchunk uses. A
-/// device that cannot be registered is an error, never a silent fall-back to the CPU.
+/// device that cannot be registered is an error, never a silent fall-back to the CPU, and on a GPU so is a node
+/// ONNX Runtime would place on the CPU. `cuda_graph`: capture the graph as a CUDA graph on its first runs.
 fn session_builder(
     environment: &ort::environment::Environment,
     options: &OnnxRuntimeOptions,
+    cuda_graph: bool,
+    placements: &CpuPlacements,
 ) -> Result<ort::session::builder::SessionBuilder, BundleError> {
     let runtime =
         |e: ort::Error| BundleError::Library(format!("ONNX Runtime session options: {e}"));
@@ -442,16 +444,33 @@ fn session_builder(
         Device::Cpu => Ok(builder),
         #[cfg(feature = "cuda")]
         Device::Cuda(id) => builder
+            .with_config_entry(
+                "session.disable_cpu_ep_fallback",
+                if options.allow_cpu_nodes { "0" } else { "1" },
+            )
+            .map_err(|e| runtime(e.into()))?
+            .with_log_level(ort::logging::LogLevel::Verbose)
+            .map_err(|e| runtime(e.into()))?
+            .with_logger(placements.logger())
+            .map_err(|e| runtime(e.into()))?
             .with_execution_providers([ort::ep::CUDA::default()
                 .with_device_id(id)
                 .with_tf32(false)
+                .with_cuda_graph(cuda_graph)
                 .build()
                 .error_on_failure()])
-            .map_err(|e| BundleError::Library(format!("the CUDA execution provider (device {id}) failed to register: {e}"))),
+            .map_err(|e| {
+                BundleError::Library(format!(
+                    "the CUDA execution provider (device {id}) failed to register: {e}"
+                ))
+            }),
         #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => Err(BundleError::Library(
-            "this rtchunk was built without the CUDA execution provider: build it with --features cuda".into(),
-        )),
+        Device::Cuda(_) => {
+            let _ = (cuda_graph, placements);
+            Err(BundleError::Library(
+                "this rtchunk was built without the CUDA execution provider: build it with --features cuda".into(),
+            ))
+        }
     }
 }
 
@@ -630,7 +649,7 @@ impl FlowPolicy for OnnxPolicy {
             });
         }
         let group = self.group_size(count);
-        self.device_context = None;
+        self.context_in_device = false;
         if let (Device::Cuda(id), 1, true) = (self.device, count, self.context_on_device) {
             return self.prepare_on_device(observations, images, id);
         }
@@ -657,7 +676,7 @@ impl FlowPolicy for OnnxPolicy {
         tau: &[f32],
         velocity: &mut [f32],
     ) -> Result<(), PolicyError> {
-        self.run_flow(actions, tau, None, velocity, None)
+        self.run_flow(actions, tau, FlowCall::Velocity, velocity, None)
     }
 
     fn denoiser_vjp(
@@ -668,6 +687,29 @@ impl FlowPolicy for OnnxPolicy {
         velocity: &mut [f32],
         vjp: &mut [f32],
     ) -> Result<(), PolicyError> {
-        self.run_flow(actions, tau, Some(cotangent), velocity, Some(vjp))
+        self.run_flow(
+            actions,
+            tau,
+            FlowCall::Vjp { cotangent },
+            velocity,
+            Some(vjp),
+        )
+    }
+
+    fn fuses_guidance(&self) -> bool {
+        self.guided.is_some()
+    }
+
+    fn guided_vjp(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        target: &[f32],
+        weights: &[f32],
+        velocity: &mut [f32],
+        vjp: &mut [f32],
+    ) -> Result<(), PolicyError> {
+        let call = FlowCall::Guided { target, weights };
+        self.run_flow(actions, tau, call, velocity, Some(vjp))
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use std::path::Path;
 
 /// How closely the graphs, run here, reproduce JAX's recorded outputs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct RecordedCheck {
     /// The export's tolerance.
     pub tolerance: f32,
@@ -17,6 +17,9 @@ pub struct RecordedCheck {
     pub velocity_error: f32,
     /// Largest difference of the VJP.
     pub vjp_error: f32,
+    /// Largest difference of the guided graph's VJP (against the recorded target and weights), if the bundle
+    /// has that graph and recorded it.
+    pub guided_error: Option<f32>,
     /// Largest difference of a whole RTC inference from the recorded noise, if one was recorded.
     pub rtc_error: Option<f32>,
 }
@@ -26,6 +29,7 @@ impl RecordedCheck {
     pub fn passes(&self) -> bool {
         self.velocity_error <= self.tolerance
             && self.vjp_error <= self.tolerance
+            && self.guided_error.is_none_or(|e| e <= self.tolerance)
             && self.rtc_error.is_none_or(|e| e <= self.tolerance)
     }
 }
@@ -90,9 +94,29 @@ pub fn check_recorded(
             &mut vjp,
         )
         .map_err(run)?;
+    let vjp_error = max_difference(&vjp, &flat(&recorded["vjp"]));
     let mut plain = vec![0.0; actions.len()];
     policy.velocity(&actions, &tau, &mut plain).map_err(run)?;
     let expected_velocity = flat(&recorded["velocity"]);
+    let guided_error = match recorded.get("guided_vjp") {
+        Some(expected) if policy.fuses_guidance() => {
+            let (target, weights) = (flat(&inputs["target"]), flat(&inputs["weights"]));
+            let mut guided_velocity = vec![0.0; actions.len()];
+            policy
+                .guided_vjp(
+                    &actions,
+                    &tau,
+                    &target,
+                    &weights,
+                    &mut guided_velocity,
+                    &mut vjp,
+                )
+                .map_err(run)?;
+            let error = max_difference(&vjp, &flat(expected));
+            Some(error.max(max_difference(&guided_velocity, &expected_velocity)))
+        }
+        _ => None,
+    };
     let rtc_error = match recorded.get("rtc") {
         Some(rtc) => Some(replay_rtc(policy, rtc, &observation, &images).map_err(run)?),
         None => None,
@@ -101,7 +125,8 @@ pub fn check_recorded(
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
         velocity_error: max_difference(&velocity, &expected_velocity)
             .max(max_difference(&plain, &expected_velocity)),
-        vjp_error: max_difference(&vjp, &flat(&recorded["vjp"])),
+        vjp_error,
+        guided_error,
         rtc_error,
     }))
 }

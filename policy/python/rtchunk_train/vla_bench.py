@@ -1,0 +1,187 @@
+"""rtchunk against JAX on one GPU: the same VLA, the same weights, the same inputs, in one run.
+
+For each configuration (preset, attention, cameras) it builds the bfloat16 bundle from a skeleton (traced here,
+or carried from a machine with the tracer: `--skeletons`), with the weights drawn from seed 0 on the GPU; checks
+rtchunk's outputs (ONNX Runtime's CUDA execution provider) against JAX's on the recorded inputs, with CUDA graphs
+and without; times rtchunk (`rtchunk bench policy`, both ways) while sampling the GPU's memory; times the model
+jitted in JAX (`rtchunk_train.vla_timing`, the same seed, hence the same weights); and appends one object per
+configuration to `--out`. Each step runs in its own process, so JAX's memory pool never shares the GPU with
+ONNX Runtime's.
+
+    python -m rtchunk_train.vla_bench --rtchunk target/cuda/release/rtchunk --out docs/vla/results.json \\
+        vla-3b:gta:1 vla-3b:gta:3 vla-500m:gta:1 [--skeletons DIR] [--work /tmp/vla]
+"""
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .vla import vla_preset
+
+# No step of a configuration (building a 3B bundle, loading it, timing it) takes this long unless it hangs.
+COMMAND_TIMEOUT_S = 300
+
+
+def configuration(text: str) -> tuple:
+    """"preset:attention:cameras" -> (preset, attention, cameras)."""
+    preset, attention, cameras = text.split(":")
+    return preset, attention, int(cameras)
+
+
+class MemorySampler:
+    """The GPU's largest memory use (MiB, from nvidia-smi every 100 ms) while it runs, above its use at start."""
+
+    def __init__(self):
+        self.samples, self.running = [], True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def used_mib() -> float:
+        output = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                                capture_output=True, text=True, check=True).stdout
+        return float(output.split()[0])
+
+    def _sample(self):
+        while self.running:
+            self.samples.append(self.used_mib())
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.baseline = self.used_mib()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.running = False
+        self.thread.join()
+
+    def peak_mib(self) -> float:
+        return max(self.samples, default=self.baseline) - self.baseline
+
+
+def run(command: list, log) -> str:
+    """Runs `command`, logging it and its output; returns stdout; raises with the output's tail if it fails."""
+    print("$", " ".join(map(str, command)), file=log, flush=True)
+    try:
+        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired as late:
+        raise RuntimeError(f"{command[0]} {command[1]} ran past {COMMAND_TIMEOUT_S} s") from late
+    print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=log, flush=True)
+    if done.returncode:
+        raise RuntimeError(f"{command[0]} {command[1]} failed ({done.returncode}): {done.stderr[-1500:]}")
+    return done.stdout
+
+
+def last_json(text: str):
+    """The last line of `text` that parses as JSON."""
+    for line in reversed(text.strip().splitlines()):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return json.loads(text)
+
+
+def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
+    """One configuration, end to end (see the module's doc)."""
+    name = f"{preset}-{attention}-{cameras}"
+    python = [sys.executable, "-m"]
+    skeleton = args.skeletons / name if args.skeletons else args.work / f"{name}-skeleton"
+    if not args.skeletons:
+        run(python + ["rtchunk_train.vla_export", "skeleton", "--preset", preset, "--attention", attention,
+                      "--cameras", cameras, "--dtype", "bfloat16", "--batch", 1, "--out", skeleton], log)
+    bundle = args.work / name
+    started = time.perf_counter()
+    run(python + ["rtchunk_train.vla_export", "attach", skeleton, "--seed", 0, "--out", bundle], log)
+    result = {"model": preset, "attention": attention, "cameras": cameras, "dtype": "bfloat16",
+              "bundle_build_s": round(time.perf_counter() - started, 1)}
+    kv_heads = {"kv_heads": vla_preset(preset).expert.heads} if attention == "mha" else {}
+    config = replace(vla_preset(preset, attention=attention, **kv_heads), cameras=cameras)
+    result["kv_bytes_per_token_layer"] = config.kv_bytes_per_token_layer()
+    result["prefix_tokens"] = config.prefix_tokens()
+    allow = []
+
+    def inspect(flags):
+        return last_json(run([args.rtchunk, "inspect", bundle, "--device", "cuda", "--json", *flags], log))
+
+    for graphs in (True, False) if args.uncaptured else (True,):
+        flags = ([] if graphs else ["--no-cuda-graphs"]) + allow
+        key = "cuda_graphs" if graphs else "no_cuda_graphs"
+        try:
+            # The captured steps' outputs against JAX's (the GPU tests compare captured and uncaptured chunks).
+            if graphs:
+                try:
+                    check = inspect(flags)
+                except RuntimeError as refused:
+                    if "nodes on the CPU" not in str(refused):
+                        raise
+                    # Measured anyway, with the nodes named and the run marked.
+                    result["cpu_nodes"] = str(refused)[-800:]
+                    allow = ["--allow-cpu-nodes"]
+                    flags += allow
+                    check = inspect(flags)
+                result["max_error_vs_jax"] = max(v for k, v in check.items() if k.endswith("_error") and v is not None)
+                result["tolerance"] = check["tolerance"]
+            with MemorySampler() as memory:
+                bench = last_json(run([args.rtchunk, "bench", "policy", bundle, "--device", "cuda", "--json",
+                                       "--iterations", args.iterations, *flags], log))
+            result[f"{key}_gpu_memory_mib"] = memory.peak_mib()
+        except RuntimeError as failure:
+            result[f"{key}_failure"] = str(failure)[-600:]
+            continue
+        prefix = "rtchunk" if graphs else "rtchunk_no_graphs"
+        for field, timing in (("prefix", "prefix_ms"), ("plain_step", "plain_step_ms"),
+                              ("guided_step", "guided_step_ms"), ("plain5", "plain5_ms"),
+                              ("plain10", "plain10_ms"), ("rtc", "rtc5_ms")):
+            result[f"{prefix}_{field}_ms"] = bench[timing]["p50"]
+        if graphs:
+            result["cuda_graphs"] = bench["cuda_graphs"]
+            result["fused_guidance"] = bench["fused_guidance"]
+    shutil.rmtree(bundle, ignore_errors=True)
+    timing = args.work / f"{name}-jax.json"
+    run(python + ["rtchunk_train.vla_timing", "--preset", preset, "--cameras", cameras, "--attention", attention,
+                  "--repeats", args.iterations, "--out", timing], log)
+    result.update({k: v for k, v in json.loads(timing.read_text())[0].items() if k.startswith("jax_")})
+    result["jax_device"] = json.loads(timing.read_text())[0]["device"]
+    if "rtchunk_rtc_ms" in result:
+        result["rtchunk_over_jax_rtc"] = result["rtchunk_rtc_ms"] / result["jax_rtc_ms"]
+        result["rtchunk_guided_over_plain_step"] = result["rtchunk_guided_step_ms"] / result["rtchunk_plain_step_ms"]
+        result["rtchunk_rtc_over_plain5"] = result["rtchunk_rtc_ms"] / result["rtchunk_plain5_ms"]
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("configurations", nargs="+", type=configuration, help="preset:attention:cameras")
+    parser.add_argument("--rtchunk", type=Path, required=True, help="an rtchunk built with --features cuda")
+    parser.add_argument("--out", type=Path, required=True, help="results (JSON list; appended to if it exists)")
+    parser.add_argument("--skeletons", type=Path, default=None, help="traced skeletons, one folder per configuration")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/rtchunk-vla"))
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--no-uncaptured", dest="uncaptured", action="store_false",
+                        help="time the steps with CUDA graphs only (not also without)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = json.loads(args.out.read_text()) if args.out.exists() else []
+    log = args.log.open("a") if args.log else sys.stderr
+    for preset, attention, cameras in args.configurations:
+        try:
+            result = measure(preset, attention, cameras, args, log)
+        except RuntimeError as failure:
+            result = {"model": preset, "attention": attention, "cameras": cameras, "failure": str(failure)[-1500:]}
+        print(json.dumps(result), flush=True)
+        results = [r for r in results if (r["model"], r["attention"], r["cameras"]) != (preset, attention, cameras)]
+        results.append(result)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+//! One chunk's denoising steps on a GPU, on fixed device addresses: the context (the KV cache) the prefix graph
+//! writes, and every input and output of the flow graphs, live in device buffers allocated once and bound once
+//! per graph (IoBinding both ways). A step copies the chunk-sized inputs in and the outputs out (a few
+//! kilobytes, through the CUDA runtime), nothing else; and since no address ever changes, ONNX Runtime may
+//! capture each flow graph as a CUDA graph and replay it.
+
+use super::cuda_copy;
+use super::manifest::Dtype;
+use crate::PolicyError;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::{DynTensor, DynValue, Tensor};
+
+fn backend(error: impl std::fmt::Display) -> PolicyError {
+    PolicyError::Backend(error.to_string())
+}
+
+/// A tensor of the graphs' float type in device memory, and the host bytes that values are converted into
+/// before they are copied to the device and out of after they are copied back.
+struct Mirrored {
+    device: DynTensor,
+    host: Vec<u8>,
+    dtype: Dtype,
+    len: usize,
+}
+
+fn typed_tensor(allocator: &Allocator, dtype: Dtype, shape: &[i64]) -> ort::Result<DynTensor> {
+    let shape = shape.to_vec();
+    Ok(match dtype {
+        Dtype::Float32 => Tensor::<f32>::new(allocator, shape)?.upcast(),
+        Dtype::Float16 => Tensor::<half::f16>::new(allocator, shape)?.upcast(),
+        Dtype::Bfloat16 => Tensor::<half::bf16>::new(allocator, shape)?.upcast(),
+    })
+}
+
+/// Bytes of one element of `dtype`.
+fn width(dtype: Dtype) -> usize {
+    match dtype {
+        Dtype::Float32 => 4,
+        Dtype::Float16 | Dtype::Bfloat16 => 2,
+    }
+}
+
+impl Mirrored {
+    fn new(device: &Allocator, dtype: Dtype, shape: &[i64]) -> Result<Self, PolicyError> {
+        let len = shape.iter().product::<i64>() as usize;
+        Ok(Mirrored {
+            device: typed_tensor(device, dtype, shape).map_err(backend)?,
+            host: vec![0; len * width(dtype)],
+            dtype,
+            len,
+        })
+    }
+
+    /// Converts `values` into the host bytes and copies them to the device.
+    fn upload(&mut self, values: &[f32]) -> Result<(), PolicyError> {
+        if values.len() != self.len {
+            return Err(PolicyError::Shape {
+                what: "a device step's input",
+                got: values.len(),
+                expected: self.len,
+            });
+        }
+        let element = width(self.dtype);
+        for (bytes, &value) in self.host.chunks_exact_mut(element).zip(values) {
+            match self.dtype {
+                Dtype::Float32 => bytes.copy_from_slice(&value.to_le_bytes()),
+                Dtype::Float16 => bytes.copy_from_slice(&half::f16::from_f32(value).to_le_bytes()),
+                Dtype::Bfloat16 => {
+                    bytes.copy_from_slice(&half::bf16::from_f32(value).to_le_bytes())
+                }
+            }
+        }
+        // SAFETY: the device tensor holds `len` elements of the dtype's width, as many bytes as `host`.
+        unsafe { cuda_copy::to_device(self.device.data_ptr_mut(), &self.host) }
+    }
+
+    /// Copies the device tensor back and converts it into `out`.
+    fn download(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
+        if out.len() != self.len {
+            return Err(PolicyError::Shape {
+                what: "a device step's output",
+                got: out.len(),
+                expected: self.len,
+            });
+        }
+        // SAFETY: as in `upload`; the session that wrote the tensor has returned (its run synchronises).
+        unsafe { cuda_copy::to_host(&mut self.host, self.device.data_ptr())? };
+        let element = width(self.dtype);
+        for (value, bytes) in out.iter_mut().zip(self.host.chunks_exact(element)) {
+            *value = match self.dtype {
+                Dtype::Float32 => f32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]),
+                Dtype::Float16 => half::f16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
+                Dtype::Bfloat16 => half::bf16::from_le_bytes([bytes[0], bytes[1]]).to_f32(),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// Which flow graph a call runs, with the inputs it takes beyond the chunk, tau and the context.
+pub(crate) enum FlowCall<'a> {
+    /// `velocity.onnx`.
+    Velocity,
+    /// `velocity_vjp.onnx` with this cotangent.
+    Vjp { cotangent: &'a [f32] },
+    /// `guided.onnx` with this target and these per-token weights.
+    Guided {
+        target: &'a [f32],
+        weights: &'a [f32],
+    },
+}
+
+/// The flow graphs' sessions a device step may run.
+pub(crate) struct FlowSessions<'a> {
+    pub velocity: &'a mut Session,
+    pub velocity_vjp: Option<&'a mut Session>,
+    pub guided: Option<&'a mut Session>,
+}
+
+/// The device buffers and bindings of one chunk's steps against the context of one observation.
+pub(crate) struct DeviceSteps {
+    context: Mirrored,
+    actions: Mirrored,
+    tau: Mirrored,
+    cotangent: Mirrored,
+    target: Mirrored,
+    weights: Mirrored,
+    velocity: Mirrored,
+    vjp: Mirrored,
+    velocity_binding: IoBinding,
+    vjp_binding: Option<IoBinding>,
+    guided_binding: Option<IoBinding>,
+}
+
+impl DeviceSteps {
+    /// Allocates every buffer on GPU `device_id` (chunks of `horizon` x `action_dim`, a context of
+    /// `context_shape`, all of `dtype`) and binds them to the flow graphs.
+    pub(crate) fn new(
+        sessions: FlowSessions<'_>,
+        dtype: Dtype,
+        horizon: usize,
+        action_dim: usize,
+        context_shape: &[usize],
+        device_id: i32,
+    ) -> Result<Self, PolicyError> {
+        let memory = MemoryInfo::new(
+            AllocationDevice::CUDA,
+            device_id,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+        .map_err(backend)?;
+        let device = Allocator::new(sessions.velocity, memory).map_err(backend)?;
+        let (h, a) = (horizon as i64, action_dim as i64);
+        let chunk = [1, h, a];
+        let per_token = [1, h];
+        let context: Vec<i64> = std::iter::once(1)
+            .chain(context_shape.iter().map(|&d| d as i64))
+            .collect();
+        let mirrored = |shape: &[i64]| Mirrored::new(&device, dtype, shape);
+        let mut steps = DeviceSteps {
+            context: mirrored(&context)?,
+            actions: mirrored(&chunk)?,
+            tau: mirrored(&per_token)?,
+            cotangent: mirrored(&chunk)?,
+            target: mirrored(&chunk)?,
+            weights: mirrored(&per_token)?,
+            velocity: mirrored(&chunk)?,
+            vjp: mirrored(&chunk)?,
+            velocity_binding: sessions.velocity.create_binding().map_err(backend)?,
+            vjp_binding: None,
+            guided_binding: None,
+        };
+        steps.bind_flow(FlowGraph::Velocity)?;
+        if let Some(session) = sessions.velocity_vjp {
+            steps.vjp_binding = Some(session.create_binding().map_err(backend)?);
+            steps.bind_flow(FlowGraph::Vjp)?;
+        }
+        if let Some(session) = sessions.guided {
+            steps.guided_binding = Some(session.create_binding().map_err(backend)?);
+            steps.bind_flow(FlowGraph::Guided)?;
+        }
+        Ok(steps)
+    }
+
+    fn bind_flow(&mut self, which: FlowGraph) -> Result<(), PolicyError> {
+        let binding = match which {
+            FlowGraph::Velocity => &mut self.velocity_binding,
+            FlowGraph::Vjp => self.vjp_binding.as_mut().ok_or(PolicyError::NoVjp)?,
+            FlowGraph::Guided => self.guided_binding.as_mut().ok_or(PolicyError::NoVjp)?,
+        };
+        binding
+            .bind_input("actions", &self.actions.device)
+            .map_err(backend)?;
+        binding
+            .bind_input("tau", &self.tau.device)
+            .map_err(backend)?;
+        binding
+            .bind_input("context", &self.context.device)
+            .map_err(backend)?;
+        match which {
+            FlowGraph::Velocity => {}
+            FlowGraph::Vjp => binding
+                .bind_input("cotangent", &self.cotangent.device)
+                .map_err(backend)?,
+            FlowGraph::Guided => {
+                binding
+                    .bind_input("target", &self.target.device)
+                    .map_err(backend)?;
+                binding
+                    .bind_input("weights", &self.weights.device)
+                    .map_err(backend)?;
+            }
+        }
+        binding
+            .bind_output("velocity", &mut self.velocity.device)
+            .map_err(backend)?;
+        if !matches!(which, FlowGraph::Velocity) {
+            binding
+                .bind_output("vjp", &mut self.vjp.device)
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the prefix graph on `inputs` (host tensors by input name) into the device context.
+    pub(crate) fn prepare(
+        &mut self,
+        prefix: &mut Session,
+        inputs: &[(String, DynValue)],
+    ) -> Result<(), PolicyError> {
+        let mut binding = prefix.create_binding().map_err(backend)?;
+        for (name, value) in inputs {
+            binding.bind_input(name, value).map_err(backend)?;
+        }
+        binding
+            .bind_output("context", &mut self.context.device)
+            .map_err(backend)?;
+        prefix.run_binding(&binding).map_err(backend)?;
+        Ok(())
+    }
+
+    /// The context on the host, as `f32`.
+    pub(crate) fn context_on_host(&mut self) -> Result<Vec<f32>, PolicyError> {
+        let mut context = vec![0.0; self.context.len];
+        self.context.download(&mut context)?;
+        Ok(context)
+    }
+
+    /// One step of one chunk: `actions` and `tau` (and the step's own inputs) in, the velocity (and the VJP,
+    /// for the VJP and guided graphs) out.
+    pub(crate) fn run(
+        &mut self,
+        sessions: FlowSessions<'_>,
+        call: FlowCall<'_>,
+        actions: &[f32],
+        tau: &[f32],
+        velocity: &mut [f32],
+        vjp: Option<&mut [f32]>,
+    ) -> Result<(), PolicyError> {
+        self.actions.upload(actions)?;
+        self.tau.upload(tau)?;
+        let (session, binding) = match call {
+            FlowCall::Velocity => (sessions.velocity, &self.velocity_binding),
+            FlowCall::Vjp { cotangent } => {
+                self.cotangent.upload(cotangent)?;
+                (
+                    sessions.velocity_vjp.ok_or(PolicyError::NoVjp)?,
+                    self.vjp_binding.as_ref().ok_or(PolicyError::NoVjp)?,
+                )
+            }
+            FlowCall::Guided { target, weights } => {
+                self.target.upload(target)?;
+                self.weights.upload(weights)?;
+                (
+                    sessions.guided.ok_or(PolicyError::NoVjp)?,
+                    self.guided_binding.as_ref().ok_or(PolicyError::NoVjp)?,
+                )
+            }
+        };
+        session.run_binding(binding).map_err(backend)?;
+        self.velocity.download(velocity)?;
+        match vjp {
+            Some(vjp) => self.vjp.download(vjp),
+            None => Ok(()),
+        }
+    }
+}
+
+impl FlowCall<'_> {
+    /// The graph it runs.
+    pub(crate) fn graph(&self) -> FlowGraph {
+        match self {
+            FlowCall::Velocity => FlowGraph::Velocity,
+            FlowCall::Vjp { .. } => FlowGraph::Vjp,
+            FlowCall::Guided { .. } => FlowGraph::Guided,
+        }
+    }
+
+    /// Its inputs beyond the chunk, tau and the context: name, values of the whole batch, values per chunk,
+    /// and whether they are per token (`[B, H]`) rather than per action (`[B, H, A]`).
+    pub(crate) fn extra_inputs(&self) -> Vec<(&'static str, &[f32], bool)> {
+        match self {
+            FlowCall::Velocity => Vec::new(),
+            FlowCall::Vjp { cotangent } => vec![("cotangent", cotangent, false)],
+            FlowCall::Guided { target, weights } => {
+                vec![("target", target, false), ("weights", weights, true)]
+            }
+        }
+    }
+}
+
+/// A flow graph of a bundle.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FlowGraph {
+    /// `velocity.onnx`: the velocity.
+    Velocity,
+    /// `velocity_vjp.onnx`: the velocity and the VJP against a cotangent.
+    Vjp,
+    /// `guided.onnx`: the velocity and the VJP against the weighted error.
+    Guided,
+}

@@ -1,0 +1,96 @@
+//! The CUDA execution provider path: run on a GPU machine with ONNX Runtime's CUDA build
+//! (`cargo test --release --features cuda -p rtchunk-policy --test cuda -- --ignored`, `ORT_DYLIB_PATH` set).
+//! `RTCHUNK_CUDA_BUNDLES` adds bundles (separated by commas) to the fixtures checked.
+#![cfg(feature = "cuda")]
+
+use rtchunk_config::{SamplerConfig, SamplerMode};
+use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
+use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use std::path::PathBuf;
+
+fn bundles() -> Vec<PathBuf> {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let fixtures = std::env::var_os("RTCHUNK_FIXTURES").map_or(fixtures, PathBuf::from);
+    let mut bundles: Vec<PathBuf> = ["vla-tiny-bf16", "vla-tiny", "gta-toy", "gta-toy-bf16"]
+        .iter()
+        .map(|name| fixtures.join(name))
+        .collect();
+    if let Ok(more) = std::env::var("RTCHUNK_CUDA_BUNDLES") {
+        bundles.extend(more.split(',').filter(|s| !s.is_empty()).map(PathBuf::from));
+    }
+    bundles
+}
+
+fn load(bundle: &std::path::Path, cuda_graphs: bool) -> OnnxPolicy {
+    let options = OnnxRuntimeOptions {
+        device: Device::Cuda(0),
+        cuda_graphs,
+        ..OnnxRuntimeOptions::default()
+    };
+    OnnxPolicy::load(bundle, &options)
+        .unwrap_or_else(|e| panic!("{} on CUDA: {e}", bundle.display()))
+}
+
+/// RTC chunks for three observations in turn (the prefix rewrites the device context between them).
+fn chunks(policy: &mut OnnxPolicy) -> Vec<f32> {
+    let spec = policy.spec().clone();
+    let (h, a) = (spec.horizon, spec.action_dim);
+    let config = SamplerConfig {
+        mode: SamplerMode::Rtc,
+        ..SamplerConfig::default()
+    };
+    let mut sampler = Sampler::new(config, h, a);
+    let committed: Vec<f32> = (0..(h / 2) * a).map(|k| (k as f32 * 0.3).cos()).collect();
+    let mut all = Vec::new();
+    for observation in 0..3 {
+        let state: Vec<f32> = (0..spec.observation_dim)
+            .map(|k| ((k + observation) as f32 * 0.7).sin())
+            .collect();
+        let images: Vec<u8> = (0..spec.image_bytes())
+            .map(|k| ((k * 13 + observation * 50) % 256) as u8)
+            .collect();
+        let noise: Vec<f32> = (0..h * a).map(|k| (k as f32 * 0.61).cos()).collect();
+        let mut chunk = vec![0.0; h * a];
+        let committed = Committed {
+            actions: &committed,
+            delay: 2,
+        };
+        sampler
+            .sample_from_noise(policy, &state, &images, Some(committed), &noise, &mut chunk)
+            .unwrap();
+        all.extend(chunk);
+    }
+    all
+}
+
+#[test]
+#[ignore = "needs a GPU and ONNX Runtime's CUDA provider"]
+fn captured_cuda_graphs_give_the_chunks_of_uncaptured_steps() {
+    for bundle in bundles() {
+        let mut captured = load(&bundle, true);
+        assert!(captured.cuda_graphs());
+        let with_graphs = chunks(&mut captured);
+        let without = chunks(&mut load(&bundle, false));
+        let difference = with_graphs
+            .iter()
+            .zip(&without)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max);
+        println!(
+            "{}: captured against uncaptured chunks: {difference:.2e}",
+            bundle.display()
+        );
+        assert!(difference <= 1e-6, "{}: {difference}", bundle.display());
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU and ONNX Runtime's CUDA provider"]
+fn bundles_match_jax_on_the_gpu_with_captured_steps() {
+    for bundle in bundles() {
+        let mut policy = load(&bundle, true);
+        let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
+        println!("{}: {check:?}", bundle.display());
+        assert!(check.passes(), "{}: {check:?}", bundle.display());
+    }
+}
