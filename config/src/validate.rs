@@ -174,6 +174,17 @@ fn validate_sampler(config: &Config) -> Result<(), ConfigError> {
         "sampler.bid_candidates",
         sampler.bid_candidates,
         "must be between 1 and 1024 for mode \"bid\"",
+    )?;
+    let policy = &config.policy;
+    check(
+        !(sampler.mode == SamplerMode::Bid
+            && policy.kind == crate::PolicyKind::Bundle
+            && policy.device.starts_with("cuda")
+            && policy.cuda_graphs),
+        "policy.cuda_graphs",
+        policy.cuda_graphs,
+        "must be false for sampler.mode = \"bid\" on a GPU (its candidates run as one batch; CUDA graphs replay \
+         single-chunk steps)",
     )
 }
 
@@ -427,6 +438,18 @@ mod tests {
             message.contains("scheduler.execution_horizon = 6 leaves H - s = 2"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn bid_on_a_gpu_needs_cuda_graphs_off() {
+        let gpu_bid = "[policy]\nkind = \"bundle\"\nbundle = \"b\"\ndevice = \"cuda\"\n[sampler]\nmode = \"bid\"\n";
+        let message = error_of(gpu_bid);
+        assert!(message.contains("policy.cuda_graphs"), "{message}");
+        let off = gpu_bid.replace(
+            "device = \"cuda\"\n",
+            "device = \"cuda\"\ncuda_graphs = false\n",
+        );
+        Config::from_toml_str(&off, "robot.toml").unwrap();
     }
 
     #[test]

@@ -144,6 +144,8 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
             result["cuda_graphs"] = bench["cuda_graphs"]
             result["fused_guidance"] = bench["fused_guidance"]
     shutil.rmtree(bundle, ignore_errors=True)
+    if not args.jax:
+        return result
     timing = args.work / f"{name}-jax.json"
     run(python + ["rtchunk_train.vla_timing", "--preset", preset, "--cameras", cameras, "--attention", attention,
                   "--repeats", args.iterations, "--out", timing], log)
@@ -165,6 +167,8 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtchunk-vla"))
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--log", type=Path, default=None)
+    parser.add_argument("--no-jax", dest="jax", action="store_false",
+                        help="time rtchunk only (the JAX baseline measured in another run)")
     parser.add_argument("--no-uncaptured", dest="uncaptured", action="store_false",
                         help="time the steps with CUDA graphs only (not also without)")
     args = parser.parse_args()
