@@ -298,8 +298,8 @@ impl FlowCall<'_> {
         }
     }
 
-    /// Its inputs beyond the chunk, tau and the context: name, values of the whole batch, values per chunk,
-    /// and whether they are per token (`[B, H]`) rather than per action (`[B, H, A]`).
+    /// Its inputs beyond the chunk, tau and the context: name, values of the whole batch, and whether they
+    /// are per token (`[B, H]`) rather than per action (`[B, H, A]`).
     pub(crate) fn extra_inputs(&self) -> Vec<(&'static str, &[f32], bool)> {
         match self {
             FlowCall::Velocity => Vec::new(),
