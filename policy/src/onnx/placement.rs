@@ -35,3 +35,27 @@ impl CpuPlacements {
         placements.nodes.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CpuPlacements;
+    use ort::logging::LogLevel;
+
+    #[test]
+    fn only_the_cpu_placement_list_is_kept() {
+        let placements = CpuPlacements::default();
+        let log = placements.logger();
+        for message in [
+            "Node placements",
+            " Node(s) placed on [CUDAExecutionProvider]. Number of nodes: 2",
+            "  MatMul (node_MatMul_1)",
+            "  Softmax (node_Softmax_2)",
+            " Node(s) placed on [CPUExecutionProvider]. Number of nodes: 1",
+            "  Where (node_Where_7)",
+            "Removing initializer 'x'",
+        ] {
+            log(LogLevel::Verbose, "", "", "", message);
+        }
+        assert_eq!(placements.nodes(), vec!["Where (node_Where_7)".to_string()]);
+    }
+}
