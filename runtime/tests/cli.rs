@@ -163,6 +163,35 @@ fn inspect_checks_a_bundle_and_prints_its_manifest() {
     );
 }
 
+/// The VLA fixture (two cameras, a prompt, a guided graph) through the two commands the GPU benchmark script
+/// reads: the replay against JAX and the timings, both as JSON with the fields the script takes.
+#[test]
+fn the_vla_fixture_replays_jax_and_times_its_phases_as_json() {
+    let bundle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/vla-tiny");
+    let bundle = bundle.to_str().unwrap();
+    let (stdout, _) = rtchunk_ok(&["inspect", bundle, "--json"]);
+    let check: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    let tolerance = check["tolerance"].as_f64().unwrap();
+    for error in ["velocity_error", "vjp_error", "guided_error", "rtc_error"] {
+        let value = check[error].as_f64().unwrap_or(f64::INFINITY);
+        assert!(value <= tolerance, "{error}: {value}");
+    }
+    let (stdout, _) = rtchunk_ok(&["bench", "policy", bundle, "--json", "--iterations", "3"]);
+    let timings: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(timings["fused_guidance"], true);
+    assert_eq!(timings["cuda_graphs"], false);
+    for phase in [
+        "prefix_ms",
+        "plain_step_ms",
+        "guided_step_ms",
+        "plain5_ms",
+        "plain10_ms",
+        "rtc5_ms",
+    ] {
+        assert!(timings[phase]["p50"].as_f64().unwrap() > 0.0, "{phase}");
+    }
+}
+
 #[test]
 fn a_bundle_runs_through_the_scheduler_from_a_configuration_file() {
     let metrics = run_example("gaussian-bundle.toml", "2");

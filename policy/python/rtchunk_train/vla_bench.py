@@ -37,8 +37,8 @@ def configuration(text: str) -> tuple:
 class MemorySampler:
     """The GPU's largest memory use (MiB, from nvidia-smi every 100 ms) while it runs, above its use at start."""
 
-    def __init__(self):
-        self.samples, self.running = [], True
+    def __init__(self, enabled: bool = True):
+        self.samples, self.running, self.enabled = [], True, enabled
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
     @staticmethod
@@ -53,16 +53,19 @@ class MemorySampler:
             time.sleep(0.1)
 
     def __enter__(self):
-        self.baseline = self.used_mib()
-        self.thread.start()
+        if self.enabled:
+            self.baseline = self.used_mib()
+            self.thread.start()
         return self
 
     def __exit__(self, *_):
         self.running = False
-        self.thread.join()
+        if self.enabled:
+            self.thread.join()
 
-    def peak_mib(self) -> float:
-        return max(self.samples, default=self.baseline) - self.baseline
+    def peak_mib(self):
+        """The peak above the baseline, or None when not sampling (on the CPU)."""
+        return max(self.samples, default=self.baseline) - self.baseline if self.enabled else None
 
 
 def run(command: list, log) -> str:
@@ -95,11 +98,12 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
     skeleton = args.skeletons / name if args.skeletons else args.work / f"{name}-skeleton"
     if not args.skeletons:
         run(python + ["rtchunk_train.vla_export", "skeleton", "--preset", preset, "--attention", attention,
-                      "--cameras", cameras, "--dtype", "bfloat16", "--batch", 1, "--out", skeleton], log)
+                      "--cameras", cameras, "--dtype", args.dtype, "--batch", 1, "--out", skeleton], log)
     bundle = args.work / name
     started = time.perf_counter()
     run(python + ["rtchunk_train.vla_export", "attach", skeleton, "--seed", 0, "--out", bundle], log)
-    result = {"model": preset, "attention": attention, "cameras": cameras, "dtype": "bfloat16",
+    dtype = json.loads((skeleton / "skeleton.json").read_text())["dtype"]
+    result = {"model": preset, "attention": attention, "cameras": cameras, "dtype": dtype, "device": args.device,
               "bundle_build_s": round(time.perf_counter() - started, 1)}
     kv_heads = {"kv_heads": vla_preset(preset).expert.heads} if attention == "mha" else {}
     config = replace(vla_preset(preset, attention=attention, **kv_heads), cameras=cameras)
@@ -108,7 +112,7 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
     allow = []
 
     def inspect(flags):
-        return last_json(run([args.rtchunk, "inspect", bundle, "--device", "cuda", "--json", *flags], log))
+        return last_json(run([args.rtchunk, "inspect", bundle, "--device", args.device, "--json", *flags], log))
 
     for graphs in (True, False) if args.uncaptured else (True,):
         flags = ([] if graphs else ["--no-cuda-graphs"]) + allow
@@ -128,8 +132,8 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
                     check = inspect(flags)
                 result["max_error_vs_jax"] = max(v for k, v in check.items() if k.endswith("_error") and v is not None)
                 result["tolerance"] = check["tolerance"]
-            with MemorySampler() as memory:
-                bench = last_json(run([args.rtchunk, "bench", "policy", bundle, "--device", "cuda", "--json",
+            with MemorySampler(enabled=args.device != "cpu") as memory:
+                bench = last_json(run([args.rtchunk, "bench", "policy", bundle, "--device", args.device, "--json",
                                        "--iterations", args.iterations, *flags], log))
             result[f"{key}_gpu_memory_mib"] = memory.peak_mib()
         except RuntimeError as failure:
@@ -166,6 +170,8 @@ def main():
     parser.add_argument("--skeletons", type=Path, default=None, help="traced skeletons, one folder per configuration")
     parser.add_argument("--work", type=Path, default=Path("/tmp/rtchunk-vla"))
     parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--device", default="cuda", help="where rtchunk runs the graphs (cpu: a dry run of this script)")
+    parser.add_argument("--dtype", default="bfloat16", help="the graphs' float type when tracing here")
     parser.add_argument("--log", type=Path, default=None)
     parser.add_argument("--no-jax", dest="jax", action="store_false",
                         help="time rtchunk only (the JAX baseline measured in another run)")
