@@ -4,7 +4,7 @@
 #![cfg(feature = "cuda")]
 
 use rtchunk_config::{SamplerConfig, SamplerMode};
-use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
+use rtchunk_policy::onnx::{Device, Dtype, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_policy::{Committed, FlowPolicy, Sampler};
 use std::path::PathBuf;
 
@@ -69,6 +69,12 @@ fn captured_cuda_graphs_give_the_chunks_of_uncaptured_steps() {
     for bundle in bundles() {
         let mut captured = load(&bundle, true);
         assert!(captured.cuda_graphs());
+        // The same kernels replayed: float32 chunks agree to rounding; 16-bit ones within one ulp of their
+        // type should a library pick another algorithm under capture.
+        let tolerance = match captured.manifest().dtype {
+            Dtype::Float32 => 1e-6,
+            Dtype::Float16 | Dtype::Bfloat16 => 1e-2,
+        };
         let with_graphs = chunks(&mut captured);
         let without = chunks(&mut load(&bundle, false));
         let difference = with_graphs
@@ -80,7 +86,11 @@ fn captured_cuda_graphs_give_the_chunks_of_uncaptured_steps() {
             "{}: captured against uncaptured chunks: {difference:.2e}",
             bundle.display()
         );
-        assert!(difference <= 1e-6, "{}: {difference}", bundle.display());
+        assert!(
+            difference <= tolerance,
+            "{}: {difference}",
+            bundle.display()
+        );
     }
 }
 

@@ -15,6 +15,6 @@ mod recorded;
 
 pub use bundle::{BundleError, load_manifest};
 pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
-pub use manifest::{AttentionKind, Manifest, Prompt, TimeConvention, TrainingData};
+pub use manifest::{AttentionKind, Dtype, Manifest, Prompt, TimeConvention, TrainingData};
 pub use policy::OnnxPolicy;
 pub use recorded::{RecordedCheck, check_recorded};
