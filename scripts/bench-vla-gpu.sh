@@ -7,9 +7,9 @@
 #   RTCHUNK=target/cuda/release/rtchunk [CUDA_TEST=path/to/cuda-test-binary] [SKELETONS=dir] [OUT=docs/vla] \
 #     [TOYS=0] [BENCH_FLAGS=--no-uncaptured] scripts/bench-vla-gpu.sh [preset:attention:cameras ...]
 #
-# Without arguments it measures the configurations of docs/vla/results.json. SKELETONS: graphs traced beforehand by
-# `python -m rtchunk_train.vla_export skeleton` (one folder per preset-attention-cameras), for a GPU host without
-# jax2onnx; without it each configuration is traced here.
+# Without arguments it measures the issue's configurations. SKELETONS: graphs traced beforehand by
+# `python -m rtchunk_train.vla_export skeleton` (one folder per preset-attention-cameras); without it each
+# configuration is traced here, or, where jax2onnx is missing, taken from docs/vla/skeletons.tar.xz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rtchunk=${RTCHUNK:-target/cuda/release/rtchunk}
@@ -40,6 +40,12 @@ if [[ -n ${CUDA_TEST:-} ]]; then
 fi
 
 skeletons=()
+if [[ -z ${SKELETONS:-} ]] && ! "$python" -c "import jax2onnx" 2>/dev/null; then
+  # No tracer here: the committed skeletons (traced from this repository's model by
+  # `python -m rtchunk_train.vla_export skeleton ... --dtype bfloat16 --batch 1`, one folder per configuration).
+  SKELETONS=$(mktemp -d)/skel
+  tar -C "$(dirname "$SKELETONS")" -xJf docs/vla/skeletons.tar.xz
+fi
 [[ -n ${SKELETONS:-} ]] && skeletons=(--skeletons "$SKELETONS")
 "$python" -m rtchunk_train.vla_bench --rtchunk "$rtchunk" --out "$out/results.json" --log "$out/bench.log" \
   "${skeletons[@]}" ${BENCH_FLAGS:-} "${configurations[@]}"
