@@ -22,6 +22,9 @@ struct Mirrored {
     host: Vec<u8>,
     dtype: Dtype,
     len: usize,
+    /// Whether `host` holds what the device holds (after a copy either way), so that an upload of the same
+    /// values (RTC's target and weights, the same at every step of an inference) copies nothing.
+    in_sync: bool,
 }
 
 fn typed_tensor(allocator: &Allocator, dtype: Dtype, shape: &[i64]) -> ort::Result<DynTensor> {
@@ -49,6 +52,7 @@ impl Mirrored {
             host: vec![0; len * width(dtype)],
             dtype,
             len,
+            in_sync: false,
         })
     }
 
@@ -62,17 +66,31 @@ impl Mirrored {
             });
         }
         let element = width(self.dtype);
+        let mut changed = !self.in_sync;
         for (bytes, &value) in self.host.chunks_exact_mut(element).zip(values) {
+            let mut encoded = [0u8; 4];
             match self.dtype {
-                Dtype::Float32 => bytes.copy_from_slice(&value.to_le_bytes()),
-                Dtype::Float16 => bytes.copy_from_slice(&half::f16::from_f32(value).to_le_bytes()),
+                Dtype::Float32 => encoded = value.to_le_bytes(),
+                Dtype::Float16 => {
+                    encoded[..2].copy_from_slice(&half::f16::from_f32(value).to_le_bytes())
+                }
                 Dtype::Bfloat16 => {
-                    bytes.copy_from_slice(&half::bf16::from_f32(value).to_le_bytes())
+                    encoded[..2].copy_from_slice(&half::bf16::from_f32(value).to_le_bytes())
                 }
             }
+            if bytes != &encoded[..element] {
+                bytes.copy_from_slice(&encoded[..element]);
+                changed = true;
+            }
         }
+        if !changed {
+            return Ok(());
+        }
+        self.in_sync = false;
         // SAFETY: the device tensor holds `len` elements of the dtype's width, as many bytes as `host`.
-        unsafe { cuda_copy::to_device(self.device.data_ptr_mut(), &self.host) }
+        unsafe { cuda_copy::to_device(self.device.data_ptr_mut(), &self.host) }?;
+        self.in_sync = true;
+        Ok(())
     }
 
     /// Copies the device tensor back and converts it into `out`.
@@ -86,6 +104,7 @@ impl Mirrored {
         }
         // SAFETY: as in `upload`; the session that wrote the tensor has returned (its run synchronises).
         unsafe { cuda_copy::to_host(&mut self.host, self.device.data_ptr())? };
+        self.in_sync = true;
         let element = width(self.dtype);
         for (value, bytes) in out.iter_mut().zip(self.host.chunks_exact(element)) {
             *value = match self.dtype {
@@ -237,6 +256,7 @@ impl DeviceSteps {
         binding
             .bind_output("context", &mut self.context.device)
             .map_err(backend)?;
+        self.context.in_sync = false;
         prefix.run_binding(&binding).map_err(backend)?;
         Ok(())
     }
