@@ -61,6 +61,27 @@ fn max_difference(a: &[f32], b: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// What the graphs gave for the recorded inputs, one value per recorded value.
+struct RecordedOutputs {
+    velocity: Vec<f32>,
+    vjp: Vec<f32>,
+    plain: Vec<f32>,
+    guided_velocity: Vec<f32>,
+    guided_vjp: Vec<f32>,
+}
+
+impl RecordedOutputs {
+    fn new(len: usize) -> Self {
+        RecordedOutputs {
+            velocity: vec![0.0; len],
+            vjp: vec![0.0; len],
+            plain: vec![0.0; len],
+            guided_velocity: vec![0.0; len],
+            guided_vjp: vec![0.0; len],
+        }
+    }
+}
+
 /// Runs the recorded inputs of the bundle in `directory` through `policy`; `None` if it recorded none.
 pub fn check_recorded(
     policy: &mut OnnxPolicy,
@@ -81,50 +102,76 @@ pub fn check_recorded(
     let run = |e: crate::PolicyError| bad(format!("replaying the recorded inputs: {e}"));
     let observation = flat(&inputs["observation"]);
     let images = bytes(&inputs["images"]);
-    policy
-        .prepare_with_images(&observation, &images)
-        .map_err(run)?;
-    let (mut velocity, mut vjp) = (vec![0.0; actions.len()], vec![0.0; actions.len()]);
-    policy
-        .denoiser_vjp(
-            &actions,
-            &tau,
-            &flat(&inputs["cotangent"]),
-            &mut velocity,
-            &mut vjp,
-        )
-        .map_err(run)?;
-    let vjp_error = max_difference(&vjp, &flat(&recorded["vjp"]));
-    let mut plain = vec![0.0; actions.len()];
-    policy.velocity(&actions, &tau, &mut plain).map_err(run)?;
-    let expected_velocity = flat(&recorded["velocity"]);
-    let guided_error = match recorded.get("guided_vjp") {
-        Some(expected) if policy.fuses_guidance() => {
-            let (target, weights) = (flat(&inputs["target"]), flat(&inputs["weights"]));
-            let mut guided_velocity = vec![0.0; actions.len()];
+    let (cotangent, target, weights) = (
+        flat(&inputs["cotangent"]),
+        flat(&inputs["target"]),
+        flat(&inputs["weights"]),
+    );
+    let guided = recorded
+        .get("guided_vjp")
+        .filter(|_| policy.fuses_guidance());
+    let spec = policy.spec().clone();
+    let (len, h) = (spec.chunk_len(), spec.horizon);
+    let chunks = actions.len() / len.max(1);
+    if chunks == 0 || chunks * len != actions.len() || tau.len() != chunks * h {
+        return Err(bad(format!(
+            "inputs.actions and inputs.tau hold {} and {} values, not whole chunks of {len} and {h}",
+            actions.len(),
+            tau.len()
+        )));
+    }
+    let (dim, image_bytes) = (observation.len() / chunks, images.len() / chunks);
+    let mut outputs = RecordedOutputs::new(actions.len());
+    // One observation and its chunk at a time: the way an inference runs (on a GPU, the path that keeps the
+    // context in device memory and replays captured steps).
+    for i in 0..chunks {
+        let (chunk, tokens) = (i * len..(i + 1) * len, i * h..(i + 1) * h);
+        policy
+            .prepare_with_images(
+                &observation[i * dim..(i + 1) * dim],
+                &images[i * image_bytes..(i + 1) * image_bytes],
+            )
+            .map_err(run)?;
+        let (actions, tau) = (&actions[chunk.clone()], &tau[tokens.clone()]);
+        policy
+            .denoiser_vjp(
+                actions,
+                tau,
+                &cotangent[chunk.clone()],
+                &mut outputs.velocity[chunk.clone()],
+                &mut outputs.vjp[chunk.clone()],
+            )
+            .map_err(run)?;
+        policy
+            .velocity(actions, tau, &mut outputs.plain[chunk.clone()])
+            .map_err(run)?;
+        if guided.is_some() {
             policy
                 .guided_vjp(
-                    &actions,
-                    &tau,
-                    &target,
-                    &weights,
-                    &mut guided_velocity,
-                    &mut vjp,
+                    actions,
+                    tau,
+                    &target[chunk.clone()],
+                    &weights[tokens],
+                    &mut outputs.guided_velocity[chunk.clone()],
+                    &mut outputs.guided_vjp[chunk],
                 )
                 .map_err(run)?;
-            let error = max_difference(&vjp, &flat(expected));
-            Some(error.max(max_difference(&guided_velocity, &expected_velocity)))
         }
-        _ => None,
-    };
+    }
+    let expected_velocity = flat(&recorded["velocity"]);
+    let vjp_error = max_difference(&outputs.vjp, &flat(&recorded["vjp"]));
+    let guided_error = guided.map(|expected| {
+        max_difference(&outputs.guided_vjp, &flat(expected))
+            .max(max_difference(&outputs.guided_velocity, &expected_velocity))
+    });
     let rtc_error = match recorded.get("rtc") {
         Some(rtc) => Some(replay_rtc(policy, rtc, &observation, &images).map_err(run)?),
         None => None,
     };
     Ok(Some(RecordedCheck {
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
-        velocity_error: max_difference(&velocity, &expected_velocity)
-            .max(max_difference(&plain, &expected_velocity)),
+        velocity_error: max_difference(&outputs.velocity, &expected_velocity)
+            .max(max_difference(&outputs.plain, &expected_velocity)),
         vjp_error,
         guided_error,
         rtc_error,
