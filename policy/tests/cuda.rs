@@ -6,7 +6,44 @@
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use rtchunk_policy::onnx::{Device, Dtype, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
+
+thread_local! {
+    /// Allocations by this thread while it is watched; `None` when not watched.
+    static WATCHED: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Counts the watched thread's allocations (Rust's; ONNX Runtime's own C++ allocations do not pass here).
+struct CountingAllocator;
+
+fn count() {
+    let _ = WATCHED.try_with(|watched| {
+        if let Some(n) = watched.get() {
+            watched.set(Some(n + 1));
+        }
+    });
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged; counting touches only a thread-local.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn bundles() -> Vec<PathBuf> {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -102,5 +139,46 @@ fn bundles_match_jax_on_the_gpu_with_captured_steps() {
         let check = check_recorded(&mut policy, &bundle).unwrap().unwrap();
         println!("{}: {check:?}", bundle.display());
         assert!(check.passes(), "{}: {check:?}", bundle.display());
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU and ONNX Runtime's CUDA provider"]
+fn denoising_steps_on_the_gpu_allocate_nothing_after_warm_up() {
+    for bundle in bundles() {
+        let mut policy = load(&bundle, true);
+        let spec = policy.spec().clone();
+        let (h, a) = (spec.horizon, spec.action_dim);
+        let state = vec![0.1; spec.observation_dim];
+        let images = vec![100u8; spec.image_bytes()];
+        policy.prepare_with_images(&state, &images).unwrap();
+        let actions: Vec<f32> = (0..h * a).map(|k| (k as f32 * 0.2).sin()).collect();
+        let (tau, weights) = (vec![0.4; h], vec![0.5; h]);
+        let (mut velocity, mut vjp) = (vec![0.0; h * a], vec![0.0; h * a]);
+        let mut step = |policy: &mut OnnxPolicy| {
+            policy.velocity(&actions, &tau, &mut velocity).unwrap();
+            if policy.fuses_guidance() {
+                policy
+                    .guided_vjp(&actions, &tau, &actions, &weights, &mut velocity, &mut vjp)
+                    .unwrap();
+            } else {
+                policy
+                    .denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp)
+                    .unwrap();
+            }
+        };
+        for _ in 0..3 {
+            step(&mut policy);
+        }
+        WATCHED.with(|w| w.set(Some(0)));
+        for _ in 0..20 {
+            step(&mut policy);
+        }
+        let allocations = WATCHED.with(|w| w.replace(None)).unwrap();
+        println!(
+            "{}: {allocations} allocations in 20 plain + 20 guided steps",
+            bundle.display()
+        );
+        assert_eq!(allocations, 0, "{}", bundle.display());
     }
 }

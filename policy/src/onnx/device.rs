@@ -117,6 +117,29 @@ impl Mirrored {
     }
 }
 
+/// Runs `session` on `binding` through ONNX Runtime's C API. `Session::run_binding` would also gather the
+/// outputs into a new map at every step; here the outputs are the bound device buffers, which the caller reads.
+fn run_bound(session: &mut Session, binding: &IoBinding) -> Result<(), PolicyError> {
+    use ort::AsPointer;
+    let api = ort::api();
+    // SAFETY: both pointers belong to live ort objects borrowed for the call, and the session is borrowed
+    // mutably (ONNX Runtime's RunWithBinding is not thread-safe); no run options.
+    let status =
+        unsafe { (api.RunWithBinding)(session.ptr().cast_mut(), std::ptr::null(), binding.ptr()) };
+    if status.0.is_null() {
+        return Ok(());
+    }
+    // SAFETY: a non-null status is ONNX Runtime's error, with its message, released once read.
+    let message = unsafe {
+        let message = std::ffi::CStr::from_ptr((api.GetErrorMessage)(status.0))
+            .to_string_lossy()
+            .into_owned();
+        (api.ReleaseStatus)(status.0);
+        message
+    };
+    Err(PolicyError::Backend(message))
+}
+
 /// Which flow graph a call runs, with the inputs it takes beyond the chunk, tau and the context.
 pub(crate) enum FlowCall<'a> {
     /// `velocity.onnx`.
@@ -299,7 +322,7 @@ impl DeviceSteps {
                 )
             }
         };
-        session.run_binding(binding).map_err(backend)?;
+        run_bound(session, binding)?;
         self.velocity.download(velocity)?;
         match vjp {
             Some(vjp) => self.vjp.download(vjp),
