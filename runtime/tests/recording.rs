@@ -82,6 +82,25 @@ fn a_tampered_chunk_is_found_where_it_is_first_executed() {
     assert!(commands.differing >= 1, "{report:?}");
 }
 
+/// The log's bytes without the inference record of chunk `seq` and without its end record (records: kind u8,
+/// length u32, payload; an inference's payload starts with its u64 request number).
+fn without_chunk_and_end(bytes: &[u8], seq: u64) -> Vec<u8> {
+    let header_len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let mut out = bytes[..12 + header_len].to_vec();
+    let mut offset = 12 + header_len;
+    while offset < bytes.len() {
+        let kind = bytes[offset];
+        let length = u32::from_le_bytes(bytes[offset + 1..offset + 5].try_into().unwrap()) as usize;
+        let record = &bytes[offset..offset + 5 + length];
+        let record_seq = (kind == 2).then(|| u64::from_le_bytes(record[5..13].try_into().unwrap()));
+        if kind != 3 && record_seq != Some(seq) {
+            out.extend_from_slice(record);
+        }
+        offset += 5 + length;
+    }
+    out
+}
+
 #[test]
 fn a_log_cut_short_replays_up_to_the_cut_and_garbage_is_refused() {
     let log = record("gaussian-bundle.toml", "2", "whole.log");
@@ -91,6 +110,32 @@ fn a_log_cut_short_replays_up_to_the_cut_and_garbage_is_refused() {
     let session = read_log(&cut).unwrap();
     assert!(!session.complete);
     assert!(session.ticks.len() > 20 && session.ticks.len() < 100);
+    assert!(
+        replay(&session, ReplayMode::ExactOutput, None)
+            .unwrap()
+            .identical()
+    );
+
+    // A crash can keep a tick that swapped to a chunk and lose the chunk's record (the writer interleaves the
+    // controller's ticks and the worker's inferences): the log replays up to that tick.
+    let whole = read_log(&log).unwrap();
+    let (adopted_at, last_adopted) = whole
+        .ticks
+        .iter()
+        .enumerate()
+        .rev()
+        .find_map(|(i, t)| {
+            t.policy
+                .as_ref()
+                .filter(|p| p.swapped)
+                .map(|p| (i, p.chunk_seq))
+        })
+        .unwrap();
+    let lost = temp("lost-chunk.log");
+    std::fs::write(&lost, without_chunk_and_end(&bytes, last_adopted)).unwrap();
+    let session = read_log(&lost).unwrap();
+    assert!(!session.complete);
+    assert_eq!(session.ticks.len(), adopted_at);
     assert!(
         replay(&session, ReplayMode::ExactOutput, None)
             .unwrap()

@@ -367,5 +367,29 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
             }
         }
     }
+    if !session.complete {
+        drop_ticks_past_the_cut(&mut session, &file);
+    }
     Ok(session)
+}
+
+/// For a log cut short: drops the ticks from the first one that adopts a chunk whose inference record did not
+/// make it before the cut. The writer interleaves the controller's ticks with the worker's inferences, so a
+/// crash can keep a tick that swapped to a chunk and lose that chunk; the log then replays up to that tick.
+fn drop_ticks_past_the_cut(session: &mut RecordedSession, file: &str) {
+    let held: std::collections::HashSet<u64> = session.inferences.iter().map(|r| r.seq).collect();
+    let orphan = session.ticks.iter().position(|tick| {
+        tick.policy
+            .as_ref()
+            .is_some_and(|p| p.swapped && !held.contains(&p.chunk_seq))
+    });
+    if let Some(first) = orphan {
+        tracing::warn!(
+            "{file}: cut short after controller tick {}: its last {} ticks use chunks the log lost; replaying \
+             up to there",
+            session.ticks[first].controller_tick,
+            session.ticks.len() - first
+        );
+        session.ticks.truncate(first);
+    }
 }
