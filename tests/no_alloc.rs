@@ -18,50 +18,19 @@ use rtchunk_runtime::policies::load_policy;
 use rtchunk_runtime::record::TickKind;
 use rtchunk_runtime::{LoopHooks, RunOptions, run};
 use rtchunk_tests::{run_for, simulated};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use zenoh::Wait;
 
+#[path = "counting_allocator.rs"]
+mod counting_allocator;
 #[path = "sealed.rs"]
 mod sealed;
 
-thread_local! {
-    /// Allocations, frees and reallocations by this thread while it is watched; `None` when not watched.
-    static WATCHED: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-struct CountingAllocator;
-
-fn count() {
-    let _ = WATCHED.try_with(|watched| {
-        if let Some(n) = watched.get() {
-            watched.set(Some(n + 1));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; counting touches only a thread-local.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count();
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: counting_allocator::CountingAllocator = counting_allocator::CountingAllocator;
 
 /// What a watched loop did: allocations, and what the seal caught.
 #[derive(Debug, Default)]
@@ -93,10 +62,10 @@ struct Watch(Arc<Observed>);
 impl LoopHooks for Watch {
     fn loop_started(&mut self) {
         sealed::seal_this_thread();
-        WATCHED.with(|w| w.set(Some(0)));
+        counting_allocator::watch();
     }
     fn loop_finished(&mut self) {
-        let n = WATCHED.with(|w| w.replace(None)).unwrap_or(0);
+        let n = counting_allocator::stop();
         let breaches = sealed::loop_ended();
         self.0.allocations.store(n, Ordering::SeqCst);
         *self.0.breaches.lock().unwrap() = Some(breaches);

@@ -6,44 +6,13 @@
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use rtchunk_policy::onnx::{Device, Dtype, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_policy::{Committed, FlowPolicy, Sampler};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
-thread_local! {
-    /// Allocations by this thread while it is watched; `None` when not watched.
-    static WATCHED: Cell<Option<u64>> = const { Cell::new(None) };
-}
-
-/// Counts the watched thread's allocations (Rust's; ONNX Runtime's own C++ allocations do not pass here).
-struct CountingAllocator;
-
-fn count() {
-    let _ = WATCHED.try_with(|watched| {
-        if let Some(n) = watched.get() {
-            watched.set(Some(n + 1));
-        }
-    });
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged; counting touches only a thread-local.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        count();
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "../../tests/counting_allocator.rs"]
+mod counting_allocator;
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: counting_allocator::CountingAllocator = counting_allocator::CountingAllocator;
 
 fn bundles() -> Vec<PathBuf> {
     let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
@@ -170,11 +139,11 @@ fn denoising_steps_on_the_gpu_allocate_nothing_after_warm_up() {
         for _ in 0..3 {
             step(&mut policy);
         }
-        WATCHED.with(|w| w.set(Some(0)));
+        counting_allocator::watch();
         for _ in 0..20 {
             step(&mut policy);
         }
-        let allocations = WATCHED.with(|w| w.replace(None)).unwrap();
+        let allocations = counting_allocator::stop();
         println!(
             "{}: {allocations} allocations in 20 plain + 20 guided steps",
             bundle.display()

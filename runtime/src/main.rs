@@ -31,6 +31,32 @@ struct Cli {
     command: Command,
 }
 
+/// Where a bundle's graphs run and how (the commands that load one bundle).
+#[derive(clap::Args)]
+struct DeviceArgs {
+    /// Where to run the graphs: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: Device,
+    /// On a GPU, run the steps without capturing them as CUDA graphs (for comparison).
+    #[arg(long)]
+    no_cuda_graphs: bool,
+    /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
+    #[arg(long)]
+    allow_cpu_nodes: bool,
+}
+
+impl DeviceArgs {
+    /// ONNX Runtime options with these settings and the defaults otherwise.
+    fn options(&self) -> OnnxRuntimeOptions {
+        OnnxRuntimeOptions {
+            device: self.device,
+            cuda_graphs: !self.no_cuda_graphs,
+            allow_cpu_nodes: self.allow_cpu_nodes,
+            ..OnnxRuntimeOptions::default()
+        }
+    }
+}
+
 /// Where a zenoh node listens and connects, and its topic namespace.
 #[derive(clap::Args)]
 struct ZenohArgs {
@@ -90,15 +116,8 @@ enum Command {
     Inspect {
         /// The bundle directory.
         bundle: PathBuf,
-        /// Where to run the graphs: cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: Device,
-        /// On a GPU, run the steps without capturing them as CUDA graphs.
-        #[arg(long)]
-        no_cuda_graphs: bool,
-        /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
-        #[arg(long)]
-        allow_cpu_nodes: bool,
+        #[command(flatten)]
+        run_on: DeviceArgs,
         /// Print the replay's differences from JAX as JSON instead of the manifest and a summary.
         #[arg(long)]
         json: bool,
@@ -294,18 +313,11 @@ enum Bench {
         /// Threads of ONNX Runtime's intra-op pool.
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Where to run the graphs: cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: Device,
+        #[command(flatten)]
+        run_on: DeviceArgs,
         /// On a GPU, send the context with every step instead of keeping it in device memory (for comparison).
         #[arg(long)]
         host_context: bool,
-        /// On a GPU, run the steps without capturing them as CUDA graphs (for comparison).
-        #[arg(long)]
-        no_cuda_graphs: bool,
-        /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
-        #[arg(long)]
-        allow_cpu_nodes: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -458,17 +470,11 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Inspect {
             bundle,
-            device,
-            no_cuda_graphs,
-            allow_cpu_nodes,
+            run_on,
             json,
         } => {
-            let options = OnnxRuntimeOptions {
-                device,
-                cuda_graphs: !no_cuda_graphs,
-                allow_cpu_nodes,
-                ..Default::default()
-            };
+            let options = run_on.options();
+            let device = run_on.device;
             let mut policy = OnnxPolicy::load(&bundle, &options)?;
             if !json {
                 println!("{}", serde_json::to_string_pretty(policy.manifest())?);
@@ -645,20 +651,15 @@ fn main() -> anyhow::Result<()> {
                     bundle,
                     iterations,
                     threads,
-                    device,
+                    run_on,
                     host_context,
-                    no_cuda_graphs,
-                    allow_cpu_nodes,
                     json,
                 },
         } => {
             let options = OnnxRuntimeOptions {
-                library: None,
                 intra_threads: threads,
-                device,
                 context_on_device: !host_context,
-                cuda_graphs: !no_cuda_graphs,
-                allow_cpu_nodes,
+                ..run_on.options()
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
             if json {

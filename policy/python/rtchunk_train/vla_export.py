@@ -45,7 +45,7 @@ from .bundle import (
     vjp_graph,
 )
 from .model import ModelConfig, velocity
-from .vla import VlaConfig, init_vla_params, vla_prefix
+from .vla import VlaConfig, init_vla_params, parameter_counts, vla_prefix
 
 GRAPHS = ("prefix", "velocity", "velocity_vjp", "guided")
 # Where each graph's weights are stored: the expert's once for all three flow graphs.
@@ -53,6 +53,8 @@ WEIGHT_FILES = {"prefix": "prefix.weights", "velocity": "expert.weights", "veloc
 ONNX_FLOAT = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16, "bfloat16": TensorProto.BFLOAT16}
 # External data offsets are multiples of this (aligned reads of every tensor).
 ALIGNMENT = 64
+# Below this many parameters the weights are drawn with the model's own initialisation on the CPU.
+SMALL_MODEL_PARAMETERS = 5e7
 
 
 def graph_weights(params: dict, graph: str) -> dict:
@@ -349,7 +351,7 @@ def random_vla_params(config: VlaConfig, seed: int, dtype: str) -> dict:
     leaf by leaf on the device for large ones (one jitted initialisation of billions of weights takes minutes)."""
     from .vla_timing import random_params
 
-    if sum(np.prod(s.shape) for s in jax.tree_util.tree_leaves(jax.eval_shape(lambda k: init_vla_params(config, k), jax.random.PRNGKey(0)))) < 5e7:
+    if sum(parameter_counts(config).values()) < SMALL_MODEL_PARAMETERS:
         return jax.tree_util.tree_map(lambda x: x.astype(NUMPY_DTYPES[dtype]), init_vla_params(config, jax.random.PRNGKey(seed)))
     return random_params(config, seed, NUMPY_DTYPES[dtype])
 
