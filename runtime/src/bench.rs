@@ -154,7 +154,7 @@ pub struct PolicyBenchmark {
     pub policy: String,
     /// Where the graphs ran.
     pub device: String,
-    /// Whether the steps replayed captured CUDA graphs.
+    /// Whether the prefix and the steps replayed captured CUDA graphs.
     pub cuda_graphs: bool,
     /// Whether a guided step is one call of the bundle's guided graph (otherwise a velocity and a VJP call).
     pub fused_guidance: bool,

@@ -43,6 +43,11 @@ struct DeviceArgs {
     /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
     #[arg(long)]
     allow_cpu_nodes: bool,
+    /// Write ONNX Runtime's per-node timings of each graph to PATH-<graph>_<time>.json (summed up by
+    /// `python -m rtchunk_train.ort_profile`). On a GPU, add --no-cuda-graphs (captured graphs are timed whole)
+    /// and set CUDA_LAUNCH_BLOCKING=1 so that each node's time is its kernels' time.
+    #[arg(long, value_name = "PATH")]
+    ort_profile: Option<PathBuf>,
 }
 
 impl DeviceArgs {
@@ -52,6 +57,7 @@ impl DeviceArgs {
             device: self.device,
             cuda_graphs: !self.no_cuda_graphs,
             allow_cpu_nodes: self.allow_cpu_nodes,
+            profile: self.ort_profile.clone(),
             ..OnnxRuntimeOptions::default()
         }
     }
@@ -710,6 +716,7 @@ fn main() -> anyhow::Result<()> {
                     context_on_device: false,
                     cuda_graphs: false,
                     allow_cpu_nodes: false,
+                    profile: None,
                 },
                 max_batch,
             };

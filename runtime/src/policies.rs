@@ -18,6 +18,7 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
                 context_on_device: true,
                 cuda_graphs: policy.cuda_graphs,
                 allow_cpu_nodes: false,
+                profile: None,
                 device: policy
                     .device
                     .parse()

@@ -14,6 +14,7 @@ ONNX Runtime's.
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from .ort_profile import report, summarize_bundle
 from .vla import vla_preset
 
 # No step of a configuration (building a 3B bundle, loading it, timing it) takes this long unless it hangs.
@@ -68,11 +70,13 @@ class MemorySampler:
         return max(self.samples, default=self.baseline) - self.baseline if self.enabled else None
 
 
-def run(command: list, log) -> str:
-    """Runs `command`, logging it and its output; returns stdout; raises with the output's tail if it fails."""
+def run(command: list, log, env: dict | None = None) -> str:
+    """Runs `command` (with `env` added to the environment), logging it and its output; returns stdout; raises
+    with the output's tail if it fails."""
     print("$", " ".join(map(str, command)), file=log, flush=True)
     try:
-        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        done = subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S,
+                              env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired as late:
         raise RuntimeError(f"{command[0]} {command[1]} ran past {COMMAND_TIMEOUT_S} s") from late
     print(done.stdout[-4000:], done.stderr[-4000:], sep="\n", file=log, flush=True)
@@ -89,6 +93,50 @@ def last_json(text: str):
         except json.JSONDecodeError:
             continue
     return json.loads(text)
+
+
+def nsys() -> str | None:
+    """Nsight Systems' command line, where installed."""
+    found = shutil.which("nsys") or next(iter(sorted(Path("/opt/nvidia").glob("nsight-systems*/*/bin/nsys"))), None)
+    return str(found) if found else None
+
+
+def profile_kernels(bundle: Path, flags: list, args, log, out: Path) -> str | None:
+    """GPU time by kernel (Nsight Systems' summary, kernels inside captured CUDA graphs counted one by one) of a
+    short `rtchunk bench policy` run, written to `out`; returns its file name, or None without Nsight Systems."""
+    profiler = nsys()
+    if profiler is None:
+        print("no nsys: kernels not profiled", file=log, flush=True)
+        return None
+    report = args.work / out.stem
+    try:
+        text = run([profiler, "profile", "--cuda-graph-trace=node", "--stats=true", "--force-overwrite=true",
+                    "--output", report, args.rtchunk, "bench", "policy", bundle, "--device", args.device,
+                    "--iterations", 5, *flags], log)
+    except RuntimeError as failure:  # the timings stand without the profile
+        print(f"profiling failed: {failure}", file=log, flush=True)
+        return None
+    out.write_text(text[text.find("cuda_gpu_kern_sum"):][:20000] if "cuda_gpu_kern_sum" in text else text[-20000:])
+    return out.name
+
+
+def profile_nodes(bundle: Path, flags: list, args, log, out: Path) -> dict | None:
+    """ONNX Runtime's per-node profile of uncaptured steps with every launch waited for (`rtchunk_train.ort_profile`):
+    per graph, the time per run, attention's share and the costliest operators; the table goes to `out`."""
+    prefix = args.work / f"{out.stem}-ort"
+    try:
+        run([args.rtchunk, "bench", "policy", bundle, "--device", args.device, "--iterations", 3, "--no-cuda-graphs",
+             "--ort-profile", prefix, *[f for f in flags if f != "--no-cuda-graphs"]], log, env={"CUDA_LAUNCH_BLOCKING": "1"})
+        summaries = summarize_bundle(prefix, bundle)
+    except (RuntimeError, ValueError) as failure:  # the timings stand without the profile
+        print(f"profiling failed: {failure}", file=log, flush=True)
+        return None
+    finally:
+        for stale in args.work.glob(f"{prefix.name}-*.json"):
+            stale.unlink()
+    out.write_text(report(summaries) + "\n")
+    return {graph: {k: v if k != "by_operator_ms" else dict(list(v.items())[:8]) for k, v in summary.items()}
+            for graph, summary in summaries.items() if "skipped" not in summary}
 
 
 def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
@@ -136,6 +184,9 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
                 bench = last_json(run([args.rtchunk, "bench", "policy", bundle, "--device", args.device, "--json",
                                        "--iterations", args.iterations, *flags], log))
             result[f"{key}_gpu_memory_mib"] = memory.peak_mib()
+            if graphs and args.profile:
+                result["profile"] = profile_nodes(bundle, flags, args, log, args.out.parent / f"{name}-profile.txt")
+                result["kernel_profile"] = profile_kernels(bundle, flags, args, log, args.out.parent / f"{name}-kernels.txt")
         except RuntimeError as failure:
             result[f"{key}_failure"] = str(failure)[-600:]
             continue
@@ -177,6 +228,9 @@ def main():
                         help="time rtchunk only (the JAX baseline measured in another run)")
     parser.add_argument("--no-uncaptured", dest="uncaptured", action="store_false",
                         help="time the steps with CUDA graphs only (not also without)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the steps: ONNX Runtime's per-node times (uncaptured, each launch waited for) "
+                             "and, where Nsight Systems is installed, the captured run's kernels")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []

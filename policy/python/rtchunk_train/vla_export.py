@@ -3,7 +3,8 @@
 `skeleton` traces the three graphs with every weight as a named graph input, from shapes alone (no weight is
 allocated, so the 3B preset traces on a laptop into a few megabytes). `attach` draws the weights from a seed,
 writes them as ONNX external data (`prefix.weights`, and `expert.weights` shared by the velocity and VJP graphs),
-turns the weight inputs into initializers that point there, records JAX's outputs on fixed inputs with the same
+turns the weight inputs into initializers that point there (after `rtchunk_train.simplify` has cut the graphs'
+kernel count), records JAX's outputs on fixed inputs with the same
 weights (`expected.json`) and writes the manifest with the hash of every graph and data file. `attach` needs JAX,
 numpy and onnx but not the tracer, so a GPU host without a package registry builds a multi-gigabyte bundle from
 a carried skeleton, and its JAX baseline runs on the very weights rtchunk loads.
@@ -45,6 +46,7 @@ from .bundle import (
     vjp_graph,
 )
 from .model import ModelConfig, velocity
+from .simplify import simplify
 from .vla import VlaConfig, init_vla_params, parameter_counts, vla_prefix
 
 GRAPHS = ("prefix", "velocity", "velocity_vjp", "guided")
@@ -231,6 +233,7 @@ def attach(skeleton: Path, params: dict, out: Path, external: bool = True) -> di
     graphs = {}
     for graph in GRAPHS:
         model = onnx.load(str(skeleton / f"{graph}.onnx"))
+        simplify(model)
         arrays = host_arrays(graph_weights(params, graph))
         missing = sorted(set(description["weights"][graph]) - set(arrays))
         if missing:

@@ -6,10 +6,11 @@
 
 use super::cuda_copy;
 use super::manifest::Dtype;
+use super::policy::element_type_of;
 use crate::PolicyError;
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{IoBinding, Session};
-use ort::value::{DynTensor, DynValue, Tensor};
+use ort::value::{DynTensor, DynTensorValueType, DynValue, Tensor, TensorElementType, ValueType};
 
 fn backend(error: impl std::fmt::Display) -> PolicyError {
     PolicyError::Backend(error.to_string())
@@ -27,13 +28,41 @@ struct Mirrored {
     in_sync: bool,
 }
 
-fn typed_tensor(allocator: &Allocator, dtype: Dtype, shape: &[i64]) -> ort::Result<DynTensor> {
+/// An uninitialised tensor of element type `ty` and `shape` from `allocator`.
+fn tensor_of(
+    allocator: &Allocator,
+    ty: TensorElementType,
+    shape: &[i64],
+) -> Result<DynTensor, PolicyError> {
     let shape = shape.to_vec();
-    Ok(match dtype {
-        Dtype::Float32 => Tensor::<f32>::new(allocator, shape)?.upcast(),
-        Dtype::Float16 => Tensor::<half::f16>::new(allocator, shape)?.upcast(),
-        Dtype::Bfloat16 => Tensor::<half::bf16>::new(allocator, shape)?.upcast(),
-    })
+    let tensor = match ty {
+        TensorElementType::Float32 => Tensor::<f32>::new(allocator, shape).map(Tensor::upcast),
+        TensorElementType::Float16 => Tensor::<half::f16>::new(allocator, shape).map(Tensor::upcast),
+        TensorElementType::Bfloat16 => {
+            Tensor::<half::bf16>::new(allocator, shape).map(Tensor::upcast)
+        }
+        TensorElementType::Uint8 => Tensor::<u8>::new(allocator, shape).map(Tensor::upcast),
+        TensorElementType::Int32 => Tensor::<i32>::new(allocator, shape).map(Tensor::upcast),
+        TensorElementType::Int64 => Tensor::<i64>::new(allocator, shape).map(Tensor::upcast),
+        other => {
+            return Err(PolicyError::Backend(format!(
+                "a graph input of element type {other:?} cannot be placed on the GPU"
+            )))
+        }
+    };
+    tensor.map_err(backend)
+}
+
+/// The allocator of GPU `device_id`'s memory for `session`.
+fn device_allocator(session: &Session, device_id: i32) -> Result<Allocator, PolicyError> {
+    let memory = MemoryInfo::new(
+        AllocationDevice::CUDA,
+        device_id,
+        AllocatorType::Device,
+        MemoryType::Default,
+    )
+    .map_err(backend)?;
+    Allocator::new(session, memory).map_err(backend)
 }
 
 /// Bytes of one element of `dtype`.
@@ -48,7 +77,7 @@ impl Mirrored {
     fn new(device: &Allocator, dtype: Dtype, shape: &[i64]) -> Result<Self, PolicyError> {
         let len = shape.iter().product::<i64>() as usize;
         Ok(Mirrored {
-            device: typed_tensor(device, dtype, shape).map_err(backend)?,
+            device: tensor_of(device, element_type_of(dtype), shape)?,
             host: vec![0; len * width(dtype)],
             dtype,
             len,
@@ -160,8 +189,35 @@ pub(crate) struct FlowSessions<'a> {
     pub guided: Option<&'a mut Session>,
 }
 
+/// The prefix graph's inputs in GPU memory, bound once with the context as the output, so that an inference
+/// copies the observation, the images and the prompt in and ONNX Runtime may replay the prefix as a captured
+/// CUDA graph like the steps.
+struct PrefixBinding {
+    /// Each input's device tensor and its size in bytes, in the order of the prefix's inputs.
+    inputs: Vec<(DynTensor, usize)>,
+    binding: IoBinding,
+}
+
+/// The element type, shape and size in bytes of host tensor `value`.
+fn host_layout(value: &DynValue) -> Result<(TensorElementType, Vec<i64>, usize), PolicyError> {
+    match value.dtype() {
+        ValueType::Tensor { ty, shape, .. } => {
+            let count = shape.iter().product::<i64>().max(0) as usize;
+            let bytes = ty.byte_size(count).ok_or_else(|| {
+                PolicyError::Backend(format!("a prefix input of element type {ty:?} has no fixed size"))
+            })?;
+            Ok((*ty, shape.to_vec(), bytes))
+        }
+        other => Err(PolicyError::Backend(format!(
+            "a prefix input is a {other:?}, not a tensor"
+        ))),
+    }
+}
+
 /// The device buffers and bindings of one chunk's steps against the context of one observation.
 pub(crate) struct DeviceSteps {
+    device_id: i32,
+    prefix: Option<PrefixBinding>,
     context: Mirrored,
     actions: Mirrored,
     tau: Mirrored,
@@ -186,14 +242,7 @@ impl DeviceSteps {
         context_shape: &[usize],
         device_id: i32,
     ) -> Result<Self, PolicyError> {
-        let memory = MemoryInfo::new(
-            AllocationDevice::CUDA,
-            device_id,
-            AllocatorType::Device,
-            MemoryType::Default,
-        )
-        .map_err(backend)?;
-        let device = Allocator::new(sessions.velocity, memory).map_err(backend)?;
+        let device = device_allocator(sessions.velocity, device_id)?;
         let (h, a) = (horizon as i64, action_dim as i64);
         let chunk = [1, h, a];
         let per_token = [1, h];
@@ -202,6 +251,8 @@ impl DeviceSteps {
             .collect();
         let mirrored = |shape: &[i64]| Mirrored::new(&device, dtype, shape);
         let mut steps = DeviceSteps {
+            device_id,
+            prefix: None,
             context: mirrored(&context)?,
             actions: mirrored(&chunk)?,
             tau: mirrored(&per_token)?,
@@ -266,22 +317,60 @@ impl DeviceSteps {
         Ok(())
     }
 
-    /// Runs the prefix graph on `inputs` (host tensors by input name) into the device context.
+    /// Runs the prefix graph on `inputs` (host tensors by input name, the same names and shapes at every call)
+    /// into the device context: the inputs are copied into device buffers bound at the first call.
     pub(crate) fn prepare(
         &mut self,
         prefix: &mut Session,
         inputs: &[(String, DynValue)],
     ) -> Result<(), PolicyError> {
+        if self.prefix.is_none() {
+            self.prefix = Some(self.bind_prefix(prefix, inputs)?);
+        }
+        let bound = self.prefix.as_mut().ok_or(PolicyError::NotPrepared)?;
+        for ((_, host), (device, expected)) in inputs.iter().zip(&mut bound.inputs) {
+            let (_, _, bytes) = host_layout(host)?;
+            if bytes != *expected {
+                return Err(PolicyError::Shape {
+                    what: "a prefix input (bytes)",
+                    got: bytes,
+                    expected: *expected,
+                });
+            }
+            let host = host.view().downcast::<DynTensorValueType>().map_err(backend)?;
+            // SAFETY: `host` is a live CPU tensor of `bytes` bytes, and `device` was allocated with its shape
+            // and element type.
+            unsafe {
+                let source = std::slice::from_raw_parts(host.data_ptr().cast::<u8>(), bytes);
+                cuda_copy::to_device(device.data_ptr_mut(), source)?;
+            }
+        }
+        self.context.in_sync = false;
+        run_bound(prefix, &bound.binding)
+    }
+
+    /// Device buffers shaped like the host tensors `inputs`, bound to the prefix graph with the context.
+    fn bind_prefix(
+        &mut self,
+        prefix: &mut Session,
+        inputs: &[(String, DynValue)],
+    ) -> Result<PrefixBinding, PolicyError> {
+        let allocator = device_allocator(prefix, self.device_id)?;
         let mut binding = prefix.create_binding().map_err(backend)?;
-        for (name, value) in inputs {
-            binding.bind_input(name, value).map_err(backend)?;
+        let mut buffers = Vec::with_capacity(inputs.len());
+        for (name, host) in inputs {
+            let (ty, shape, bytes) = host_layout(host)?;
+            let device = tensor_of(&allocator, ty, &shape)?;
+            binding.bind_input(name, &device).map_err(backend)?;
+            buffers.push((device, bytes));
         }
         binding
             .bind_output("context", &mut self.context.device)
             .map_err(backend)?;
-        self.context.in_sync = false;
-        prefix.run_binding(&binding).map_err(backend)?;
-        Ok(())
+        Ok(PrefixBinding {
+            inputs: buffers,
+            binding,
+        })
     }
 
     /// The context on the host, as `f32`.

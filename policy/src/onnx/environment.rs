@@ -60,6 +60,9 @@ pub struct OnnxRuntimeOptions {
     /// On a GPU, let ONNX Runtime run nodes the CUDA provider lacks kernels for on the CPU (slow: each such
     /// node copies its inputs and outputs across) instead of refusing the bundle.
     pub allow_cpu_nodes: bool,
+    /// Write ONNX Runtime's per-node timings of each graph to `<this>-<graph>_<time>.json` when its session
+    /// ends (`rtchunk_train.ort_profile` sums them up).
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for OnnxRuntimeOptions {
@@ -71,6 +74,7 @@ impl Default for OnnxRuntimeOptions {
             context_on_device: true,
             cuda_graphs: true,
             allow_cpu_nodes: false,
+            profile: None,
         }
     }
 }

@@ -82,8 +82,13 @@ impl OnnxPolicy {
                     message: format!("ONNX Runtime cannot load it: {e}{named}"),
                 }
             };
-            let cuda_graph = cuda_graphs && key != "graphs.prefix";
-            let mut builder = session_builder(environment, options, cuda_graph, &placements)?;
+            let mut builder = session_builder(environment, options, cuda_graphs, &placements)?;
+            if let Some(profile) = &options.profile {
+                let graph = key.trim_start_matches("graphs.");
+                let mut file = profile.clone().into_os_string();
+                file.push(format!("-{graph}"));
+                builder = builder.with_profiling(file).map_err(|e| failure(&e))?;
+            }
             for (location, bytes) in verified.external {
                 builder = builder
                     .with_external_initializer_file_in_memory(&location, bytes)
@@ -196,7 +201,7 @@ impl OnnxPolicy {
         &self.manifest
     }
 
-    /// Whether the flow graphs replay captured CUDA graphs.
+    /// Whether the prefix and the flow graphs replay captured CUDA graphs.
     pub fn cuda_graphs(&self) -> bool {
         self.cuda_graphs
     }
@@ -248,10 +253,7 @@ impl OnnxPolicy {
             return result;
         }
         if self.cuda_graphs {
-            return Err(PolicyError::Backend(format!(
-                "the flow graphs replay CUDA graphs of single-chunk steps, but this call has {batch} chunks \
-                 (or no context on the device): set policy.cuda_graphs = false for batched sampling"
-            )));
+            return Err(batched_with_cuda_graphs(batch));
         }
         self.contexts_for(batch)?;
         let dtype = self.manifest.dtype;
@@ -520,9 +522,17 @@ fn check_outlets(
     Ok(())
 }
 
+/// Why a call of `count` observations or chunks cannot run on sessions that replay captured CUDA graphs.
+fn batched_with_cuda_graphs(count: usize) -> PolicyError {
+    PolicyError::Backend(format!(
+        "the graphs replay CUDA graphs of one observation and one chunk, but this call has {count} \
+         (or no context on the device): set policy.cuda_graphs = false for batched sampling"
+    ))
+}
+
 /// A graph input of the bundle's float type from `f32` values.
 /// ONNX Runtime's element type of `dtype`.
-fn element_type_of(dtype: Dtype) -> TensorElementType {
+pub(super) fn element_type_of(dtype: Dtype) -> TensorElementType {
     match dtype {
         Dtype::Float32 => TensorElementType::Float32,
         Dtype::Float16 => TensorElementType::Float16,
@@ -652,6 +662,9 @@ impl FlowPolicy for OnnxPolicy {
         self.context_in_device = false;
         if let (Device::Cuda(id), 1, true) = (self.device, count, self.context_on_device) {
             return self.prepare_on_device(observations, images, id);
+        }
+        if self.cuda_graphs {
+            return Err(batched_with_cuda_graphs(count));
         }
         self.contexts.clear();
         let padded = count.div_ceil(group) * group;
