@@ -51,3 +51,4 @@ fi
 [[ -n ${SKELETONS:-} ]] && skeletons=(--skeletons "$SKELETONS")
 "$python" -m rtchunk_train.vla_bench --rtchunk "$rtchunk" --out "$out/results.json" --log "$out/bench.log" \
   "${skeletons[@]}" ${BENCH_FLAGS:-} "${configurations[@]}"
+"$python" -m rtchunk_train.vla_figure "$out/results.json" "$out/latency.svg"

@@ -48,8 +48,9 @@ pub struct PolicyConfig {
     pub intra_threads: usize,
     /// Where a bundle runs: "cpu", "cuda" or "cuda:N" (CUDA needs rtchunk built with --features cuda).
     pub device: String,
-    /// On a GPU, capture each denoising step's graph as a CUDA graph once and replay it (single-chunk inference
-    /// with the context kept in device memory); false for batched sampling on the GPU.
+    /// On a GPU, capture the prefix and each denoising step's graph as a CUDA graph once and replay them
+    /// (single-observation, single-chunk inference with the context kept in device memory); false for batched
+    /// sampling on the GPU.
     pub cuda_graphs: bool,
     /// The policy server's namespace (`policy.kind = "remote"`): it answers on `<server>/policy/infer`.
     pub server: String,

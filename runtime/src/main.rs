@@ -37,7 +37,7 @@ struct DeviceArgs {
     /// Where to run the graphs: cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: Device,
-    /// On a GPU, run the steps without capturing them as CUDA graphs (for comparison).
+    /// On a GPU, run the prefix and the steps without capturing them as CUDA graphs (for comparison).
     #[arg(long)]
     no_cuda_graphs: bool,
     /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.

@@ -97,3 +97,24 @@ def test_uniform_constants_are_expanded_in_the_graph_and_compute_the_same():
     x = np.random.default_rng(2).normal(size=(64, 64)).astype(np.float32)
     (y,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_array_equal(y, x)
+
+
+def test_the_exported_graphs_carry_no_identity_transpose_and_one_node_per_layer_norm(exported):
+    _, _, bundle, _, _ = exported
+    for graph in ("prefix", "velocity"):
+        nodes = onnx.load(str(bundle / f"{graph}.onnx"), load_external_data=False).graph.node
+        assert any(n.op_type == "LayerNormalization" for n in nodes)
+        assert not any(n.op_type == "ReduceMean" for n in nodes)
+        perms = [list(a.ints) for n in nodes if n.op_type == "Transpose" for a in n.attribute if a.name == "perm"]
+        assert all(p != list(range(len(p))) for p in perms)
+        assert len({n.name for n in nodes}) == len(nodes) and all(n.name for n in nodes)
+
+
+def test_a_float16_bundle_matches_jax_in_onnx_runtime(tmp_path):
+    skeleton, bundle = tmp_path / "skeleton", tmp_path / "bundle"
+    export_skeleton(vla_preset("vla-tiny"), "float16", skeleton, batch=1)
+    build_bundle(skeleton, bundle, seed=5, check_in_onnxruntime=True)  # refuses outputs off JAX's by > 2e-2
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["dtype"] == "float16"
+    velocity = onnx.load(str(bundle / "velocity.onnx"), load_external_data=False)
+    assert {i.name: i.type.tensor_type.elem_type for i in velocity.graph.input}["actions"] == onnx.TensorProto.FLOAT16

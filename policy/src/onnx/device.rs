@@ -37,7 +37,9 @@ fn tensor_of(
     let shape = shape.to_vec();
     let tensor = match ty {
         TensorElementType::Float32 => Tensor::<f32>::new(allocator, shape).map(Tensor::upcast),
-        TensorElementType::Float16 => Tensor::<half::f16>::new(allocator, shape).map(Tensor::upcast),
+        TensorElementType::Float16 => {
+            Tensor::<half::f16>::new(allocator, shape).map(Tensor::upcast)
+        }
         TensorElementType::Bfloat16 => {
             Tensor::<half::bf16>::new(allocator, shape).map(Tensor::upcast)
         }
@@ -47,7 +49,7 @@ fn tensor_of(
         other => {
             return Err(PolicyError::Backend(format!(
                 "a graph input of element type {other:?} cannot be placed on the GPU"
-            )))
+            )));
         }
     };
     tensor.map_err(backend)
@@ -204,7 +206,9 @@ fn host_layout(value: &DynValue) -> Result<(TensorElementType, Vec<i64>, usize),
         ValueType::Tensor { ty, shape, .. } => {
             let count = shape.iter().product::<i64>().max(0) as usize;
             let bytes = ty.byte_size(count).ok_or_else(|| {
-                PolicyError::Backend(format!("a prefix input of element type {ty:?} has no fixed size"))
+                PolicyError::Backend(format!(
+                    "a prefix input of element type {ty:?} has no fixed size"
+                ))
             })?;
             Ok((*ty, shape.to_vec(), bytes))
         }
@@ -337,7 +341,10 @@ impl DeviceSteps {
                     expected: *expected,
                 });
             }
-            let host = host.view().downcast::<DynTensorValueType>().map_err(backend)?;
+            let host = host
+                .view()
+                .downcast::<DynTensorValueType>()
+                .map_err(backend)?;
             // SAFETY: `host` is a live CPU tensor of `bytes` bytes, and `device` was allocated with its shape
             // and element type.
             unsafe {

@@ -54,8 +54,9 @@ pub struct OnnxRuntimeOptions {
     pub device: Device,
     /// On a GPU, keep a single observation's context in device memory across the denoising steps (IoBinding).
     pub context_on_device: bool,
-    /// On a GPU with the context in device memory, capture each flow graph as a CUDA graph once and replay
-    /// it at every step (its buffers never move). Batched calls are then refused: they need it off.
+    /// On a GPU with the context in device memory, capture the prefix and each flow graph as a CUDA graph once
+    /// and replay them at every inference and step (their buffers never move). Batched calls are then refused:
+    /// they need it off.
     pub cuda_graphs: bool,
     /// On a GPU, let ONNX Runtime run nodes the CUDA provider lacks kernels for on the CPU (slow: each such
     /// node copies its inputs and outputs across) instead of refusing the bundle.
