@@ -241,6 +241,10 @@ enum Sim {
         /// demonstrations whose action sequences were planned from older states, like a committed prefix.
         #[arg(long, default_value_t = 0)]
         max_stale_steps: usize,
+        /// Also store what the task's camera saw at each step (`camera0`, RGB), this many pixels wide (the height
+        /// follows the task's view): the images `rtchunk sim serve --camera-width` sends.
+        #[arg(long)]
+        camera_width: Option<usize>,
         /// The dataset file to write.
         #[arg(long)]
         out: PathBuf,
@@ -773,11 +777,19 @@ fn main() -> anyhow::Result<()> {
                     episodes,
                     seed,
                     max_stale_steps,
+                    camera_width,
                     out,
                 },
         } => println!(
             "{}",
-            sim_commands::collect_demonstrations(task, episodes, seed, max_stale_steps, &out)?
+            sim_commands::collect_demonstrations(
+                task,
+                episodes,
+                seed,
+                max_stale_steps,
+                camera_width,
+                &out
+            )?
         ),
         Command::Sim {
             which:

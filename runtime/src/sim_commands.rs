@@ -9,18 +9,25 @@ use rtchunk_sim::{Canvas, Env, TaskKind, collect, play_expert_episode, stale_suc
 use std::path::Path;
 
 /// Runs the expert of `kind` for `episodes` episodes from `seed` (each acting on states up to `max_stale_steps`
-/// old, see [`collect`]) and writes its solved episodes to `out`.
+/// old, see [`collect`]; with `camera_width`, also the task's camera images) and writes its solved episodes to
+/// `out`.
 pub fn collect_demonstrations(
     kind: TaskKind,
     episodes: u64,
     seed: u64,
     max_stale_steps: usize,
+    camera_width: Option<usize>,
     out: &Path,
 ) -> anyhow::Result<String> {
     let mut progress = Progress::new(format!("collecting {kind}"), episodes);
-    let (dataset, report) = collect(kind, episodes, seed, max_stale_steps, |done| {
-        progress.update(done)
-    });
+    let (dataset, report) = collect(
+        kind,
+        episodes,
+        seed,
+        max_stale_steps,
+        camera_width,
+        |done| progress.update(done),
+    );
     progress.finish();
     if dataset.is_empty() {
         anyhow::bail!("the {kind} expert solved none of {episodes} episodes; nothing to write");
@@ -68,22 +75,12 @@ pub fn serve_task(
     ))
 }
 
-/// The world rectangle each task is drawn in (x range, y range).
-pub(crate) fn view(kind: TaskKind) -> ([f64; 2], [f64; 2]) {
-    match kind {
-        TaskKind::Reach => ([-0.1, 4.1], [-1.1, 1.1]),
-        TaskKind::Cartpole => ([-2.6, 2.6], [-0.3, 2.4]),
-        TaskKind::Lander => ([-3.1, 3.1], [-0.2, 3.2]),
-        TaskKind::Catch => ([-2.4, 2.4], [-0.3, 3.2]),
-    }
-}
-
 /// Runs the expert on episode `seed` and writes a picture of its end (with the path it took) to `out`.
 pub fn render_expert_rollout(kind: TaskKind, seed: u64, out: &Path) -> anyhow::Result<String> {
     let mut env = Env::new(kind);
     let mut expert = env.expert();
-    let status = play_expert_episode(&mut env, expert.as_mut(), seed, 0, |_, _| {});
-    let (x, y) = view(kind);
+    let status = play_expert_episode(&mut env, expert.as_mut(), seed, 0, |_, _, _| {});
+    let (x, y) = kind.view();
     let mut canvas = Canvas::new(640, x, y);
     env.draw(&mut canvas);
     canvas

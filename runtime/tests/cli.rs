@@ -231,6 +231,27 @@ fn python() -> PathBuf {
     python
 }
 
+/// The whole numbers `script` prints when the toolchain's Python runs it with `file` as its argument.
+fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
+    let output = Command::new(python())
+        .args(["-c", script, file.to_str().unwrap()])
+        .env(
+            "PYTHONPATH",
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/python"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
 #[test]
 fn collected_demonstrations_load_in_the_training_toolchain() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-lander.npz", std::process::id()));
@@ -255,23 +276,7 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
                  d = dataset.load(Path(sys.argv[1])); \
                  print(d.observation.shape[1], d.action.shape[1], int(d.episode_index[-1]) + 1, len(d.action), \
                  *dataset.episode_seeds(Path(sys.argv[1])))";
-    let loaded = Command::new(python())
-        .args(["-c", check, out.to_str().unwrap()])
-        .env(
-            "PYTHONPATH",
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/python"),
-        )
-        .output()
-        .unwrap();
-    assert!(
-        loaded.status.success(),
-        "{}",
-        String::from_utf8_lossy(&loaded.stderr)
-    );
-    let shape: Vec<usize> = String::from_utf8_lossy(&loaded.stdout)
-        .split_whitespace()
-        .map(|v| v.parse().unwrap())
-        .collect();
+    let shape = numbers_from_python(check, &out);
     assert_eq!(shape[..2], [6, 2], "lander: 6 observations, 2 thrusters");
     assert_eq!(
         shape[4..],
@@ -282,6 +287,39 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
     assert!(
         stdout.contains(&format!("({} control steps)", shape[3])),
         "{stdout}"
+    );
+}
+
+#[test]
+fn collected_camera_images_load_with_the_demonstrations() {
+    let out = std::env::temp_dir().join(format!("rtchunk-{}-reach-camera.npz", std::process::id()));
+    let (stdout, _) = rtchunk_ok(&[
+        "sim",
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "3",
+        "--camera-width",
+        "42",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stdout.contains("expert episodes solved"), "{stdout}");
+    // Reach's view is 4.2 x 2.2 world units: 42 x 22 pixels. The goal (blue) is in every image, and the agent
+    // (green) moves: images 20 steps apart differ (a pixel is 0.1 world units).
+    let check = "import sys; from pathlib import Path; import numpy as np; from rtchunk_train import dataset; \
+                 d = dataset.load(Path(sys.argv[1])); c = d.camera; \
+                 blue = np.all(c == [45, 110, 220], axis=-1).any(axis=(1, 2)); \
+                 moved = np.any(c[20:] != c[:-20], axis=(1, 2, 3)); \
+                 print(*c.shape, len(d.action), int(blue.all()), int(moved.mean() > 0.5))";
+    let fields = numbers_from_python(check, &out);
+    assert_eq!(fields[1..4], [22, 42, 3], "{fields:?}");
+    assert_eq!(fields[0], fields[4], "one image per row");
+    assert_eq!(
+        fields[5..],
+        [1, 1],
+        "the goal in every image, the agent moving"
     );
 }
 

@@ -119,6 +119,11 @@ impl Canvas {
         self.rect(center, [length / 2.0, width / 2.0], angle, color);
     }
 
+    /// The pixels as RGB bytes, row by row from the top.
+    pub fn rgb(&self) -> Vec<u8> {
+        self.pixels.iter().flatten().copied().collect()
+    }
+
     /// Writes the canvas as an 8-bit RGB PNG.
     pub fn write_png(&self, path: &Path) -> std::io::Result<()> {
         let file = std::fs::File::create(path)?;
@@ -127,9 +132,8 @@ impl Canvas {
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-        let bytes: Vec<u8> = self.pixels.iter().flatten().copied().collect();
         writer
-            .write_image_data(&bytes)
+            .write_image_data(&self.rgb())
             .map_err(std::io::Error::other)?;
         writer.finish().map_err(std::io::Error::other)
     }

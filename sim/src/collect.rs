@@ -23,19 +23,25 @@ pub struct CollectReport {
 /// Runs `episodes` expert episodes of `kind` (seeds `first_seed..`), keeping the solved ones: each row is the
 /// observation and the expert's action before the noise. With `max_stale_steps` > 0 each episode's expert acts on
 /// states a fixed number of steps old, drawn per episode from `0..=max_stale_steps` ([`episode_staleness`]), so
-/// that the data holds action sequences planned from older states, as a committed prefix is at run time.
+/// that the data holds action sequences planned from older states, as a committed prefix is at run time. With
+/// `camera_width`, each row also holds what the task's camera saw ([`Env::camera`], that many pixels wide).
 /// `progress` is called after every episode with the number done.
 pub fn collect(
     kind: TaskKind,
     episodes: u64,
     first_seed: u64,
     max_stale_steps: usize,
+    camera_width: Option<usize>,
     mut progress: impl FnMut(u64),
 ) -> (Dataset, CollectReport) {
     let mut env = Env::new(kind);
     let mut expert = env.expert();
     let spec = env.spec();
     let mut dataset = Dataset::new(spec.observation_dim(), spec.action_dim());
+    if let Some(width) = camera_width {
+        let (width, height) = env.camera(width).size();
+        dataset = dataset.with_camera(height, width);
+    }
     dataset.set_episode_seeds(first_seed, first_seed + episodes);
     let mut report = CollectReport {
         episodes,
@@ -50,7 +56,10 @@ pub fn collect(
             expert.as_mut(),
             seed,
             stale_steps,
-            |observation, action| dataset.push(episode, observation, action),
+            |env, observation, action| {
+                let image = camera_width.map_or_else(Vec::new, |width| env.camera(width).rgb());
+                dataset.push(episode, observation, action, &image);
+            },
         );
         if status == Status::Success {
             report.successes += 1;

@@ -1,8 +1,9 @@
 //! Demonstrations in the dataset format the training toolchain reads (`policy/python/rtchunk_train/dataset.py`):
 //! one `.npz` file (a ZIP of `.npy` arrays) with `observation` float32 [N, O], `action` float32 [N, A] and
-//! `episode_index` int64 [N], one row per control step, episodes one after another in time order, and
+//! `episode_index` int64 [N], one row per control step, episodes one after another in time order,
 //! `episode_seeds` int64 [2]: the half-open range of episode seeds the demonstrations were drawn from (training
-//! records it in the bundle, so evaluation can stay off the training episodes).
+//! records it in the bundle, so evaluation can stay off the training episodes), and, for a dataset with a camera,
+//! `camera0` uint8 [N, height, width, 3]: what the camera saw at each step.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ pub enum DatasetError {
     },
     /// An array is too large for a plain (non-ZIP64) archive.
     #[error(
-        "{path}: array {array} is {bytes} bytes; the dataset writer stores at most 4 GiB per array"
+        "{path}: array {array} is {bytes} bytes; the dataset writer stores at most 4 GiB (a plain ZIP)"
     )]
     TooLarge {
         /// The dataset file.
@@ -41,6 +42,8 @@ pub struct Dataset {
     actions: Vec<f32>,
     episode_index: Vec<i64>,
     episode_seeds: [u64; 2],
+    /// The camera's image size (height, width) and its images, row after row; None without a camera.
+    camera: Option<([usize; 2], Vec<u8>)>,
 }
 
 impl Dataset {
@@ -53,20 +56,35 @@ impl Dataset {
         }
     }
 
+    /// The same dataset with a camera of `height` x `width` RGB pixels: every row then carries an image.
+    pub fn with_camera(mut self, height: usize, width: usize) -> Self {
+        self.camera = Some(([height, width], Vec::new()));
+        self
+    }
+
+    /// Bytes of one row's image (0 without a camera).
+    pub fn image_bytes(&self) -> usize {
+        self.camera.as_ref().map_or(0, |([h, w], _)| h * w * 3)
+    }
+
     /// Records that the episodes were drawn from seeds `first..end`.
     pub fn set_episode_seeds(&mut self, first: u64, end: u64) {
         self.episode_seeds = [first, end];
     }
 
-    /// Appends one control step of episode `episode`.
-    pub fn push(&mut self, episode: i64, observation: &[f32], action: &[f32]) {
+    /// Appends one control step of episode `episode`, with the camera's `image` (`image_bytes()` RGB bytes;
+    /// empty without a camera).
+    pub fn push(&mut self, episode: i64, observation: &[f32], action: &[f32], image: &[u8]) {
         debug_assert_eq!(
-            (observation.len(), action.len()),
-            (self.observation_dim, self.action_dim)
+            (observation.len(), action.len(), image.len()),
+            (self.observation_dim, self.action_dim, self.image_bytes())
         );
         self.observations.extend_from_slice(observation);
         self.actions.extend_from_slice(action);
         self.episode_index.push(episode);
+        if let Some((_, images)) = &mut self.camera {
+            images.extend_from_slice(image);
+        }
     }
 
     /// Drops every row from `len` on (an episode that will not be kept).
@@ -74,6 +92,10 @@ impl Dataset {
         self.observations.truncate(len * self.observation_dim);
         self.actions.truncate(len * self.action_dim);
         self.episode_index.truncate(len);
+        let image_bytes = self.image_bytes();
+        if let Some((_, images)) = &mut self.camera {
+            images.truncate(len * image_bytes);
+        }
     }
 
     /// Number of rows (control steps).
@@ -89,7 +111,7 @@ impl Dataset {
     /// Writes the dataset as an uncompressed `.npz` file.
     pub fn write_npz(&self, path: &Path) -> Result<(), DatasetError> {
         let rows = self.len();
-        let arrays = [
+        let mut arrays = vec![
             (
                 "observation",
                 npy(
@@ -131,12 +153,17 @@ impl Dataset {
                 ),
             ),
         ];
-        for (name, bytes) in &arrays {
-            if u32::try_from(bytes.len()).is_err() {
+        if let Some(([height, width], images)) = &self.camera {
+            arrays.push(("camera0", npy("|u1", &[rows, *height, *width, 3], images)));
+        }
+        let total = arrays.iter().map(|(_, bytes)| bytes.len() + 128).sum();
+        let sizes = arrays.iter().map(|(name, bytes)| (*name, bytes.len()));
+        for (array, bytes) in sizes.chain([("(all of them together)", total)]) {
+            if u32::try_from(bytes).is_err() {
                 return Err(DatasetError::TooLarge {
                     path: path.to_path_buf(),
-                    array: name,
-                    bytes: bytes.len(),
+                    array,
+                    bytes,
                 });
             }
         }
@@ -148,7 +175,10 @@ impl Dataset {
         let mut out = std::io::BufWriter::new(file);
         write_stored_zip(
             &mut out,
-            &arrays.map(|(name, bytes)| (format!("{name}.npy"), bytes)),
+            &arrays
+                .into_iter()
+                .map(|(name, bytes)| (format!("{name}.npy"), bytes))
+                .collect::<Vec<_>>(),
         )
         .map_err(io)?;
         out.flush().map_err(io)

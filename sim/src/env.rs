@@ -13,6 +13,7 @@ const NOISE_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 /// A task with the benchmark's shared rules. Deterministic for a seed: `reset(seed)` fixes the initial state and
 /// the whole noise sequence, so the same actions give the same trajectory bit for bit.
 pub struct Env {
+    kind: TaskKind,
     task: Box<dyn Task>,
     noise: NormalRng,
     executed: Vec<f64>,
@@ -25,6 +26,7 @@ impl Env {
     pub fn new(kind: TaskKind) -> Self {
         let task = kind.build();
         let mut env = Env {
+            kind,
             executed: vec![0.0; task.spec().action_dim()],
             task,
             noise: NormalRng::new(0),
@@ -103,6 +105,15 @@ impl Env {
     /// Draws the current state.
     pub fn draw(&self, canvas: &mut Canvas) {
         self.task.draw(canvas);
+    }
+
+    /// The current state as the task's camera sees it: its view ([`TaskKind::view`]) drawn on a canvas `width`
+    /// pixels wide (the height follows the view's aspect).
+    pub fn camera(&self, width: usize) -> Canvas {
+        let (x, y) = self.kind.view();
+        let mut canvas = Canvas::new(width, x, y);
+        self.draw(&mut canvas);
+        canvas
     }
 }
 

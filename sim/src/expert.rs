@@ -21,14 +21,14 @@ pub fn expert_seed(seed: u64) -> u64 {
 }
 
 /// Plays episode `seed` with `expert` acting on the observation from `stale_steps` control steps ago (the initial
-/// observation until that many steps have passed; 0: the current one). `on_step` sees each current observation
-/// and the action chosen at it. Returns how the episode ended.
+/// observation until that many steps have passed; 0: the current one). `on_step` sees the environment, each
+/// current observation and the action chosen at it. Returns how the episode ended.
 pub fn play_expert_episode(
     env: &mut Env,
     expert: &mut dyn Expert,
     seed: u64,
     stale_steps: usize,
-    mut on_step: impl FnMut(&[f32], &[f32]),
+    mut on_step: impl FnMut(&Env, &[f32], &[f32]),
 ) -> Status {
     env.reset(seed);
     expert.reset(expert_seed(seed));
@@ -44,7 +44,7 @@ pub fn play_expert_episode(
         env.observe(&mut history[current..][..dim]);
         let seen = ((step + 1) % (stale_steps + 1)) * dim;
         expert.act(&history[seen..][..dim], &mut action);
-        on_step(&history[current..][..dim], &action);
+        on_step(env, &history[current..][..dim], &action);
         env.step(&action);
         step += 1;
     }
@@ -64,7 +64,7 @@ pub fn stale_success_rate(
     let mut expert = env.expert();
     let solved = (first_seed..first_seed + episodes)
         .filter(|&seed| {
-            play_expert_episode(&mut env, expert.as_mut(), seed, stale_steps, |_, _| {})
+            play_expert_episode(&mut env, expert.as_mut(), seed, stale_steps, |_, _, _| {})
                 == Status::Success
         })
         .count();

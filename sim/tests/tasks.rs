@@ -1,7 +1,7 @@
 //! The benchmark tasks: calibrated experts, multimodal demonstrations, determinism, batching and pictures.
 
 use rtchunk_sim::{
-    Canvas, Env, EnvBatch, Status, TaskKind, collect, episode_staleness, expert_seed, palette,
+    Canvas, Env, EnvBatch, Rgb, Status, TaskKind, collect, episode_staleness, expert_seed, palette,
     stale_success_rate,
 };
 
@@ -29,7 +29,7 @@ fn staleness_does_hurt_eventually() {
 #[test]
 fn demonstrations_are_multimodal() {
     for kind in TaskKind::ALL {
-        let (dataset, report) = collect(kind, 120, 0, 0, |_| {});
+        let (dataset, report) = collect(kind, 120, 0, 0, None, |_| {});
         assert_eq!(report.rows, dataset.len());
         assert!(report.successes >= 110, "{kind}: {report:?}");
         assert!(report.modes.len() >= 2, "{kind}: {report:?}");
@@ -53,8 +53,8 @@ fn stale_demonstrations_act_on_old_states_and_still_solve() {
         );
     }
     for kind in TaskKind::ALL {
-        let (fresh, _) = collect(kind, 40, 0, 0, |_| {});
-        let (stale, report) = collect(kind, 40, 0, 7, |_| {});
+        let (fresh, _) = collect(kind, 40, 0, 0, None, |_| {});
+        let (stale, report) = collect(kind, 40, 0, 7, None, |_| {});
         assert!(report.successes >= 32, "{kind}: {report:?}");
         assert_ne!(fresh, stale, "{kind}");
     }
@@ -180,5 +180,27 @@ fn every_task_draws_its_agent_and_goal() {
         canvas.write_png(&path).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}
+
+#[test]
+fn the_camera_sees_each_task_in_its_view_with_agent_and_goal() {
+    for kind in TaskKind::ALL {
+        let mut env = Env::new(kind);
+        env.reset(5);
+        let canvas = env.camera(96);
+        let (width, height) = canvas.size();
+        let ([x0, x1], [y0, y1]) = kind.view();
+        assert_eq!(width, 96, "{kind}");
+        assert_eq!(
+            height,
+            ((y1 - y0) * 96.0 / (x1 - x0)).round() as usize,
+            "{kind}"
+        );
+        let rgb = canvas.rgb();
+        assert_eq!(rgb.len(), width * height * 3);
+        let count = |color: Rgb| rgb.chunks(3).filter(|p| *p == color).count();
+        assert!(count(palette::AGENT) > 0, "{kind}: the agent is in view");
+        assert!(count(palette::GOAL) > 0, "{kind}: the goal is in view");
     }
 }

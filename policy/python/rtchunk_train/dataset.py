@@ -7,6 +7,8 @@ One `.npz` file with three arrays, one row per control step, episodes stored one
 - `episode_index`: int64 [N], non-decreasing
 - `episode_seeds` (optional): int64 [2], the half-open range of simulator episode seeds the demonstrations came
   from; training records it in the bundle's manifest (`training.episode_seeds`)
+- `camera0` (optional): uint8 [N, height, width, 3], what the task's camera saw at each step (`rtchunk sim collect
+  --camera-width W`: the images `rtchunk sim serve --camera-width W` sends)
 
 Training chunks are the H actions from each step on, within its episode; past the episode's end the last action is
 held (never zeros, which would decode to the dataset mean).
@@ -25,6 +27,7 @@ class Dataset:
     observation: np.ndarray
     action: np.ndarray
     episode_index: np.ndarray
+    camera: np.ndarray | None = None
 
     def chunks(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """Observations [N, O] and their action chunks [N, H, A]."""
@@ -65,7 +68,14 @@ def load(path: Path) -> Dataset:
         missing = {"observation", "action", "episode_index"} - set(data.files)
         if missing:
             raise ValueError(f"{path}: missing arrays {sorted(missing)}")
-        return validate(path, data["observation"], data["action"], data["episode_index"])
+        dataset = validate(path, data["observation"], data["action"], data["episode_index"])
+        if "camera0" not in data.files:
+            return dataset
+        camera = data["camera0"]
+        if camera.dtype != np.uint8 or camera.ndim != 4 or camera.shape[3] != 3 or len(camera) != len(dataset.action):
+            raise ValueError(f"{path}: camera0 must be uint8 [{len(dataset.action)}, height, width, 3] (one RGB image "
+                             f"per row), got {camera.dtype} {list(camera.shape)}")
+        return Dataset(dataset.observation, dataset.action, dataset.episode_index, camera)
 
 
 def validate(path, observation, action, episode_index) -> Dataset:

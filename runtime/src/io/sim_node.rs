@@ -10,10 +10,9 @@ use crate::io::protocol::{
 };
 use crate::io::session::{IoError, Topics, open_session};
 use crate::metrics::Quantiles;
-use crate::sim_commands::view;
 use rtchunk_config::IoConfig;
 use rtchunk_policy::NormalRng;
-use rtchunk_sim::{CONTROL_PERIOD, Canvas, Env, Status, TaskKind};
+use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -203,19 +202,13 @@ impl Node<'_> {
 
     /// The task drawn as the camera sees it: RGB, `width` pixels wide.
     fn camera_image(&self, width: usize) -> CameraImage {
-        let (x, y) = view(self.settings.task);
-        let mut canvas = Canvas::new(width, x, y);
-        self.env.draw(&mut canvas);
+        let canvas = self.env.camera(width);
         let (columns, rows) = canvas.size();
-        let pixels = (0..rows)
-            .flat_map(|row| (0..columns).map(move |column| (column, row)))
-            .flat_map(|(column, row)| canvas.pixel(column, row))
-            .collect();
         CameraImage {
             height: rows as u16,
             width: columns as u16,
             channels: 3,
-            pixels,
+            pixels: canvas.rgb(),
         }
     }
 

@@ -34,6 +34,16 @@ impl TaskKind {
         self.build().spec().name
     }
 
+    /// The world rectangle the task is drawn in (x range, y range): what pictures of it and its camera show.
+    pub fn view(self) -> ([f64; 2], [f64; 2]) {
+        match self {
+            TaskKind::Reach => ([-0.1, 4.1], [-1.1, 1.1]),
+            TaskKind::Cartpole => ([-2.6, 2.6], [-0.3, 2.4]),
+            TaskKind::Lander => ([-3.1, 3.1], [-0.2, 3.2]),
+            TaskKind::Catch => ([-2.4, 2.4], [-0.3, 3.2]),
+        }
+    }
+
     /// A fresh instance of the task's dynamics.
     pub fn build(self) -> Box<dyn Task> {
         match self {
