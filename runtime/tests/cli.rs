@@ -231,10 +231,10 @@ fn python() -> PathBuf {
     python
 }
 
-/// The whole numbers `script` prints when the toolchain's Python runs it with `file` as its argument.
-fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
+/// Runs the toolchain's Python with `args`, checks it succeeded, and returns its standard output.
+fn toolchain(args: &[&str]) -> String {
     let output = Command::new(python())
-        .args(["-c", script, file.to_str().unwrap()])
+        .args(args)
         .env(
             "PYTHONPATH",
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/python"),
@@ -243,10 +243,16 @@ fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
         .unwrap();
     assert!(
         output.status.success(),
-        "{}",
+        "python {}: {}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout)
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The whole numbers `script` prints when the toolchain's Python runs it with `file` as its argument.
+fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
+    toolchain(&["-c", script, file.to_str().unwrap()])
         .split_whitespace()
         .map(|v| v.parse().unwrap())
         .collect()
@@ -321,6 +327,87 @@ fn collected_camera_images_load_with_the_demonstrations() {
         [1, 1],
         "the goal in every image, the agent moving"
     );
+}
+
+#[test]
+fn a_vla_trained_on_the_simulators_camera_replays_jax_and_runs_the_task_closed_loop() {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-vla-reach", std::process::id()));
+    let data = dir.join("reach.npz");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    rtchunk_ok(&[
+        "sim",
+        "collect",
+        "--task",
+        "reach",
+        "--episodes",
+        "40",
+        "--camera-width",
+        "42",
+        "--out",
+        &path(&data),
+    ]);
+    let policies = dir.join("policies");
+    let bundle = policies.join("reach/base-s0");
+    let report = toolchain(&[
+        "-m",
+        "rtchunk_train.vla_train",
+        "--dataset",
+        &path(&data),
+        "--out",
+        &path(&bundle),
+        "--steps",
+        "300",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(report.lines().last().unwrap()).unwrap();
+    let (before, after) = (
+        report["held_out_loss_before"].as_f64().unwrap(),
+        report["held_out_loss_after"].as_f64().unwrap(),
+    );
+    assert!(after < 0.7 * before, "it learned: {report}");
+    // rtchunk replays JAX's recorded outputs of the trained weights (exported float32: within 1e-5).
+    let (inspected, _) = rtchunk_ok(&["inspect", &path(&bundle), "--json"]);
+    let inspected: serde_json::Value =
+        serde_json::from_str(inspected.lines().last().unwrap()).unwrap();
+    let tolerance = inspected["tolerance"].as_f64().unwrap();
+    for error in ["velocity_error", "vjp_error", "guided_error", "rtc_error"] {
+        assert!(
+            inspected[error].as_f64().unwrap() <= tolerance,
+            "{inspected}"
+        );
+    }
+    // Closed loop on the task, the camera drawn from each request's state: RTC's seams are smoother than
+    // naive chunking's at d = 1.
+    let out = dir.join("bench");
+    rtchunk_ok(&[
+        "bench",
+        "delay",
+        "--task",
+        "reach",
+        "--methods",
+        "naive,rtc",
+        "--delays",
+        "1",
+        "--rollouts",
+        "8",
+        "--policies",
+        &path(&policies),
+        "--out",
+        &path(&out),
+    ]);
+    let points: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("delay.json")).unwrap()).unwrap();
+    let seam = |method: &str| {
+        points
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["method"] == method && p["policy_seed"] == 0)
+            .map(|p| p["seam_jump"].as_f64().unwrap())
+            .unwrap()
+    };
+    assert!(seam("rtc") < seam("naive"), "{points}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -51,12 +51,25 @@ def training_example(chunk, key, max_delay, tau_beta: bool, uniform_delay: bool 
     return noised, tau, chunk - noise, (~frozen).astype(jnp.float32)
 
 
-def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay, tau_beta: bool, uniform_delay: bool = False):
-    """Flow-matching loss over the weighted (not frozen) tokens."""
+def weighted_flow_loss(predict, chunk, key, max_delay, tau_beta: bool, uniform_delay: bool = False):
+    """Flow-matching loss of `predict(noised, tau) -> velocity` on clean chunks [B, H, A], over the weighted (not
+    frozen) tokens."""
     noised, tau, target, weight = training_example(chunk, key, max_delay, tau_beta, uniform_delay)
-    predicted = velocity(config, params, noised, tau, prefix(config, params, observation))
-    error = jnp.sum((predicted - target) ** 2, axis=-1)
+    error = jnp.sum((predict(noised, tau) - target) ** 2, axis=-1)
     return jnp.sum(error * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def flow_loss(config: ModelConfig, params, observation, chunk, key, max_delay, tau_beta: bool, uniform_delay: bool = False):
+    """Flow-matching loss of the transformer conditioned on `observation`."""
+    context = prefix(config, params, observation)
+    predict = lambda noised, tau: velocity(config, params, noised, tau, context)  # noqa: E731
+    return weighted_flow_loss(predict, chunk, key, max_delay, tau_beta, uniform_delay)
+
+
+def optimizer_for(steps: int):
+    """AdamW with warm-up and cosine decay over `steps`, gradients clipped to norm 1."""
+    schedule = optax.warmup_cosine_decay_schedule(0.0, 2e-3, min(100, steps // 10 + 1), steps, 1e-4)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
 
 
 def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, batch: int, max_delays, tau_beta: bool,
@@ -69,8 +82,7 @@ def train_many(config: ModelConfig, data: datasets.Dataset, steps: int, seeds, b
     chunks = normalize(chunks, stats["action"])
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
     params = jax.vmap(lambda key: init_params(config, key))(keys)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, 2e-3, min(100, steps // 10 + 1), steps, 1e-4)
-    optimizer = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+    optimizer = optimizer_for(steps)
     state = jax.vmap(optimizer.init)(params)
 
     def update(params, state, observation, chunk, key, max_delay):

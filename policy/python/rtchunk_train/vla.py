@@ -52,10 +52,22 @@ class VlaConfig:
     prompt_tokens: int = 48
     vocab: int = 257_152
     state_dim: int = 32
+    # The images' height when it differs from their width (`image_size`); 0: square.
+    image_height: int = 0
+
+    def image_shape(self) -> tuple:
+        """(height, width) of every camera's image, in pixels."""
+        return (self.image_height or self.image_size, self.image_size)
+
+    def patch_grid(self) -> tuple:
+        """(rows, columns) of patches per image; a side that is not a whole number of patches is padded."""
+        height, width = self.image_shape()
+        return -(-height // self.patch), -(-width // self.patch)
 
     def image_tokens(self) -> int:
         """Tokens of all cameras' images."""
-        return self.cameras * (self.image_size // self.patch) ** 2
+        rows, columns = self.patch_grid()
+        return self.cameras * rows * columns
 
     def prefix_tokens(self) -> int:
         """Images, prompt and the state token."""
@@ -158,7 +170,7 @@ def init_vla_params(config: VlaConfig, key) -> dict:
     per_patch = config.patch * config.patch * 3
     return {
         "patch_embed": _dense(next(keys), per_patch, config.vision_width),
-        "vision_position": 0.02 * jax.random.normal(next(keys), ((config.image_size // config.patch) ** 2, config.vision_width)),
+        "vision_position": 0.02 * jax.random.normal(next(keys), (config.image_tokens() // config.cameras, config.vision_width)),
         "vision": _blocks(vision, keys, config.vision_layers, config.vision_width, config.vision_mlp_ratio),
         "vision_out": _dense(next(keys), config.vision_width, config.backbone_width),
         "embed": 0.02 * jax.random.normal(next(keys), (config.vocab, config.backbone_width)),
@@ -177,15 +189,19 @@ def _encoder_layer(config: ModelConfig, block: dict, x, cos, sin):
 
 
 def _patches(config: VlaConfig, images):
-    """uint8 images [B, cameras, size, size, 3] -> patches [B, cameras, tokens, patch * patch * 3] in [-1, 1]."""
-    b, p, n = images.shape[0], config.patch, config.image_size // config.patch
+    """uint8 images [B, cameras, height, width, 3] -> patches [B, cameras, tokens, patch * patch * 3] in [-1, 1],
+    the images padded with black at the bottom and the right to whole patches."""
+    b, p, (rows, columns) = images.shape[0], config.patch, config.patch_grid()
+    height, width = config.image_shape()
+    if (rows * p, columns * p) != (height, width):
+        images = jnp.pad(images, ((0, 0), (0, 0), (0, rows * p - height), (0, columns * p - width), (0, 0)))
     x = images.astype(jnp.float32) / 127.5 - 1.0
-    x = x.reshape(b, config.cameras, n, p, n, p, 3).transpose(0, 1, 2, 4, 3, 5, 6)
-    return x.reshape(b, config.cameras, n * n, p * p * 3)
+    x = x.reshape(b, config.cameras, rows, p, columns, p, 3).transpose(0, 1, 2, 4, 3, 5, 6)
+    return x.reshape(b, config.cameras, rows * columns, p * p * 3)
 
 
 def vla_prefix(config: VlaConfig, params: dict, images, prompt, state):
-    """images uint8 [B, cameras, size, size, 3], prompt token ids int [B, prompt_tokens], state [B, state_dim]
+    """images uint8 [B, cameras, height, width, 3], prompt token ids int [B, prompt_tokens], state [B, state_dim]
     -> context [B, layers, prefix_tokens, cache_width]: every backbone layer's cache entries."""
     b = state.shape[0]
     vision = config.vision_config()

@@ -107,7 +107,7 @@ def graph_io(config: VlaConfig, dtype: str, batch) -> dict:
     float_type = NUMPY_DTYPES[dtype]
     h, a = expert.horizon, expert.action_dim
     context = (batch, expert.layers, config.prefix_tokens(), expert.cache_width())
-    cameras = [(f"camera{i}", (batch, config.image_size, config.image_size, 3), np.uint8) for i in range(config.cameras)]
+    cameras = [(f"camera{i}", (batch, *config.image_shape(), 3), np.uint8) for i in range(config.cameras)]
     flow = [("actions", (batch, h, a), float_type), ("tau", (batch, h), float_type), ("context", context, float_type)]
     return {
         "prefix": ([("state", (batch, config.state_dim), float_type), *cameras, ("prompt", (batch, config.prompt_tokens), np.int32)], ["context"]),
@@ -252,20 +252,22 @@ def attach(skeleton: Path, params: dict, out: Path, external: bool = True) -> di
     return graphs
 
 
-def fixed_vla_inputs(config: VlaConfig, batch: int, seed: int) -> dict:
-    """Deterministic inputs: state, each camera's images, prompt ids, noisy chunks, tau and cotangents."""
+def fixed_vla_inputs(config: VlaConfig, batch: int, seed: int, prompt_ids=None) -> dict:
+    """Deterministic inputs: state, each camera's images, prompt ids (`prompt_ids`, or drawn), noisy chunks, tau
+    and cotangents."""
     rng = np.random.default_rng(seed)
     expert = config.expert_config()
-    h, a, size = expert.horizon, expert.action_dim, config.image_size
+    h, a = expert.horizon, expert.action_dim
+    prompt = rng.integers(0, config.vocab, (1, config.prompt_tokens)) if prompt_ids is None else np.asarray([prompt_ids])
     inputs = {
         "state": rng.normal(size=(batch, config.state_dim)).astype(np.float32),
-        "prompt": np.repeat(rng.integers(0, config.vocab, (1, config.prompt_tokens)), batch, axis=0).astype(np.int64),
+        "prompt": np.repeat(prompt, batch, axis=0).astype(np.int64),
         "actions": rng.normal(size=(batch, h, a)).astype(np.float32),
         "tau": np.repeat(rng.uniform(0.0, 0.9, size=(batch, 1)), h, axis=1).astype(np.float32),
         "cotangent": rng.normal(size=(batch, h, a)).astype(np.float32),
     }
     for i in range(config.cameras):
-        inputs[f"camera{i}"] = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+        inputs[f"camera{i}"] = rng.integers(0, 256, (batch, *config.image_shape(), 3), dtype=np.uint8)
     return inputs
 
 
@@ -310,9 +312,15 @@ def record_expected(config: VlaConfig, params: dict, dtype: str, inputs: dict) -
     }, np.asarray(context)
 
 
-def manifest_for(config: VlaConfig, description: dict, prompt_ids, graphs: dict, name: str) -> dict:
-    """The bundle's manifest (identity normalisation: the weights are random)."""
+def manifest_for(config: VlaConfig, description: dict, prompt_ids, graphs: dict, name: str, normalization=None,
+                 episode_seeds=None) -> dict:
+    """The bundle's manifest; `normalization` as `dataset.Dataset.statistics` gives it (None: identity, for random
+    weights); `episode_seeds`: the simulator episodes trained on (evaluation stays off them)."""
     expert, dtype = config.expert_config(), description["dtype"]
+    identity = {
+        "observation": {"mean": [0.0] * config.state_dim, "std": [1.0] * config.state_dim},
+        "action": {"mean": [0.0] * expert.action_dim, "std": [1.0] * expert.action_dim},
+    }
     return {
         "format_version": 1,
         "name": name,
@@ -322,16 +330,13 @@ def manifest_for(config: VlaConfig, description: dict, prompt_ids, graphs: dict,
         "control_rate_hz": 50.0,
         "observation": [{"name": "state", "shape": [config.state_dim], "dtype": dtype}],
         "cameras": [
-            {"name": f"camera{i}", "height": config.image_size, "width": config.image_size, "channels": 3}
+            {"name": f"camera{i}", "height": config.image_shape()[0], "width": config.image_shape()[1], "channels": 3}
             for i in range(config.cameras)
         ],
         "prompt": {"input": "prompt", "token_ids": [int(i) for i in prompt_ids]},
         "context_shape": [expert.layers, config.prefix_tokens(), expert.cache_width()],
         "batch": description["batch"],
-        "normalization": {
-            "observation": {"mean": [0.0] * config.state_dim, "std": [1.0] * config.state_dim},
-            "action": {"mean": [0.0] * expert.action_dim, "std": [1.0] * expert.action_dim},
-        },
+        "normalization": normalization or identity,
         "time_convention": "tau-one-is-data",
         "defaults": {"steps": 5, "beta": 5.0},
         "capabilities": {"exact_vjp": True, "prefix_conditioned": False},
@@ -346,6 +351,7 @@ def manifest_for(config: VlaConfig, description: dict, prompt_ids, graphs: dict,
         },
         "dtype": dtype,
         "graphs": graphs,
+        **({"training": {"episode_seeds": list(episode_seeds)}} if episode_seeds else {}),
     }
 
 
@@ -359,20 +365,25 @@ def random_vla_params(config: VlaConfig, seed: int, dtype: str) -> dict:
     return random_params(config, seed, NUMPY_DTYPES[dtype])
 
 
-def build_bundle(skeleton: Path, out: Path, seed: int, external: bool = True, check_in_onnxruntime: bool = False) -> dict:
-    """A bundle in `out` from the skeleton in `skeleton`, weights drawn from `seed`, with `expected.json`;
-    with `check_in_onnxruntime` every graph is checked against JAX on the CPU (bfloat16 graphs in ONNX's
-    reference evaluator: ONNX Runtime has no bfloat16 CPU kernels).
+def build_bundle(skeleton: Path, out: Path, seed: int, external: bool = True, check_in_onnxruntime: bool = False,
+                 trained: dict | None = None) -> dict:
+    """A bundle in `out` from the skeleton in `skeleton`, weights drawn from `seed` (or `trained`'s: {"params",
+    "normalization", "prompt_ids", "name", "episode_seeds"}, see `rtchunk_train.vla_train`), with `expected.json`; with
+    `check_in_onnxruntime` every graph is checked against JAX on the CPU (bfloat16 graphs in ONNX's reference
+    evaluator: ONNX Runtime has no bfloat16 CPU kernels).
     Returns the recorded outputs, the context and the parameters as {"recorded", "context", "params"}."""
     description = json.loads((skeleton / "skeleton.json").read_text())
     config, dtype = config_from(description), description["dtype"]
-    params = random_vla_params(config, seed, dtype)
+    trained = trained or {}
+    params = (jax.tree_util.tree_map(lambda x: np.asarray(x, NUMPY_DTYPES[dtype]), trained["params"]) if trained
+              else random_vla_params(config, seed, dtype))
     graphs = attach(skeleton, params, out, external)
-    inputs = fixed_vla_inputs(config, description["batch"] or 2, seed + 1)
+    inputs = fixed_vla_inputs(config, description["batch"] or 2, seed + 1, trained.get("prompt_ids"))
     recorded, context = record_expected(config, params, dtype, inputs)
     expert = config.expert_config()
-    name = f"vla-{expert.attention}-{config.cameras}cam-{dtype}"
-    manifest = manifest_for(config, description, inputs["prompt"][0], graphs, name)
+    name = trained.get("name", f"vla-{expert.attention}-{config.cameras}cam-{dtype}")
+    manifest = manifest_for(config, description, inputs["prompt"][0], graphs, name, trained.get("normalization"),
+                            trained.get("episode_seeds"))
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "expected.json").write_text(json.dumps(recorded) + "\n")
     if check_in_onnxruntime:

@@ -83,7 +83,7 @@ def measure(preset: str, cameras: int, attention: str, repeats: int) -> dict:
     expert = config.expert_config()
     params = random_params(config, 0, jnp.bfloat16)
     rng = np.random.default_rng(1)
-    images = jnp.asarray(rng.integers(0, 256, (1, cameras, config.image_size, config.image_size, 3), dtype=np.uint8))
+    images = jnp.asarray(rng.integers(0, 256, (1, cameras, *config.image_shape(), 3), dtype=np.uint8))
     prompt = jnp.asarray(rng.integers(0, config.vocab, (1, config.prompt_tokens)), jnp.int32)
     state = jnp.asarray(rng.normal(size=(1, config.state_dim)), jnp.float32)
     actions = jnp.asarray(rng.normal(size=(1, expert.horizon, expert.action_dim)), jnp.float32)

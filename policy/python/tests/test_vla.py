@@ -1,6 +1,8 @@
 """The VLA: its prefix (vision, prompt, state through the backbone) fills the expert's per-layer cache, every input
 reaches the action chunk, every attention kind runs, and the presets have π0's and SmolVLA's sizes."""
 
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +14,7 @@ from rtchunk_train.vla import init_vla_params, main, parameter_counts, vla_prese
 
 def inputs(config, seed=0):
     rng = np.random.default_rng(seed)
-    size = config.image_size
-    images = jnp.asarray(rng.integers(0, 256, (2, config.cameras, size, size, 3), dtype=np.uint8))
+    images = jnp.asarray(rng.integers(0, 256, (2, config.cameras, *config.image_shape(), 3), dtype=np.uint8))
     prompt = jnp.asarray(rng.integers(0, config.vocab, (2, config.prompt_tokens)), jnp.int32)
     state = jnp.asarray(rng.normal(size=(2, config.state_dim)), jnp.float32)
     return images, prompt, state
@@ -38,6 +39,19 @@ def test_every_input_reaches_the_chunk_through_the_per_layer_cache(attention):
     assert base.shape == (2, expert.horizon, expert.action_dim) and bool(jnp.all(jnp.isfinite(base)))
     for changed in [(255 - images, prompt, state), (images, (prompt + 1) % config.vocab, state), (images, prompt, -state)]:
         assert float(jnp.max(jnp.abs(chunk_velocity(config, params, *changed) - base))) > 1e-5
+
+
+@pytest.mark.parametrize("patch", [2, 6])
+def test_images_may_be_wider_than_high_and_are_padded_to_whole_patches(patch):
+    config = replace(vla_preset("vla-tiny"), image_size=42, image_height=22, patch=patch)
+    assert config.image_shape() == (22, 42) and config.image_tokens() == {2: 11 * 21, 6: 4 * 7}[patch]
+    params = init_vla_params(config, jax.random.PRNGKey(7))
+    images, prompt, state = inputs(config, 7)
+    context = vla_prefix(config, params, images, prompt, state)
+    assert context.shape[2] == config.prefix_tokens() and bool(jnp.all(jnp.isfinite(context)))
+    # Each patch is its own token: changing one pixel at the bottom right changes the context.
+    changed = images.at[:, :, -1, -1, :].set(255 - images[:, :, -1, -1, :])
+    assert float(jnp.max(jnp.abs(vla_prefix(config, params, changed, prompt, state) - context))) > 1e-6
 
 
 def test_the_exact_vjp_of_the_expert_is_finite_and_matches_finite_differences():

@@ -5,14 +5,15 @@
 //! Timing, as in the RTC paper's protocol: the first chunk comes undelayed from the initial observation; a
 //! request made at tick T carries the state at the end of tick T (the state in which the chunk's first action,
 //! for tick T + 1, would start) and is released d ticks later, so its first d actions are the previous chunk's and execution continues at its index d; requests come
-//! every s ticks. Episodes that end stop requesting; only the first episode of each rollout counts.
+//! every s ticks. Episodes that end stop requesting; only the first episode of each rollout counts. A policy with
+//! a camera gets, with each request's state, that state as the task's camera draws it ([`Env::camera`]).
 
 use crate::executor::{ChunkExecutor, ExecutorSettings};
 use crate::messages::{ChunkMessage, InferenceRequest};
 use crate::metrics::Quantiles;
 use crate::record::{StepClass, TickKind};
 use crate::worker::InferenceEngine;
-use rtchunk_policy::PolicyError;
+use rtchunk_policy::{PolicyError, PolicySpec};
 use rtchunk_sim::{Env, Status, TaskKind};
 use serde::Serialize;
 use std::time::Instant;
@@ -79,6 +80,30 @@ struct Robot {
     actions: Vec<f32>,
 }
 
+/// The width at which the task's camera feeds the policy (None for a policy without cameras); an error unless the
+/// policy has one RGB camera of exactly the size the task's camera draws at that width.
+fn camera_width(spec: &PolicySpec, task: TaskKind) -> Result<Option<usize>, PolicyError> {
+    let camera = match spec.cameras.as_slice() {
+        [] => return Ok(None),
+        [camera] => camera,
+        more => {
+            return Err(PolicyError::Backend(format!(
+                "the policy has {} cameras; the {task} task has one",
+                more.len()
+            )));
+        }
+    };
+    let (width, height) = Env::new(task).camera(camera.width).size();
+    if (camera.height, camera.channels) != (height, 3) {
+        return Err(PolicyError::Backend(format!(
+            "the policy's camera {} is {} x {} x {}; the {task} task's camera draws {height} x {width} x 3 at \
+             that width",
+            camera.name, camera.height, camera.width, camera.channels
+        )));
+    }
+    Ok(Some(width))
+}
+
 /// Runs the rollouts of `settings` with `engine` (its sampler decides the guidance).
 pub fn run_rollouts(
     engine: &mut InferenceEngine,
@@ -96,6 +121,7 @@ pub fn run_rollouts(
         initial_delay: settings.delay,
         safe_action: Some(vec![0.0; a]),
     };
+    let camera = camera_width(&spec, settings.task)?;
     let observation_dim = settings.task.build().spec().observation_dim();
     if spec.observation_dim != 0 && spec.observation_dim != observation_dim {
         return Err(PolicyError::Shape {
@@ -145,6 +171,9 @@ pub fn run_rollouts(
                     .step(&robot.observation, &mut inference_ticks, &mut robot.request);
             if record.request_seq != 0 {
                 requesting.push(i);
+                if let Some(width) = camera {
+                    robot.request.images = robot.env.camera(width).rgb();
+                }
             }
             match record.kind {
                 // The cold request: answered before any time passes.
@@ -170,6 +199,9 @@ pub fn run_rollouts(
             // adopting a chunk, before the tick advanced (T_s = the tick before), it is the state observed above.
             if record.request_seq != 0 && robot.request.tick == record.tick {
                 robot.env.observe(&mut robot.request.observation);
+                if let Some(width) = camera {
+                    robot.request.images = robot.env.camera(width).rgb();
+                }
             }
         }
         for batch in requesting.chunks(settings.max_batch.max(1)) {
