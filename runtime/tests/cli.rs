@@ -258,21 +258,25 @@ fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
         .collect()
 }
 
+/// Runs `rtchunk sim collect` for `episodes` episodes of `task` (with `extra` options) into `out`; returns its
+/// standard output and error.
+fn collect_demonstrations(
+    task: &str,
+    episodes: u32,
+    extra: &[&str],
+    out: &std::path::Path,
+) -> (String, String) {
+    let episodes = episodes.to_string();
+    let mut args = vec!["sim", "collect", "--task", task, "--episodes", &episodes];
+    args.extend_from_slice(extra);
+    args.extend(["--out", out.to_str().unwrap()]);
+    rtchunk_ok(&args)
+}
+
 #[test]
 fn collected_demonstrations_load_in_the_training_toolchain() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-lander.npz", std::process::id()));
-    let (stdout, stderr) = rtchunk_ok(&[
-        "sim",
-        "collect",
-        "--task",
-        "lander",
-        "--episodes",
-        "40",
-        "--seed",
-        "7",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (stdout, stderr) = collect_demonstrations("lander", 40, &["--seed", "7"], &out);
     assert!(
         stdout.contains("expert episodes solved and kept"),
         "{stdout}"
@@ -299,18 +303,7 @@ fn collected_demonstrations_load_in_the_training_toolchain() {
 #[test]
 fn collected_camera_images_load_with_the_demonstrations() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-reach-camera.npz", std::process::id()));
-    let (stdout, _) = rtchunk_ok(&[
-        "sim",
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "3",
-        "--camera-width",
-        "42",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (stdout, _) = collect_demonstrations("reach", 3, &["--camera-width", "42"], &out);
     assert!(stdout.contains("expert episodes solved"), "{stdout}");
     // Reach's view is 4.2 x 2.2 world units: 42 x 22 pixels. The goal (blue) is in every image, and the agent
     // (green) moves: images 20 steps apart differ (a pixel is 0.1 world units).
@@ -335,18 +328,7 @@ fn a_vla_trained_on_the_simulators_camera_replays_jax_and_runs_the_task_closed_l
     let data = dir.join("reach.npz");
     std::fs::create_dir_all(&dir).unwrap();
     let path = |p: &PathBuf| p.to_str().unwrap().to_string();
-    rtchunk_ok(&[
-        "sim",
-        "collect",
-        "--task",
-        "reach",
-        "--episodes",
-        "40",
-        "--camera-width",
-        "42",
-        "--out",
-        &path(&data),
-    ]);
+    collect_demonstrations("reach", 40, &["--camera-width", "42"], &data);
     let policies = dir.join("policies");
     let bundle = policies.join("reach/base-s0");
     let report = toolchain(&[

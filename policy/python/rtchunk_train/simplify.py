@@ -47,35 +47,31 @@ class GraphIndex:
         return readers[0] if len(readers) == 1 and name not in self.outputs else None
 
 
-def replace_uses(graph: onnx.GraphProto, old: str, new: str):
-    """Every node that reads `old` reads `new` instead."""
-    for node in graph.node:
-        for position, name in enumerate(node.input):
-            if name == old:
-                node.input[position] = new
-
-
 def drop_identity_transposes(model: onnx.ModelProto) -> int:
     """Drops every Transpose that permutes nothing; returns how many it dropped. One that writes a graph output
     stays unless the value it copies has no other reader (then its producer writes the output itself)."""
     graph = model.graph
     index = GraphIndex(graph)
-    dropped = []
+    renamed, dropped = {}, set()
     for node in graph.node:
         perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
         if node.op_type != "Transpose" or perm is None or perm != list(range(len(perm))):
             continue
-        source, result = node.input[0], node.output[0]
+        source, result = renamed.get(node.input[0], node.input[0]), node.output[0]
         if result in index.outputs:
             producer = index.producer.get(source)
             if producer is None or index.only_reader(source) is not node:
                 continue
             producer.output[list(producer.output).index(source)] = result
         else:
-            replace_uses(graph, result, source)
-        dropped.append(node)
-    for node in dropped:
-        graph.node.remove(node)
+            renamed[result] = source
+        dropped.add(id(node))
+    kept = [node for node in graph.node if id(node) not in dropped]
+    for node in kept:
+        for position, name in enumerate(node.input):
+            node.input[position] = renamed.get(name, name)
+    del graph.node[:]
+    graph.node.extend(kept)
     return len(dropped)
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from . import dataset as datasets
 from .model import velocity
@@ -78,7 +79,7 @@ def train_vla(data: datasets.Dataset, steps: int, seed: int, batch: int, patch: 
     def update(params, state, rows_state, rows_images, rows_chunks, key):
         loss, grads = jax.value_and_grad(lambda p: vla_flow_loss(config, p, rows_state, rows_images, rows_chunks, key))(params)
         updates, state = optimizer.update(grads, state, params)
-        return jax.tree_util.tree_map(lambda p, u: p + u, params, updates), state, loss
+        return optax.apply_updates(params, updates), state, loss
 
     def held_out_loss(params):
         key = jax.random.PRNGKey(10_000)  # the same noise and tau before and after training

@@ -169,9 +169,14 @@ pub fn run_rollouts(
                 robot
                     .executor
                     .step(&robot.observation, &mut inference_ticks, &mut robot.request);
+            // A request made after this tick's action carries the state after the step (below); any other (the
+            // cold one, or one made while adopting a chunk) the state observed above.
+            let after_step = record.request_seq != 0
+                && robot.request.tick == record.tick
+                && record.kind != TickKind::Warmup;
             if record.request_seq != 0 {
                 requesting.push(i);
-                if let Some(width) = camera {
+                if let (Some(width), false) = (camera, after_step) {
                     robot.request.images = robot.env.camera(width).rgb();
                 }
             }
@@ -197,7 +202,7 @@ pub fn run_rollouts(
             // A request carries the state at the end of its tick T_s (its chunk starts at T_s + 1). Made after this
             // tick's action was chosen (T_s = this tick), that is the state after the step just taken; made while
             // adopting a chunk, before the tick advanced (T_s = the tick before), it is the state observed above.
-            if record.request_seq != 0 && robot.request.tick == record.tick {
+            if after_step {
                 robot.env.observe(&mut robot.request.observation);
                 if let Some(width) = camera {
                     robot.request.images = robot.env.camera(width).rgb();
