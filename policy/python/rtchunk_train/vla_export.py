@@ -21,7 +21,7 @@ manifest carries the ids) and returns the per-layer KV cache as the context.
 import argparse
 import json
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -365,25 +365,37 @@ def random_vla_params(config: VlaConfig, seed: int, dtype: str) -> dict:
     return random_params(config, seed, NUMPY_DTYPES[dtype])
 
 
+@dataclass(frozen=True)
+class TrainedVla:
+    """What a bundle of trained weights carries beyond the graphs (`rtchunk_train.vla_train` makes one)."""
+
+    params: dict
+    # `dataset.Dataset.statistics` of the training data (None: identity).
+    normalization: dict | None
+    # The prompt's token ids (None: drawn).
+    prompt_ids: tuple | None
+    name: str
+    # The simulator episodes trained on, [first, end) (None when the data does not say).
+    episode_seeds: list | None = None
+
+
 def build_bundle(skeleton: Path, out: Path, seed: int, external: bool = True, check_in_onnxruntime: bool = False,
-                 trained: dict | None = None) -> dict:
-    """A bundle in `out` from the skeleton in `skeleton`, weights drawn from `seed` (or `trained`'s: {"params",
-    "normalization", "prompt_ids", "name", "episode_seeds"}, see `rtchunk_train.vla_train`), with `expected.json`; with
-    `check_in_onnxruntime` every graph is checked against JAX on the CPU (bfloat16 graphs in ONNX's reference
-    evaluator: ONNX Runtime has no bfloat16 CPU kernels).
+                 trained: TrainedVla | None = None) -> dict:
+    """A bundle in `out` from the skeleton in `skeleton`, weights drawn from `seed` (or `trained`'s, with its
+    normalisation, prompt and name), with `expected.json`; with `check_in_onnxruntime` every graph is checked
+    against JAX on the CPU (bfloat16 graphs in ONNX's reference evaluator: ONNX Runtime has no bfloat16 CPU kernels).
     Returns the recorded outputs, the context and the parameters as {"recorded", "context", "params"}."""
     description = json.loads((skeleton / "skeleton.json").read_text())
     config, dtype = config_from(description), description["dtype"]
-    trained = trained or {}
-    params = (jax.tree_util.tree_map(lambda x: np.asarray(x, NUMPY_DTYPES[dtype]), trained["params"]) if trained
-              else random_vla_params(config, seed, dtype))
-    graphs = attach(skeleton, params, out, external)
-    inputs = fixed_vla_inputs(config, description["batch"] or 2, seed + 1, trained.get("prompt_ids"))
-    recorded, context = record_expected(config, params, dtype, inputs)
     expert = config.expert_config()
-    name = trained.get("name", f"vla-{expert.attention}-{config.cameras}cam-{dtype}")
-    manifest = manifest_for(config, description, inputs["prompt"][0], graphs, name, trained.get("normalization"),
-                            trained.get("episode_seeds"))
+    params = (random_vla_params(config, seed, dtype) if trained is None
+              else jax.tree_util.tree_map(lambda x: np.asarray(x, NUMPY_DTYPES[dtype]), trained.params))
+    trained = trained or TrainedVla(params, None, None, f"vla-{expert.attention}-{config.cameras}cam-{dtype}")
+    graphs = attach(skeleton, params, out, external)
+    inputs = fixed_vla_inputs(config, description["batch"] or 2, seed + 1, trained.prompt_ids)
+    recorded, context = record_expected(config, params, dtype, inputs)
+    manifest = manifest_for(config, description, inputs["prompt"][0], graphs, trained.name, trained.normalization,
+                            trained.episode_seeds)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "expected.json").write_text(json.dumps(recorded) + "\n")
     if check_in_onnxruntime:

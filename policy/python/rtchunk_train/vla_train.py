@@ -25,7 +25,7 @@ from . import dataset as datasets
 from .model import velocity
 from .train import normalize, optimizer_for, weighted_flow_loss
 from .vla import VlaConfig, init_vla_params, vla_prefix, vla_preset
-from .vla_export import build_bundle, export_skeleton
+from .vla_export import TrainedVla, build_bundle, export_skeleton
 
 # The task's one instruction, as token ids of vla-tiny's vocabulary.
 PROMPT_IDS = (1, 2, 3, 4)
@@ -117,8 +117,8 @@ def main():
     data = datasets.load(args.dataset)
     result = train_vla(data, args.steps, args.seed, args.batch, args.patch)
     config = result["config"]
-    trained = {"params": result["params"], "normalization": result["normalization"], "prompt_ids": PROMPT_IDS,
-               "name": f"vla-tiny-{args.dataset.stem}", "episode_seeds": datasets.episode_seeds(args.dataset)}
+    trained = TrainedVla(result["params"], result["normalization"], PROMPT_IDS, f"vla-tiny-{args.dataset.stem}",
+                         datasets.episode_seeds(args.dataset))
     with tempfile.TemporaryDirectory() as skeleton:
         export_skeleton(config, "float32", Path(skeleton), batch=1)
         build_bundle(Path(skeleton), args.out, args.seed, check_in_onnxruntime=True, trained=trained)
