@@ -13,6 +13,13 @@ separate K and V projections, with RoPE on the same channels, for comparison.
 GLA (Grouped Latent Attention, same paper): per latent head (kv_heads of them) one latent of 2 * head_dim is cached,
 plus the shared RoPE key; each query head of the latent head's group has its own up-projections from the latent to
 its key's first head_dim - rope_dim channels and to its value. The cache holds kv_heads * 2 * head_dim + rope_dim.
+
+The functions are written for few kernels in an exported graph, where a GPU's step time is the kernel count (see
+`rtchunk_train.simplify`): one matrix product per layer for all projections of its tokens (RoPE inputs also come
+with their halves exchanged, so RoPE is two products and a sum); GTA scores its tied vectors and its shared RoPE
+key in two products instead of building every head's key; the context is cut into layers once per step; all
+layers' adaLN modulations come from one product; layer norm and softmax have closed-form VJPs, so a VJP graph
+stays about twice its forward graph.
 """
 
 from dataclasses import dataclass
@@ -133,8 +140,6 @@ def attention_params(config: ModelConfig, keys, width: int) -> dict:
     return layer
 
 
-
-
 def parameter_count(params) -> int:
     return int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params)))
 
@@ -152,67 +157,191 @@ def _mm(x, weight):
 
 
 def _rope_tables(positions: np.ndarray, dim: int, dtype=jnp.float32):
-    """cos and sin [T, dim/2] of the rotary angles at `positions`, computed in the graph (float32) from the
-    positions and frequencies: an exported graph then holds two short vectors, not a table per use."""
+    """cos and sin [T, dim] of the rotary angles at `positions` for `_rope` (cos repeated over both halves, sin
+    negated over the first), computed in the graph (float32) from the positions and frequencies: an exported
+    graph then holds two short vectors, not a table per use."""
     half = dim // 2
     frequencies = jnp.asarray(1.0 / (10000.0 ** (np.arange(half) / half)), jnp.float32)
     angles = jnp.asarray(positions, jnp.float32)[:, None] * frequencies[None, :]
-    return jnp.cos(angles).astype(dtype), jnp.sin(angles).astype(dtype)
+    cos, sin = jnp.cos(angles), jnp.sin(angles)
+    return jnp.concatenate([cos, cos], axis=-1).astype(dtype), jnp.concatenate([-sin, sin], axis=-1).astype(dtype)
 
 
-def _rope(x, cos, sin):
-    """Rotary embedding over the last axis of x [..., T, dim]; cos/sin [T, dim/2]."""
+def _swap_halves(x):
+    """x with the two halves of its last axis exchanged."""
     half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
-    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+    return jnp.concatenate([x[..., half:], x[..., :half]], axis=-1)
 
 
+def _rope(x, cos, sin, swapped=None):
+    """Rotary embedding over the last axis of x [..., T, dim] (the halves rotated as pairs) with tables from
+    `_rope_tables`; `swapped`: x with its halves exchanged, when a projection already made it."""
+    return x * cos + (_swap_halves(x) if swapped is None else swapped) * sin
+
+
+def _head_columns(weight, heads: int, head_dim: int, start: int, stop: int):
+    """Columns start..stop of every head of a per-head projection [width, heads * head_dim]."""
+    width = weight.shape[0]
+    return weight.reshape(width, heads, head_dim)[..., start:stop].reshape(width, heads * (stop - start))
+
+
+def _swapped_columns(weight, groups: int):
+    """A projection [width, groups * dim] whose outputs come with the halves of each group's dim exchanged."""
+    width = weight.shape[0]
+    return _swap_halves(weight.reshape(width, groups, -1)).reshape(width, weight.shape[1])
+
+
+def _project(x, weights: dict) -> dict:
+    """x @ w for every named weight, as one matrix product over the weights side by side (one kernel instead of
+    one per weight; an exported graph's weight concatenation folds into one constant)."""
+    sizes = [w.shape[1] for w in weights.values()]
+    merged = _mm(x, jnp.concatenate(list(weights.values()), axis=1))
+    return dict(zip(weights, jnp.split(merged, np.cumsum(sizes)[:-1], axis=-1)))
+
+
+@jax.custom_vjp
 def _layer_norm(x):
+    """x normalised over its last axis (no scale or shift; the models modulate it themselves). Its VJP is the
+    closed form, a handful of kernels in an exported VJP graph instead of the two dozen autodiff writes out."""
+    return _layer_norm_forward(x)[0]
+
+
+def _layer_norm_forward(x):
     mean = jnp.mean(x, axis=-1, keepdims=True)
-    variance = jnp.mean((x - mean) ** 2, axis=-1, keepdims=True)
-    return (x - mean) / jnp.sqrt(variance + 1e-6)
+    centred = x - mean
+    root = jnp.sqrt(jnp.mean(centred**2, axis=-1, keepdims=True) + 1e-6)
+    normalised = centred / root
+    return normalised, (normalised, root)
+
+
+def _layer_norm_backward(residuals, cotangent):
+    normalised, root = residuals
+    mean = lambda v: jnp.mean(v, axis=-1, keepdims=True)  # noqa: E731
+    return ((cotangent - mean(cotangent) - normalised * mean(cotangent * normalised)) / root,)
+
+
+_layer_norm.defvjp(_layer_norm_forward, _layer_norm_backward)
+
+
+@jax.custom_vjp
+def _softmax(x):
+    """Softmax over the last axis, whose VJP reads only its output (one Softmax node in an exported VJP graph, not
+    the exponentials written out)."""
+    return jax.nn.softmax(x, axis=-1)
+
+
+def _softmax_forward(x):
+    weights = jax.nn.softmax(x, axis=-1)
+    return weights, weights
+
+
+def _softmax_backward(weights, cotangent):
+    return (weights * (cotangent - jnp.sum(cotangent * weights, axis=-1, keepdims=True)),)
+
+
+_softmax.defvjp(_softmax_forward, _softmax_backward)
+
+
+def _projection_weights(config: ModelConfig, layer: dict, queries: bool) -> dict:
+    """The weights of a layer's projections of its input tokens, for one `_project`: the queries' channels with and
+    without RoPE (`queries`), then the cache entries' two parts, the RoPE inputs also with their halves exchanged
+    (RoPE is then two products and a sum, no slicing)."""
+    d, r, g, h = config.head_dim, config.rope_dim, config.kv_heads, config.heads
+    weights = {}
+    if queries:
+        query_rope = _head_columns(layer["query"], h, d, d - r, d)
+        weights.update(query_nope=_head_columns(layer["query"], h, d, 0, d - r), query_rope=query_rope,
+                       query_rope_swapped=_swapped_columns(query_rope, h))
+    if config.attention in ("gta", "gla"):
+        tied = layer["kv" if config.attention == "gta" else "latent"]
+        weights.update(tied=tied, key_rope=layer["key_rope"], key_rope_swapped=_swap_halves(layer["key_rope"]))
+    else:
+        key_rope = _head_columns(layer["key"], g, d, d - r, d)
+        weights.update(key_nope=_head_columns(layer["key"], g, d, 0, d - r), key_rope=key_rope,
+                       key_rope_swapped=_swapped_columns(key_rope, g), value=layer["value"])
+    return weights
+
+
+def _cache_split(config: ModelConfig) -> int:
+    """Where a cache entry's first part (tied vectors, latents or keys) ends and its second (the shared RoPE key,
+    or the values) begins."""
+    per_group = 2 * config.head_dim if config.attention == "gla" else config.head_dim
+    return config.kv_heads * per_group
+
+
+def _token_projections(config: ModelConfig, layer: dict, x, cos, sin, queries: bool = True):
+    """Tokens x [B, T, width] at the positions of cos/sin -> (queries, cache entries' two parts): queries as
+    (nope [B, T, heads, head_dim - rope_dim], rope [B, T, heads, rope_dim]) or None; the parts as `_cache_split`
+    divides an entry (keys with RoPE applied)."""
+    b, t, _ = x.shape
+    d, r, g, h = config.head_dim, config.rope_dim, config.kv_heads, config.heads
+    p = _project(x, _projection_weights(config, layer, queries))
+    query = None
+    if queries:
+        query_rope = _rope(p["query_rope"].reshape(b, t, h, r), cos[:, None], sin[:, None],
+                           p["query_rope_swapped"].reshape(b, t, h, r))
+        query = (p["query_nope"].reshape(b, t, h, d - r), query_rope)
+    if config.attention in ("gta", "gla"):
+        return query, (p["tied"], _rope(p["key_rope"], cos, sin, p["key_rope_swapped"]))
+    key_rope = _rope(p["key_rope"].reshape(b, t, g, r), cos[:, None], sin[:, None], p["key_rope_swapped"].reshape(b, t, g, r))
+    keys = jnp.concatenate([p["key_nope"].reshape(b, t, g, d - r), key_rope], axis=-1).reshape(b, t, g * d)
+    return query, (keys, p["value"])
 
 
 def _keys_values(config: ModelConfig, layer: dict, x, cos, sin):
     """Cache entries [B, T, cache_width] of tokens x [B, T, width] at the positions of cos/sin."""
-    b, t, _ = x.shape
-    d, r = config.head_dim, config.rope_dim
-    if config.attention in ("gta", "gla"):
-        tied = _mm(x, layer["kv" if config.attention == "gta" else "latent"])
-        key_rope = _rope(_mm(x, layer["key_rope"]), cos, sin)
-        return jnp.concatenate([tied, key_rope], axis=-1)
-    key = _mm(x, layer["key"]).reshape(b, t, config.kv_heads, d)
-    key = jnp.concatenate([key[..., : d - r], _rope(jnp.swapaxes(key[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)], axis=-1)
-    return jnp.concatenate([key.reshape(b, t, -1), _mm(x, layer["value"])], axis=-1)
+    return jnp.concatenate(_token_projections(config, layer, x, cos, sin, queries=False)[1], axis=-1)
 
 
-def _split_cache(config: ModelConfig, cache, layer: dict):
-    """Keys and values [B, T, attention_groups, head_dim] from cache entries [B, T, cache_width]."""
-    b, t, _ = cache.shape
+def _head_major(x, groups: int):
+    """[..., S, groups * dim] -> [..., groups, S, dim]."""
+    return jnp.swapaxes(x.reshape(*x.shape[:-1], groups, -1), -2, -3)
+
+
+def _memory(config: ModelConfig, layer: dict, first, second):
+    """What queries attend to, from cache entries [B, S, ...] given as their two parts (`_cache_split`): keys and
+    values [B, groups, S, dim] (one tensor for both in GTA) and the RoPE key [B, S, rope_dim] shared by all heads
+    (None for GQA and MHA, whose keys carry their RoPE channels)."""
     g, d, r = config.kv_heads, config.head_dim, config.rope_dim
-    if config.attention == "gla":
-        latent = cache[..., : g * 2 * d].reshape(b, t, g, 2 * d).transpose(0, 2, 1, 3)  # [B, G, T, 2d]
-        heads = config.heads
-        key_nope = _mm(latent, layer["up_key"]).reshape(b, g, t, config.query_groups, d - r)
-        key_nope = key_nope.transpose(0, 2, 1, 3, 4).reshape(b, t, heads, d - r)
-        key_rope = jnp.broadcast_to(cache[..., None, g * 2 * d :], (b, t, heads, r))
-        values = _mm(latent, layer["up_value"]).reshape(b, g, t, config.query_groups, d)
-        return jnp.concatenate([key_nope, key_rope], axis=-1), values.transpose(0, 2, 1, 3, 4).reshape(b, t, heads, d)
     if config.attention == "gta":
-        kv = cache[..., : g * d].reshape(b, t, g, d)
-        key_rope = jnp.broadcast_to(cache[..., None, g * d :], (b, t, g, r))
-        return jnp.concatenate([kv[..., : d - r], key_rope], axis=-1), kv
-    return cache[..., : g * d].reshape(b, t, g, d), cache[..., g * d :].reshape(b, t, g, d)
+        tied = _head_major(first, g)
+        return tied, tied, second
+    if config.attention == "gla":
+        b, s, _ = first.shape
+        latent = _head_major(first, g)  # [B, G, S, 2d]
+        per_head = lambda up, dim: jnp.swapaxes(_mm(latent, up).reshape(b, g, s, config.query_groups, dim), 2, 3).reshape(b, config.heads, s, dim)  # noqa: E731
+        return per_head(layer["up_key"], d - r), per_head(layer["up_value"], d), second
+    return _head_major(first, g), _head_major(second, g), None
 
 
-def _attend(query, keys, values, head_dim: int):
-    """Softmax attention of query [B, H, G, Q, d] (G KV groups of Q query heads) over keys and values
-    [B, T, G, d], as batched matrix products (ONNX MatMul: every float type, fast CPU kernels)."""
-    query = query.transpose(0, 2, 3, 1, 4)  # [B, G, Q, H, d]
-    keys = keys.transpose(0, 2, 3, 1)[:, :, None]  # [B, G, 1, d, T]
-    values = values.transpose(0, 2, 1, 3)[:, :, None]  # [B, G, 1, T, d]
-    weights = jax.nn.softmax((query @ keys) * head_dim**-0.5, axis=-1)
-    return (weights @ values).transpose(0, 3, 1, 2, 4)  # [B, H, G, Q, d]
+def _joined(memories):
+    """Memories of consecutive token spans as one (keys and values along S; GTA's shared tensor joined once)."""
+    keys = jnp.concatenate([m[0] for m in memories], axis=-2)
+    values = keys if all(m[0] is m[1] for m in memories) else jnp.concatenate([m[1] for m in memories], axis=-2)
+    rope = None if memories[0][2] is None else jnp.concatenate([m[2] for m in memories], axis=-2)
+    return keys, values, rope
+
+
+def _attend(config: ModelConfig, query, memory):
+    """Softmax attention of queries (nope [B, T, heads, d - r], rope [B, T, heads, r]) over a memory (`_memory`)
+    -> [B, T, heads * head_dim]. GTA and GLA score nope channels against the keys and RoPE channels against the
+    shared RoPE key in two products (GTA's keys are its tied vectors, the query's last r channels zero against
+    them); GQA and MHA against keys that hold both."""
+    keys, values, rope_key = memory
+    nope, rope = query
+    b, t, h, _ = nope.shape
+    groups = keys.shape[1]
+    if config.attention == "gta":
+        # (zeros joined, not padded: a pad's VJP is a pad by negative amounts, which ONNX's reference evaluator lacks)
+        nope = jnp.concatenate([nope, jnp.zeros((b, t, h, config.rope_dim), nope.dtype)], axis=-1)
+    if rope_key is None:
+        nope, rope = jnp.concatenate([nope, rope], axis=-1), None
+    nope = nope.reshape(b, t, groups, h // groups, -1)
+    scores = jnp.einsum("btgqd,bgsd->bgtqs", nope, keys)
+    if rope is not None:
+        scores = scores + jnp.einsum("btgqr,bsr->bgtqs", rope.reshape(b, t, groups, h // groups, -1), rope_key)
+    weights = _softmax(scores * config.head_dim**-0.5)
+    return jnp.einsum("bgtqs,bgsd->btgqd", weights, values).reshape(b, t, -1)
 
 
 def _prefix_positions(config):
@@ -244,18 +373,42 @@ def _time_embedding(width: int, tau):
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
 
 
-def attend_to_cache(config: ModelConfig, layer: dict, y, cache, cos, sin):
-    """The attention output [B, T, width] of tokens y [B, T, width] (RoPE at cos/sin) over cache entries
-    [B, S, cache_width]: queries with RoPE on their last rope_dim channels, grouped as the attention kind says."""
-    b, t, _ = y.shape
-    d, r = config.head_dim, config.rope_dim
-    keys, values = _split_cache(config, cache, layer)
-    query = _mm(y, layer["query"]).reshape(b, t, config.heads, d)
-    query_rope = _rope(jnp.swapaxes(query[..., d - r :], 1, 2), cos, sin).swapaxes(1, 2)
-    query = jnp.concatenate([query[..., : d - r], query_rope], axis=-1)
-    groups = config.attention_groups()
-    attended = _attend(query.reshape(b, t, groups, config.heads // groups, d), keys, values, d)
-    return _mm(attended.reshape(b, t, config.heads * d), layer["out"])
+
+def attention_block(config: ModelConfig, layer: dict, y, cos, sin, context_memory=None):
+    """One layer's attention: tokens y [B, T, width] (RoPE at cos/sin) attend to a context's memory (`_memory`,
+    if any) and to each other -> (output [B, T, width], their cache entries' two parts)."""
+    query, parts = _token_projections(config, layer, y, cos, sin)
+    memory = _memory(config, layer, *parts)
+    if context_memory is not None:
+        memory = _joined([context_memory, memory])
+    return _mm(_attend(config, query, memory), layer["out"]), parts
+
+
+def _context_memories(config: ModelConfig, params: dict, context):
+    """Every layer's memory (`_memory`) of the context [B, layers, S, cache_width], cut out of the whole context
+    at once (one transpose and one split per part, not one per layer)."""
+    split, layers = _cache_split(config), params["layers"]
+    first, second = context[..., :split], context[..., split:]
+    if config.attention == "gla":
+        return [_memory(config, layer, first[:, i], second[:, i]) for i, layer in enumerate(layers)]
+    keys, values, rope = _memory(config, {}, first, second)
+    per_layer = lambda x: [jnp.squeeze(part, 1) for part in jnp.split(x, len(layers), axis=1)]  # noqa: E731
+    key_layers = per_layer(keys)
+    value_layers = key_layers if values is keys else per_layer(values)
+    rope_layers = [None] * len(layers) if rope is None else per_layer(rope)
+    return list(zip(key_layers, value_layers, rope_layers))
+
+
+def _modulations(config: ModelConfig, params: dict, condition) -> list:
+    """adaLN's shift, scale and gate of every layer (six each) and the final shift and scale from the time
+    condition [B, H, width], in one matrix product; each scale comes as 1 + scale."""
+    weights = [layer["modulation"] for layer in params["layers"]] + [params["final_modulation"]]
+    pieces = 6 * len(params["layers"]) + 2
+    unit_scales = np.tile(np.repeat(np.array([0, 1, 0, 0, 1, 0], np.float32), config.width), len(params["layers"]))
+    offsets = np.concatenate([unit_scales, np.repeat(np.array([0, 1], np.float32), config.width)])
+    merged = _mm(condition, jnp.concatenate(weights, axis=1)) + offsets.astype(condition.dtype)
+    parts = jnp.split(merged, pieces, axis=-1)
+    return [parts[6 * i : 6 * i + 6] for i in range(len(params["layers"]))] + [parts[-2:]]
 
 
 def velocity(config: ModelConfig, params: dict, actions, tau, context):
@@ -266,13 +419,12 @@ def velocity(config: ModelConfig, params: dict, actions, tau, context):
     actions, tau, context = actions.astype(compute), tau.astype(compute), context.astype(compute)
     x = _mm(actions, params["action_in"]) + params["action_position"].astype(compute)
     condition = jax.nn.silu(_mm(_time_embedding(w, tau), params["time_mlp"]))
+    *modulations, (shift, scale) = _modulations(config, params, condition)
     cos, sin = _rope_tables(_action_positions(config), config.rope_dim, actions.dtype)
-    for index, layer in enumerate(params["layers"]):
-        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(_mm(condition, layer["modulation"]), 6, axis=-1)
-        y = _layer_norm(x) * (1.0 + scale1) + shift1
-        cache = jnp.concatenate([context[:, index], _keys_values(config, layer, y, cos, sin)], axis=1)
-        x = x + gate1 * attend_to_cache(config, layer, y, cache, cos, sin)
-        y = _layer_norm(x) * (1.0 + scale2) + shift2
+    memories = _context_memories(config, params, context)
+    for layer, memory, (shift1, scale1, gate1, shift2, scale2, gate2) in zip(params["layers"], memories, modulations):
+        attended, _ = attention_block(config, layer, _layer_norm(x) * scale1 + shift1, cos, sin, memory)
+        x = x + gate1 * attended
+        y = _layer_norm(x) * scale2 + shift2
         x = x + gate2 * _mm(jax.nn.gelu(_mm(y, layer["mlp_in"])), layer["mlp_out"])
-    shift, scale = jnp.split(_mm(condition, params["final_modulation"]), 2, axis=-1)
-    return _mm(_layer_norm(x) * (1.0 + scale) + shift, params["action_out"]).astype(io_dtype)
+    return _mm(_layer_norm(x) * scale + shift, params["action_out"]).astype(io_dtype)

@@ -8,7 +8,8 @@ scale and shift as constants; here they are the time modulation). The rewrites:
 - a Transpose whose permutation is the identity is dropped (its readers read its input);
 - mean -> subtract -> square -> mean -> add epsilon -> sqrt -> divide over the last axis becomes one
   `LayerNormalization` (unit scale; the modulation's multiply and add stay), where none of the intermediates is
-  read elsewhere (the VJP graphs keep the nodes whose outputs their backward pass reads).
+  read elsewhere (a VJP graph keeps the nodes whose outputs its backward pass reads: ONNX Runtime's CUDA kernel
+  does not give LayerNormalization's optional inverse standard deviation).
 
 Every node also gets a unique name, so that a profile's time per node can be attributed (`rtchunk_train.ort_profile`).
 """

@@ -24,11 +24,10 @@ from .model import (
     ATTENTION_KINDS,
     ModelConfig,
     _dense,
-    _keys_values,
     _layer_norm,
     _mm,
     _rope_tables,
-    attend_to_cache,
+    attention_block,
     attention_params,
     init_params,
 )
@@ -182,10 +181,9 @@ def init_vla_params(config: VlaConfig, key) -> dict:
 
 def _encoder_layer(config: ModelConfig, block: dict, x, cos, sin):
     """One pre-norm block over all of x's tokens; returns x and the cache entries its attention read."""
-    y = _layer_norm(x)
-    cache = _keys_values(config, block, y, cos, sin)
-    x = x + attend_to_cache(config, block, y, cache, cos, sin)
-    return x + _mm(jax.nn.gelu(_mm(_layer_norm(x), block["mlp_in"])), block["mlp_out"]), cache
+    attended, parts = attention_block(config, block, _layer_norm(x), cos, sin)
+    x = x + attended
+    return x + _mm(jax.nn.gelu(_mm(_layer_norm(x), block["mlp_in"])), block["mlp_out"]), jnp.concatenate(parts, axis=-1)
 
 
 def _patches(config: VlaConfig, images):

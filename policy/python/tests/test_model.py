@@ -6,7 +6,18 @@ import numpy as np
 import pytest
 
 from rtchunk_train import dataset as datasets
-from rtchunk_train.model import ModelConfig, preset, _keys_values, _rope, _rope_tables, _split_cache, init_params, prefix, velocity
+from rtchunk_train.model import (
+    ModelConfig,
+    _cache_split,
+    _keys_values,
+    _memory,
+    _rope_tables,
+    attention_block,
+    init_params,
+    prefix,
+    preset,
+    velocity,
+)
 from rtchunk_train.train import train, training_example
 
 
@@ -21,41 +32,65 @@ def test_gta_caches_one_tied_vector_per_group_plus_one_shared_rope_key():
     assert context.shape == (2, gta.layers, gta.prefix_tokens, gta.cache_width())
 
 
-def test_gta_keys_and_values_follow_the_definition():
-    config = ModelConfig(attention="gta")
+def rotated(x, positions):
+    """RoPE by its definition: the channel pairs (i, i + r/2) of x [..., T, r] rotated by position * 10000^(-2i/r)."""
+    half = x.shape[-1] // 2
+    angles = np.asarray(positions)[:, None] * (1.0 / 10000.0 ** (np.arange(half) / half))[None, :]
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def definition_keys_values(config, layer, x, positions):
+    """Every query head's key and value [B, T, heads, head_dim] for tokens x at `positions`, as the attention
+    kind defines them, and the cache entries [B, T, cache_width] the model stores for them."""
+    b, t, _ = x.shape
+    d, r, g, h = config.head_dim, config.rope_dim, config.kv_heads, config.heads
+    group = np.arange(h) // config.query_groups
+    if config.attention in ("gta", "gla"):
+        tied = x @ layer["kv" if config.attention == "gta" else "latent"]
+        rope_key = rotated(x @ layer["key_rope"], positions)
+        entries = jnp.concatenate([tied, rope_key], axis=-1)
+        shared = jnp.broadcast_to(rope_key[:, :, None], (b, t, h, r))
+        if config.attention == "gta":
+            tied = tied.reshape(b, t, g, d)[:, :, group]
+            return jnp.concatenate([tied[..., : d - r], shared], axis=-1), tied, entries
+        latent = tied.reshape(b, t, g, 2 * d)
+        within = np.arange(h) % config.query_groups
+        key_nope = jnp.stack([latent[:, :, group[i]] @ layer["up_key"][group[i]][:, within[i] * (d - r) : (within[i] + 1) * (d - r)] for i in range(h)], axis=2)
+        values = jnp.stack([latent[:, :, group[i]] @ layer["up_value"][group[i]][:, within[i] * d : (within[i] + 1) * d] for i in range(h)], axis=2)
+        return jnp.concatenate([key_nope, shared], axis=-1), values, entries
+    key = (x @ layer["key"]).reshape(b, t, g, d)
+    key = jnp.concatenate([key[..., : d - r], jnp.swapaxes(rotated(jnp.swapaxes(key[..., d - r :], 1, 2), positions), 1, 2)], axis=-1)
+    value = (x @ layer["value"]).reshape(b, t, g, d)
+    return key[:, :, group], value[:, :, group], jnp.concatenate([key.reshape(b, t, -1), value.reshape(b, t, -1)], axis=-1)
+
+
+@pytest.mark.parametrize("attention,kv_heads", [("gta", 2), ("gqa", 2), ("mha", 4), ("gla", 2)])
+def test_cache_entries_and_attention_follow_the_definition(attention, kv_heads):
+    config = ModelConfig(attention=attention, kv_heads=kv_heads)
     layer = init_params(config, jax.random.PRNGKey(1))["layers"][0]
-    x = jax.random.normal(jax.random.PRNGKey(2), (1, 5, config.width))
-    positions = np.arange(5, dtype=np.float64)
+    context_x = jax.random.normal(jax.random.PRNGKey(2), (2, 6, config.width))
+    y = jax.random.normal(jax.random.PRNGKey(3), (2, 5, config.width))
+    context_positions, positions = np.arange(6.0), 6 + np.arange(5.0)
+    context_keys, context_values, context_entries = definition_keys_values(config, layer, context_x, context_positions)
+    keys, values, entries = definition_keys_values(config, layer, y, positions)
+    cos, sin = _rope_tables(context_positions, config.rope_dim)
+    np.testing.assert_allclose(_keys_values(config, layer, context_x, cos, sin), context_entries, atol=1e-5)
+
+    d, r, h = config.head_dim, config.rope_dim, config.heads
+    query = (y @ layer["query"]).reshape(2, 5, h, d)
+    query = jnp.concatenate([query[..., : d - r], jnp.swapaxes(rotated(jnp.swapaxes(query[..., d - r :], 1, 2), positions), 1, 2)], axis=-1)
+    all_keys, all_values = jnp.concatenate([context_keys, keys], axis=1), jnp.concatenate([context_values, values], axis=1)
+    weights = jax.nn.softmax(jnp.einsum("bthd,bshd->bhts", query, all_keys) / np.sqrt(d), axis=-1)
+    expected = jnp.einsum("bhts,bshd->bthd", weights, all_values).reshape(2, 5, h * d) @ layer["out"]
+
+    split = _cache_split(config)
+    memory = _memory(config, layer, context_entries[..., :split], context_entries[..., split:])
     cos, sin = _rope_tables(positions, config.rope_dim)
-    keys, values = _split_cache(config, _keys_values(config, layer, x, cos, sin), layer)
-    d, r = config.head_dim, config.rope_dim
-    tied = (x @ layer["kv"]).reshape(1, 5, config.kv_heads, d)
-    shared_rope_key = _rope(x @ layer["key_rope"], cos, sin)
-    for group in range(config.kv_heads):
-        # V is the whole tied vector; K is its first d - r channels and the one RoPE key shared by all groups.
-        np.testing.assert_allclose(values[0, :, group], tied[0, :, group], atol=1e-6)
-        np.testing.assert_allclose(keys[0, :, group, : d - r], tied[0, :, group, : d - r], atol=1e-6)
-        np.testing.assert_allclose(keys[0, :, group, d - r :], shared_rope_key[0], atol=1e-6)
-
-
-def test_gla_up_projects_each_latent_head_to_the_keys_and_values_of_its_query_heads():
-    config = ModelConfig(attention="gla")
-    layer = init_params(config, jax.random.PRNGKey(1))["layers"][0]
-    x = jax.random.normal(jax.random.PRNGKey(2), (1, 5, config.width))
-    cos, sin = _rope_tables(np.arange(5, dtype=np.float64), config.rope_dim)
-    cache = _keys_values(config, layer, x, cos, sin)
-    keys, values = _split_cache(config, cache, layer)
-    d, r, per_head = config.head_dim, config.rope_dim, config.query_groups
-    latent = (x @ layer["latent"]).reshape(1, 5, config.kv_heads, 2 * d)
-    shared_rope_key = _rope(x @ layer["key_rope"], cos, sin)
-    assert keys.shape == values.shape == (1, 5, config.heads, d)
-    for head in range(config.heads):
-        group, within = divmod(head, per_head)
-        key_nope = latent[0, :, group] @ layer["up_key"][group][:, within * (d - r) : (within + 1) * (d - r)]
-        value = latent[0, :, group] @ layer["up_value"][group][:, within * d : (within + 1) * d]
-        np.testing.assert_allclose(keys[0, :, head, : d - r], key_nope, atol=1e-5)
-        np.testing.assert_allclose(keys[0, :, head, d - r :], shared_rope_key[0], atol=1e-6)
-        np.testing.assert_allclose(values[0, :, head], value, atol=1e-5)
+    attended, parts = attention_block(config, layer, y, cos, sin, memory)
+    np.testing.assert_allclose(jnp.concatenate(parts, axis=-1), entries, atol=1e-5)
+    np.testing.assert_allclose(attended, expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("attention,kv_heads", [("gta", 2), ("gqa", 2), ("mha", 4), ("gla", 2)])
@@ -114,17 +149,6 @@ def test_size_presets_span_a_toy_to_a_300m_action_expert():
     assert 250e6 < expert < 350e6, expert
     gta, gqa = preset("expert-300m"), preset("expert-300m", attention="gqa")
     assert gta.cache_width() / gqa.cache_width() == (4 * 64 + 32) / (2 * 4 * 64)
-
-
-def test_attention_is_softmax_of_scaled_dot_products_per_group():
-    from rtchunk_train.model import _attend
-
-    q = jax.random.normal(jax.random.PRNGKey(0), (2, 8, 2, 2, 8))
-    k = jax.random.normal(jax.random.PRNGKey(1), (2, 12, 2, 8))
-    v = jax.random.normal(jax.random.PRNGKey(2), (2, 12, 2, 8))
-    scores = jnp.einsum("bhgqd,btgd->bgqht", q, k) / np.sqrt(8)
-    expected = jnp.einsum("bgqht,btgd->bhgqd", jax.nn.softmax(scores, axis=-1), v)
-    np.testing.assert_allclose(_attend(q, k, v, 8), expected, atol=1e-6)
 
 
 def test_models_trained_together_checkpoint_and_export_like_one_trained_alone(tmp_path):
