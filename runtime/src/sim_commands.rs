@@ -5,7 +5,7 @@ use crate::progress::Progress;
 use crate::shutdown::StopFlag;
 use anyhow::Context;
 use rtchunk_config::IoConfig;
-use rtchunk_sim::{Canvas, Env, TaskKind, collect, play_expert_episode, stale_success_rate};
+use rtchunk_sim::{Env, TaskKind, collect, play_expert_episode, stale_success_rate};
 use std::path::Path;
 
 /// Runs the expert of `kind` for `episodes` episodes from `seed` (each acting on states up to `max_stale_steps`
@@ -80,10 +80,7 @@ pub fn render_expert_rollout(kind: TaskKind, seed: u64, out: &Path) -> anyhow::R
     let mut env = Env::new(kind);
     let mut expert = env.expert();
     let status = play_expert_episode(&mut env, expert.as_mut(), seed, 0, |_, _, _| {});
-    let (x, y) = kind.view();
-    let mut canvas = Canvas::new(640, x, y);
-    env.draw(&mut canvas);
-    canvas
+    env.camera(640)
         .write_png(out)
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(format!(

@@ -260,6 +260,33 @@ fn numbers_from_python(script: &str, file: &std::path::Path) -> Vec<usize> {
 
 /// Runs `rtchunk sim collect` for `episodes` episodes of `task` (with `extra` options) into `out`; returns its
 /// standard output and error.
+/// `rtchunk bench delay` of naive and RTC execution on reach at `delays` (comma-separated), the policies of
+/// `policies`, results in `out`.
+fn reach_sweep(
+    delays: &str,
+    rollouts: u32,
+    policies: &std::path::Path,
+    out: &std::path::Path,
+) -> (String, String) {
+    let rollouts = rollouts.to_string();
+    rtchunk_ok(&[
+        "bench",
+        "delay",
+        "--task",
+        "reach",
+        "--methods",
+        "naive,rtc",
+        "--delays",
+        delays,
+        "--rollouts",
+        &rollouts,
+        "--policies",
+        policies.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
 fn collect_demonstrations(
     task: &str,
     episodes: u32,
@@ -361,22 +388,7 @@ fn a_vla_trained_on_the_simulators_camera_replays_jax_and_runs_the_task_closed_l
     // Closed loop on the task, the camera drawn from each request's state: RTC's seams are smoother than
     // naive chunking's at d = 1.
     let out = dir.join("bench");
-    rtchunk_ok(&[
-        "bench",
-        "delay",
-        "--task",
-        "reach",
-        "--methods",
-        "naive,rtc",
-        "--delays",
-        "1",
-        "--rollouts",
-        "8",
-        "--policies",
-        &path(&policies),
-        "--out",
-        &path(&out),
-    ]);
+    reach_sweep("1", 8, &policies, &out);
     let points: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("delay.json")).unwrap()).unwrap();
     let seam = |method: &str| {
@@ -427,22 +439,7 @@ fn render_draws_an_expert_rollout() {
 fn a_small_delay_sweep_writes_complete_outputs_and_rtc_keeps_reach_solved() {
     let out = std::env::temp_dir().join(format!("rtchunk-{}-delay", std::process::id()));
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");
-    let (stdout, _) = rtchunk_ok(&[
-        "bench",
-        "delay",
-        "--task",
-        "reach",
-        "--methods",
-        "naive,rtc",
-        "--delays",
-        "0,4",
-        "--rollouts",
-        "32",
-        "--policies",
-        policies.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let (stdout, _) = reach_sweep("0,4", 32, &policies, &out);
     assert!(
         stdout.contains("reach") && stdout.contains("average") && stdout.contains("rtc"),
         "{stdout}"

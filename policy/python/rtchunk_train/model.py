@@ -58,11 +58,6 @@ class ModelConfig:
             return self.kv_heads * 2 * self.head_dim + self.rope_dim
         return 2 * self.kv_heads * self.head_dim
 
-    def attention_groups(self) -> int:
-        """How many distinct keys each token has: one per KV group, or per query head for GLA (whose latent is
-        up-projected per head)."""
-        return self.heads if self.attention == "gla" else self.kv_heads
-
 
 # Named sizes, from one that trains on two CPU cores to an action expert of about 300M parameters (GPU).
 PRESETS = {
@@ -173,10 +168,10 @@ def _swap_halves(x):
     return jnp.concatenate([x[..., half:], x[..., :half]], axis=-1)
 
 
-def _rope(x, cos, sin, swapped=None):
+def _rope(x, swapped, cos, sin):
     """Rotary embedding over the last axis of x [..., T, dim] (the halves rotated as pairs) with tables from
-    `_rope_tables`; `swapped`: x with its halves exchanged, when a projection already made it."""
-    return x * cos + (_swap_halves(x) if swapped is None else swapped) * sin
+    `_rope_tables`, given x with its halves exchanged (`swapped`, made by the projection: no slicing here)."""
+    return x * cos + swapped * sin
 
 
 def _head_columns(weight, heads: int, head_dim: int, start: int, stop: int):
@@ -276,15 +271,16 @@ def _token_projections(config: ModelConfig, layer: dict, x, cos, sin, queries: b
     b, t, _ = x.shape
     d, r, g, h = config.head_dim, config.rope_dim, config.kv_heads, config.heads
     p = _project(x, _projection_weights(config, layer, queries))
-    query = None
-    if queries:
-        query_rope = _rope(p["query_rope"].reshape(b, t, h, r), cos[:, None], sin[:, None],
-                           p["query_rope_swapped"].reshape(b, t, h, r))
-        query = (p["query_nope"].reshape(b, t, h, d - r), query_rope)
+
+    def roped(name: str, heads: int):
+        """The projection `name` with RoPE, per head [B, T, heads, r]."""
+        per_head = lambda v: v.reshape(b, t, heads, r)  # noqa: E731
+        return _rope(per_head(p[name]), per_head(p[f"{name}_swapped"]), cos[:, None], sin[:, None])
+
+    query = (p["query_nope"].reshape(b, t, h, d - r), roped("query_rope", h)) if queries else None
     if config.attention in ("gta", "gla"):
-        return query, (p["tied"], _rope(p["key_rope"], cos, sin, p["key_rope_swapped"]))
-    key_rope = _rope(p["key_rope"].reshape(b, t, g, r), cos[:, None], sin[:, None], p["key_rope_swapped"].reshape(b, t, g, r))
-    keys = jnp.concatenate([p["key_nope"].reshape(b, t, g, d - r), key_rope], axis=-1).reshape(b, t, g * d)
+        return query, (p["tied"], _rope(p["key_rope"], p["key_rope_swapped"], cos, sin))
+    keys = jnp.concatenate([p["key_nope"].reshape(b, t, g, d - r), roped("key_rope", g)], axis=-1).reshape(b, t, g * d)
     return query, (keys, p["value"])
 
 
@@ -371,7 +367,6 @@ def _time_embedding(width: int, tau):
     frequencies = jnp.asarray(np.exp(np.linspace(np.log(1.0), np.log(1000.0), half)), tau.dtype)
     angles = tau[..., None] * frequencies
     return jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
-
 
 
 def attention_block(config: ModelConfig, layer: dict, y, cos, sin, context_memory=None):

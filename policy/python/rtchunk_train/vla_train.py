@@ -14,6 +14,7 @@ import json
 import tempfile
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -73,11 +74,11 @@ def train_vla(data: datasets.Dataset, steps: int, seed: int, batch: int, patch: 
     params = init_vla_params(config, jax.random.PRNGKey(seed))
     optimizer = optimizer_for(steps)
     state = optimizer.init(params)
-    loss_of = jax.jit(lambda p, rows_state, rows_images, rows_chunks, key: vla_flow_loss(config, p, rows_state, rows_images, rows_chunks, key))
+    loss_of = jax.jit(partial(vla_flow_loss, config))
 
     @jax.jit
     def update(params, state, rows_state, rows_images, rows_chunks, key):
-        loss, grads = jax.value_and_grad(lambda p: vla_flow_loss(config, p, rows_state, rows_images, rows_chunks, key))(params)
+        loss, grads = jax.value_and_grad(loss_of)(params, rows_state, rows_images, rows_chunks, key)
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
 
