@@ -7,7 +7,7 @@ use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 /// both conventions, so its VJP passes through unchanged.
 pub struct NoiseAtOne<P> {
     inner: P,
-    flipped_tau: Vec<f32>,
+    flip: TimeFlip,
 }
 
 impl<P: FlowPolicy> NoiseAtOne<P> {
@@ -15,7 +15,7 @@ impl<P: FlowPolicy> NoiseAtOne<P> {
     pub fn new(inner: P) -> Self {
         NoiseAtOne {
             inner,
-            flipped_tau: Vec::new(),
+            flip: TimeFlip::default(),
         }
     }
 
@@ -23,10 +23,26 @@ impl<P: FlowPolicy> NoiseAtOne<P> {
     pub fn into_inner(self) -> P {
         self.inner
     }
+}
 
-    fn flip(&mut self, tau: &[f32]) {
-        self.flipped_tau.clear();
-        self.flipped_tau.extend(tau.iter().map(|t| 1.0 - t));
+/// The conversion between the two time conventions: t = 1 - tau for the inputs, the velocity negated on the way
+/// out. Its buffer grows to the largest batch once and is reused, so calls after warm-up do not allocate.
+#[derive(Debug, Default)]
+pub(crate) struct TimeFlip {
+    flipped: Vec<f32>,
+}
+
+impl TimeFlip {
+    /// `1 - tau` for every token, in the reused buffer.
+    pub(crate) fn times(&mut self, tau: &[f32]) -> &[f32] {
+        self.flipped.clear();
+        self.flipped.extend(tau.iter().map(|t| 1.0 - t));
+        &self.flipped
+    }
+
+    /// Turns a velocity of one convention into the other's, in place.
+    pub(crate) fn velocity(velocity: &mut [f32]) {
+        velocity.iter_mut().for_each(|v| *v = -*v);
     }
 }
 
@@ -57,9 +73,9 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         tau: &[f32],
         velocity: &mut [f32],
     ) -> Result<(), PolicyError> {
-        self.flip(tau);
-        self.inner.velocity(actions, &self.flipped_tau, velocity)?;
-        velocity.iter_mut().for_each(|v| *v = -*v);
+        let t = self.flip.times(tau);
+        self.inner.velocity(actions, t, velocity)?;
+        TimeFlip::velocity(velocity);
         Ok(())
     }
 
@@ -71,10 +87,10 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         velocity: &mut [f32],
         vjp: &mut [f32],
     ) -> Result<(), PolicyError> {
-        self.flip(tau);
+        let t = self.flip.times(tau);
         self.inner
-            .denoiser_vjp(actions, &self.flipped_tau, cotangent, velocity, vjp)?;
-        velocity.iter_mut().for_each(|v| *v = -*v);
+            .denoiser_vjp(actions, t, cotangent, velocity, vjp)?;
+        TimeFlip::velocity(velocity);
         Ok(())
     }
 
@@ -93,10 +109,10 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         velocity: &mut [f32],
         vjp: &mut [f32],
     ) -> Result<(), PolicyError> {
-        self.flip(tau);
+        let t = self.flip.times(tau);
         self.inner
-            .guided_vjp(actions, &self.flipped_tau, target, weights, velocity, vjp)?;
-        velocity.iter_mut().for_each(|v| *v = -*v);
+            .guided_vjp(actions, t, target, weights, velocity, vjp)?;
+        TimeFlip::velocity(velocity);
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
                     .map_err(|e: String| BundleError::Library(format!("policy.device: {e}")))?,
             };
             let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
-            OnnxPolicy::load_boxed(directory, &options)?
+            Box::new(OnnxPolicy::load(directory, &options)?)
         }
         PolicyKind::Remote => {
             return Err(BundleError::Library(format!(

@@ -485,6 +485,106 @@ fn a_small_delay_sweep_writes_complete_outputs_and_rtc_keeps_reach_solved() {
     );
 }
 
+/// A bundle in openpi's and LeRobot's time convention (t = 1 is noise; the reach policy rewritten by the
+/// toolchain to take t = 1 - tau and return the velocity negated) is driven by every command exactly as the
+/// original: `inspect` replays its recording, `bench policy` times it, and `bench delay` and `run` (whose loader
+/// `serve-policy`, `demo` and `replay` share) give the original's results, up to float rounding.
+#[test]
+fn every_command_drives_a_noise_at_one_bundle_as_the_original() {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-noise-at-one", std::process::id()));
+    let original = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");
+    let rewritten = dir.join("policies");
+    let bundle = rewritten.join("reach/base-s0");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    toolchain(&[
+        "-m",
+        "rtchunk_train.rebundle",
+        &path(&original.join("reach/base-s0")),
+        &path(&bundle),
+        "--noise-at-one",
+    ]);
+    let manifest = std::fs::read_to_string(bundle.join("manifest.json")).unwrap();
+    assert!(manifest.contains("\"t-one-is-noise\""), "{manifest}");
+    let (inspected, _) = rtchunk_ok(&["inspect", &path(&bundle), "--json"]);
+    let inspected: serde_json::Value = serde_json::from_str(inspected.trim()).unwrap();
+    let tolerance = inspected["tolerance"].as_f64().unwrap();
+    for error in ["velocity_error", "vjp_error", "rtc_error"] {
+        assert!(
+            inspected[error].as_f64().unwrap() <= tolerance,
+            "{inspected}"
+        );
+    }
+    let (timings, _) = rtchunk_ok(&[
+        "bench",
+        "policy",
+        &path(&bundle),
+        "--json",
+        "--iterations",
+        "2",
+    ]);
+    let timings: serde_json::Value = serde_json::from_str(&timings).unwrap();
+    assert!(timings["rtc5_ms"]["p50"].as_f64().unwrap() > 0.0);
+    let sweep = |policies: &std::path::Path, name: &str| -> Vec<serde_json::Value> {
+        let out = dir.join(name);
+        reach_sweep("2", 8, policies, &out);
+        serde_json::from_str(&std::fs::read_to_string(out.join("delay.json")).unwrap()).unwrap()
+    };
+    let (expected, got) = (sweep(&original, "original"), sweep(&rewritten, "rewritten"));
+    assert_eq!(expected.len(), got.len());
+    for (expected, got) in expected.iter().zip(&got) {
+        assert_eq!(expected["successes"], got["successes"], "{got}");
+        let (a, b) = (
+            expected["seam_jump"].as_f64().unwrap(),
+            got["seam_jump"].as_f64().unwrap(),
+        );
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "seam jump {a} against {b}"
+        );
+    }
+    let run = |bundle: &std::path::Path| -> serde_json::Value {
+        let config = dir.join(format!(
+            "{}.toml",
+            bundle.file_name().unwrap().to_str().unwrap()
+        ));
+        let example = examples()
+            .into_iter()
+            .find(|f| f.ends_with("gaussian-bundle.toml"))
+            .unwrap();
+        let text = std::fs::read_to_string(example).unwrap().replace(
+            "bundle = \"../../policy/fixtures/gaussian\"",
+            &format!("bundle = {:?}", path(bundle)),
+        );
+        std::fs::write(&config, text).unwrap();
+        let (stdout, _) = rtchunk_ok(&[
+            "run",
+            "--config",
+            &path(&config),
+            "--seconds",
+            "2",
+            "--json",
+        ]);
+        serde_json::from_str(&stdout).unwrap()
+    };
+    let gaussian = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gaussian");
+    let flipped = dir.join("gaussian-noise-at-one");
+    toolchain(&[
+        "-m",
+        "rtchunk_train.rebundle",
+        &path(&gaussian),
+        &path(&flipped),
+        "--noise-at-one",
+    ]);
+    let (expected, got) = (run(&gaussian), run(&flipped));
+    assert_eq!(expected["swaps"], got["swaps"]);
+    let seam = |m: &serde_json::Value| m["seam_jump"]["mean"].as_f64().unwrap();
+    assert!(
+        (seam(&expected) - seam(&got)).abs() <= 1e-4,
+        "{expected}\n{got}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_delay_benchmark_refuses_to_evaluate_on_training_episodes() {
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");

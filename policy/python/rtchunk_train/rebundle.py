@@ -4,21 +4,25 @@
   as ONNX stores models above 2 GB; the manifest lists each file with its SHA-256 (``graphs.*.external_data``).
 - ``--split-observation NAME:SIZE:DTYPE,...``: the prefix graph takes the observation as several named inputs
   (e.g. joints and a float16 task vector) concatenated, in order, into the original observation vector.
+- ``--noise-at-one``: the flow graphs take t = 1 - tau and return the velocity negated, the convention of
+  openpi and LeRobot (``time_convention = "t-one-is-noise"``); the recorded outputs are converted alike. A
+  runtime that honours the manifest computes the same chunks from it.
 
-Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...]``.
+Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]``.
 """
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from rtchunk_train.bundle import sha256
 
-GRAPHS = ("prefix", "velocity", "velocity_vjp")
+GRAPHS = ("prefix", "velocity", "velocity_vjp", "guided")
+FLOW_GRAPHS = ("velocity", "velocity_vjp", "guided")
 ONNX_TYPES = {"float32": TensorProto.FLOAT, "float16": TensorProto.FLOAT16}
 
 
@@ -41,17 +45,56 @@ def split_observation(model: onnx.ModelProto, original: str, parts: list) -> Non
     del graph.node[:]
     graph.node.extend(nodes + existing)
 
+def rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Makes every node that reads or writes the tensor ``old`` read or write ``new``."""
+    for node in graph.node:
+        for names in (node.input, node.output):
+            for i, name in enumerate(names):
+                if name == old:
+                    names[i] = new
+
+
+def noise_at_one(model: onnx.ModelProto) -> None:
+    """Turns a flow graph of the paper's convention into one taking ``t = 1 - tau`` and returning ``-velocity``
+    under the same input and output names."""
+    graph = model.graph
+    tau = next(i for i in graph.input if i.name == "tau")
+    rename_uses(graph, "tau", "tau_paper")
+    rename_uses(graph, "velocity", "velocity_paper")
+    one = helper.make_tensor("one", tau.type.tensor_type.elem_type, [], [1.0])
+    first = [helper.make_node("Sub", ["one", "tau"], ["tau_paper"])]
+    last = [helper.make_node("Neg", ["velocity_paper"], ["velocity"])]
+    graph.initializer.append(one)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(first + nodes + last)
+
+
+def noise_at_one_recording(recorded: dict) -> dict:
+    """The recorded graph inputs and outputs (``expected.json``) in the t = 1 noise convention."""
+    recorded["inputs"]["tau"] = (1.0 - np.asarray(recorded["inputs"]["tau"], np.float64)).tolist()
+    recorded["velocity"] = (-np.asarray(recorded["velocity"], np.float64)).tolist()
+    return recorded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--external-data", action="store_true")
     parser.add_argument("--split-observation", default="")
+    parser.add_argument("--noise-at-one", action="store_true")
     args = parser.parse_args()
     manifest = json.loads((args.source / "manifest.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
+    flip = args.noise_at_one and manifest["time_convention"] == "tau-one-is-data"
     if (args.source / "expected.json").exists():
-        shutil.copy(args.source / "expected.json", args.out / "expected.json")
+        recorded = json.loads((args.source / "expected.json").read_text())
+        if flip:
+            recorded = noise_at_one_recording(recorded)
+        (args.out / "expected.json").write_text(json.dumps(recorded))
+    if flip:
+        manifest["time_convention"] = "t-one-is-noise"
     parts = []
     for part in filter(None, args.split_observation.split(",")):
         name, size, dtype = part.split(":")
@@ -68,6 +111,9 @@ def main() -> None:
         if parts and key == "prefix":
             split_observation(model, original["name"], parts)
             onnx.checker.check_model(model)
+        if flip and key in FLOW_GRAPHS:
+            noise_at_one(model)
+            onnx.checker.check_model(model)
         target = args.out / entry["file"]
         if args.external_data:
             weights = f"{Path(entry['file']).stem}.weights"
@@ -76,6 +122,7 @@ def main() -> None:
             entry["external_data"] = {weights: sha256(args.out / weights)}
         else:
             onnx.save_model(model, target)
+            entry.pop("external_data", None)
         entry["sha256"] = sha256(target)
     (args.out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 

@@ -5,15 +5,17 @@ use super::device::{DeviceSteps, FlowCall, FlowGraph, FlowSessions};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
 use super::placement::CpuPlacements;
+use crate::convention::TimeFlip;
 use crate::interface::batch_of;
-use crate::{FlowPolicy, NoiseAtOne, Normalization, PolicyError, PolicySpec};
+use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use std::borrow::Cow;
 use std::path::Path;
 
-/// The sessions of a bundle's graphs and the prepared contexts.
+/// The sessions of a bundle's graphs and the prepared contexts. Whatever the bundle's time convention, it is
+/// driven in the paper's (tau = 1 is data), as every [`FlowPolicy`] is.
 pub struct OnnxPolicy {
     manifest: Manifest,
     spec: PolicySpec,
@@ -38,6 +40,8 @@ pub struct OnnxPolicy {
     context_in_device: bool,
     /// Whether the flow graphs were captured as CUDA graphs (they then run on the device buffers only).
     cuda_graphs: bool,
+    /// For a bundle in the t = 1 noise convention: the conversion that presents it in the paper's.
+    time_flip: Option<TimeFlip>,
 }
 
 fn backend(error: impl std::fmt::Display) -> PolicyError {
@@ -177,6 +181,8 @@ impl OnnxPolicy {
             exact_vjp: manifest.capabilities.exact_vjp,
             prefix_conditioned: manifest.capabilities.prefix_conditioned,
         };
+        let time_flip =
+            (manifest.time_convention == TimeConvention::TOneIsNoise).then(TimeFlip::default);
         Ok(OnnxPolicy {
             manifest,
             spec,
@@ -193,6 +199,7 @@ impl OnnxPolicy {
             device_steps: None,
             context_in_device: false,
             cuda_graphs,
+            time_flip,
         })
     }
 
@@ -204,18 +211,6 @@ impl OnnxPolicy {
     /// Whether the prefix and the flow graphs replay captured CUDA graphs.
     pub fn cuda_graphs(&self) -> bool {
         self.cuda_graphs
-    }
-
-    /// Loads a bundle as a paper-convention policy, adapting the time convention if the bundle uses t = 1 noise.
-    pub fn load_boxed(
-        directory: &Path,
-        options: &OnnxRuntimeOptions,
-    ) -> Result<Box<dyn FlowPolicy>, BundleError> {
-        let policy = OnnxPolicy::load(directory, options)?;
-        Ok(match policy.manifest.time_convention {
-            TimeConvention::TauOneIsData => Box::new(policy),
-            TimeConvention::TOneIsNoise => Box::new(NoiseAtOne::new(policy)),
-        })
     }
 
     /// How many items one call of the graphs takes: the manifest's fixed batch, or all of them. A batch that
@@ -234,9 +229,28 @@ impl OnnxPolicy {
         }
     }
 
-    /// Runs the flow graph `call` names over a batch of chunks in the groups the graphs take (on a GPU, a
-    /// single chunk against the context in device memory on the bound buffers).
+    /// Runs the flow graph `call` names in the paper's time convention, converting for a bundle in the other.
     fn run_flow(
+        &mut self,
+        actions: &[f32],
+        tau: &[f32],
+        call: FlowCall<'_>,
+        velocity: &mut [f32],
+        vjp: Option<&mut [f32]>,
+    ) -> Result<(), PolicyError> {
+        let Some(mut flip) = self.time_flip.take() else {
+            return self.run_graphs(actions, tau, call, velocity, vjp);
+        };
+        let result = self.run_graphs(actions, flip.times(tau), call, velocity, vjp);
+        self.time_flip = Some(flip);
+        result?;
+        TimeFlip::velocity(velocity);
+        Ok(())
+    }
+
+    /// Runs the flow graph `call` names over a batch of chunks in the groups the graphs take (on a GPU, a
+    /// single chunk against the context in device memory on the bound buffers), in the bundle's time convention.
+    fn run_graphs(
         &mut self,
         actions: &[f32],
         tau: &[f32],

@@ -2,7 +2,9 @@
 //! outputs are from JAX's.
 
 use super::BundleError;
+use super::manifest::TimeConvention;
 use super::policy::OnnxPolicy;
+use crate::convention::TimeFlip;
 use crate::{Committed, FlowPolicy, Sampler};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
@@ -98,7 +100,14 @@ pub fn check_recorded(
     let recorded: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let inputs = &recorded["inputs"];
     let actions = flat(&inputs["actions"]);
-    let tau = flat(&inputs["tau"]);
+    // The recording is in the bundle's time convention; the policy is driven in the paper's.
+    let noise_at_one = policy.manifest().time_convention == TimeConvention::TOneIsNoise;
+    let mut tau = flat(&inputs["tau"]);
+    let mut expected_velocity = flat(&recorded["velocity"]);
+    if noise_at_one {
+        tau = TimeFlip::default().times(&tau).to_vec();
+        TimeFlip::velocity(&mut expected_velocity);
+    }
     let run = |e: crate::PolicyError| bad(format!("replaying the recorded inputs: {e}"));
     let observation = flat(&inputs["observation"]);
     let images = bytes(&inputs["images"]);
@@ -158,7 +167,6 @@ pub fn check_recorded(
                 .map_err(run)?;
         }
     }
-    let expected_velocity = flat(&recorded["velocity"]);
     let vjp_error = max_difference(&outputs.vjp, &flat(&recorded["vjp"]));
     let guided_error = guided.map(|expected| {
         max_difference(&outputs.guided_vjp, &flat(expected))
