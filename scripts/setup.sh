@@ -1,9 +1,18 @@
 #!/usr/bin/env bash
 # Sets up what rtchunk needs beyond cargo: the Python toolchain in .venv (pinned in
 # policy/python/requirements.txt) and the official ONNX Runtime library, taken from that environment's
-# onnxruntime wheel, in .cache/onnxruntime/. Safe to run again: it does nothing when both are current.
+# onnxruntime wheel, in .cache/onnxruntime/. With --with-lerobot, also the LeRobot import toolchain in
+# .venv-lerobot (Python 3.12, PyTorch, LeRobot; pinned in policy/python/requirements-lerobot.txt).
+# Safe to run again: it does nothing when everything is current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_lerobot=0
+for argument in "$@"; do
+  case "$argument" in
+    --with-lerobot) with_lerobot=1 ;;
+    *) echo "setup: unknown option $argument (known: --with-lerobot)" >&2; exit 2 ;;
+  esac
+done
 requirements=policy/python/requirements.txt
 stamp=.venv/.requirements.sha256
 want=$(sha256sum "$requirements" | cut -d' ' -f1)
@@ -18,4 +27,27 @@ mkdir -p .cache/onnxruntime
 if ! cmp -s "$library" .cache/onnxruntime/libonnxruntime.so; then
   cp "$library" .cache/onnxruntime/libonnxruntime.so
   echo "setup: ONNX Runtime $(basename "$library") in .cache/onnxruntime/" >&2
+fi
+
+if [[ $with_lerobot == 1 ]]; then
+  requirements=policy/python/requirements-lerobot.txt
+  stamp=.venv-lerobot/.requirements.sha256
+  want=$(sha256sum "$requirements" | cut -d' ' -f1)
+  if [[ ! -x .venv-lerobot/bin/python || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    python312=""
+    for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12.*/bin/python3.12 "$(command -v python3.12 || true)"; do
+      if [[ -x "$candidate" ]] && "$candidate" -c "import venv" >/dev/null 2>&1; then
+        python312=$candidate
+        break
+      fi
+    done
+    if [[ -z "$python312" ]]; then
+      echo "setup: --with-lerobot needs Python 3.12 (LeRobot 0.6 requires it): none on PATH or under pyenv" >&2
+      exit 1
+    fi
+    echo "setup: installing the LeRobot import toolchain into .venv-lerobot ($python312)" >&2
+    "$python312" -m venv .venv-lerobot
+    .venv-lerobot/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+    echo "$want" > "$stamp"
+  fi
 fi

@@ -8,8 +8,12 @@ use serde::{Deserialize, Serialize};
 pub struct PolicySpec {
     /// Prediction horizon H.
     pub horizon: usize,
-    /// Dimension of one action.
+    /// Dimension of one action, as the model samples it.
     pub action_dim: usize,
+    /// How many of an action's dimensions (the first ones) the robot executes; the rest are the model's padding
+    /// (LeRobot's `max_action_dim`): sampled with the chunk, never sent to the robot, zero in the committed
+    /// actions that guide the next chunk. Equal to `action_dim` for most policies.
+    pub robot_action_dim: usize,
     /// Dimension of one observation vector.
     pub observation_dim: usize,
     /// The camera images one observation includes, in order (none for most policies).
@@ -20,10 +24,25 @@ pub struct PolicySpec {
     pub prefix_conditioned: bool,
 }
 
+/// `actions` (robot actions of `robot_dim` values each) widened to `model_dim` values each, zero in the padding
+/// (LeRobot's RTC pads the previous chunk the same way), into `out`.
+pub fn widen_actions(actions: &[f32], robot_dim: usize, model_dim: usize, out: &mut Vec<f32>) {
+    out.clear();
+    for action in actions.chunks(robot_dim) {
+        out.extend_from_slice(action);
+        out.resize(out.len() + model_dim - action.len(), 0.0);
+    }
+}
+
 impl PolicySpec {
     /// Values in one chunk: H * action_dim.
     pub fn chunk_len(&self) -> usize {
         self.horizon * self.action_dim
+    }
+
+    /// Values in one chunk as the robot executes it: H * robot_action_dim.
+    pub fn robot_chunk_len(&self) -> usize {
+        self.horizon * self.robot_action_dim
     }
 
     /// Bytes of all camera images of one observation, one camera after another.

@@ -37,7 +37,7 @@ mod sampler;
 pub use convention::NoiseAtOne;
 pub use error::PolicyError;
 pub use guidance::{guidance_weight, pad_committed, soft_mask};
-pub use interface::{Camera, FlowPolicy, PolicySpec};
+pub use interface::{Camera, FlowPolicy, PolicySpec, widen_actions};
 pub use normalize::Normalization;
 pub use rng::NormalRng;
 pub use sampler::{Committed, SampleRequest, Sampler};

@@ -80,6 +80,7 @@ impl MixtureFlow {
             spec: PolicySpec {
                 horizon,
                 action_dim,
+                robot_action_dim: action_dim,
                 observation_dim: modes.observation_dim(),
                 cameras: Vec::new(),
                 exact_vjp: true,

@@ -328,6 +328,29 @@ fn broken_bundles_are_refused_with_the_file_and_field_named() {
         "{message}"
     );
 
+    // The gaussian fixture has two action dimensions: the robot may execute the first, never three.
+    let wide = broken("robot-dims", |d| {
+        edit_manifest(d, |m| m["robot_action_dim"] = 3.into())
+    });
+    let message = load_error(&wide);
+    assert!(
+        message.contains("manifest.json: robot_action_dim is 3, expected 1 to action_dim = 2"),
+        "{message}"
+    );
+    let padding = broken("padding-stats", |d| {
+        edit_manifest(d, |m| {
+            m["robot_action_dim"] = 1.into();
+            m["normalization"]["action"]["std"][1] = 2.0.into();
+        })
+    });
+    let message = load_error(&padding);
+    assert!(
+        message.contains(
+            "normalization.action must have mean 0 and std 1 in the padding dimensions 1..2"
+        ),
+        "{message}"
+    );
+
     let nan = broken("nan", |d| {
         let path = d.join("manifest.json");
         let text =

@@ -66,14 +66,15 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
 }
 
 /// For `policy.kind = "bundle"`: reads the bundle's manifest and makes the configuration's horizon and action
-/// dimension the bundle's, so that validation and the scheduler see the policy's real shape.
+/// dimension the bundle's (the dimensions the robot executes), so that validation and the scheduler see the
+/// policy's real shape.
 pub fn adopt_bundle_shape(config: &mut Config) -> Result<Option<Manifest>, BundleError> {
     let (PolicyKind::Bundle, Some(directory)) = (config.policy.kind, &config.policy.bundle) else {
         return Ok(None);
     };
     let manifest = load_manifest(directory)?;
     config.policy.horizon = manifest.horizon;
-    config.policy.action_dim = manifest.action_dim;
+    config.policy.action_dim = manifest.robot_action_dim.unwrap_or(manifest.action_dim);
     Ok(Some(manifest))
 }
 

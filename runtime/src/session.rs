@@ -107,10 +107,10 @@ fn check_shapes(
         )));
     }
     let (h, a) = (config.policy.horizon, config.policy.action_dim);
-    if spec.horizon != h || spec.action_dim != a {
+    if spec.horizon != h || spec.robot_action_dim != a {
         return Err(RunError::Mismatch(format!(
             "the policy makes chunks of {} x {} but policy.horizon = {h} and policy.action_dim = {a}",
-            spec.horizon, spec.action_dim
+            spec.horizon, spec.robot_action_dim
         )));
     }
     if plant.dims() != a {
@@ -156,11 +156,7 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     clock: ClockChoice<C>,
 ) -> Result<RunOutcome<P>, RunError> {
     let spec = policy.spec().clone();
-    let sampler = Sampler::new(
-        config.sampler.clone(),
-        config.policy.horizon,
-        config.policy.action_dim,
-    );
+    let sampler = Sampler::new(config.sampler.clone(), spec.horizon, spec.action_dim);
     sampler.check_policy(policy.as_ref())?;
     let engine = InferenceEngine::new(
         policy,

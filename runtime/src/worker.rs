@@ -6,7 +6,9 @@ use crate::doorbell::Doorbell;
 use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::metrics::InferenceSummary;
 use crate::recording::writer::LogEvent;
-use rtchunk_policy::{Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler};
+use rtchunk_policy::{
+    Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler, widen_actions,
+};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -52,8 +54,13 @@ pub struct InferenceEngine {
     pub seed: u64,
     normalization: Option<Normalization>,
     observation: Vec<f32>,
+    /// The committed actions widened to the model's action dimension (padding zero), for a policy whose robot
+    /// executes fewer dimensions than it samples.
+    widened: Vec<f32>,
     committed: Vec<f32>,
     chunk: Vec<f32>,
+    /// The chunks narrowed to the robot's action dimensions, for such a policy.
+    robot_chunk: Vec<f32>,
 }
 
 impl InferenceEngine {
@@ -68,8 +75,10 @@ impl InferenceEngine {
         InferenceEngine {
             normalization: policy.normalization().cloned(),
             observation: Vec::new(),
+            widened: Vec::new(),
             committed: vec![0.0; len],
             chunk: vec![0.0; len],
+            robot_chunk: Vec::new(),
             policy,
             weak,
             sampler,
@@ -78,7 +87,9 @@ impl InferenceEngine {
     }
 
     /// Samples the chunk answering `request`, in the robot's units. Observations and committed actions are
-    /// normalised into the policy's space, and the chunk back, here and nowhere else.
+    /// normalised into the policy's space, and the chunk back, here and nowhere else. For a policy that samples
+    /// more action dimensions than the robot executes (`PolicySpec::robot_action_dim`), committed actions are
+    /// widened with zeros in the padding and chunks narrowed to the robot's dimensions, here too.
     pub fn infer(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError> {
         self.infer_batch(&[(request, 0)])
     }
@@ -90,12 +101,20 @@ impl InferenceEngine {
         &mut self,
         requests: &[(&InferenceRequest, u64)],
     ) -> Result<&[f32], PolicyError> {
-        let len = self.policy.spec().chunk_len();
+        let spec = self.policy.spec();
+        let (len, model_dim, robot_dim) =
+            (spec.chunk_len(), spec.action_dim, spec.robot_action_dim);
         self.observation.clear();
         self.committed.resize(requests.len() * len, 0.0);
         self.chunk.resize(requests.len() * len, 0.0);
+        let mut committed_lens = Vec::with_capacity(requests.len());
         for (r, (request, _)) in requests.iter().enumerate() {
-            let committed = request.committed().unwrap_or(&[]);
+            let mut committed = request.committed().unwrap_or(&[]);
+            if robot_dim != model_dim {
+                widen_actions(committed, robot_dim, model_dim, &mut self.widened);
+                committed = &self.widened;
+            }
+            committed_lens.push(committed.len());
             let start = self.observation.len();
             self.observation
                 .resize(start + request.observation.len(), 0.0);
@@ -119,7 +138,7 @@ impl InferenceEngine {
             .map(|(r, (request, stream))| {
                 let observation = &self.observation[offset..offset + request.observation.len()];
                 offset += request.observation.len();
-                let committed_len = request.committed_len;
+                let committed_len = committed_lens[r];
                 SampleRequest {
                     observation,
                     images: &request.images,
@@ -141,7 +160,14 @@ impl InferenceEngine {
                 normalization.denormalize_actions(chunk);
             }
         }
-        Ok(&self.chunk)
+        if robot_dim == model_dim {
+            return Ok(&self.chunk);
+        }
+        self.robot_chunk.clear();
+        for action in self.chunk.chunks(model_dim) {
+            self.robot_chunk.extend_from_slice(&action[..robot_dim]);
+        }
+        Ok(&self.robot_chunk)
     }
 }
 

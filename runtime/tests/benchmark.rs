@@ -158,6 +158,7 @@ fn every_chunk_is_planned_from_the_state_its_first_action_starts_in() {
         let spec = rtchunk_policy::PolicySpec {
             horizon: 8,
             action_dim: 1,
+            robot_action_dim: 1,
             observation_dim: 6,
             cameras: Vec::new(),
             exact_vjp: false,

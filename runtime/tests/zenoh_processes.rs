@@ -353,6 +353,115 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     println!("{sim_out}{run_out}{exact}");
 }
 
+/// The LeRobot import toolchain's Python, made by `./scripts/setup.sh --with-lerobot` (always there in CI, whose
+/// test command runs it first).
+fn lerobot_python() -> PathBuf {
+    let python = repo().join(".venv-lerobot/bin/python");
+    assert!(
+        python.exists(),
+        "run ./scripts/setup.sh --with-lerobot first: {} is missing",
+        python.display()
+    );
+    python
+}
+
+/// Runs the LeRobot toolchain's module `module` with `args`, checking it succeeded.
+fn lerobot_toolchain(module: &str, args: &[&str]) {
+    let output = Command::new(lerobot_python())
+        .arg("-m")
+        .arg(module)
+        .args(args)
+        .env("PYTHONPATH", repo().join("policy/python"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python -m {module}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A LeRobot SmolVLA checkpoint (tiny, random weights, built offline from LeRobot's classes) for reach's state,
+/// action and camera, exported: its bundle replays LeRobot's own velocity, VJP, plain chunk and RTC chunk,
+/// then drives the simulated robot over zenoh with the simulator's camera images and its prompt, and its
+/// recorded inferences replay exactly.
+#[test]
+fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-lerobot", std::process::id()));
+    let (checkpoint, bundle) = (dir.join("checkpoint"), dir.join("bundle"));
+    let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+    lerobot_toolchain(
+        "rtchunk_lerobot.checkpoint",
+        &[
+            &path(&checkpoint),
+            "--state-dim",
+            "4",
+            "--action-dim",
+            "2",
+            "--camera",
+            "camera0:22x42",
+        ],
+    );
+    lerobot_toolchain(
+        "rtchunk_lerobot.import_lerobot",
+        &[
+            &path(&checkpoint),
+            "--prompt",
+            "reach the target",
+            "--out",
+            &path(&bundle),
+        ],
+    );
+    let inspected = finish(
+        spawn(&["inspect", &path(&bundle), "--json"]),
+        "rtchunk inspect",
+        Duration::from_secs(60),
+    );
+    let check: serde_json::Value = serde_json::from_str(inspected.trim()).unwrap();
+    let tolerance = check["tolerance"].as_f64().unwrap();
+    assert!(tolerance <= 1e-4);
+    for error in ["velocity_error", "vjp_error", "guided_error"] {
+        assert!(check[error].as_f64().unwrap() <= tolerance, "{check}");
+    }
+    let chunks: Vec<(&str, f64)> = check["chunks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["mode"].as_str().unwrap(), c["error"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(
+        chunks.iter().map(|c| c.0).collect::<Vec<_>>(),
+        ["plain", "rtc-identity"]
+    );
+    assert!(chunks.iter().all(|c| c.1 <= tolerance), "{check}");
+
+    let policy = format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
+        bundle.display()
+    );
+    let session = start_robot(
+        "lerobot",
+        &["--episodes", "1", "--camera-width", "42"],
+        &policy,
+        &[],
+    );
+    finish(session.sim, "rtchunk sim serve", Duration::from_secs(180));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    // Random weights leave the arena within a second or so: a few chunks, each continued by the next.
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() >= 3, "{run_out}");
+    assert_eq!(run["metrics"]["inference_failures"], 0, "{run_out}");
+    let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
+    for inference in &log.inferences {
+        assert!(inference.error.is_none(), "{:?}", inference.error);
+        // The robot's two action dimensions of the model's 32.
+        assert_eq!(inference.chunk.len(), 10 * 2);
+    }
+    let exact = replay(&session.log, &["--re-infer"]);
+    assert_eq!(exact["chunks"]["differing"], 0, "{exact}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_disconnected_simulator_makes_the_runtime_hold_until_it_returns() {
     let session = start("disconnect", &["--episodes", "1"]);

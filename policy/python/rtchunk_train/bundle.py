@@ -1,7 +1,5 @@
 """Writes and checks rtchunk policy bundles (see policy/BUNDLE.md): three ONNX graphs and a manifest."""
 
-import hashlib
-import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,11 +11,11 @@ import onnx
 import onnxruntime as ort
 from onnx.reference import ReferenceEvaluator
 
+from .bundle_files import FORMAT_VERSION, sha256, write_expected, write_manifest  # noqa: F401 (re-exported)
 from .compact import expand_uniform_constants
 from .einsum import einsum_to_matmul
 from .rtc import guided_inference
 
-FORMAT_VERSION = 1
 # Largest difference between ONNX Runtime and JAX that an export may show, per graph dtype.
 EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2, "bfloat16": 5e-2}
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16, "bfloat16": ml_dtypes.bfloat16, "uint8": np.uint8}
@@ -57,15 +55,6 @@ def guided_graph(velocity):
         return v.astype(io_dtype), pullback(error)[0].astype(io_dtype)
 
     return velocity_guided
-
-
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in pieces (external-data files run to gigabytes)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 24), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def float_specs(shapes, dtype: str = "float32", camera_inputs: int = 0) -> list:
@@ -123,14 +112,6 @@ def check_against_jax(path: Path, inputs: dict, expected: list, dtype: str = "fl
         error = float(np.max(np.abs(np.asarray(g) - e)))
         if not error <= tolerance:
             raise ValueError(f"{path.name}: output {name} differs from JAX by {error:.3g} > {tolerance:.3g}")
-
-
-def write_manifest(directory: Path, manifest: dict, graph_files: dict):
-    """Writes manifest.json with the SHA-256 of every graph."""
-    manifest = dict(manifest)
-    manifest["format_version"] = FORMAT_VERSION
-    manifest["graphs"] = {role: {"file": name, "sha256": sha256(directory / name)} for role, name in graph_files.items()}
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def export_policy(
@@ -272,8 +253,3 @@ def fixed_inputs(horizon: int, action_dim: int, observation_dim: int, batch: int
         "tau": tau.astype(np.float32),
         "cotangent": rng.normal(size=(batch, horizon, action_dim)).astype(np.float32),
     }
-
-
-def write_expected(out: Path, recorded: dict):
-    """Writes the recorded inputs and outputs next to the bundle."""
-    (out / "expected.json").write_text(json.dumps(recorded) + "\n")

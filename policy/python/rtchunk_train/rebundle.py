@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from rtchunk_train.bundle import sha256
+from rtchunk_train.bundle_files import sha256
 
 GRAPHS = ("prefix", "velocity", "velocity_vjp", "guided")
 FLOW_GRAPHS = ("velocity", "velocity_vjp", "guided")

@@ -222,6 +222,33 @@ fn validate(manifest: &Manifest, path: &Path) -> Result<(), BundleError> {
             "must be at least 2 and 1",
         ));
     }
+    if let Some(robot) = manifest.robot_action_dim {
+        let stats = &manifest.normalization.action;
+        let padding = robot..manifest.action_dim;
+        if robot == 0 || robot > manifest.action_dim {
+            return Err(field(
+                path,
+                "robot_action_dim",
+                format!(
+                    "is {robot}, expected 1 to action_dim = {}",
+                    manifest.action_dim
+                ),
+            ));
+        }
+        if padding
+            .clone()
+            .any(|i| stats.mean.get(i) != Some(&0.0) || stats.std.get(i) != Some(&1.0))
+        {
+            return Err(field(
+                path,
+                "normalization.action",
+                format!(
+                    "must have mean 0 and std 1 in the padding dimensions {robot}..{}",
+                    manifest.action_dim
+                ),
+            ));
+        }
+    }
     if manifest.capabilities.exact_vjp && manifest.graphs.velocity_vjp.is_none() {
         return Err(field(
             path,

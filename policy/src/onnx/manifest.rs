@@ -16,8 +16,12 @@ pub struct Manifest {
     pub name: String,
     /// What produced the bundle (toolchain and versions).
     pub producer: String,
-    /// Dimension of one action.
+    /// Dimension of one action, as the graphs take it.
     pub action_dim: usize,
+    /// How many of an action's dimensions (the first ones) the robot executes, when fewer than `action_dim`:
+    /// the rest are the model's padding (LeRobot's `max_action_dim`), with mean 0 and std 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robot_action_dim: Option<usize>,
     /// Prediction horizon H.
     pub horizon: usize,
     /// The control rate the policy was trained for, Hz.
@@ -142,6 +146,9 @@ pub struct Defaults {
     pub steps: usize,
     /// Guidance clipping beta.
     pub beta: f64,
+    /// The soft mask's schedule the policy's authors use (LeRobot's `prefix_attention_schedule`), if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<rtchunk_config::MaskSchedule>,
 }
 
 /// What the graphs support.

@@ -176,6 +176,7 @@ impl OnnxPolicy {
         let spec = PolicySpec {
             horizon: manifest.horizon,
             action_dim: manifest.action_dim,
+            robot_action_dim: manifest.robot_action_dim.unwrap_or(manifest.action_dim),
             observation_dim: manifest.observation_dim(),
             cameras: manifest.cameras.clone(),
             exact_vjp: manifest.capabilities.exact_vjp,

@@ -5,13 +5,13 @@ use super::BundleError;
 use super::manifest::TimeConvention;
 use super::policy::OnnxPolicy;
 use crate::convention::TimeFlip;
-use crate::{Committed, FlowPolicy, Sampler};
+use crate::{Committed, FlowPolicy, Sampler, widen_actions};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
 use std::path::Path;
 
 /// How closely the graphs, run here, reproduce JAX's recorded outputs.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecordedCheck {
     /// The export's tolerance.
     pub tolerance: f32,
@@ -24,6 +24,19 @@ pub struct RecordedCheck {
     pub guided_error: Option<f32>,
     /// Largest difference of a whole RTC inference from the recorded noise, if one was recorded.
     pub rtc_error: Option<f32>,
+    /// Whole chunks that another implementation sampled from recorded noise (`expected.json`'s `chunks`, e.g.
+    /// LeRobot's plain and RTC chunks), replayed here with the same sampler settings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub chunks: Vec<ChunkCheck>,
+}
+
+/// One recorded chunk replayed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChunkCheck {
+    /// The sampler mode (`plain`, `rtc-identity`, ...).
+    pub mode: String,
+    /// Largest difference from the recorded chunk over the action dimensions it recorded.
+    pub error: f32,
 }
 
 impl RecordedCheck {
@@ -33,6 +46,7 @@ impl RecordedCheck {
             && self.vjp_error <= self.tolerance
             && self.guided_error.is_none_or(|e| e <= self.tolerance)
             && self.rtc_error.is_none_or(|e| e <= self.tolerance)
+            && self.chunks.iter().all(|c| c.error <= self.tolerance)
     }
 }
 
@@ -173,9 +187,16 @@ pub fn check_recorded(
             .max(max_difference(&outputs.guided_velocity, &expected_velocity))
     });
     let rtc_error = match recorded.get("rtc") {
-        Some(rtc) => Some(replay_rtc(policy, rtc, &observation, &images).map_err(run)?),
+        Some(rtc) => Some(replay_chunk(policy, rtc, &observation, &images).map_err(run)?),
         None => None,
     };
+    let mut chunks = Vec::new();
+    for entry in recorded["chunks"].as_array().into_iter().flatten() {
+        chunks.push(ChunkCheck {
+            mode: entry["mode"].as_str().unwrap_or("rtc").to_string(),
+            error: replay_chunk(policy, entry, &observation, &images).map_err(run)?,
+        });
+    }
     Ok(Some(RecordedCheck {
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
         velocity_error: max_difference(&outputs.velocity, &expected_velocity)
@@ -183,12 +204,20 @@ pub fn check_recorded(
         vjp_error,
         guided_error,
         rtc_error,
+        chunks,
     }))
 }
 
-/// Runs the RTC sampler from the recorded noise for the first recorded observation (and its images); returns
-/// the largest difference from the recorded chunk.
-fn replay_rtc(
+/// The recorded setting `key` (a sampler mode or schedule by its configuration name), if there is one.
+fn setting<T: serde::de::DeserializeOwned>(recorded: &Value, key: &str) -> Option<T> {
+    serde_json::from_value(recorded[key].clone()).ok()
+}
+
+/// Runs the sampler a recorded chunk names (`mode`, default exact RTC; `steps`, `beta`, `schedule`) from its
+/// noise for the first recorded observation (and its images); returns the largest difference from the recorded
+/// chunk over the first `dims` action dimensions (default all). Committed actions of fewer dimensions are
+/// widened with zeros, as the inference engine does for the robot's.
+fn replay_chunk(
     policy: &mut OnnxPolicy,
     rtc: &Value,
     observations: &[f32],
@@ -196,23 +225,36 @@ fn replay_rtc(
 ) -> Result<f32, crate::PolicyError> {
     let spec = policy.spec().clone();
     let config = SamplerConfig {
-        mode: SamplerMode::Rtc,
+        mode: setting(rtc, "mode").unwrap_or(SamplerMode::Rtc),
         steps: rtc["steps"].as_u64().unwrap_or(5) as usize,
         beta: rtc["beta"].as_f64().unwrap_or(5.0),
+        schedule: setting(rtc, "schedule").unwrap_or_default(),
         ..SamplerConfig::default()
     };
-    let committed = flat(&rtc["committed"]);
+    let dims = rtc["dims"].as_u64().map_or(spec.action_dim, |d| d as usize);
+    let mut committed = Vec::new();
+    widen_actions(
+        &flat(&rtc["committed"]),
+        dims,
+        spec.action_dim,
+        &mut committed,
+    );
     let mut chunk = vec![0.0f32; spec.chunk_len()];
     Sampler::new(config, spec.horizon, spec.action_dim).sample_from_noise(
         policy,
         &observations[..spec.observation_dim.min(observations.len())],
         &images[..spec.image_bytes().min(images.len())],
-        Some(Committed {
+        (!committed.is_empty()).then(|| Committed {
             actions: &committed,
             delay: rtc["delay"].as_u64().unwrap_or(0) as usize,
         }),
         &flat(&rtc["noise"]),
         &mut chunk,
     )?;
-    Ok(max_difference(&chunk, &flat(&rtc["chunk"])))
+    let executed: Vec<f32> = chunk
+        .chunks(spec.action_dim)
+        .flat_map(|action| &action[..dims.min(action.len())])
+        .copied()
+        .collect();
+    Ok(max_difference(&executed, &flat(&rtc["chunk"])))
 }

@@ -48,7 +48,7 @@ pub struct ServerReport {
 fn policy_info(spec: &PolicySpec) -> PolicyInfo {
     PolicyInfo {
         horizon: spec.horizon as u16,
-        action_dim: spec.action_dim as u16,
+        action_dim: spec.robot_action_dim as u16,
         observation_dim: spec.observation_dim as u16,
         capabilities: u8::from(spec.exact_vjp) | u8::from(spec.prefix_conditioned) << 1,
         cameras: spec.cameras.clone(),
@@ -86,7 +86,7 @@ pub fn serve_policy(
         .with(zenoh::handlers::FifoChannel::new(256))
         .wait()
         .map_err(|e| IoError::zenoh(&key, e))?;
-    tracing::info!(key = %key, "serving chunks of {} x {}", spec.horizon, spec.action_dim);
+    tracing::info!(key = %key, "serving chunks of {} x {}", spec.horizon, spec.robot_action_dim);
     let mut report = ServerReport {
         served: 0,
         refused: 0,
@@ -94,7 +94,7 @@ pub fn serve_policy(
         inference_ms: Quantiles::default(),
     };
     let mut times = Vec::new();
-    let mut request = InferenceRequest::with_capacity(spec.chunk_len(), spec.observation_dim);
+    let mut request = InferenceRequest::with_capacity(spec.robot_chunk_len(), spec.observation_dim);
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         let Ok(Some(query)) = queries.recv_timeout(Duration::from_millis(50)) else {
@@ -108,7 +108,7 @@ pub fn serve_policy(
             ChunkQuery::decode(
                 body,
                 spec.observation_dim,
-                spec.chunk_len(),
+                spec.robot_chunk_len(),
                 spec.image_bytes(),
             )
         });
@@ -211,6 +211,7 @@ impl RemoteEngine {
         let spec = PolicySpec {
             horizon: info.horizon as usize,
             action_dim: info.action_dim as usize,
+            robot_action_dim: info.action_dim as usize,
             observation_dim: info.observation_dim as usize,
             cameras: info.cameras,
             exact_vjp: info.capabilities & 1 != 0,

@@ -154,7 +154,7 @@ fn re_infer(
     let config = &session.header.config;
     let policy = load_policy(config)?;
     let (horizon, action_dim) = (config.policy.horizon, config.policy.action_dim);
-    let sampler = Sampler::new(config.sampler.clone(), horizon, action_dim);
+    let sampler = Sampler::new(config.sampler.clone(), horizon, policy.spec().action_dim);
     let mut engine = InferenceEngine::new(policy, None, sampler, config.sampler.seed);
     let mut replayed = HashMap::new();
     for record in session.inferences.iter().filter(|r| r.error.is_none()) {

@@ -1,0 +1,115 @@
+"""The exporter against LeRobot itself: a tiny SmolVLA built offline from LeRobot's own classes with random
+weights, exported, and its graphs run in ONNX Runtime against LeRobot's modules on the same inputs."""
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from rtchunk_lerobot.checkpoint import UnsupportedCheckpoint, camera_keys, load_checkpoint, make_checkpoint
+from rtchunk_lerobot.import_lerobot import (
+    LeRobotReference,
+    graph_inputs,
+    import_checkpoint,
+    preprocess,
+    sample_observation,
+)
+
+PROMPT = "pick up the red cube"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(checkpoint, bundle folder) of a tiny two-camera SmolVLA."""
+    root = tmp_path_factory.mktemp("smolvla")
+    make_checkpoint(root / "checkpoint", cameras={"top": (24, 40), "wrist": (30, 30)}, seed=3)
+    bundle = import_checkpoint(root / "checkpoint", PROMPT, root / "bundle")
+    return load_checkpoint(root / "checkpoint"), bundle
+
+
+def relative_error(got, expected) -> float:
+    """Largest difference relative to the expected output's scale (at least 1)."""
+    expected = np.asarray(expected, np.float64)
+    return float(np.abs(np.asarray(got, np.float64) - expected).max() / max(1.0, np.abs(expected).max()))
+
+
+def session(bundle, role: str) -> ort.InferenceSession:
+    return ort.InferenceSession(str(bundle / f"{role}.onnx"), providers=["CPUExecutionProvider"])
+
+
+def test_prefix_velocity_and_vjp_equal_lerobots_modules(exported):
+    checkpoint, bundle = exported
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    observation = sample_observation(checkpoint, seed=11)
+    processed = preprocess(checkpoint, observation, PROMPT)
+    reference = LeRobotReference(checkpoint, processed)
+    inputs = graph_inputs(observation, checkpoint, manifest["prompt"]["token_ids"])
+    prefix = session(bundle, "prefix")
+    names = [i.name for i in prefix.get_inputs()]
+    assert names == ["state", "top", "wrist", "prompt"]
+    (context,) = prefix.run(None, {name: value.numpy() for name, value in zip(names, inputs)})
+    # The context is LeRobot's own key-value cache, layer by layer.
+    for layer, cached in enumerate(reference.cache.layers):
+        assert relative_error(context[0, layer, 0], cached.keys[0]) < 1e-4
+        assert relative_error(context[0, layer, 1], cached.values[0]) < 1e-4
+    generator = torch.Generator().manual_seed(5)
+    h, a = manifest["horizon"], manifest["action_dim"]
+    for t in (1.0, 0.6, 0.1):
+        actions, cotangent = torch.randn(1, h, a, generator=generator), torch.randn(1, h, a, generator=generator)
+        velocity, vjp = reference.vjp(actions, t, cotangent)
+        feeds = {"actions": actions.numpy(), "tau": np.full((1, h), t, np.float32), "context": context}
+        (got,) = session(bundle, "velocity").run(None, feeds)
+        assert relative_error(got, velocity) < 1e-4
+        got_velocity, got_vjp = session(bundle, "velocity_vjp").run(None, dict(feeds, cotangent=cotangent.numpy()))
+        assert relative_error(got_velocity, velocity) < 1e-4
+        # torch.autograd on LeRobot's module; a VJP that took the Jacobian as the identity would be far off.
+        assert relative_error(got_vjp, vjp) < 1e-4
+        assert relative_error(cotangent, vjp) > 1e-2
+
+
+def test_normalisation_round_trips_as_lerobots_processors(exported):
+    checkpoint, bundle = exported
+    statistics = json.loads((bundle / "manifest.json").read_text())["normalization"]
+    observation = sample_observation(checkpoint, seed=12)
+    normalized = preprocess(checkpoint, observation, PROMPT)["observation.state"][0].numpy()
+    mean, std = (np.asarray(statistics["observation"][k]) for k in ("mean", "std"))
+    assert np.abs((observation["observation.state"] - mean) / std - normalized).max() < 1e-5
+    model_actions = torch.randn(1, 4, checkpoint.policy.config.action_feature.shape[0])
+    raw = checkpoint.postprocessor(model_actions)[0].numpy()
+    dim = raw.shape[-1]
+    mean, std = (np.asarray(statistics["action"][k][:dim]) for k in ("mean", "std"))
+    assert np.abs(model_actions[0].numpy() * std + mean - raw).max() < 1e-5
+    assert statistics["action"]["mean"][dim:] == [0.0] * (len(statistics["action"]["mean"]) - dim)
+
+
+def test_the_manifest_describes_the_checkpoint(exported):
+    checkpoint, bundle = exported
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    config = checkpoint.policy.config
+    assert manifest["time_convention"] == "t-one-is-noise"
+    assert (manifest["action_dim"], manifest["robot_action_dim"]) == (config.max_action_dim, 6)
+    assert manifest["cameras"] == [{"name": "top", "height": 24, "width": 40, "channels": 3},
+                                   {"name": "wrist", "height": 30, "width": 30, "channels": 3}]
+    assert [key.removeprefix("observation.images.") for key in camera_keys(checkpoint.policy)] == ["top", "wrist"]
+    # The prompt as LeRobot's processor tokenises it (with its newline).
+    processed = preprocess(checkpoint, sample_observation(checkpoint, 0), PROMPT)
+    assert manifest["prompt"]["token_ids"] == processed["observation.language.tokens"][0].tolist()
+    assert manifest["defaults"] == {"steps": config.num_steps, "beta": 10.0, "schedule": "linear"}
+    recorded = json.loads((bundle / "expected.json").read_text())
+    assert [chunk["mode"] for chunk in recorded["chunks"]] == ["plain", "rtc-identity"]
+
+
+def test_what_the_exporter_cannot_reproduce_is_refused_by_name(tmp_path):
+    make_checkpoint(tmp_path / "aloha")
+    config = json.loads((tmp_path / "aloha" / "config.json").read_text())
+    config["adapt_to_pi_aloha"] = True
+    (tmp_path / "aloha" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedCheckpoint, match=r"config.json: adapt_to_pi_aloha = true"):
+        load_checkpoint(tmp_path / "aloha")
+    with pytest.raises(UnsupportedCheckpoint, match=r"nowhere/config.json: missing"):
+        load_checkpoint(tmp_path / "nowhere")
+    config["type"] = "act"
+    (tmp_path / "aloha" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedCheckpoint, match=r"type = 'act'"):
+        load_checkpoint(tmp_path / "aloha")
