@@ -174,6 +174,8 @@ pub struct PolicyBenchmark {
     pub plain10_ms: Quantiles,
     /// A whole RTC inference with 5 guided steps (d = 2, half the chunk committed), ms.
     pub rtc5_ms: Quantiles,
+    /// The same with 10 guided steps (the n of openpi's and LeRobot's policies), ms.
+    pub rtc10_ms: Quantiles,
     /// RTC inference over plain inference with 5 steps, by median.
     pub rtc_over_plain5: f64,
 }
@@ -191,6 +193,7 @@ impl PolicyBenchmark {
             ("plain inference, n = 5", &self.plain5_ms),
             ("plain inference, n = 10", &self.plain10_ms),
             ("RTC inference, n = 5", &self.rtc5_ms),
+            ("RTC inference, n = 10", &self.rtc10_ms),
         ]
         .iter()
         .map(|(name, q)| row(name, q))
@@ -233,7 +236,7 @@ fn time_ms(iterations: usize, mut call: impl FnMut()) -> Quantiles {
 }
 
 /// Times the bundle in `directory`: its graphs one call at a time, and whole inferences of 5 and 10 plain
-/// steps and of 5 guided steps (RTC, d = 2, half the chunk committed), on one observation with mid-grey images
+/// steps and of 5 and 10 guided steps (RTC, d = 2, half the chunk committed), on one observation with mid-grey images
 /// for every camera.
 pub fn policy_benchmark(
     directory: &std::path::Path,
@@ -309,6 +312,7 @@ pub fn policy_benchmark(
     let plain5_ms = inference(SamplerMode::Plain, 5);
     let plain10_ms = inference(SamplerMode::Plain, 10);
     let rtc5_ms = inference(SamplerMode::Rtc, 5);
+    let rtc10_ms = inference(SamplerMode::Rtc, 10);
     if let Some(e) = error {
         return Err(failed(e));
     }
@@ -327,5 +331,6 @@ pub fn policy_benchmark(
         plain5_ms,
         plain10_ms,
         rtc5_ms,
+        rtc10_ms,
     })
 }
