@@ -381,6 +381,85 @@ fn lerobot_toolchain(module: &str, args: &[&str]) {
     );
 }
 
+/// Samples rtchunk's exact RTC from the noise and committed actions of LeRobot's recorded RTC chunk and prints
+/// how closely each keeps the d frozen actions (in the robot's dimensions) and how far the two chunks are apart;
+/// the exact guidance must differ from LeRobot's identity-Jacobian guidance.
+fn report_exact_rtc(bundle: &std::path::Path) {
+    use rtchunk_policy::onnx::OnnxPolicy;
+    use rtchunk_policy::{Committed, FlowPolicy, Sampler, widen_actions};
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("expected.json")).unwrap())
+            .unwrap();
+    let entry = &recorded["chunks"][1];
+    let mut policy = OnnxPolicy::load(bundle, &Default::default()).unwrap();
+    let spec = policy.spec().clone();
+    let (dims, delay) = (
+        spec.robot_action_dim,
+        entry["delay"].as_u64().unwrap() as usize,
+    );
+    let mut committed = Vec::new();
+    widen_actions(
+        &flat_json(&entry["committed"]),
+        dims,
+        spec.action_dim,
+        &mut committed,
+    );
+    let config = rtchunk_config::SamplerConfig {
+        mode: rtchunk_config::SamplerMode::Rtc,
+        steps: entry["steps"].as_u64().unwrap() as usize,
+        beta: entry["beta"].as_f64().unwrap(),
+        schedule: rtchunk_config::MaskSchedule::Linear,
+        ..Default::default()
+    };
+    let images: Vec<u8> = flat_json(&recorded["inputs"]["images"])
+        .iter()
+        .map(|v| *v as u8)
+        .collect();
+    let mut chunk = vec![0.0f32; spec.chunk_len()];
+    Sampler::new(config, spec.horizon, spec.action_dim)
+        .sample_from_noise(
+            &mut policy,
+            &flat_json(&recorded["inputs"]["observation"]),
+            &images,
+            Some(Committed {
+                actions: &committed,
+                delay,
+            }),
+            &flat_json(&entry["noise"]),
+            &mut chunk,
+        )
+        .unwrap();
+    let exact: Vec<f32> = chunk
+        .chunks(spec.action_dim)
+        .flat_map(|a| a[..dims].to_vec())
+        .collect();
+    let (identity, frozen) = (flat_json(&entry["chunk"]), flat_json(&entry["committed"]));
+    let gap = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f32, f32::max)
+    };
+    let prefix = delay * dims;
+    let between = gap(&exact, &identity);
+    println!(
+        "exact RTC against LeRobot's identity-Jacobian RTC from the same noise: frozen actions within {:.3e} \
+         (identity {:.3e}), chunks {between:.3e} apart",
+        gap(&exact[..prefix], &frozen[..prefix]),
+        gap(&identity[..prefix], &frozen[..prefix])
+    );
+    assert!(between.is_finite() && between > 1e-4, "{between}");
+}
+
+/// Every number in a JSON value, nested arrays flattened.
+fn flat_json(value: &serde_json::Value) -> Vec<f32> {
+    match value {
+        serde_json::Value::Array(items) => items.iter().flat_map(flat_json).collect(),
+        serde_json::Value::Number(n) => vec![n.as_f64().unwrap() as f32],
+        _ => Vec::new(),
+    }
+}
+
 /// A LeRobot SmolVLA checkpoint (tiny, random weights, built offline from LeRobot's classes) for reach's state,
 /// action and camera, exported: its bundle replays LeRobot's own velocity, VJP, plain chunk and RTC chunk,
 /// then drives the simulated robot over zenoh with the simulator's camera images and its prompt, and its
@@ -434,6 +513,7 @@ fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
         ["plain", "rtc-identity"]
     );
     assert!(chunks.iter().all(|c| c.1 <= tolerance), "{check}");
+    report_exact_rtc(&bundle);
 
     let policy = format!(
         "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",

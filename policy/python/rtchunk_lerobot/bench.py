@@ -12,7 +12,9 @@ previous chunk's first half as its left-over). ``scripts/bench-lerobot.sh`` runs
 """
 
 import argparse
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -79,7 +81,9 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="torch.compile LeRobot's denoising step")
     args = parser.parse_args()
-    print(json.dumps(lerobot_timings(args.checkpoint, args.device, args.iterations, args.compile)))
+    with contextlib.redirect_stdout(sys.stderr):  # LeRobot prints its progress
+        timings = lerobot_timings(args.checkpoint, args.device, args.iterations, args.compile)
+    print(json.dumps(timings))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 from .checkpoint import IMAGE_PREFIX, camera_keys, load_checkpoint
-from .smolvla import ROPE_MODULES, SmolVLAGraphs
+from .smolvla import ROPE_MODULES, SmolVLAGraphs, prefix_cache
 from .tracing import export_function, external_data_files, functional_rope
 from rtchunk_train.bundle_files import FORMAT_VERSION, sha256, write_expected
 
@@ -104,20 +104,14 @@ class LeRobotReference:
         policy = checkpoint.policy
         self.policy, self.model, self.processed = policy, policy.model, processed
         images, image_masks = policy.prepare_images(processed)
-        state = policy.prepare_state(processed)
-        from lerobot.policies.common.vla_utils import make_att_2d_masks
-
         with torch.no_grad():
             embeddings, self.pad_masks, att_masks = self.model.embed_prefix(
                 images, image_masks, processed[OBS_LANGUAGE_TOKENS], processed[OBS_LANGUAGE_ATTENTION_MASK],
-                state=state)
-            _, self.cache = self.model.vlm_with_expert.forward(
-                attention_mask=make_att_2d_masks(self.pad_masks, att_masks),
-                position_ids=torch.cumsum(self.pad_masks, dim=1) - 1, past_key_values=None,
-                inputs_embeds=[embeddings, None], use_cache=True)
+                state=policy.prepare_state(processed))
+            self.cache = prefix_cache(self.model, embeddings, self.pad_masks, att_masks)
 
     def velocity(self, actions: torch.Tensor, t: float) -> torch.Tensor:
-        time = torch.full((actions.shape[0],), t, dtype=torch.float32)
+        time = torch.full((actions.shape[0],), t, dtype=torch.float32, device=actions.device)
         return self.model.denoise_step(self.pad_masks, self.cache, actions, time)
 
     def vjp(self, actions: torch.Tensor, t: float, cotangent: torch.Tensor) -> tuple:
@@ -184,11 +178,13 @@ def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCCo
     }
 
 
+# Each graph: its inputs (the prefix's are the manifest's observation, cameras and prompt), its outputs, and
+# whether it differentiates through the policy.
 GRAPHS = {
-    "prefix": ("prefix", None, ["context"]),
-    "velocity": ("velocity", ["actions", "tau", "context"], ["velocity"]),
-    "velocity_vjp": ("velocity_vjp", ["actions", "tau", "context", "cotangent"], ["velocity", "vjp"]),
-    "guided": ("guided", ["actions", "tau", "context", "target", "weights"], ["velocity", "vjp"]),
+    "prefix": (None, ["context"], False),
+    "velocity": (["actions", "tau", "context"], ["velocity"], False),
+    "velocity_vjp": (["actions", "tau", "context", "cotangent"], ["velocity", "vjp"], True),
+    "guided": (["actions", "tau", "context", "target", "weights"], ["velocity", "vjp"], True),
 }
 
 
@@ -197,8 +193,9 @@ def camera_name(key: str) -> str:
     return key.removeprefix(IMAGE_PREFIX)
 
 
-def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_names: list) -> dict:
-    """Writes the four graphs (batch 1) into ``out``; returns the manifest's ``graphs`` entries."""
+def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_names: list) -> tuple:
+    """Writes the four graphs (batch 1) into ``out``; returns the manifest's ``graphs`` entries and the shape of
+    one observation's context."""
     config = graphs.policy.config
     h, a = config.chunk_size, config.max_action_dim
     with torch.no_grad():
@@ -210,9 +207,9 @@ def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_n
                  "guided": (*flow_args, target, torch.ones(1, h))}
     entries = {}
     with functional_rope(*ROPE_MODULES):
-        for role, (method, inputs, outputs) in GRAPHS.items():
-            path = export_function(getattr(graphs, method), arguments[role], out / f"{role}.onnx",
-                                   inputs or prefix_names, outputs, differentiates=len(outputs) == 2)
+        for role, (inputs, outputs, differentiates) in GRAPHS.items():
+            path = export_function(getattr(graphs, role), arguments[role], out / f"{role}.onnx",
+                                   inputs or prefix_names, outputs, differentiates)
             entry = {"file": path.name, "sha256": sha256(path)}
             extra = external_data_files(path)
             if extra:

@@ -64,7 +64,8 @@ def main() -> None:
     args = parser.parse_args()
     row = collect(args.run, args.model)
     rows = json.loads(args.results.read_text()) if args.results.exists() else []
-    rows = [r for r in rows if (r["model"], r["device"]) != (row["model"], row["device"])] + [row]
+    key = ("model", "device", "lerobot_compiled")
+    rows = [r for r in rows if [r[k] for k in key] != [row[k] for k in key]] + [row]
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(rows, indent=2) + "\n")
     print(json.dumps(row, indent=2))

@@ -44,6 +44,18 @@ class ContextCache:
         """Nothing to crop: ``update`` never grows the cache."""
 
 
+def prefix_cache(model, embeddings: torch.Tensor, pad_masks: torch.Tensor, att_masks: torch.Tensor):
+    """The VLM's key-value cache of the prefix, as ``VLAFlowMatching.sample_actions`` fills it."""
+    _, cache = model.vlm_with_expert.forward(
+        attention_mask=make_att_2d_masks(pad_masks, att_masks),
+        position_ids=torch.cumsum(pad_masks, dim=1) - 1,
+        past_key_values=None,
+        inputs_embeds=[embeddings, None],
+        use_cache=True,
+    )
+    return cache
+
+
 class SmolVLAGraphs:
     """The bundle's functions for a SmolVLA ``policy`` whose cameras are ``camera_keys`` (its image features, in
     order). ``sample`` (a state, the images and the prompt's tokens, batch 1) fixes which prefix tokens are real: the
@@ -69,14 +81,7 @@ class SmolVLAGraphs:
                                        state=self.policy.prepare_state(batch))
 
     def prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> torch.Tensor:
-        embeddings, pad_masks, att_masks = self._embedded_prefix(state, *images_and_tokens)
-        _, cache = self.model.vlm_with_expert.forward(
-            attention_mask=make_att_2d_masks(pad_masks, att_masks),
-            position_ids=torch.cumsum(pad_masks, dim=1) - 1,
-            past_key_values=None,
-            inputs_embeds=[embeddings, None],
-            use_cache=True,
-        )
+        cache = prefix_cache(self.model, *self._embedded_prefix(state, *images_and_tokens))
         return torch.stack([torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers], dim=1)
 
     def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:

@@ -73,7 +73,7 @@ def export_function(function, args: tuple, path: Path, input_names: list, output
     the given input and output names; ``differentiates`` says it calls ``torch.autograd.grad``. A graph whose
     constants exceed ``EXTERNAL_DATA_BYTES`` keeps them in an external-data file beside it. Returns ``path``."""
     if differentiates:
-        traced = make_fx(lambda *inputs: function(*inputs), decomposition_table=_decompositions())(*args)
+        traced = make_fx(lambda *inputs: function(*inputs), decomposition_table=_decompositions())(*args).eval()
     else:
         traced = _Forward(function).eval()
     program = torch.onnx.export(traced, args, dynamo=True, input_names=input_names, output_names=output_names,

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from rtchunk_lerobot.bench import lerobot_timings
 from rtchunk_lerobot.checkpoint import UnsupportedCheckpoint, camera_keys, load_checkpoint, make_checkpoint
 from rtchunk_lerobot.import_lerobot import (
     LeRobotReference,
@@ -113,3 +114,10 @@ def test_what_the_exporter_cannot_reproduce_is_refused_by_name(tmp_path):
     (tmp_path / "aloha" / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnsupportedCheckpoint, match=r"type = 'act'"):
         load_checkpoint(tmp_path / "aloha")
+
+
+def test_lerobots_side_of_the_speed_comparison_times_every_phase(exported):
+    checkpoint, _ = exported
+    timings = lerobot_timings(checkpoint.path, "cpu", iterations=1, compile_step=False)
+    for phase in ("prefix_ms", "step_ms", "plain5_ms", "plain10_ms", "rtc5_ms", "rtc10_ms"):
+        assert 0 < timings[phase]["p50"] <= timings[phase]["p90"], phase
