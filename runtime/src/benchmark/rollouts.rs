@@ -111,7 +111,7 @@ pub fn run_rollouts(
 ) -> Result<RolloutOutcome, PolicyError> {
     let started = Instant::now();
     let spec = engine.policy.spec().clone();
-    let (h, a) = (spec.horizon, spec.action_dim);
+    let (h, a) = (spec.horizon, spec.robot_action_dim);
     let executor = ExecutorSettings {
         execution: settings.execution,
         horizon: h,
