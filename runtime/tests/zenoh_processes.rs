@@ -462,8 +462,8 @@ fn flat_json(value: &serde_json::Value) -> Vec<f32> {
 
 /// A LeRobot SmolVLA checkpoint (tiny, random weights, built offline from LeRobot's classes) for reach's state,
 /// action and camera, exported: its bundle replays LeRobot's own velocity, VJP, plain chunk and RTC chunk,
-/// then drives the simulated robot over zenoh with the simulator's camera images and its prompt, and its
-/// recorded inferences replay exactly.
+/// then drives the simulated robot over zenoh with the simulator's camera images and its prompt, its recorded
+/// inferences replay exactly, and the speed comparison's script runs over it on the CPU.
 #[test]
 fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
     let dir = std::env::temp_dir().join(format!("rtchunk-{}-lerobot", std::process::id()));
@@ -539,6 +539,42 @@ fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
     }
     let exact = replay(&session.log, &["--re-infer"]);
     assert_eq!(exact["chunks"]["differing"], 0, "{exact}");
+
+    // The speed comparison's script, on the CPU, over this checkpoint and bundle: one row of results.
+    let results = dir.join("results.json");
+    let output = Command::new(repo().join("scripts/bench-lerobot.sh"))
+        .args(["cpu", &path(&dir)])
+        .env("RTCHUNK", env!("CARGO_BIN_EXE_rtchunk"))
+        .env("PYTHON", lerobot_python())
+        .env("ITERATIONS", "2")
+        .env("SIZE", "smolvla-tiny")
+        .env("RESULTS", &results)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "scripts/bench-lerobot.sh: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rows: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    let row = &rows[0];
+    for field in [
+        "lerobot_rtc_ms",
+        "rtchunk_rtc_ms",
+        "lerobot_plain_ms",
+        "rtchunk_plain_ms",
+    ] {
+        assert!(row[field].as_f64().unwrap() > 0.0, "{field}: {row}");
+    }
+    for field in [
+        "max_rel_err_velocity",
+        "max_rel_err_vjp",
+        "max_abs_err_plain_chunk",
+        "max_abs_err_identity_rtc_chunk",
+    ] {
+        assert!(row[field].as_f64().unwrap() <= 1e-4, "{field}: {row}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
