@@ -118,13 +118,13 @@ enum Command {
         policy: Option<PathBuf>,
     },
     /// Check a policy bundle (manifest, hashes, graphs), print its manifest, and replay the inputs it recorded
-    /// at export against JAX's outputs.
+    /// at export against the outputs recorded with them (JAX's, or LeRobot's).
     Inspect {
         /// The bundle directory.
         bundle: PathBuf,
         #[command(flatten)]
         run_on: DeviceArgs,
-        /// Print the replay's differences from JAX as JSON instead of the manifest and a summary.
+        /// Print the replay's differences from the recorded outputs as JSON instead of the manifest and a summary.
         #[arg(long)]
         json: bool,
     },
@@ -497,9 +497,14 @@ fn main() -> anyhow::Result<()> {
                 if json {
                     println!("{}", serde_json::to_string(&check)?);
                 } else {
+                    let chunks: String = check
+                        .chunks
+                        .iter()
+                        .map(|c| format!(", {} chunk within {:.2e}", c.mode, c.error))
+                        .collect();
                     println!(
                         "recorded outputs replayed on {device}: velocity within {:.2e}, VJP within {:.2e}, guided \
-                         step's VJP within {}, RTC inference within {} of JAX (tolerance {:.0e})",
+                         step's VJP within {}, RTC inference within {}{chunks} of {} (tolerance {:.0e})",
                         check.velocity_error,
                         check.vjp_error,
                         check
@@ -508,13 +513,15 @@ fn main() -> anyhow::Result<()> {
                         check
                             .rtc_error
                             .map_or("(not recorded)".into(), |e| format!("{e:.2e}")),
+                        check.source,
                         check.tolerance
                     );
                 }
                 anyhow::ensure!(
                     check.passes(),
-                    "{}: outputs differ from JAX beyond the tolerance",
-                    bundle.display()
+                    "{}: outputs differ from {}'s beyond the tolerance",
+                    bundle.display(),
+                    check.source
                 );
             }
         }

@@ -165,7 +165,7 @@ def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCCo
                "schedule": str(rtc.prefix_attention_schedule.value).lower(), "dims": robot_dim}
     return {
         "tolerance": TOLERANCE,
-        "source": "lerobot",
+        "source": "LeRobot",
         "inputs": {"observation": listed(state), "images": [[listed(i[0]) for i in images]],
                    "actions": listed(actions), "tau": [[t] * h], "cotangent": listed(cotangent),
                    "target": listed(target), "weights": listed(weights)},

@@ -1,5 +1,5 @@
 //! Replaying the inputs a bundle recorded at export (`expected.json`) and measuring how far this runtime's
-//! outputs are from JAX's.
+//! outputs are from those recorded (JAX's, or LeRobot's for an imported checkpoint).
 
 use super::BundleError;
 use super::manifest::TimeConvention;
@@ -13,6 +13,8 @@ use std::path::Path;
 /// How closely the graphs, run here, reproduce JAX's recorded outputs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecordedCheck {
+    /// What computed the recorded outputs (`JAX` unless the recording names another, e.g. `LeRobot`).
+    pub source: String,
     /// The export's tolerance.
     pub tolerance: f32,
     /// Largest difference of the velocity.
@@ -198,6 +200,7 @@ pub fn check_recorded(
         });
     }
     Ok(Some(RecordedCheck {
+        source: recorded["source"].as_str().unwrap_or("JAX").to_string(),
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
         velocity_error: max_difference(&outputs.velocity, &expected_velocity)
             .max(max_difference(&outputs.plain, &expected_velocity)),
