@@ -385,7 +385,7 @@ fn lerobot_toolchain(module: &str, args: &[&str]) {
 /// how closely each keeps the d frozen actions (in the robot's dimensions) and how far the two chunks are apart;
 /// the exact guidance must differ from LeRobot's identity-Jacobian guidance.
 fn report_exact_rtc(bundle: &std::path::Path) {
-    use rtchunk_policy::onnx::OnnxPolicy;
+    use rtchunk_policy::onnx::{OnnxPolicy, recorded_values};
     use rtchunk_policy::{Committed, FlowPolicy, Sampler, widen_actions};
     let recorded: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("expected.json")).unwrap())
@@ -399,7 +399,7 @@ fn report_exact_rtc(bundle: &std::path::Path) {
     );
     let mut committed = Vec::new();
     widen_actions(
-        &flat_json(&entry["committed"]),
+        &recorded_values(&entry["committed"]),
         dims,
         spec.action_dim,
         &mut committed,
@@ -411,7 +411,7 @@ fn report_exact_rtc(bundle: &std::path::Path) {
         schedule: rtchunk_config::MaskSchedule::Linear,
         ..Default::default()
     };
-    let images: Vec<u8> = flat_json(&recorded["inputs"]["images"])
+    let images: Vec<u8> = recorded_values(&recorded["inputs"]["images"])
         .iter()
         .map(|v| *v as u8)
         .collect();
@@ -419,13 +419,13 @@ fn report_exact_rtc(bundle: &std::path::Path) {
     Sampler::new(config, spec.horizon, spec.action_dim)
         .sample_from_noise(
             &mut policy,
-            &flat_json(&recorded["inputs"]["observation"]),
+            &recorded_values(&recorded["inputs"]["observation"]),
             &images,
             Some(Committed {
                 actions: &committed,
                 delay,
             }),
-            &flat_json(&entry["noise"]),
+            &recorded_values(&entry["noise"]),
             &mut chunk,
         )
         .unwrap();
@@ -433,7 +433,10 @@ fn report_exact_rtc(bundle: &std::path::Path) {
         .chunks(spec.action_dim)
         .flat_map(|a| a[..dims].to_vec())
         .collect();
-    let (identity, frozen) = (flat_json(&entry["chunk"]), flat_json(&entry["committed"]));
+    let (identity, frozen) = (
+        recorded_values(&entry["chunk"]),
+        recorded_values(&entry["committed"]),
+    );
     let gap = |a: &[f32], b: &[f32]| {
         a.iter()
             .zip(b)
@@ -449,15 +452,6 @@ fn report_exact_rtc(bundle: &std::path::Path) {
         gap(&identity[..prefix], &frozen[..prefix])
     );
     assert!(between.is_finite() && between > 1e-4, "{between}");
-}
-
-/// Every number in a JSON value, nested arrays flattened.
-fn flat_json(value: &serde_json::Value) -> Vec<f32> {
-    match value {
-        serde_json::Value::Array(items) => items.iter().flat_map(flat_json).collect(),
-        serde_json::Value::Number(n) => vec![n.as_f64().unwrap() as f32],
-        _ => Vec::new(),
-    }
 }
 
 /// A LeRobot SmolVLA checkpoint (tiny, random weights, built offline from LeRobot's classes) for reach's state,

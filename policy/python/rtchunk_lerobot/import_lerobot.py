@@ -89,11 +89,11 @@ def preprocess(checkpoint, observation: dict, prompt: str) -> dict:
     return checkpoint.preprocessor(batch)
 
 
-def graph_inputs(observation: dict, checkpoint, token_ids: list) -> tuple:
-    """The prefix graph's inputs for a raw observation: normalised state, uint8 images, token ids (batch 1)."""
-    normalized = preprocess(checkpoint, observation, "")[OBS_STATE]
+def graph_inputs(observation: dict, processed: dict, checkpoint, token_ids: list) -> tuple:
+    """The prefix graph's inputs for a raw observation and its preprocessed batch: the normalised state, uint8
+    images, token ids (batch 1)."""
     images = [torch.from_numpy(observation[key])[None] for key in camera_keys(checkpoint.policy)]
-    return (normalized, *images, torch.tensor([token_ids], dtype=torch.int64))
+    return (processed[OBS_STATE], *images, torch.tensor([token_ids], dtype=torch.int64))
 
 
 class LeRobotReference:
@@ -114,11 +114,16 @@ class LeRobotReference:
         time = torch.full((actions.shape[0],), t, dtype=torch.float32, device=actions.device)
         return self.model.denoise_step(self.pad_masks, self.cache, actions, time)
 
-    def vjp(self, actions: torch.Tensor, t: float, cotangent: torch.Tensor) -> tuple:
+    def vjp(self, actions: torch.Tensor, t: float, cotangent) -> tuple:
+        """The velocity and the VJP of the denoiser ``A - t v`` through ``torch.autograd`` against ``cotangent``, a
+        tensor or a function of the (detached) denoised actions."""
         with torch.enable_grad():
             actions = actions.clone().requires_grad_(True)
             velocity = self.velocity(actions, t)
-            (vjp,) = torch.autograd.grad(actions - t * velocity, actions, cotangent)
+            denoised = actions - t * velocity
+            if callable(cotangent):
+                cotangent = cotangent(denoised.detach())
+            (vjp,) = torch.autograd.grad(denoised, actions, cotangent)
         return velocity.detach(), vjp
 
     def chunk(self, noise: torch.Tensor, rtc: RTCConfig | None = None, **rtc_inputs) -> torch.Tensor:
@@ -145,10 +150,7 @@ def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCCo
     weights = torch.linspace(1.0, 0.0, h)[None]
     reference = LeRobotReference(checkpoint, processed)
     velocity, vjp = reference.vjp(actions, t, cotangent)
-    with torch.enable_grad():
-        moved = actions.clone().requires_grad_(True)
-        denoised = moved - t * reference.velocity(moved, t)
-        (guided_vjp,) = torch.autograd.grad(denoised, moved, weights[:, :, None] * (target - denoised.detach()))
+    _, guided_vjp = reference.vjp(actions, t, lambda denoised: weights[:, :, None] * (target - denoised))
     plain_noise, rtc_noise = torch.randn(1, h, a, generator=generator), torch.randn(1, h, a, generator=generator)
     plain = reference.chunk(plain_noise)
     # The previous chunk's left-over: the plain chunk's first actions (robot dimensions, as LeRobot's queue keeps).
@@ -236,7 +238,7 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
     processed = preprocess(checkpoint, observation, prompt)
     mask = processed[OBS_LANGUAGE_ATTENTION_MASK][0]
     token_ids = processed[OBS_LANGUAGE_TOKENS][0][mask].tolist()
-    prefix_args = graph_inputs(observation, checkpoint, token_ids)
+    prefix_args = graph_inputs(observation, processed, checkpoint, token_ids)
     cameras = camera_keys(policy)
     graphs = SmolVLAGraphs(policy, cameras, prefix_args)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def test_prefix_velocity_and_vjp_equal_lerobots_modules(exported):
     observation = sample_observation(checkpoint, seed=11)
     processed = preprocess(checkpoint, observation, PROMPT)
     reference = LeRobotReference(checkpoint, processed)
-    inputs = graph_inputs(observation, checkpoint, manifest["prompt"]["token_ids"])
+    inputs = graph_inputs(observation, processed, checkpoint, manifest["prompt"]["token_ids"])
     prefix = session(bundle, "prefix")
     names = [i.name for i in prefix.get_inputs()]
     assert names == ["state", "top", "wrist", "prompt"]

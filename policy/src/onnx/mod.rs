@@ -17,4 +17,4 @@ pub use bundle::{BundleError, load_manifest};
 pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
 pub use manifest::{AttentionKind, Dtype, Manifest, Prompt, TimeConvention, TrainingData};
 pub use policy::OnnxPolicy;
-pub use recorded::{RecordedCheck, check_recorded};
+pub use recorded::{ChunkCheck, RecordedCheck, check_recorded, recorded_values};

@@ -10,7 +10,7 @@ use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
 use std::path::Path;
 
-/// How closely the graphs, run here, reproduce JAX's recorded outputs.
+/// How closely the graphs, run here, reproduce the recorded outputs (JAX's, or LeRobot's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RecordedCheck {
     /// What computed the recorded outputs (`JAX` unless the recording names another, e.g. `LeRobot`).
@@ -52,9 +52,10 @@ impl RecordedCheck {
     }
 }
 
-fn flat(value: &Value) -> Vec<f32> {
+/// Every number of a recorded value (nested arrays flattened, in order), as `f32`.
+pub fn recorded_values(value: &Value) -> Vec<f32> {
     match value {
-        Value::Array(items) => items.iter().flat_map(flat).collect(),
+        Value::Array(items) => items.iter().flat_map(recorded_values).collect(),
         Value::Number(n) => vec![n.as_f64().unwrap_or(f64::NAN) as f32],
         _ => vec![f32::NAN],
     }
@@ -115,22 +116,22 @@ pub fn check_recorded(
     };
     let recorded: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let inputs = &recorded["inputs"];
-    let actions = flat(&inputs["actions"]);
+    let actions = recorded_values(&inputs["actions"]);
     // The recording is in the bundle's time convention; the policy is driven in the paper's.
     let noise_at_one = policy.manifest().time_convention == TimeConvention::TOneIsNoise;
-    let mut tau = flat(&inputs["tau"]);
-    let mut expected_velocity = flat(&recorded["velocity"]);
+    let mut tau = recorded_values(&inputs["tau"]);
+    let mut expected_velocity = recorded_values(&recorded["velocity"]);
     if noise_at_one {
         tau = TimeFlip::default().times(&tau).to_vec();
         TimeFlip::velocity(&mut expected_velocity);
     }
     let run = |e: crate::PolicyError| bad(format!("replaying the recorded inputs: {e}"));
-    let observation = flat(&inputs["observation"]);
+    let observation = recorded_values(&inputs["observation"]);
     let images = bytes(&inputs["images"]);
     let (cotangent, target, weights) = (
-        flat(&inputs["cotangent"]),
-        flat(&inputs["target"]),
-        flat(&inputs["weights"]),
+        recorded_values(&inputs["cotangent"]),
+        recorded_values(&inputs["target"]),
+        recorded_values(&inputs["weights"]),
     );
     let guided = recorded
         .get("guided_vjp")
@@ -183,9 +184,9 @@ pub fn check_recorded(
                 .map_err(run)?;
         }
     }
-    let vjp_error = max_difference(&outputs.vjp, &flat(&recorded["vjp"]));
+    let vjp_error = max_difference(&outputs.vjp, &recorded_values(&recorded["vjp"]));
     let guided_error = guided.map(|expected| {
-        max_difference(&outputs.guided_vjp, &flat(expected))
+        max_difference(&outputs.guided_vjp, &recorded_values(expected))
             .max(max_difference(&outputs.guided_velocity, &expected_velocity))
     });
     let rtc_error = match recorded.get("rtc") {
@@ -237,7 +238,7 @@ fn replay_chunk(
     let dims = rtc["dims"].as_u64().map_or(spec.action_dim, |d| d as usize);
     let mut committed = Vec::new();
     widen_actions(
-        &flat(&rtc["committed"]),
+        &recorded_values(&rtc["committed"]),
         dims,
         spec.action_dim,
         &mut committed,
@@ -251,7 +252,7 @@ fn replay_chunk(
             actions: &committed,
             delay: rtc["delay"].as_u64().unwrap_or(0) as usize,
         }),
-        &flat(&rtc["noise"]),
+        &recorded_values(&rtc["noise"]),
         &mut chunk,
     )?;
     let executed: Vec<f32> = chunk
@@ -259,5 +260,5 @@ fn replay_chunk(
         .flat_map(|action| &action[..dims.min(action.len())])
         .copied()
         .collect();
-    Ok(max_difference(&executed, &flat(&rtc["chunk"])))
+    Ok(max_difference(&executed, &recorded_values(&rtc["chunk"])))
 }
