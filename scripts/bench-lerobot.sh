@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# LeRobot against rtchunk on one device, same checkpoint, same inputs: makes a SmolVLA checkpoint with random
-# weights (SIZE: smolvla, the published size, or smolvla-tiny), exports it, checks the bundle against LeRobot
+# LeRobot against rtchunk on one device, same checkpoint, same inputs: makes a LeRobot checkpoint with random
+# weights (SIZE: smolvla or pi0, the published sizes, or smolvla-tiny, pi0-tiny), exports it, checks the bundle against LeRobot
 # (rtchunk inspect), times LeRobot (PyTorch eager; COMPILE=1 adds torch.compile of its denoising step) and rtchunk
 # (rtchunk bench policy), and adds the row to docs/lerobot/results.json (RESULTS to write elsewhere).
 #

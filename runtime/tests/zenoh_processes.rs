@@ -455,18 +455,33 @@ fn report_exact_rtc(bundle: &std::path::Path) {
 }
 
 /// A LeRobot SmolVLA checkpoint (tiny, random weights, built offline from LeRobot's classes) for reach's state,
-/// action and camera, exported: its bundle replays LeRobot's own velocity, VJP, plain chunk and RTC chunk,
-/// then drives the simulated robot over zenoh with the simulator's camera images and its prompt, its recorded
-/// inferences replay exactly, and the speed comparison's script runs over it on the CPU.
+/// action and camera, exported, drives the simulated robot (`lerobot_checkpoint_drives_the_simulated_robot`).
 #[test]
 fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
-    let dir = std::env::temp_dir().join(format!("rtchunk-{}-lerobot", std::process::id()));
+    lerobot_checkpoint_drives_the_simulated_robot("smolvla-tiny");
+}
+
+/// The same for a LeRobot π0 (reduced Gemma variants, LeRobot's own classes): its context carries the state
+/// beside the VLM's cache.
+#[test]
+fn a_lerobot_pi0_checkpoint_drives_the_simulated_robot_with_its_camera() {
+    lerobot_checkpoint_drives_the_simulated_robot("pi0-tiny");
+}
+
+/// Makes a LeRobot checkpoint of `size` for reach's state, action and camera and exports it: its bundle replays
+/// LeRobot's own velocity, VJP, plain chunk and RTC chunk, then drives the simulated robot over zenoh with the
+/// simulator's camera images and its prompt, its recorded inferences replay exactly, and the speed comparison's
+/// script runs over it on the CPU.
+fn lerobot_checkpoint_drives_the_simulated_robot(size: &str) {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-{size}", std::process::id()));
     let (checkpoint, bundle) = (dir.join("checkpoint"), dir.join("bundle"));
     let path = |p: &PathBuf| p.to_str().unwrap().to_string();
     lerobot_toolchain(
         "rtchunk_lerobot.checkpoint",
         &[
             &path(&checkpoint),
+            "--size",
+            size,
             "--state-dim",
             "4",
             "--action-dim",
@@ -514,7 +529,7 @@ fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
         bundle.display()
     );
     let session = start_robot(
-        "lerobot",
+        size,
         &["--episodes", "1", "--camera-width", "42"],
         &policy,
         &[],
@@ -528,7 +543,7 @@ fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
     let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
     for inference in &log.inferences {
         assert!(inference.error.is_none(), "{:?}", inference.error);
-        // The robot's two action dimensions of the model's 32.
+        // The robot's two action dimensions of the model's padded ones.
         assert_eq!(inference.chunk.len(), 10 * 2);
     }
     let exact = replay(&session.log, &["--re-infer"]);
@@ -541,7 +556,7 @@ fn a_lerobot_smolvla_checkpoint_drives_the_simulated_robot_with_its_camera() {
         .env("RTCHUNK", env!("CARGO_BIN_EXE_rtchunk"))
         .env("PYTHON", lerobot_python())
         .env("ITERATIONS", "2")
-        .env("SIZE", "smolvla-tiny")
+        .env("SIZE", size)
         .env("RESULTS", &results)
         .output()
         .unwrap();

@@ -65,7 +65,7 @@ def lerobot_timings(checkpoint_dir: Path, device: str, iterations: int, compile_
         rtc = RTCConfig(execution_horizon=h // 2, max_guidance_weight=DEFAULT_RTC.max_guidance_weight,
                         prefix_attention_schedule=DEFAULT_RTC.prefix_attention_schedule)
         for steps in (5, 10):
-            config.num_steps = steps
+            reference.steps = steps
             timings[f"plain{steps}_ms"] = quantiles_ms(lambda: reference.chunk(noise), iterations, device)
             timings[f"rtc{steps}_ms"] = quantiles_ms(
                 lambda: reference.chunk(noise, rtc, inference_delay=2, prev_chunk_left_over=previous,

@@ -1,24 +1,29 @@
-"""LeRobot checkpoints: loading one (the policy and its processors, as LeRobot saves them) and making one with random
-weights, for tests and benchmarks, without downloading anything.
+"""LeRobot checkpoints (SmolVLA, π0): loading one (the policy and its processors, as LeRobot saves them) and making
+one with random weights, for tests and benchmarks, without downloading anything.
 
 Usage (a checkpoint with random weights)::
 
-    python -m rtchunk_lerobot.checkpoint OUT [--size smolvla-tiny|smolvla] [--state-dim 6] [--action-dim 6]
-        [--camera NAME:HEIGHTxWIDTH ...] [--seed 0]
+    python -m rtchunk_lerobot.checkpoint OUT [--size smolvla-tiny|smolvla|pi0-tiny|pi0] [--state-dim 6]
+        [--action-dim 6] [--camera NAME:HEIGHTxWIDTH ...] [--seed 0]
 """
 
 import argparse
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from lerobot.configs import FeatureType, PolicyFeature, PreTrainedConfig
-from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
-from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
-from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
-from lerobot.processor import PolicyProcessorPipeline, policy_action_to_transition, transition_to_policy_action
+from lerobot.processor import (
+    PolicyProcessorPipeline,
+    TokenizerProcessorStep,
+    policy_action_to_transition,
+    transition_to_policy_action,
+)
 
+from . import pi0, smolvla
+from .graphs import Architecture, UnsupportedCheckpoint
 from .vlm_folder import write_vlm_folder
 
 PREPROCESSOR = "policy_preprocessor.json"
@@ -27,45 +32,56 @@ POSTPROCESSOR = "policy_postprocessor.json"
 IMAGE_PREFIX = "observation.images."
 
 
-class UnsupportedCheckpoint(ValueError):
-    """A checkpoint uses something the exporter does not support; the message names the file and the field."""
-
-
 @dataclass
 class Checkpoint:
-    """A LeRobot policy and its processors."""
+    """A LeRobot policy, its processors and what the exporter knows of its architecture."""
 
     policy: object
     preprocessor: PolicyProcessorPipeline
     postprocessor: PolicyProcessorPipeline
     path: Path
+    architecture: Architecture
 
 
-# SmolVLA sizes: the published model (SmolVLM2-500M, 16 of its layers) and a tiny one for CPU tests.
-SIZES = {
-    "smolvla": dict(vlm="smolvlm2-500m", config=dict(num_vlm_layers=16, chunk_size=50, n_action_steps=50)),
-    "smolvla-tiny": dict(vlm="tiny", config=dict(num_vlm_layers=4, chunk_size=10, n_action_steps=10,
-                                                 resize_imgs_with_padding=(32, 32))),
-}
+# The architectures the exporter supports, by config.json's ``type``.
+ARCHITECTURES = {architecture.kind: architecture for architecture in (smolvla.ARCHITECTURE, pi0.ARCHITECTURE)}
+# Checkpoint presets (the published sizes, and tiny ones for CPU tests), with their architecture.
+SIZES = {name: (architecture, preset) for architecture in ARCHITECTURES.values()
+         for name, preset in architecture.sizes.items()}
+
+
+@contextlib.contextmanager
+def _local_tokenizer(folder: Path):
+    """Within the block every LeRobot tokenizer step loads its tokenizer from ``folder``, not from the hub."""
+    post_init = TokenizerProcessorStep.__post_init__
+
+    def local(step):
+        step.tokenizer_name = str(folder)
+        post_init(step)
+
+    TokenizerProcessorStep.__post_init__ = local
+    try:
+        yield
+    finally:
+        TokenizerProcessorStep.__post_init__ = post_init
 
 
 def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, action_dim: int = 6,
                     cameras: dict | None = None, seed: int = 0, vlm: Path | None = None) -> Path:
-    """Writes a SmolVLA checkpoint of ``size`` with weights drawn from ``seed`` into ``out``, as ``save_pretrained``
+    """Writes a checkpoint of ``size`` (SIZES) with weights drawn from ``seed`` into ``out``, as ``save_pretrained``
     writes a trained one: ``config.json``, ``model.safetensors`` and its processors with random normalisation
     statistics. ``cameras`` maps names to ``(height, width)`` (default one 24 x 40 camera, ``top``). Its VLM folder
-    (configuration, tokenizer) is written to ``vlm`` (default ``out/vlm``), which the configuration names."""
-    preset = SIZES[size]
+    (configuration and tokenizer, or the tokenizer alone) is written to ``vlm`` (default ``out/vlm``), which the
+    configuration or the preprocessor names."""
+    architecture, preset = SIZES[size]
     cameras = cameras or {"top": (24, 40)}
-    vlm = write_vlm_folder(vlm or out / "vlm", preset["vlm"])
+    vlm = write_vlm_folder(vlm or out / "vlm", preset["vlm"]).resolve()
     features = {"observation.state": PolicyFeature(FeatureType.STATE, (state_dim,))}
     for name, (height, width) in cameras.items():
         features[IMAGE_PREFIX + name] = PolicyFeature(FeatureType.VISUAL, (3, height, width))
-    config = SmolVLAConfig(vlm_model_name=str(vlm.resolve()), device="cpu", input_features=features,
-                           output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))},
-                           **preset["config"])
-    torch.manual_seed(seed)
-    policy = SmolVLAPolicy(config)
+    fields = dict(preset["config"])
+    if architecture.vlm_field:
+        fields[architecture.vlm_field] = str(vlm)
     generator = torch.Generator().manual_seed(seed + 1)
 
     def statistics(dim: int) -> dict:
@@ -73,7 +89,13 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
                 "std": 0.5 + torch.rand(dim, generator=generator)}
 
     stats = {"observation.state": statistics(state_dim), "action": statistics(action_dim)}
-    preprocessor, postprocessor = make_smolvla_pre_post_processors(config, dataset_stats=stats)
+    with architecture.building(fields), _local_tokenizer(vlm):
+        config = architecture.config_class(
+            device="cpu", input_features=features,
+            output_features={"action": PolicyFeature(FeatureType.ACTION, (action_dim,))}, **fields)
+        torch.manual_seed(seed)
+        policy = architecture.policy_class(config)
+        preprocessor, postprocessor = architecture.make_processors(config, dataset_stats=stats)
     policy.save_pretrained(out)
     preprocessor.save_pretrained(out, config_filename=PREPROCESSOR)
     postprocessor.save_pretrained(out, config_filename=POSTPROCESSOR)
@@ -81,35 +103,42 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
 
 
 def load_checkpoint(path: Path, vlm: Path | None = None) -> Checkpoint:
-    """Loads the LeRobot checkpoint in ``path`` (a SmolVLA); ``vlm`` replaces the folder or hub name of its VLM
-    (configuration and tokenizer), for a machine that has it elsewhere. Refuses what the exporter does not support,
-    naming the field."""
+    """Loads the LeRobot checkpoint in ``path`` (SmolVLA or π0, in float32); ``vlm`` replaces the folder or hub name
+    of its VLM (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what
+    the exporter does not support, naming the field."""
     config_file = path / "config.json"
     if not config_file.exists():
         raise UnsupportedCheckpoint(f"{config_file}: missing (a LeRobot checkpoint has config.json, model.safetensors "
                                     f"and {PREPROCESSOR})")
-    kind = json.loads(config_file.read_text()).get("type")
-    if kind != "smolvla":
-        raise UnsupportedCheckpoint(f"{config_file}: type = {kind!r}; this exporter supports 'smolvla'")
-    config = PreTrainedConfig.from_pretrained(path)
+    fields = json.loads(config_file.read_text())
+    kind = fields.get("type")
+    if kind not in ARCHITECTURES:
+        raise UnsupportedCheckpoint(f"{config_file}: type = {kind!r}; this exporter supports "
+                                    f"{', '.join(map(repr, ARCHITECTURES))}")
+    architecture = ARCHITECTURES[kind]
     overrides = {}
-    if vlm is not None:
-        config.vlm_model_name = str(vlm)
-        overrides = {"tokenizer_processor": {"tokenizer_name": str(vlm)}}
-    _refuse_unsupported(config, config_file)
-    policy = SmolVLAPolicy.from_pretrained(path, config=config).eval()
+    with architecture.building(fields):
+        config = PreTrainedConfig.from_pretrained(path)
+        if vlm is not None:
+            if architecture.vlm_field:
+                setattr(config, architecture.vlm_field, str(vlm))
+            overrides = {"tokenizer_processor": {"tokenizer_name": str(vlm)}}
+        _refuse_unsupported(config, config_file, architecture)
+        if getattr(config, "dtype", "float32") != "float32":
+            config.dtype = "float32"  # the bundle is exported, and checked against LeRobot, in float32
+        policy = architecture.policy_class.from_pretrained(path, config=config).eval()
     preprocessor = PolicyProcessorPipeline.from_pretrained(path, config_filename=PREPROCESSOR, overrides=overrides)
     postprocessor = PolicyProcessorPipeline.from_pretrained(path, config_filename=POSTPROCESSOR,
                                                             to_transition=policy_action_to_transition,
                                                             to_output=transition_to_policy_action)
-    return Checkpoint(policy, preprocessor, postprocessor, path)
+    return Checkpoint(policy, preprocessor, postprocessor, path, architecture)
 
 
-def _refuse_unsupported(config, config_file: Path) -> None:
+def _refuse_unsupported(config, config_file: Path, architecture: Architecture) -> None:
     """Raises for settings the bundle cannot reproduce."""
-    if config.adapt_to_pi_aloha:
-        raise UnsupportedCheckpoint(f"{config_file}: adapt_to_pi_aloha = true (the Aloha joint conversion around the "
-                                    "model) is not supported")
+    for flag, meaning in architecture.unsupported_flags.items():
+        if getattr(config, flag, False):
+            raise UnsupportedCheckpoint(f"{config_file}: {flag} = true ({meaning}) is not supported")
     visual = config.normalization_mapping.get("VISUAL")
     if visual is not None and str(getattr(visual, "value", visual)) != "IDENTITY":
         raise UnsupportedCheckpoint(f"{config_file}: normalization_mapping.VISUAL = {visual}; images must be "
@@ -134,7 +163,7 @@ def _camera(text: str) -> tuple:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Writes a SmolVLA checkpoint with random weights.")
+    parser = argparse.ArgumentParser(description="Writes a LeRobot checkpoint with random weights.")
     parser.add_argument("out", type=Path)
     parser.add_argument("--size", choices=sorted(SIZES), default="smolvla-tiny")
     parser.add_argument("--state-dim", type=int, default=6)

@@ -1,4 +1,4 @@
-"""Exports a LeRobot SmolVLA checkpoint as an rtchunk policy bundle, and records what LeRobot itself computes so
+"""Exports a LeRobot SmolVLA or π0 checkpoint as an rtchunk policy bundle, and records what LeRobot itself computes so
 that ``rtchunk inspect`` can check the bundle against it.
 
 Usage::
@@ -6,7 +6,7 @@ Usage::
     python -m rtchunk_lerobot.import_lerobot CHECKPOINT --prompt "pick up the cube" --out BUNDLE [--vlm FOLDER]
 
 The bundle (policy/BUNDLE.md) holds ``prefix.onnx`` (state, raw uint8 camera images and the prompt's token ids ->
-the VLM's key-value cache), ``velocity.onnx``, ``velocity_vjp.onnx`` (the exact VJP of the denoiser) and
+the VLM's key-value cache, and for π0 the state), ``velocity.onnx``, ``velocity_vjp.onnx`` (the exact VJP of the denoiser) and
 ``guided.onnx``, all in LeRobot's time convention (t = 1 is noise), with LeRobot's normalisation statistics, the
 prompt tokenised by the checkpoint's own processor, and LeRobot's RTC settings as defaults. The model's actions
 are ``max_action_dim`` wide; the robot executes the first ``robot_action_dim`` of them.
@@ -27,7 +27,7 @@ from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 from .checkpoint import IMAGE_PREFIX, camera_keys, load_checkpoint
-from .smolvla import ROPE_MODULES, SmolVLAGraphs, prefix_cache
+from .graphs import FlowGraphs
 from .tracing import export_function, external_data_files, functional_rope
 from rtchunk_train.bundle_files import FORMAT_VERSION, sha256, write_expected
 
@@ -101,18 +101,15 @@ class LeRobotReference:
     ``denoise_step``, with gradients through ``torch.autograd``."""
 
     def __init__(self, checkpoint, processed: dict):
-        policy = checkpoint.policy
-        self.policy, self.model, self.processed = policy, policy.model, processed
-        images, image_masks = policy.prepare_images(processed)
+        self.policy, self.processed = checkpoint.policy, processed
+        self.steps_field = checkpoint.architecture.steps_field
         with torch.no_grad():
-            embeddings, self.pad_masks, att_masks = self.model.embed_prefix(
-                images, image_masks, processed[OBS_LANGUAGE_TOKENS], processed[OBS_LANGUAGE_ATTENTION_MASK],
-                state=policy.prepare_state(processed))
-            self.cache = prefix_cache(self.model, embeddings, self.pad_masks, att_masks)
+            self.prefill = checkpoint.architecture.prefill(checkpoint.policy, processed)
+        self.cache = self.prefill.cache
 
     def velocity(self, actions: torch.Tensor, t: float) -> torch.Tensor:
         time = torch.full((actions.shape[0],), t, dtype=torch.float32, device=actions.device)
-        return self.model.denoise_step(self.pad_masks, self.cache, actions, time)
+        return self.prefill.step(actions, time)
 
     def vjp(self, actions: torch.Tensor, t: float, cotangent) -> tuple:
         """The velocity and the VJP of the denoiser ``A - t v`` through ``torch.autograd`` against ``cotangent``, a
@@ -125,6 +122,15 @@ class LeRobotReference:
                 cotangent = cotangent(denoised.detach())
             (vjp,) = torch.autograd.grad(denoised, actions, cotangent)
         return velocity.detach(), vjp
+
+    @property
+    def steps(self) -> int:
+        """The number of denoising steps LeRobot's chunks take."""
+        return getattr(self.policy.config, self.steps_field)
+
+    @steps.setter
+    def steps(self, steps: int) -> None:
+        setattr(self.policy.config, self.steps_field, steps)
 
     def chunk(self, noise: torch.Tensor, rtc: RTCConfig | None = None, **rtc_inputs) -> torch.Tensor:
         """``predict_action_chunk`` from ``noise`` (with LeRobot's RTC when ``rtc`` is given): the robot's action
@@ -163,7 +169,7 @@ def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCCo
     def listed(x):
         return x.detach().numpy().tolist()
 
-    sampler = {"steps": config.num_steps, "beta": rtc.max_guidance_weight,
+    sampler = {"steps": reference.steps, "beta": rtc.max_guidance_weight,
                "schedule": str(rtc.prefix_attention_schedule.value).lower(), "dims": robot_dim}
     return {
         "tolerance": TOLERANCE,
@@ -195,9 +201,12 @@ def camera_name(key: str) -> str:
     return key.removeprefix(IMAGE_PREFIX)
 
 
-def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_names: list) -> tuple:
+def export_graphs(graphs: FlowGraphs, prefix_args: tuple, out: Path, prefix_names: list, rope_modules: tuple,
+                  resume: bool = False) -> tuple:
     """Writes the four graphs (batch 1) into ``out``; returns the manifest's ``graphs`` entries and the shape of
-    one observation's context."""
+    one observation's context. With ``resume``, a graph already in ``out`` is kept (a graph file is written after
+    its external data, so one that exists is whole): an interrupted export of a large model goes on where it
+    stopped."""
     config = graphs.policy.config
     h, a = config.chunk_size, config.max_action_dim
     with torch.no_grad():
@@ -208,10 +217,12 @@ def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_n
     arguments = {"prefix": prefix_args, "velocity": flow_args, "velocity_vjp": (*flow_args, cotangent),
                  "guided": (*flow_args, target, torch.ones(1, h))}
     entries = {}
-    with functional_rope(*ROPE_MODULES):
+    with functional_rope(*rope_modules):
         for role, (inputs, outputs, differentiates) in GRAPHS.items():
-            path = export_function(getattr(graphs, role), arguments[role], out / f"{role}.onnx",
-                                   inputs or prefix_names, outputs, differentiates)
+            path = out / f"{role}.onnx"
+            if not (resume and path.exists()):
+                export_function(getattr(graphs, role), arguments[role], path, inputs or prefix_names, outputs,
+                                differentiates)
             entry = {"file": path.name, "sha256": sha256(path)}
             extra = external_data_files(path)
             if extra:
@@ -220,17 +231,10 @@ def export_graphs(graphs: SmolVLAGraphs, prefix_args: tuple, out: Path, prefix_n
     return entries, list(context.shape[1:])
 
 
-def attention(policy) -> dict:
-    """The manifest's description of the expert's attention (GQA over the VLM's key-value heads)."""
-    text = policy.model.vlm_with_expert.config.text_config
-    return {"kind": "gqa", "layers": policy.model.vlm_with_expert.num_vlm_layers,
-            "heads": text.num_attention_heads, "kv_heads": text.num_key_value_heads, "head_dim": text.head_dim,
-            "rope_dim": text.head_dim, "width": policy.model.vlm_with_expert.expert_hidden_size}
-
-
 def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | None = None,
-                      control_rate_hz: float = 30.0, seed: int = 0) -> Path:
-    """Writes the bundle of the LeRobot checkpoint in ``checkpoint_dir`` for ``prompt`` into ``out``."""
+                      control_rate_hz: float = 30.0, seed: int = 0, resume: bool = False) -> Path:
+    """Writes the bundle of the LeRobot checkpoint in ``checkpoint_dir`` for ``prompt`` into ``out`` (``resume``:
+    keeps the graphs an interrupted run already wrote there)."""
     checkpoint = load_checkpoint(checkpoint_dir, vlm)
     policy = checkpoint.policy
     config = policy.config
@@ -240,10 +244,12 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
     token_ids = processed[OBS_LANGUAGE_TOKENS][0][mask].tolist()
     prefix_args = graph_inputs(observation, processed, checkpoint, token_ids)
     cameras = camera_keys(policy)
-    graphs = SmolVLAGraphs(policy, cameras, prefix_args)
+    architecture = checkpoint.architecture
+    graphs = architecture.graphs(policy, cameras, prefix_args)
     out.mkdir(parents=True, exist_ok=True)
     prefix_names = ["state", *(camera_name(key) for key in cameras), "prompt"]
-    entries, context_shape = export_graphs(graphs, prefix_args, out, prefix_names)
+    entries, context_shape = export_graphs(graphs, prefix_args, out, prefix_names, architecture.rope_modules,
+                                           resume)
     rtc = config.rtc_config or DEFAULT_RTC
     schedule = str(rtc.prefix_attention_schedule.value).lower()
     manifest = {
@@ -263,9 +269,9 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
         "batch": 1,
         "normalization": normalization(checkpoint, config.max_action_dim),
         "time_convention": "t-one-is-noise",
-        "defaults": {"steps": config.num_steps, "beta": rtc.max_guidance_weight, "schedule": schedule},
+        "defaults": {"steps": getattr(config, architecture.steps_field), "beta": rtc.max_guidance_weight, "schedule": schedule},
         "capabilities": {"exact_vjp": True, "prefix_conditioned": False},
-        "attention": attention(policy),
+        "attention": architecture.attention(policy),
         "dtype": "float32",
         "graphs": entries,
     }
@@ -287,8 +293,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--vlm", type=Path, help="a local folder of the checkpoint's VLM (configuration, tokenizer)")
     parser.add_argument("--control-rate", type=float, default=30.0, help="the robot's control rate in Hz")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the graphs an interrupted export of the same checkpoint already wrote to --out")
     args = parser.parse_args()
-    import_checkpoint(args.checkpoint, args.prompt, args.out, args.vlm, args.control_rate)
+    import_checkpoint(args.checkpoint, args.prompt, args.out, args.vlm, args.control_rate, resume=args.resume)
     print(f"wrote {args.out}")
 
 

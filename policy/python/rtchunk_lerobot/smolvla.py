@@ -1,21 +1,18 @@
-"""The four functions of a LeRobot SmolVLA that an rtchunk bundle's graphs compute, written over LeRobot's own
-modules (``SmolVLAPolicy.prepare_images``, ``VLAFlowMatching.embed_prefix``, ``SmolVLMWithExpertModel.forward``,
-``VLAFlowMatching.denoise_step``), so the graphs compute what LeRobot computes:
-
-- ``prefix(state, *images, tokens)``: the normalised state, each camera's raw ``uint8 [B, H, W, C]`` image and the
-  prompt's token ids -> the context: the VLM's key and value cache of every layer, ``[B, layers, 2, kv_heads,
-  prefix_len, head_dim]`` (keys after RoPE, as LeRobot caches them);
-- ``velocity(actions, t, context)``: the expert's velocity at time ``t`` (LeRobot's convention: t = 1 is noise);
-- ``velocity_vjp(actions, t, context, cotangent)``: the velocity and the VJP of the denoiser ``A - t v(A, t)``
-  against ``cotangent``, through ``torch.func.vjp``: the exact Jacobian, where LeRobot's RTC takes the identity;
-- ``guided(actions, t, context, target, weights)``: the velocity and the VJP against ``weights * (target - (A - t
-  v))``, RTC's guidance from one forward and one backward pass.
+"""LeRobot's SmolVLA (``type = "smolvla"``) as an rtchunk bundle, over LeRobot's own modules
+(``SmolVLAPolicy.prepare_images``, ``VLAFlowMatching.embed_prefix``, ``SmolVLMWithExpertModel.forward``,
+``VLAFlowMatching.denoise_step``). The state is a prefix token, so the context is the VLM's key and value cache of
+every layer alone, ``[B, layers, 2, kv_heads, prefix_len, head_dim]`` (keys after RoPE, as LeRobot caches them).
 """
 
 import torch
 from lerobot.policies.common.vla_utils import make_att_2d_masks
 from lerobot.policies.smolvla import smolvlm_with_expert
-from lerobot.utils.constants import OBS_STATE
+from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+
+from .graphs import Architecture, FlowGraphs, Prefill
 
 
 class _CachedLayer:
@@ -56,15 +53,13 @@ def prefix_cache(model, embeddings: torch.Tensor, pad_masks: torch.Tensor, att_m
     return cache
 
 
-class SmolVLAGraphs:
-    """The bundle's functions for a SmolVLA ``policy`` whose cameras are ``camera_keys`` (its image features, in
-    order). ``sample`` (a state, the images and the prompt's tokens, batch 1) fixes which prefix tokens are real: the
-    prompt is fixed per bundle, and cameras the checkpoint declares empty are masked."""
+class SmolVLAGraphs(FlowGraphs):
+    """The bundle's functions for a SmolVLA ``policy``; ``sample`` (a state, the images and the prompt's tokens,
+    batch 1) fixes which prefix tokens are real: the prompt is fixed per bundle, and cameras the checkpoint declares
+    empty are masked."""
 
     def __init__(self, policy, camera_keys: list, sample: tuple):
-        self.policy = policy
-        self.model = policy.model
-        self.camera_keys = list(camera_keys)
+        super().__init__(policy, camera_keys)
         with torch.no_grad():
             _, pad_masks, _ = self._embedded_prefix(*sample)
         self.pad_mask = pad_masks[:1]
@@ -72,13 +67,8 @@ class SmolVLAGraphs:
     def _embedded_prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor):
         """LeRobot's prefix embeddings, pad masks and attention masks for raw images and the prompt's tokens."""
         *images, tokens = images_and_tokens
-        batch = {OBS_STATE: state}
-        for key, image in zip(self.camera_keys, images, strict=True):
-            batch[key] = image.permute(0, 3, 1, 2).to(torch.float32) / 255.0
-        pictures, image_masks = self.policy.prepare_images(batch)
-        prompt_mask = torch.ones_like(tokens, dtype=torch.bool)
-        return self.model.embed_prefix(pictures, image_masks, tokens, prompt_mask,
-                                       state=self.policy.prepare_state(batch))
+        batch = self.lerobot_batch(state, images)
+        return _embedded_prefix(self.policy, batch, tokens, torch.ones_like(tokens, dtype=torch.bool))
 
     def prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> torch.Tensor:
         cache = prefix_cache(self.model, *self._embedded_prefix(state, *images_and_tokens))
@@ -88,23 +78,52 @@ class SmolVLAGraphs:
         pad_masks = self.pad_mask.expand(actions.shape[0], -1)
         return self.model.denoise_step(pad_masks, ContextCache(context), actions, t[:, 0])
 
-    def _pullback(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor):
-        """The denoiser ``A - t v`` at ``actions``, its pullback and the velocity (``torch.func.vjp``)."""
 
-        def denoiser(at: torch.Tensor):
-            velocity = self.velocity(at, t, context)
-            return at - t[:, :, None] * velocity, velocity
-
-        return torch.func.vjp(denoiser, actions, has_aux=True)
-
-    def velocity_vjp(self, actions, t, context, cotangent):
-        _, pullback, velocity = self._pullback(actions, t, context)
-        return velocity, pullback(cotangent)[0]
-
-    def guided(self, actions, t, context, target, weights):
-        denoised, pullback, velocity = self._pullback(actions, t, context)
-        return velocity, pullback(weights[:, :, None] * (target - denoised))[0]
+def _embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torch.Tensor):
+    """LeRobot's prefix embeddings, pad masks and attention masks of a batch (images in [0, 1])."""
+    images, image_masks = policy.prepare_images(batch)
+    return policy.model.embed_prefix(images, image_masks, tokens, token_mask, state=policy.prepare_state(batch))
 
 
-# The LeRobot modules whose RoPE is traced in its functional form.
-ROPE_MODULES = (smolvlm_with_expert,)
+def prefill(policy, processed: dict) -> Prefill:
+    """LeRobot's cache and denoising step for a preprocessed batch."""
+    embeddings, pad_masks, att_masks = _embedded_prefix(policy, processed, processed[OBS_LANGUAGE_TOKENS],
+                                                        processed[OBS_LANGUAGE_ATTENTION_MASK])
+    cache = prefix_cache(policy.model, embeddings, pad_masks, att_masks)
+
+    def step(actions: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return policy.model.denoise_step(pad_masks, cache, actions, time)
+
+    return Prefill(cache, pad_masks, step)
+
+
+def attention(policy) -> dict:
+    """The manifest's description of the expert's attention (GQA over the VLM's key-value heads)."""
+    text = policy.model.vlm_with_expert.config.text_config
+    return {"kind": "gqa", "layers": policy.model.vlm_with_expert.num_vlm_layers,
+            "heads": text.num_attention_heads, "kv_heads": text.num_key_value_heads, "head_dim": text.head_dim,
+            "rope_dim": text.head_dim, "width": policy.model.vlm_with_expert.expert_hidden_size}
+
+
+ARCHITECTURE = Architecture(
+    kind="smolvla",
+    config_class=SmolVLAConfig,
+    policy_class=SmolVLAPolicy,
+    make_processors=make_smolvla_pre_post_processors,
+    graphs=SmolVLAGraphs,
+    prefill=prefill,
+    steps_field="num_steps",
+    attention=attention,
+    unsupported_flags={
+        "adapt_to_pi_aloha": "the Aloha joint conversion around the model",
+        "use_delta_joint_actions_aloha": "Aloha joint actions relative to the state",
+    },
+    sizes={
+        # The published SmolVLA: SmolVLM2-500M, 16 of its layers, 50 actions.
+        "smolvla": dict(vlm="smolvlm2-500m", config=dict(num_vlm_layers=16, chunk_size=50, n_action_steps=50)),
+        "smolvla-tiny": dict(vlm="tiny", config=dict(num_vlm_layers=4, chunk_size=10, n_action_steps=10,
+                                                     resize_imgs_with_padding=(32, 32))),
+    },
+    vlm_field="vlm_model_name",
+    rope_modules=(smolvlm_with_expert,),
+)

@@ -1,15 +1,17 @@
-"""Writes a SmolVLM model folder (configuration, tokenizer, processor) without downloading anything.
+"""Writes a VLM's folder (configuration, tokenizer, processor) without downloading anything.
 
 SmolVLA builds its VLM from ``vlm_model_name`` with ``AutoConfig`` / ``AutoProcessor.from_pretrained`` even when it
-loads no VLM weights, so a checkpoint can only be built on a machine without network access from a local folder.
-``write_vlm_folder`` writes one: the SmolVLM2-500M shapes (``SMOLVLM2_500M``, what SmolVLA uses), or a tiny model
-for tests. Its tokenizer is a byte-level BPE trained here on a small corpus, carrying SmolVLM's special tokens; a
-real checkpoint's own tokenizer is used whenever the folder of the real VLM is at hand.
+loads no VLM weights, and π0's processor loads PaliGemma's tokenizer from the hub, so a checkpoint can only be built
+on a machine without network access from a local folder. ``write_vlm_folder`` writes one: a SmolVLM of the
+SmolVLM2-500M shapes (``SMOLVLM2_500M``, what SmolVLA uses) or a tiny one for tests, or PaliGemma's tokenizer alone
+(``paligemma``: π0 builds its model from its own configuration). The tokenizer is a byte-level BPE trained here on a
+small corpus, carrying the model's special tokens (PaliGemma's prepends ``<bos>``, as Gemma's does); a real
+checkpoint's own tokenizer is used whenever the folder of the real VLM is at hand.
 """
 
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMImageProcessor, SmolVLMProcessor
 from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
@@ -47,27 +49,46 @@ TINY = {
                    image_size=32, patch_size=8),
     "scale_factor": 2,
 }
-PRESETS = {"smolvlm2-500m": SMOLVLM2_500M, "tiny": TINY}
+PRESETS = {"smolvlm2-500m": SMOLVLM2_500M, "tiny": TINY, "paligemma": None}
+# The largest vocabulary trained (it covers the corpus well before this).
+VOCAB_SIZE = 512
 
 
-def _tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer with SmolVLM's special tokens and a padding token."""
+def _bpe(specials: list, vocab_size: int = VOCAB_SIZE) -> Tokenizer:
+    """A byte-level BPE of at most ``vocab_size`` tokens trained on ``CORPUS``, whose first tokens are
+    ``specials``."""
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", *SPECIAL_TOKENS.values()]
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     bpe.train_from_iterator(CORPUS, trainer=trainer)
+    return bpe
+
+
+def _smolvlm_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
+    """A tokenizer with SmolVLM's special tokens and a padding token."""
+    bpe = _bpe(["<|endoftext|>", *SPECIAL_TOKENS.values()], min(vocab_size, VOCAB_SIZE))
     return PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<|endoftext|>", eos_token="<|endoftext|>",
                                    extra_special_tokens=dict(SPECIAL_TOKENS))
 
 
+def _paligemma_tokenizer() -> PreTrainedTokenizerFast:
+    """A tokenizer with Gemma's special tokens that prepends ``<bos>`` to every text."""
+    bpe = _bpe(["<pad>", "<eos>", "<bos>"])
+    bpe.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>")
+
+
 def write_vlm_folder(out: Path, preset: str = "tiny") -> Path:
-    """Writes the configuration, tokenizer and processor of the SmolVLM ``preset`` into ``out``; returns ``out``."""
+    """Writes the configuration, tokenizer and processor of the VLM ``preset`` (PRESETS) into ``out``; returns
+    ``out``."""
     shapes = PRESETS[preset]
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = _tokenizer(min(shapes["text"]["vocab_size"], 512))
+    if shapes is None:
+        _paligemma_tokenizer().save_pretrained(out)
+        return out
+    tokenizer = _smolvlm_tokenizer(shapes["text"]["vocab_size"])
     text = dict(shapes["text"], model_type="llama", pad_token_id=tokenizer.pad_token_id)
     config = SmolVLMConfig(text_config=text, vision_config=shapes["vision"], scale_factor=shapes["scale_factor"],
                            image_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["image_token"]),

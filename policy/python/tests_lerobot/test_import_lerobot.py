@@ -1,7 +1,8 @@
-"""The exporter against LeRobot itself: a tiny SmolVLA built offline from LeRobot's own classes with random
-weights, exported, and its graphs run in ONNX Runtime against LeRobot's modules on the same inputs."""
+"""The exporter against LeRobot itself: a tiny SmolVLA and a tiny π0 built offline from LeRobot's own classes with
+random weights, exported, and their graphs run in ONNX Runtime against LeRobot's modules on the same inputs."""
 
 import json
+import shutil
 
 import numpy as np
 import onnxruntime as ort
@@ -20,11 +21,11 @@ from rtchunk_lerobot.import_lerobot import (
 PROMPT = "pick up the red cube"
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """(checkpoint, bundle folder) of a tiny two-camera SmolVLA."""
-    root = tmp_path_factory.mktemp("smolvla")
-    make_checkpoint(root / "checkpoint", cameras={"top": (24, 40), "wrist": (30, 30)}, seed=3)
+@pytest.fixture(scope="module", params=["smolvla-tiny", "pi0-tiny"])
+def exported(request, tmp_path_factory):
+    """(checkpoint, bundle folder) of a tiny two-camera SmolVLA or π0."""
+    root = tmp_path_factory.mktemp(request.param)
+    make_checkpoint(root / "checkpoint", request.param, cameras={"top": (24, 40), "wrist": (30, 30)}, seed=3)
     bundle = import_checkpoint(root / "checkpoint", PROMPT, root / "bundle")
     return load_checkpoint(root / "checkpoint"), bundle
 
@@ -50,10 +51,15 @@ def test_prefix_velocity_and_vjp_equal_lerobots_modules(exported):
     names = [i.name for i in prefix.get_inputs()]
     assert names == ["state", "top", "wrist", "prompt"]
     (context,) = prefix.run(None, {name: value.numpy() for name, value in zip(names, inputs)})
-    # The context is LeRobot's own key-value cache, layer by layer.
-    for layer, cached in enumerate(reference.cache.layers):
-        assert relative_error(context[0, layer, 0], cached.keys[0]) < 1e-4
-        assert relative_error(context[0, layer, 1], cached.values[0]) < 1e-4
+    # The context holds LeRobot's own key-value cache at its real positions (the prompt's padding dropped), layer
+    # by layer (π0's flattened, before the state).
+    real = reference.prefill.real[0]
+    layers = [(layer.keys[0][:, real], layer.values[0][:, real]) for layer in reference.cache.layers]
+    cache = context[0].reshape(-1)[: len(layers) * 2 * layers[0][0].numel()]
+    cache = cache.reshape(len(layers), 2, *layers[0][0].shape)
+    for layer, (keys, values) in enumerate(layers):
+        assert relative_error(cache[layer, 0], keys) < 1e-4
+        assert relative_error(cache[layer, 1], values) < 1e-4
     generator = torch.Generator().manual_seed(5)
     h, a = manifest["horizon"], manifest["action_dim"]
     for t in (1.0, 0.6, 0.1):
@@ -93,10 +99,13 @@ def test_the_manifest_describes_the_checkpoint(exported):
     assert manifest["cameras"] == [{"name": "top", "height": 24, "width": 40, "channels": 3},
                                    {"name": "wrist", "height": 30, "width": 30, "channels": 3}]
     assert [key.removeprefix("observation.images.") for key in camera_keys(checkpoint.policy)] == ["top", "wrist"]
-    # The prompt as LeRobot's processor tokenises it (with its newline).
+    # The prompt as LeRobot's processor tokenises it (with its newline), without the padding it masks.
     processed = preprocess(checkpoint, sample_observation(checkpoint, 0), PROMPT)
-    assert manifest["prompt"]["token_ids"] == processed["observation.language.tokens"][0].tolist()
-    assert manifest["defaults"] == {"steps": config.num_steps, "beta": 10.0, "schedule": "linear"}
+    real = processed["observation.language.attention_mask"][0]
+    assert manifest["prompt"]["token_ids"] == processed["observation.language.tokens"][0][real].tolist()
+    assert len(manifest["prompt"]["token_ids"]) > 3
+    steps = getattr(config, checkpoint.architecture.steps_field)
+    assert manifest["defaults"] == {"steps": steps, "beta": 10.0, "schedule": "linear"}
     recorded = json.loads((bundle / "expected.json").read_text())
     assert [chunk["mode"] for chunk in recorded["chunks"]] == ["plain", "rtc-identity"]
 
@@ -112,8 +121,14 @@ def test_what_the_exporter_cannot_reproduce_is_refused_by_name(tmp_path):
         load_checkpoint(tmp_path / "nowhere")
     config["type"] = "act"
     (tmp_path / "aloha" / "config.json").write_text(json.dumps(config))
-    with pytest.raises(UnsupportedCheckpoint, match=r"type = 'act'"):
+    with pytest.raises(UnsupportedCheckpoint, match=r"type = 'act'; this exporter supports 'smolvla', 'pi0'"):
         load_checkpoint(tmp_path / "aloha")
+    make_checkpoint(tmp_path / "relative", "pi0-tiny")
+    config = json.loads((tmp_path / "relative" / "config.json").read_text())
+    config["use_relative_actions"] = True
+    (tmp_path / "relative" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedCheckpoint, match=r"relative/config.json: use_relative_actions = true"):
+        load_checkpoint(tmp_path / "relative")
 
 
 def test_lerobots_side_of_the_speed_comparison_times_every_phase(exported):
@@ -121,3 +136,18 @@ def test_lerobots_side_of_the_speed_comparison_times_every_phase(exported):
     timings = lerobot_timings(checkpoint.path, "cpu", iterations=1, compile_step=False)
     for phase in ("prefix_ms", "step_ms", "plain5_ms", "plain10_ms", "rtc5_ms", "rtc10_ms"):
         assert 0 < timings[phase]["p50"] <= timings[phase]["p90"], phase
+
+
+def test_an_interrupted_export_resumes_with_the_graphs_it_wrote(exported, tmp_path):
+    checkpoint, bundle = exported
+    partial = tmp_path / "bundle"
+    partial.mkdir()
+    kept = ("prefix", "velocity")
+    for role in kept:
+        shutil.copy(bundle / f"{role}.onnx", partial / f"{role}.onnx")
+    written = {role: (partial / f"{role}.onnx").stat().st_mtime_ns for role in kept}
+    import_checkpoint(checkpoint.path, PROMPT, partial, resume=True)
+    assert {role: (partial / f"{role}.onnx").stat().st_mtime_ns for role in kept} == written
+    original, resumed = (json.loads((b / "manifest.json").read_text())["graphs"] for b in (bundle, partial))
+    assert set(resumed) == set(original)
+    assert {role: resumed[role] for role in kept} == {role: original[role] for role in kept}

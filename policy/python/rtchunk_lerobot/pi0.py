@@ -1,0 +1,180 @@
+"""LeRobot's π0 (``type = "pi0"``) as an rtchunk bundle: PaliGemma (SigLIP image tokens and the prompt) fills its
+key-value cache once per chunk; a Gemma action expert reads it at every denoising step, with the state as its first
+token (``PI0Pytorch.embed_suffix``).
+
+The context is therefore the VLM's cache of every layer, flattened (``[layers, 2, kv_heads, prefix_len, head_dim]``,
+keys after RoPE, as LeRobot caches them), followed by the normalised state padded to ``max_state_dim``: the velocity
+graph splits it again and calls LeRobot's ``denoise_step``.
+
+LeRobot builds π0 only at its published sizes (``gemma_2b`` / ``gemma_300m`` over SigLIP-so400m: 3.3B parameters).
+For tests, :func:`building` lets LeRobot's own classes build reduced variants named in ``REDUCED_VARIANTS`` (two
+layers, a small SigLIP and vocabulary): the same code, fewer and narrower layers.
+"""
+
+import contextlib
+
+import torch
+from lerobot.policies.common.vla_utils import make_att_2d_masks, prepare_attention_masks_4d
+from lerobot.policies.pi0 import modeling_pi0
+from lerobot.policies.pi0.configuration_pi0 import PI0Config
+from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+from lerobot.policies.pi0.processor_pi0 import make_pi0_pre_post_processors
+from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+
+from .graphs import Architecture, FlowGraphs, Prefill
+
+# Gemma shapes LeRobot's π0 does not ship, for tests (the VLM's and the expert's depth, KV heads and head width
+# must agree: the expert reads the VLM's cache layer by layer).
+REDUCED_VARIANTS = {
+    "rtchunk_tiny": dict(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=16),
+    "rtchunk_tiny_expert": dict(width=32, depth=2, mlp_dim=64, num_heads=8, num_kv_heads=1, head_dim=16),
+}
+# The SigLIP tower and vocabulary of a reduced π0 (the published: 27 layers of width 1152, 257 152 tokens).
+REDUCED_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+REDUCED_VOCAB = 512
+
+
+@contextlib.contextmanager
+def _reduced_variants():
+    """Within the block LeRobot builds the variants of ``REDUCED_VARIANTS`` (its configuration accepts them, its
+    model takes their shapes) with the reduced SigLIP tower and vocabulary."""
+    get_config, post_init = modeling_pi0.get_gemma_config, PI0Config.__post_init__
+    paligemma, expert = modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma, modeling_pi0.PiGemmaForCausalLM
+
+    def reduced_config(variant):
+        return modeling_pi0.GemmaConfig(**REDUCED_VARIANTS[variant]) if variant in REDUCED_VARIANTS \
+            else get_config(variant)
+
+    def checked(config):
+        names = config.paligemma_variant, config.action_expert_variant
+        config.paligemma_variant, config.action_expert_variant = (
+            "gemma_300m" if name in REDUCED_VARIANTS else name for name in names)
+        try:
+            post_init(config)
+        finally:
+            config.paligemma_variant, config.action_expert_variant = names
+
+    def reduced_paligemma(config):
+        for key, value in REDUCED_VISION.items():
+            setattr(config.vision_config, key, value)
+        config.vision_config.projection_dim = config.text_config.hidden_size
+        config.text_config.vocab_size = REDUCED_VOCAB
+        return paligemma(config=config)
+
+    def reduced_expert(config):
+        config.vocab_size = REDUCED_VOCAB
+        return expert(config=config)
+
+    modeling_pi0.get_gemma_config, PI0Config.__post_init__ = reduced_config, checked
+    modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma = reduced_paligemma
+    modeling_pi0.PiGemmaForCausalLM = reduced_expert
+    try:
+        yield
+    finally:
+        modeling_pi0.get_gemma_config, PI0Config.__post_init__ = get_config, post_init
+        modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma = paligemma
+        modeling_pi0.PiGemmaForCausalLM = expert
+
+
+def building(fields: dict):
+    """The context in which LeRobot builds the π0 of ``config.json``'s ``fields``: reduced variants when they name
+    one."""
+    variants = (fields.get("paligemma_variant"), fields.get("action_expert_variant"))
+    return _reduced_variants() if any(v in REDUCED_VARIANTS for v in variants) else contextlib.nullcontext()
+
+
+def prefix_cache(model, embeddings: torch.Tensor, pad_masks: torch.Tensor, att_masks: torch.Tensor):
+    """PaliGemma's key-value cache of the prefix, as ``PI0Pytorch.sample_actions`` fills it."""
+    masks = prepare_attention_masks_4d(make_att_2d_masks(pad_masks, att_masks))
+    model.paligemma_with_expert.paligemma.model.language_model.config._attn_implementation = "eager"
+    _, cache = model.paligemma_with_expert.forward(attention_mask=masks, position_ids=torch.cumsum(pad_masks, 1) - 1,
+                                                   past_key_values=None, inputs_embeds=[embeddings, None],
+                                                   use_cache=True)
+    return cache
+
+
+def _embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torch.Tensor):
+    """LeRobot's prefix embeddings, pad masks and attention masks of a batch (images in [0, 1])."""
+    images, image_masks = policy._preprocess_images(batch)
+    return policy.model.embed_prefix(images, image_masks, tokens, token_mask)
+
+
+def prefill(policy, processed: dict) -> Prefill:
+    """LeRobot's cache and denoising step for a preprocessed batch."""
+    embedded = _embedded_prefix(policy, processed, processed[OBS_LANGUAGE_TOKENS],
+                                processed[OBS_LANGUAGE_ATTENTION_MASK])
+    cache = prefix_cache(policy.model, *embedded)
+    state, pad_masks = policy.prepare_state(processed), embedded[1]
+
+    def step(actions: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        return policy.model.denoise_step(state, pad_masks, cache, actions, time)
+
+    return Prefill(cache, pad_masks, step)
+
+
+class Pi0Graphs(FlowGraphs):
+    """The bundle's functions for a π0 ``policy``; ``sample`` (a state, the images and the prompt's tokens, batch
+    1) fixes which prefix tokens are real (the prompt is fixed per bundle; empty cameras are masked) and the
+    cache's shape."""
+
+    def __init__(self, policy, camera_keys: list, sample: tuple):
+        super().__init__(policy, camera_keys)
+        with torch.no_grad():
+            cache, pad_masks = self._cache(*sample)
+        self.pad_mask = pad_masks[:1]
+        self.cache_shape = tuple(cache.shape[1:])
+        self.cache_size = cache[0].numel()
+
+    def _cache(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> tuple:
+        """The VLM's cache ``[B, layers, 2, kv_heads, prefix_len, head_dim]`` and the prefix's pad masks."""
+        *images, tokens = images_and_tokens
+        batch = self.lerobot_batch(state, images)
+        embeddings, pad_masks, att_masks = _embedded_prefix(self.policy, batch, tokens,
+                                                            torch.ones_like(tokens, dtype=torch.bool))
+        cache = prefix_cache(self.model, embeddings, pad_masks, att_masks)
+        layers = [torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers]
+        return torch.stack(layers, dim=1), pad_masks
+
+    def prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> torch.Tensor:
+        cache, _ = self._cache(state, *images_and_tokens)
+        padded_state = self.policy.prepare_state(self.lerobot_batch(state, images_and_tokens[:-1]))
+        return torch.cat([cache.flatten(1), padded_state.to(cache.dtype)], dim=1)
+
+    def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        batch = actions.shape[0]
+        cache = context[:, : self.cache_size].reshape(batch, *self.cache_shape)
+        state = context[:, self.cache_size:]
+        # LeRobot's step copies the cache it is given layer by layer: (keys, values, sliding window).
+        layers = [(cache[:, i, 0], cache[:, i, 1], None) for i in range(self.cache_shape[0])]
+        return self.model.denoise_step(state, self.pad_mask.expand(batch, -1), layers, actions, t[:, 0])
+
+
+def attention(policy) -> dict:
+    """The manifest's description of the expert's attention (PaliGemma's multi-query cache)."""
+    vlm = policy.model.paligemma_with_expert.paligemma.config.text_config
+    expert = policy.model.paligemma_with_expert.gemma_expert.config
+    return {"kind": "gqa", "layers": vlm.num_hidden_layers, "heads": expert.num_attention_heads,
+            "kv_heads": vlm.num_key_value_heads, "head_dim": vlm.head_dim, "rope_dim": vlm.head_dim,
+            "width": expert.hidden_size}
+
+
+ARCHITECTURE = Architecture(
+    kind="pi0",
+    config_class=PI0Config,
+    policy_class=PI0Policy,
+    make_processors=make_pi0_pre_post_processors,
+    graphs=Pi0Graphs,
+    prefill=prefill,
+    steps_field="num_inference_steps",
+    attention=attention,
+    unsupported_flags={"use_relative_actions": "actions relative to the state, converted around the model"},
+    sizes={
+        # The published π0: PaliGemma 2B over SigLIP-so400m at 224 x 224, the 300M expert, 50 actions.
+        "pi0": dict(vlm="paligemma", config=dict(paligemma_variant="gemma_2b", action_expert_variant="gemma_300m")),
+        "pi0-tiny": dict(vlm="paligemma", config=dict(
+            paligemma_variant="rtchunk_tiny", action_expert_variant="rtchunk_tiny_expert", chunk_size=10,
+            n_action_steps=10, max_state_dim=8, max_action_dim=8, image_resolution=(28, 28),
+            tokenizer_max_length=16)),
+    },
+    building=building,
+)
