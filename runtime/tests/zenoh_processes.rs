@@ -468,6 +468,12 @@ fn a_lerobot_pi0_checkpoint_drives_the_simulated_robot_with_its_camera() {
     lerobot_checkpoint_drives_the_simulated_robot("pi0-tiny");
 }
 
+/// The same for a LeRobot π0.5: the prefix graph writes the discretised state into the prompt.
+#[test]
+fn a_lerobot_pi05_checkpoint_drives_the_simulated_robot_with_its_camera() {
+    lerobot_checkpoint_drives_the_simulated_robot("pi05-tiny");
+}
+
 /// Makes a LeRobot checkpoint of `size` for reach's state, action and camera and exports it: its bundle replays
 /// LeRobot's own velocity, VJP, plain chunk and RTC chunk, then drives the simulated robot over zenoh with the
 /// simulator's camera images and its prompt, its recorded inferences replay exactly, and the speed comparison's

@@ -1,9 +1,9 @@
-"""LeRobot checkpoints (SmolVLA, π0): loading one (the policy and its processors, as LeRobot saves them) and making
+"""LeRobot checkpoints (SmolVLA, π0, π0.5): loading one (the policy and its processors, as LeRobot saves them) and making
 one with random weights, for tests and benchmarks, without downloading anything.
 
 Usage (a checkpoint with random weights)::
 
-    python -m rtchunk_lerobot.checkpoint OUT [--size smolvla-tiny|smolvla|pi0-tiny|pi0] [--state-dim 6]
+    python -m rtchunk_lerobot.checkpoint OUT [--size smolvla-tiny|smolvla|pi0-tiny|pi0|pi05-tiny|pi05] [--state-dim 6]
         [--action-dim 6] [--camera NAME:HEIGHTxWIDTH ...] [--seed 0]
 """
 
@@ -22,7 +22,7 @@ from lerobot.processor import (
     transition_to_policy_action,
 )
 
-from . import pi0, smolvla
+from . import pi0, pi05, smolvla
 from .graphs import Architecture, UnsupportedCheckpoint
 from .vlm_folder import write_vlm_folder
 
@@ -44,7 +44,8 @@ class Checkpoint:
 
 
 # The architectures the exporter supports, by config.json's ``type``.
-ARCHITECTURES = {architecture.kind: architecture for architecture in (smolvla.ARCHITECTURE, pi0.ARCHITECTURE)}
+ARCHITECTURES = {architecture.kind: architecture for architecture in (smolvla.ARCHITECTURE, pi0.ARCHITECTURE,
+                                                                               pi05.ARCHITECTURE)}
 # Checkpoint presets (the published sizes, and tiny ones for CPU tests), with their architecture.
 SIZES = {name: (architecture, preset) for architecture in ARCHITECTURES.values()
          for name, preset in architecture.sizes.items()}
@@ -85,8 +86,10 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
     generator = torch.Generator().manual_seed(seed + 1)
 
     def statistics(dim: int) -> dict:
-        return {"mean": torch.randn(dim, generator=generator),
-                "std": 0.5 + torch.rand(dim, generator=generator)}
+        """Statistics for every normalisation mode: mean and std, and the range and quantiles around the mean."""
+        mean, spread = torch.randn(dim, generator=generator), 0.5 + torch.rand(dim, generator=generator)
+        return {"mean": mean, "std": spread, "min": mean - 3 * spread, "max": mean + 3 * spread,
+                "q01": mean - 2 * spread, "q99": mean + 2 * spread}
 
     stats = {"observation.state": statistics(state_dim), "action": statistics(action_dim)}
     with architecture.building(fields), _local_tokenizer(vlm):
@@ -103,7 +106,7 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
 
 
 def load_checkpoint(path: Path, vlm: Path | None = None) -> Checkpoint:
-    """Loads the LeRobot checkpoint in ``path`` (SmolVLA or π0, in float32); ``vlm`` replaces the folder or hub name
+    """Loads the LeRobot checkpoint in ``path`` (SmolVLA, π0 or π0.5, in float32); ``vlm`` replaces the folder or hub name
     of its VLM (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what
     the exporter does not support, naming the field."""
     config_file = path / "config.json"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
-from lerobot.utils.constants import OBS_STATE
+from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 
 class UnsupportedCheckpoint(ValueError):
@@ -48,6 +48,11 @@ class FlowGraphs:
         raise NotImplementedError
 
     def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def cached(self, context: torch.Tensor) -> tuple:
+        """The VLM's cache in a context, ``[B, layers, 2, kv_heads, prefix_len, head_dim]``, and which of its
+        positions are real (``[B, prefix_len]``)."""
         raise NotImplementedError
 
     def _pullback(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor):
@@ -88,7 +93,8 @@ class Architecture:
     policy_class: type
     # (config, dataset_stats) -> (preprocessor, postprocessor), LeRobot's own factory.
     make_processors: Callable
-    graphs: type
+    # (checkpoint, camera keys, a sample of the prefix's inputs, the task) -> the FlowGraphs to export.
+    graphs: Callable
     # (policy, preprocessed batch) -> Prefill.
     prefill: Callable
     # The configuration field that holds the number of denoising steps.
@@ -106,3 +112,11 @@ class Architecture:
     rope_modules: tuple = ()
     # (config.json's fields) -> a context in which LeRobot can build that checkpoint's model.
     building: Callable = field(default=lambda fields: contextlib.nullcontext())
+    # (checkpoint, prompt, preprocessed batch) -> the token ids the bundle's prefix takes as its prompt.
+    prompt_ids: Callable = field(default=lambda checkpoint, prompt, processed: real_tokens(processed))
+
+
+def real_tokens(processed: dict) -> list:
+    """The preprocessed batch's prompt tokens without the padding its mask drops (batch 1)."""
+    mask = processed[OBS_LANGUAGE_ATTENTION_MASK][0].bool()
+    return processed[OBS_LANGUAGE_TOKENS][0][mask].tolist()

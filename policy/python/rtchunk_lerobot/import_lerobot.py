@@ -1,13 +1,14 @@
-"""Exports a LeRobot SmolVLA or π0 checkpoint as an rtchunk policy bundle, and records what LeRobot itself computes so
-that ``rtchunk inspect`` can check the bundle against it.
+"""Exports a LeRobot SmolVLA, π0 or π0.5 checkpoint as an rtchunk policy bundle, and records what LeRobot itself
+computes so that ``rtchunk inspect`` can check the bundle against it.
 
 Usage::
 
     python -m rtchunk_lerobot.import_lerobot CHECKPOINT --prompt "pick up the cube" --out BUNDLE [--vlm FOLDER]
+        [--control-rate HZ] [--resume]
 
 The bundle (policy/BUNDLE.md) holds ``prefix.onnx`` (state, raw uint8 camera images and the prompt's token ids ->
-the VLM's key-value cache, and for π0 the state), ``velocity.onnx``, ``velocity_vjp.onnx`` (the exact VJP of the denoiser) and
-``guided.onnx``, all in LeRobot's time convention (t = 1 is noise), with LeRobot's normalisation statistics, the
+the context: the VLM's key-value cache, and what else each architecture's step reads), ``velocity.onnx``,
+``velocity_vjp.onnx`` (the exact VJP of the denoiser) and ``guided.onnx``, all in LeRobot's time convention (t = 1 is noise), with LeRobot's normalisation statistics, the
 prompt tokenised by the checkpoint's own processor, and LeRobot's RTC settings as defaults. The model's actions
 are ``max_action_dim`` wide; the robot executes the first ``robot_action_dim`` of them.
 
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 from lerobot.configs import RTCAttentionSchedule
 from lerobot.policies.rtc.configuration_rtc import RTCConfig
-from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
+from lerobot.utils.constants import OBS_STATE
 
 from .checkpoint import IMAGE_PREFIX, camera_keys, load_checkpoint
 from .graphs import FlowGraphs
@@ -240,12 +241,11 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
     config = policy.config
     observation = sample_observation(checkpoint, seed)
     processed = preprocess(checkpoint, observation, prompt)
-    mask = processed[OBS_LANGUAGE_ATTENTION_MASK][0]
-    token_ids = processed[OBS_LANGUAGE_TOKENS][0][mask].tolist()
+    architecture = checkpoint.architecture
+    token_ids = architecture.prompt_ids(checkpoint, prompt, processed)
     prefix_args = graph_inputs(observation, processed, checkpoint, token_ids)
     cameras = camera_keys(policy)
-    architecture = checkpoint.architecture
-    graphs = architecture.graphs(policy, cameras, prefix_args)
+    graphs = architecture.graphs(checkpoint, cameras, prefix_args, prompt)
     out.mkdir(parents=True, exist_ok=True)
     prefix_names = ["state", *(camera_name(key) for key in cameras), "prompt"]
     entries, context_shape = export_graphs(graphs, prefix_args, out, prefix_names, architecture.rope_modules,

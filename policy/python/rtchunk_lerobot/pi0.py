@@ -7,7 +7,7 @@ keys after RoPE, as LeRobot caches them), followed by the normalised state padde
 graph splits it again and calls LeRobot's ``denoise_step``.
 
 LeRobot builds π0 only at its published sizes (``gemma_2b`` / ``gemma_300m`` over SigLIP-so400m: 3.3B parameters).
-For tests, :func:`building` lets LeRobot's own classes build reduced variants named in ``REDUCED_VARIANTS`` (two
+For tests, :func:`building_in` lets LeRobot's own classes build reduced variants named in ``REDUCED_VARIANTS`` (two
 layers, a small SigLIP and vocabulary): the same code, fewer and narrower layers.
 """
 
@@ -35,14 +35,15 @@ REDUCED_VOCAB = 512
 
 
 @contextlib.contextmanager
-def _reduced_variants():
-    """Within the block LeRobot builds the variants of ``REDUCED_VARIANTS`` (its configuration accepts them, its
-    model takes their shapes) with the reduced SigLIP tower and vocabulary."""
-    get_config, post_init = modeling_pi0.get_gemma_config, PI0Config.__post_init__
-    paligemma, expert = modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma, modeling_pi0.PiGemmaForCausalLM
+def _reduced_variants(modeling, config_class):
+    """Within the block LeRobot's ``modeling`` module (π0's or π0.5's, configured by ``config_class``) builds the
+    variants of ``REDUCED_VARIANTS`` (its configuration accepts them, its model takes their shapes) with the
+    reduced SigLIP tower and vocabulary."""
+    get_config, post_init = modeling.get_gemma_config, config_class.__post_init__
+    paligemma, expert = modeling.PaliGemmaForConditionalGenerationWithPiGemma, modeling.PiGemmaForCausalLM
 
     def reduced_config(variant):
-        return modeling_pi0.GemmaConfig(**REDUCED_VARIANTS[variant]) if variant in REDUCED_VARIANTS \
+        return modeling.GemmaConfig(**REDUCED_VARIANTS[variant]) if variant in REDUCED_VARIANTS \
             else get_config(variant)
 
     def checked(config):
@@ -65,22 +66,27 @@ def _reduced_variants():
         config.vocab_size = REDUCED_VOCAB
         return expert(config=config)
 
-    modeling_pi0.get_gemma_config, PI0Config.__post_init__ = reduced_config, checked
-    modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma = reduced_paligemma
-    modeling_pi0.PiGemmaForCausalLM = reduced_expert
+    modeling.get_gemma_config, config_class.__post_init__ = reduced_config, checked
+    modeling.PaliGemmaForConditionalGenerationWithPiGemma = reduced_paligemma
+    modeling.PiGemmaForCausalLM = reduced_expert
     try:
         yield
     finally:
-        modeling_pi0.get_gemma_config, PI0Config.__post_init__ = get_config, post_init
-        modeling_pi0.PaliGemmaForConditionalGenerationWithPiGemma = paligemma
-        modeling_pi0.PiGemmaForCausalLM = expert
+        modeling.get_gemma_config, config_class.__post_init__ = get_config, post_init
+        modeling.PaliGemmaForConditionalGenerationWithPiGemma = paligemma
+        modeling.PiGemmaForCausalLM = expert
 
 
-def building(fields: dict):
-    """The context in which LeRobot builds the π0 of ``config.json``'s ``fields``: reduced variants when they name
-    one."""
-    variants = (fields.get("paligemma_variant"), fields.get("action_expert_variant"))
-    return _reduced_variants() if any(v in REDUCED_VARIANTS for v in variants) else contextlib.nullcontext()
+def building_in(modeling, config_class):
+    """``Architecture.building`` for a PaliGemma policy of LeRobot's ``modeling`` module: reduced variants when
+    ``config.json``'s fields name one."""
+
+    def building(fields: dict):
+        variants = (fields.get("paligemma_variant"), fields.get("action_expert_variant"))
+        reduced = any(v in REDUCED_VARIANTS for v in variants)
+        return _reduced_variants(modeling, config_class) if reduced else contextlib.nullcontext()
+
+    return building
 
 
 def prefix_cache(model, embeddings: torch.Tensor, pad_masks: torch.Tensor, att_masks: torch.Tensor):
@@ -115,38 +121,54 @@ def prefill(policy, processed: dict) -> Prefill:
 class Pi0Graphs(FlowGraphs):
     """The bundle's functions for a π0 ``policy``; ``sample`` (a state, the images and the prompt's tokens, batch
     1) fixes which prefix tokens are real (the prompt is fixed per bundle; empty cameras are masked) and the
-    cache's shape."""
+    cache's shape. π0.5 (``pi05.Pi05Graphs``) changes the prompt and what follows the cache in the context."""
 
     def __init__(self, policy, camera_keys: list, sample: tuple):
         super().__init__(policy, camera_keys)
         with torch.no_grad():
-            cache, pad_masks = self._cache(*sample)
+            cache, pad_masks, _ = self._cache(*sample)
         self.pad_mask = pad_masks[:1]
         self.cache_shape = tuple(cache.shape[1:])
         self.cache_size = cache[0].numel()
 
+    def _prompt(self, state: torch.Tensor, tokens: torch.Tensor) -> tuple:
+        """The prompt's tokens and which of them are real: π0's are the bundle's prompt, all real."""
+        return tokens, torch.ones_like(tokens, dtype=torch.bool)
+
     def _cache(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> tuple:
-        """The VLM's cache ``[B, layers, 2, kv_heads, prefix_len, head_dim]`` and the prefix's pad masks."""
+        """The VLM's cache ``[B, layers, 2, kv_heads, prefix_len, head_dim]``, the prefix's pad masks and the
+        batch LeRobot's policy read."""
         *images, tokens = images_and_tokens
         batch = self.lerobot_batch(state, images)
-        embeddings, pad_masks, att_masks = _embedded_prefix(self.policy, batch, tokens,
-                                                            torch.ones_like(tokens, dtype=torch.bool))
-        cache = prefix_cache(self.model, embeddings, pad_masks, att_masks)
+        embedded = _embedded_prefix(self.policy, batch, *self._prompt(state, tokens))
+        cache = prefix_cache(self.model, *embedded)
         layers = [torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers]
-        return torch.stack(layers, dim=1), pad_masks
+        return torch.stack(layers, dim=1), embedded[1], batch
+
+    def _after_cache(self, batch: dict, pad_masks: torch.Tensor) -> torch.Tensor:
+        """What the context holds after the cache: π0's expert takes the state, padded to ``max_state_dim``."""
+        return self.policy.prepare_state(batch)
 
     def prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> torch.Tensor:
-        cache, _ = self._cache(state, *images_and_tokens)
-        padded_state = self.policy.prepare_state(self.lerobot_batch(state, images_and_tokens[:-1]))
-        return torch.cat([cache.flatten(1), padded_state.to(cache.dtype)], dim=1)
+        cache, pad_masks, batch = self._cache(state, *images_and_tokens)
+        return torch.cat([cache.flatten(1), self._after_cache(batch, pad_masks).to(cache.dtype)], dim=1)
+
+    def _cache_of(self, context: torch.Tensor) -> torch.Tensor:
+        return context[:, : self.cache_size].reshape(context.shape[0], *self.cache_shape)
+
+    def split(self, context: torch.Tensor) -> tuple:
+        """The context's cache as the layers LeRobot's step copies (keys, values, sliding window) and what follows
+        it."""
+        cache = self._cache_of(context)
+        layers = [(cache[:, i, 0], cache[:, i, 1], None) for i in range(self.cache_shape[0])]
+        return layers, context[:, self.cache_size:]
+
+    def cached(self, context: torch.Tensor) -> tuple:
+        return self._cache_of(context), self.pad_mask.expand(context.shape[0], -1)
 
     def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        batch = actions.shape[0]
-        cache = context[:, : self.cache_size].reshape(batch, *self.cache_shape)
-        state = context[:, self.cache_size:]
-        # LeRobot's step copies the cache it is given layer by layer: (keys, values, sliding window).
-        layers = [(cache[:, i, 0], cache[:, i, 1], None) for i in range(self.cache_shape[0])]
-        return self.model.denoise_step(state, self.pad_mask.expand(batch, -1), layers, actions, t[:, 0])
+        layers, state = self.split(context)
+        return self.model.denoise_step(state, self.pad_mask.expand(actions.shape[0], -1), layers, actions, t[:, 0])
 
 
 def attention(policy) -> dict:
@@ -163,7 +185,7 @@ ARCHITECTURE = Architecture(
     config_class=PI0Config,
     policy_class=PI0Policy,
     make_processors=make_pi0_pre_post_processors,
-    graphs=Pi0Graphs,
+    graphs=lambda checkpoint, cameras, sample, prompt: Pi0Graphs(checkpoint.policy, cameras, sample),
     prefill=prefill,
     steps_field="num_inference_steps",
     attention=attention,
@@ -176,5 +198,5 @@ ARCHITECTURE = Architecture(
             n_action_steps=10, max_state_dim=8, max_action_dim=8, image_resolution=(28, 28),
             tokenizer_max_length=16)),
     },
-    building=building,
+    building=building_in(modeling_pi0, PI0Config),
 )

@@ -78,6 +78,9 @@ class SmolVLAGraphs(FlowGraphs):
         pad_masks = self.pad_mask.expand(actions.shape[0], -1)
         return self.model.denoise_step(pad_masks, ContextCache(context), actions, t[:, 0])
 
+    def cached(self, context: torch.Tensor) -> tuple:
+        return context, self.pad_mask.expand(context.shape[0], -1)
+
 
 def _embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torch.Tensor):
     """LeRobot's prefix embeddings, pad masks and attention masks of a batch (images in [0, 1])."""
@@ -110,7 +113,7 @@ ARCHITECTURE = Architecture(
     config_class=SmolVLAConfig,
     policy_class=SmolVLAPolicy,
     make_processors=make_smolvla_pre_post_processors,
-    graphs=SmolVLAGraphs,
+    graphs=lambda checkpoint, cameras, sample, prompt: SmolVLAGraphs(checkpoint.policy, cameras, sample),
     prefill=prefill,
     steps_field="num_steps",
     attention=attention,

@@ -1,4 +1,4 @@
-"""The exporter against LeRobot itself: a tiny SmolVLA and a tiny π0 built offline from LeRobot's own classes with
+"""The exporter against LeRobot itself: a tiny SmolVLA, π0 and π0.5 built offline from LeRobot's own classes with
 random weights, exported, and their graphs run in ONNX Runtime against LeRobot's modules on the same inputs."""
 
 import json
@@ -10,6 +10,7 @@ import pytest
 import torch
 from rtchunk_lerobot.bench import lerobot_timings
 from rtchunk_lerobot.checkpoint import UnsupportedCheckpoint, camera_keys, load_checkpoint, make_checkpoint
+from rtchunk_lerobot.pi05 import StatePrompt
 from rtchunk_lerobot.import_lerobot import (
     LeRobotReference,
     graph_inputs,
@@ -21,9 +22,9 @@ from rtchunk_lerobot.import_lerobot import (
 PROMPT = "pick up the red cube"
 
 
-@pytest.fixture(scope="module", params=["smolvla-tiny", "pi0-tiny"])
+@pytest.fixture(scope="module", params=["smolvla-tiny", "pi0-tiny", "pi05-tiny"])
 def exported(request, tmp_path_factory):
-    """(checkpoint, bundle folder) of a tiny two-camera SmolVLA or π0."""
+    """(checkpoint, bundle folder) of a tiny two-camera SmolVLA, π0 or π0.5."""
     root = tmp_path_factory.mktemp(request.param)
     make_checkpoint(root / "checkpoint", request.param, cameras={"top": (24, 40), "wrist": (30, 30)}, seed=3)
     bundle = import_checkpoint(root / "checkpoint", PROMPT, root / "bundle")
@@ -51,15 +52,14 @@ def test_prefix_velocity_and_vjp_equal_lerobots_modules(exported):
     names = [i.name for i in prefix.get_inputs()]
     assert names == ["state", "top", "wrist", "prompt"]
     (context,) = prefix.run(None, {name: value.numpy() for name, value in zip(names, inputs)})
-    # The context holds LeRobot's own key-value cache at its real positions (the prompt's padding dropped), layer
-    # by layer (π0's flattened, before the state).
-    real = reference.prefill.real[0]
-    layers = [(layer.keys[0][:, real], layer.values[0][:, real]) for layer in reference.cache.layers]
-    cache = context[0].reshape(-1)[: len(layers) * 2 * layers[0][0].numel()]
-    cache = cache.reshape(len(layers), 2, *layers[0][0].shape)
-    for layer, (keys, values) in enumerate(layers):
-        assert relative_error(cache[layer, 0], keys) < 1e-4
-        assert relative_error(cache[layer, 1], values) < 1e-4
+    # The context holds LeRobot's own key-value cache at its real positions, layer by layer.
+    graphs = checkpoint.architecture.graphs(checkpoint, camera_keys(checkpoint.policy), inputs, PROMPT)
+    cache, real = graphs.cached(torch.from_numpy(context))
+    cache, real = cache[0][:, :, :, real[0]], reference.prefill.real[0]
+    assert real.sum() == cache.shape[3] > 0
+    for layer, cached in enumerate(reference.cache.layers):
+        assert relative_error(cache[layer, 0], cached.keys[0][:, real]) < 1e-4
+        assert relative_error(cache[layer, 1], cached.values[0][:, real]) < 1e-4
     generator = torch.Generator().manual_seed(5)
     h, a = manifest["horizon"], manifest["action_dim"]
     for t in (1.0, 0.6, 0.1):
@@ -99,11 +99,13 @@ def test_the_manifest_describes_the_checkpoint(exported):
     assert manifest["cameras"] == [{"name": "top", "height": 24, "width": 40, "channels": 3},
                                    {"name": "wrist", "height": 30, "width": 30, "channels": 3}]
     assert [key.removeprefix("observation.images.") for key in camera_keys(checkpoint.policy)] == ["top", "wrist"]
-    # The prompt as LeRobot's processor tokenises it (with its newline), without the padding it masks.
+    # The prompt as LeRobot's processor tokenises it (with its newline), without the padding it masks; π0.5's
+    # continues with the state, which the prefix graph writes.
     processed = preprocess(checkpoint, sample_observation(checkpoint, 0), PROMPT)
-    real = processed["observation.language.attention_mask"][0]
-    assert manifest["prompt"]["token_ids"] == processed["observation.language.tokens"][0][real].tolist()
-    assert len(manifest["prompt"]["token_ids"]) > 3
+    real = processed["observation.language.attention_mask"][0].bool()
+    tokens, ids = processed["observation.language.tokens"][0][real].tolist(), manifest["prompt"]["token_ids"]
+    assert len(ids) > 3
+    assert tokens == ids if config.type != "pi05" else tokens[: len(ids)] == ids and len(tokens) > len(ids)
     steps = getattr(config, checkpoint.architecture.steps_field)
     assert manifest["defaults"] == {"steps": steps, "beta": 10.0, "schedule": "linear"}
     recorded = json.loads((bundle / "expected.json").read_text())
@@ -151,3 +153,15 @@ def test_an_interrupted_export_resumes_with_the_graphs_it_wrote(exported, tmp_pa
     original, resumed = (json.loads((b / "manifest.json").read_text())["graphs"] for b in (bundle, partial))
     assert set(resumed) == set(original)
     assert {role: resumed[role] for role in kept} == {role: original[role] for role in kept}
+
+
+def test_state_tables_that_differ_from_lerobots_tokenizer_are_refused(exported):
+    checkpoint, bundle = exported
+    if checkpoint.architecture.kind != "pi05":
+        pytest.skip("only π0.5 writes the state into its prompt")
+    head = json.loads((bundle / "manifest.json").read_text())["prompt"]["token_ids"]
+    tables = StatePrompt.of(checkpoint, len(head))
+    tables.check(checkpoint, head, PROMPT)
+    tables.segments[129, 0] += 1  # the tokens of one bin (" 128"), as a tokenizer that merged across seams would
+    with pytest.raises(UnsupportedCheckpoint, match=r"policy_preprocessor.json: tokenizer_processor splits"):
+        tables.check(checkpoint, head, PROMPT)
