@@ -39,6 +39,7 @@ pub struct Config {
     /// Which policy produces the chunks (`[policy]`).
     pub policy: PolicyConfig,
     /// How a chunk is sampled from the flow policy (`[sampler]`).
+    #[serde(default = "SamplerConfig::left_out")]
     pub sampler: SamplerConfig,
     /// When inference runs and how chunks are switched (`[scheduler]`, Algorithm 1).
     pub scheduler: SchedulerConfig,

@@ -403,6 +403,32 @@ mod tests {
     }
 
     #[test]
+    fn a_policys_suggested_sampling_fills_only_what_the_file_left_out() {
+        let mut config = Config::from_toml_str("[sampler]\nbeta = 2.0\n", "robot.toml").unwrap();
+        config
+            .sampler
+            .adopt_policy_defaults(10, 10.0, Some(crate::MaskSchedule::Linear));
+        assert_eq!(config.sampler.steps, 10);
+        assert_eq!(config.sampler.beta, 2.0);
+        assert_eq!(config.sampler.schedule, crate::MaskSchedule::Linear);
+        // Without a [sampler] section every suggestion is taken; a schedule the policy does not name stays.
+        let mut config = Config::from_toml_str("", "robot.toml").unwrap();
+        config.sampler.adopt_policy_defaults(8, 3.0, None);
+        assert_eq!(
+            (
+                config.sampler.steps,
+                config.sampler.beta,
+                config.sampler.schedule
+            ),
+            (8, 3.0, crate::MaskSchedule::Exp)
+        );
+        // Settings made in code count as given.
+        let mut config = Config::default();
+        config.sampler.adopt_policy_defaults(8, 3.0, None);
+        assert_eq!((config.sampler.steps, config.sampler.beta), (5, 5.0));
+    }
+
+    #[test]
     fn defaults_are_the_papers() {
         let config = Config::default();
         config.validate().unwrap();

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rtchunk_config::Config;
-use rtchunk_config::{IoConfig, PlantKind, PolicyKind};
+use rtchunk_config::{IoConfig, PlantKind, PolicyKind, SamplerConfig};
 use rtchunk_policy::onnx::{Device, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_runtime::benchmark::SweepSettings;
 use rtchunk_runtime::benchmark::command::{bench_delay, combine_reports};
@@ -532,12 +532,17 @@ fn main() -> anyhow::Result<()> {
                     .validate()
                     .with_context(|| format!("{} with its bundle's shape", file.display()))?;
             }
+            let sampler = &config.sampler;
             println!(
-                "{}: ok (policy {:?}, H = {}, sampler {}, execution {}, clock {:?})",
+                "{}: ok (policy {:?}, H = {}, sampler {} with n = {}, beta = {}, schedule {:?}, execution {}, \
+                 clock {:?})",
                 file.display(),
                 config.policy.kind,
                 config.policy.horizon,
-                config.sampler.mode.name(),
+                sampler.mode.name(),
+                sampler.steps,
+                sampler.beta,
+                sampler.schedule,
                 config.scheduler.execution.name(),
                 config.clock.kind
             );
@@ -572,7 +577,11 @@ fn main() -> anyhow::Result<()> {
         } => {
             let mut config = match &config {
                 Some(file) => Config::load(file)?,
-                None => Config::default(),
+                // No file: the sampler takes the bundle's suggested settings.
+                None => Config {
+                    sampler: SamplerConfig::left_out(),
+                    ..Config::default()
+                },
             };
             config.policy.kind = PolicyKind::Bundle;
             config.policy.bundle = Some(policy);

@@ -67,7 +67,8 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
 
 /// For `policy.kind = "bundle"`: reads the bundle's manifest and makes the configuration's horizon and action
 /// dimension the bundle's (the dimensions the robot executes), so that validation and the scheduler see the
-/// policy's real shape.
+/// policy's real shape, and takes the bundle's suggested sampler settings (`defaults`: steps, beta, schedule)
+/// for those the configuration file left out.
 pub fn adopt_bundle_shape(config: &mut Config) -> Result<Option<Manifest>, BundleError> {
     let (PolicyKind::Bundle, Some(directory)) = (config.policy.kind, &config.policy.bundle) else {
         return Ok(None);
@@ -75,6 +76,10 @@ pub fn adopt_bundle_shape(config: &mut Config) -> Result<Option<Manifest>, Bundl
     let manifest = load_manifest(directory)?;
     config.policy.horizon = manifest.horizon;
     config.policy.action_dim = manifest.robot_action_dim.unwrap_or(manifest.action_dim);
+    let defaults = &manifest.defaults;
+    config
+        .sampler
+        .adopt_policy_defaults(defaults.steps, defaults.beta, defaults.schedule);
     Ok(Some(manifest))
 }
 

@@ -54,6 +54,46 @@ fn every_example_configuration_is_valid() {
     }
 }
 
+/// A bundle's suggested sampler settings (its manifest's `defaults`, e.g. LeRobot's n = 10, beta = 10, linear
+/// mask) apply to whatever `[sampler]` leaves out; what the file gives wins.
+#[test]
+fn a_bundles_suggested_sampling_fills_what_the_configuration_leaves_out() {
+    let bundle = std::env::temp_dir().join(format!("rtchunk-{}-defaults", std::process::id()));
+    let _ = std::fs::remove_dir_all(&bundle);
+    std::fs::create_dir_all(&bundle).unwrap();
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gaussian");
+    for entry in std::fs::read_dir(&fixture).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, bundle.join(path.file_name().unwrap())).unwrap();
+    }
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("manifest.json")).unwrap())
+            .unwrap();
+    manifest["defaults"] = serde_json::json!({"steps": 9, "beta": 7.5, "schedule": "linear"});
+    std::fs::write(bundle.join("manifest.json"), manifest.to_string()).unwrap();
+    let policy = format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\n",
+        bundle.display()
+    );
+    for (sampler, expected) in [
+        ("", "n = 9, beta = 7.5, schedule Linear"),
+        (
+            "[sampler]\nbeta = 2.0\nschedule = \"exp\"\n",
+            "n = 9, beta = 2, schedule Exp",
+        ),
+    ] {
+        let file = temp_file("suggested.toml", &format!("{policy}{sampler}"));
+        let output = rtchunk(&["check-config", file.to_str().unwrap()]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains(expected),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let _ = std::fs::remove_dir_all(&bundle);
+}
+
 #[test]
 fn a_bad_configuration_is_rejected_with_file_key_value_and_rule() {
     let file = temp_file(

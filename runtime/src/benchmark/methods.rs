@@ -81,10 +81,7 @@ impl Method {
         SamplerConfig {
             mode,
             schedule,
-            steps: 5,
-            beta: 5.0,
-            bid_candidates: 16,
-            seed: 0,
+            ..SamplerConfig::default()
         }
     }
 
