@@ -105,10 +105,11 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
     return out
 
 
-def load_checkpoint(path: Path, vlm: Path | None = None) -> Checkpoint:
-    """Loads the LeRobot checkpoint in ``path`` (SmolVLA, π0 or π0.5, in float32); ``vlm`` replaces the folder or hub name
-    of its VLM (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what
-    the exporter does not support, naming the field."""
+def load_checkpoint(path: Path, vlm: Path | None = None, dtype: str = "float32") -> Checkpoint:
+    """Loads the LeRobot checkpoint in ``path`` (SmolVLA, π0 or π0.5) in ``dtype``: ``float32``, or ``bfloat16``
+    (LeRobot's own bfloat16 mode, π0 and π0.5 only); ``vlm`` replaces the folder or hub name of its VLM
+    (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what the exporter
+    does not support, naming the field."""
     config_file = path / "config.json"
     if not config_file.exists():
         raise UnsupportedCheckpoint(f"{config_file}: missing (a LeRobot checkpoint has config.json, model.safetensors "
@@ -128,8 +129,13 @@ def load_checkpoint(path: Path, vlm: Path | None = None) -> Checkpoint:
             overrides = {"tokenizer_processor": {"tokenizer_name": str(vlm)}}
         _refuse_unsupported(config, config_file, architecture)
         if getattr(config, "dtype", "float32") != "float32":
-            config.dtype = "float32"  # the bundle is exported, and checked against LeRobot, in float32
+            config.dtype = "float32"  # built in float32; ``dtype`` says what the bundle is exported in
+        if dtype == "bfloat16" and architecture.to_bfloat16 is None:
+            raise UnsupportedCheckpoint(f"{config_file}: type = {kind!r} has no bfloat16 mode in LeRobot; export it "
+                                        "with --dtype float32")
         policy = architecture.policy_class.from_pretrained(path, config=config).eval()
+        if dtype == "bfloat16":
+            architecture.to_bfloat16(policy)
     preprocessor = PolicyProcessorPipeline.from_pretrained(path, config_filename=PREPROCESSOR, overrides=overrides)
     postprocessor = PolicyProcessorPipeline.from_pretrained(path, config_filename=POSTPROCESSOR,
                                                             to_transition=policy_action_to_transition,

@@ -112,6 +112,8 @@ class Architecture:
     rope_modules: tuple = ()
     # (config.json's fields) -> a context in which LeRobot can build that checkpoint's model.
     building: Callable = field(default=lambda fields: contextlib.nullcontext())
+    # (policy) -> the policy in LeRobot's own bfloat16 mode, for bfloat16 bundles; None: the architecture has none.
+    to_bfloat16: Callable | None = None
     # (checkpoint, prompt, preprocessed batch) -> the token ids the bundle's prefix takes as its prompt.
     prompt_ids: Callable = field(default=lambda checkpoint, prompt, processed: real_tokens(processed))
 

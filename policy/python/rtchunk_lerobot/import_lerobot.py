@@ -4,7 +4,7 @@ computes so that ``rtchunk inspect`` can check the bundle against it.
 Usage::
 
     python -m rtchunk_lerobot.import_lerobot CHECKPOINT --prompt "pick up the cube" --out BUNDLE [--vlm FOLDER]
-        [--control-rate HZ] [--resume]
+        [--control-rate HZ] [--dtype float32|bfloat16] [--resume]
 
 The bundle (policy/BUNDLE.md) holds ``prefix.onnx`` (state, raw uint8 camera images and the prompt's token ids ->
 the context: the VLM's key-value cache, and what else each architecture's step reads), ``velocity.onnx``,
@@ -32,8 +32,9 @@ from .graphs import FlowGraphs
 from .tracing import export_function, external_data_files, functional_rope
 from rtchunk_train.bundle_files import FORMAT_VERSION, sha256, write_expected
 
-# Agreement with LeRobot that the recording promises (float32), per value, relative to the output's scale above 1.
-TOLERANCE = 1e-4
+# Agreement with LeRobot that the recording promises, per value, by the bundle's dtype (bfloat16 keeps 8 bits of
+# mantissa: the graphs' inputs and outputs are rounded to it, and ONNX Runtime's kernels round differently).
+TOLERANCE = {"float32": 1e-4, "bfloat16": 5e-2}
 # LeRobot's RTC settings when the checkpoint has none (RTCConfig's defaults).
 DEFAULT_RTC = RTCConfig()
 
@@ -146,7 +147,7 @@ class LeRobotReference:
             self.policy.init_rtc_processor()
 
 
-def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCConfig) -> dict:
+def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCConfig, dtype: str) -> dict:
     """``expected.json``: the recorded inputs and LeRobot's outputs (see the module's documentation)."""
     config = checkpoint.policy.config
     h, a = config.chunk_size, config.max_action_dim
@@ -173,7 +174,7 @@ def record(checkpoint, graph_args: tuple, processed: dict, seed: int, rtc: RTCCo
     sampler = {"steps": reference.steps, "beta": rtc.max_guidance_weight,
                "schedule": str(rtc.prefix_attention_schedule.value).lower(), "dims": robot_dim}
     return {
-        "tolerance": TOLERANCE,
+        "tolerance": TOLERANCE[dtype],
         "source": "LeRobot",
         "inputs": {"observation": listed(state), "images": [[listed(i[0]) for i in images]],
                    "actions": listed(actions), "tau": [[t] * h], "cotangent": listed(cotangent),
@@ -202,28 +203,42 @@ def camera_name(key: str) -> str:
     return key.removeprefix(IMAGE_PREFIX)
 
 
+def _with_io_dtype(function, dtype: torch.dtype):
+    """``function`` with the bundle's input and output dtype: floating-point inputs arrive in ``dtype`` and are
+    computed on in float32, as LeRobot's policy takes them; floating-point outputs leave in ``dtype``."""
+
+    def bundled(*args):
+        outputs = function(*(a.to(torch.float32) if a.is_floating_point() else a for a in args))
+        if isinstance(outputs, tuple):
+            return tuple(o.to(dtype) for o in outputs)
+        return outputs.to(dtype)
+
+    return bundled
+
+
 def export_graphs(graphs: FlowGraphs, prefix_args: tuple, out: Path, prefix_names: list, rope_modules: tuple,
-                  resume: bool = False) -> tuple:
-    """Writes the four graphs (batch 1) into ``out``; returns the manifest's ``graphs`` entries and the shape of
-    one observation's context. With ``resume``, a graph already in ``out`` is kept (a graph file is written after
-    its external data, so one that exists is whole): an interrupted export of a large model goes on where it
-    stopped."""
+                  dtype: str = "float32", resume: bool = False) -> tuple:
+    """Writes the four graphs (batch 1, inputs and outputs in ``dtype`` but for the prefix's observation, cameras
+    and prompt) into ``out``; returns the manifest's ``graphs`` entries and the shape of one observation's context.
+    With ``resume``, a graph already in ``out`` is kept (a graph file is written after its external data, so one
+    that exists is whole): an interrupted export of a large model goes on where it stopped."""
     config = graphs.policy.config
     h, a = config.chunk_size, config.max_action_dim
+    io_dtype = getattr(torch, dtype)
     with torch.no_grad():
-        context = graphs.prefix(*prefix_args)
+        context = graphs.prefix(*prefix_args).to(io_dtype)
     # Distinct tensors for distinct inputs: the tracer would merge inputs given the same tensor into one.
-    actions, cotangent, target = (torch.randn(1, h, a) for _ in range(3))
-    flow_args = (actions, torch.full((1, h), 0.5), context)
+    actions, cotangent, target = (torch.randn(1, h, a, dtype=io_dtype) for _ in range(3))
+    flow_args = (actions, torch.full((1, h), 0.5, dtype=io_dtype), context)
     arguments = {"prefix": prefix_args, "velocity": flow_args, "velocity_vjp": (*flow_args, cotangent),
-                 "guided": (*flow_args, target, torch.ones(1, h))}
+                 "guided": (*flow_args, target, torch.ones(1, h, dtype=io_dtype))}
     entries = {}
     with functional_rope(*rope_modules):
         for role, (inputs, outputs, differentiates) in GRAPHS.items():
             path = out / f"{role}.onnx"
             if not (resume and path.exists()):
-                export_function(getattr(graphs, role), arguments[role], path, inputs or prefix_names, outputs,
-                                differentiates)
+                export_function(_with_io_dtype(getattr(graphs, role), io_dtype), arguments[role], path,
+                                inputs or prefix_names, outputs, differentiates)
             entry = {"file": path.name, "sha256": sha256(path)}
             extra = external_data_files(path)
             if extra:
@@ -233,10 +248,12 @@ def export_graphs(graphs: FlowGraphs, prefix_args: tuple, out: Path, prefix_name
 
 
 def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | None = None,
-                      control_rate_hz: float = 30.0, seed: int = 0, resume: bool = False) -> Path:
-    """Writes the bundle of the LeRobot checkpoint in ``checkpoint_dir`` for ``prompt`` into ``out`` (``resume``:
-    keeps the graphs an interrupted run already wrote there)."""
-    checkpoint = load_checkpoint(checkpoint_dir, vlm)
+                      control_rate_hz: float = 30.0, seed: int = 0, dtype: str = "float32",
+                      resume: bool = False) -> Path:
+    """Writes the bundle of the LeRobot checkpoint in ``checkpoint_dir`` for ``prompt`` into ``out``, in ``dtype``
+    (``bfloat16``: LeRobot's bfloat16 mode inside, bfloat16 inputs and outputs; it runs on ONNX Runtime's CUDA
+    provider only); ``resume`` keeps the graphs an interrupted run already wrote there."""
+    checkpoint = load_checkpoint(checkpoint_dir, vlm, dtype)
     policy = checkpoint.policy
     config = policy.config
     observation = sample_observation(checkpoint, seed)
@@ -249,13 +266,13 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
     out.mkdir(parents=True, exist_ok=True)
     prefix_names = ["state", *(camera_name(key) for key in cameras), "prompt"]
     entries, context_shape = export_graphs(graphs, prefix_args, out, prefix_names, architecture.rope_modules,
-                                           resume)
+                                           dtype, resume)
     rtc = config.rtc_config or DEFAULT_RTC
     schedule = str(rtc.prefix_attention_schedule.value).lower()
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": f"{config.type}-{checkpoint_dir.resolve().name}",
-        "producer": f"rtchunk_lerobot (lerobot {_version('lerobot')}, torch {torch.__version__})",
+        "producer": f"rtchunk_lerobot (lerobot {_version('lerobot')}, torch {torch.__version__}, {dtype})",
         "action_dim": config.max_action_dim,
         "robot_action_dim": config.action_feature.shape[0],
         "horizon": config.chunk_size,
@@ -269,14 +286,15 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
         "batch": 1,
         "normalization": normalization(checkpoint, config.max_action_dim),
         "time_convention": "t-one-is-noise",
-        "defaults": {"steps": getattr(config, architecture.steps_field), "beta": rtc.max_guidance_weight, "schedule": schedule},
+        "defaults": {"steps": getattr(config, architecture.steps_field), "beta": rtc.max_guidance_weight,
+                     "schedule": schedule},
         "capabilities": {"exact_vjp": True, "prefix_conditioned": False},
         "attention": architecture.attention(policy),
-        "dtype": "float32",
+        "dtype": dtype,
         "graphs": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    write_expected(out, record(checkpoint, prefix_args, processed, seed, rtc))
+    write_expected(out, record(checkpoint, prefix_args, processed, seed, rtc, dtype))
     return out
 
 
@@ -293,10 +311,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--vlm", type=Path, help="a local folder of the checkpoint's VLM (configuration, tokenizer)")
     parser.add_argument("--control-rate", type=float, default=30.0, help="the robot's control rate in Hz")
+    parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32",
+                        help="bfloat16: LeRobot's bfloat16 mode (π0, π0.5), for ONNX Runtime's CUDA provider")
     parser.add_argument("--resume", action="store_true",
                         help="keep the graphs an interrupted export of the same checkpoint already wrote to --out")
     args = parser.parse_args()
-    import_checkpoint(args.checkpoint, args.prompt, args.out, args.vlm, args.control_rate, resume=args.resume)
+    import_checkpoint(args.checkpoint, args.prompt, args.out, args.vlm, args.control_rate, dtype=args.dtype,
+                      resume=args.resume)
     print(f"wrote {args.out}")
 
 

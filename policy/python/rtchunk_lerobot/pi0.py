@@ -130,6 +130,7 @@ class Pi0Graphs(FlowGraphs):
         self.pad_mask = pad_masks[:1]
         self.cache_shape = tuple(cache.shape[1:])
         self.cache_size = cache[0].numel()
+        self.cache_dtype = cache.dtype
 
     def _prompt(self, state: torch.Tensor, tokens: torch.Tensor) -> tuple:
         """The prompt's tokens and which of them are real: π0's are the bundle's prompt, all real."""
@@ -154,7 +155,8 @@ class Pi0Graphs(FlowGraphs):
         return torch.cat([cache.flatten(1), self._after_cache(batch, pad_masks).to(cache.dtype)], dim=1)
 
     def _cache_of(self, context: torch.Tensor) -> torch.Tensor:
-        return context[:, : self.cache_size].reshape(context.shape[0], *self.cache_shape)
+        """The cache in the context, in the dtype the VLM made it (bfloat16 in LeRobot's bfloat16 mode)."""
+        return context[:, : self.cache_size].reshape(context.shape[0], *self.cache_shape).to(self.cache_dtype)
 
     def split(self, context: torch.Tensor) -> tuple:
         """The context's cache as the layers LeRobot's step copies (keys, values, sliding window) and what follows
@@ -169,6 +171,12 @@ class Pi0Graphs(FlowGraphs):
     def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         layers, state = self.split(context)
         return self.model.denoise_step(state, self.pad_mask.expand(actions.shape[0], -1), layers, actions, t[:, 0])
+
+
+def to_bfloat16(policy) -> None:
+    """LeRobot's bfloat16 mode of a π0 or π0.5 (``dtype = "bfloat16"``): PaliGemma and the expert in bfloat16, the
+    vision tower, its projector and the norms in float32."""
+    policy.model.paligemma_with_expert.to_bfloat16_for_selected_params("bfloat16")
 
 
 def attention(policy) -> dict:
@@ -199,4 +207,5 @@ ARCHITECTURE = Architecture(
             tokenizer_max_length=16)),
     },
     building=building_in(modeling_pi0, PI0Config),
+    to_bfloat16=to_bfloat16,
 )

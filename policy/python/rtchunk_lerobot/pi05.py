@@ -27,7 +27,7 @@ from lerobot.processor.converters import create_transition
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 from .graphs import Architecture, Prefill, UnsupportedCheckpoint
-from .pi0 import Pi0Graphs, attention, building_in, prefix_cache
+from .pi0 import Pi0Graphs, attention, building_in, prefix_cache, to_bfloat16
 
 # LeRobot's bin edges for the normalised state (``Pi05PrepareStateTokenizerProcessorStep``): a value's bin is the
 # number of edges at or below it, minus one (-1 below the first edge), compared in float64.
@@ -187,5 +187,6 @@ ARCHITECTURE = Architecture(
             tokenizer_max_length=64)),
     },
     building=building_in(modeling_pi05, PI05Config),
+    to_bfloat16=to_bfloat16,
     prompt_ids=prompt_ids,
 )

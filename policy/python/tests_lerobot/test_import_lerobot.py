@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -165,3 +166,29 @@ def test_state_tables_that_differ_from_lerobots_tokenizer_are_refused(exported):
     tables.segments[129, 0] += 1  # the tokens of one bin (" 128"), as a tokenizer that merged across seams would
     with pytest.raises(UnsupportedCheckpoint, match=r"policy_preprocessor.json: tokenizer_processor splits"):
         tables.check(checkpoint, head, PROMPT)
+
+
+def test_a_bfloat16_export_has_bfloat16_inputs_and_outputs_and_lerobots_bfloat16_outputs(exported, tmp_path):
+    checkpoint, _ = exported
+    if checkpoint.architecture.to_bfloat16 is None:
+        with pytest.raises(UnsupportedCheckpoint, match=r"config.json: type = 'smolvla' has no bfloat16 mode"):
+            import_checkpoint(checkpoint.path, PROMPT, tmp_path / "bf16", dtype="bfloat16")
+        return
+    bundle = import_checkpoint(checkpoint.path, PROMPT, tmp_path / "bf16", dtype="bfloat16")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["dtype"] == "bfloat16"
+    bf16, f32 = onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT
+    for role in ("prefix", "velocity", "velocity_vjp", "guided"):
+        graph = onnx.load(bundle / f"{role}.onnx").graph
+        types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
+        for name, elem in types.items():
+            assert elem == (f32 if name == "state" else onnx.TensorProto.UINT8 if name in ("top", "wrist")
+                            else onnx.TensorProto.INT64 if name == "prompt" else bf16), (role, name)
+        # LeRobot's bfloat16 mode: PaliGemma's and the expert's weights in bfloat16 inside.
+        assert any(t.data_type == bf16 for t in graph.initializer), role
+    # What LeRobot computes in its bfloat16 mode is recorded, with the tolerance of that precision.
+    recorded = json.loads((bundle / "expected.json").read_text())
+    assert recorded["tolerance"] == 5e-2
+    float32 = json.loads((exported[1] / "expected.json").read_text())
+    gap = np.abs(np.asarray(recorded["velocity"]) - np.asarray(float32["velocity"])).max()
+    assert 0 < gap < 5e-2
