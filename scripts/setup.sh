@@ -2,17 +2,41 @@
 # Sets up what rtchunk needs beyond cargo: the Python toolchain in .venv (pinned in
 # policy/python/requirements.txt) and the official ONNX Runtime library, taken from that environment's
 # onnxruntime wheel, in .cache/onnxruntime/. With --with-lerobot, also the LeRobot import toolchain in
-# .venv-lerobot (Python 3.12, PyTorch, LeRobot; pinned in policy/python/requirements-lerobot.txt).
+# .venv-lerobot (Python 3.12, PyTorch, LeRobot; pinned in policy/python/requirements-lerobot.txt). With --runtime,
+# only the ONNX Runtime library (what running a bundle needs: a robot computer needs no toolchain).
 # Safe to run again: it does nothing when everything is current.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 with_lerobot=0
+runtime_only=0
 for argument in "$@"; do
   case "$argument" in
     --with-lerobot) with_lerobot=1 ;;
-    *) echo "setup: unknown option $argument (known: --with-lerobot)" >&2; exit 2 ;;
+    --runtime) runtime_only=1 ;;
+    *) echo "setup: unknown option $argument (known: --with-lerobot, --runtime)" >&2; exit 2 ;;
   esac
 done
+if [[ $runtime_only == 1 ]]; then
+  version=$(sed -n 's/^onnxruntime==//p' policy/python/requirements.txt)
+  if [[ "$(cat .cache/onnxruntime/version 2>/dev/null)" != "$version" || ! -f .cache/onnxruntime/libonnxruntime.so ]]; then
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    python3 -m venv "$scratch/venv"
+    "$scratch/venv/bin/pip" download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      "onnxruntime==$version" -d "$scratch"
+    mkdir -p .cache/onnxruntime
+    python3 - "$scratch"/onnxruntime-*.whl .cache/onnxruntime/libonnxruntime.so <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    name = next(n for n in wheel.namelist() if "/capi/libonnxruntime.so." in n)
+    with wheel.open(name) as source, open(sys.argv[2], "wb") as target:
+        shutil.copyfileobj(source, target)
+PY
+    echo "$version" > .cache/onnxruntime/version
+    echo "setup: ONNX Runtime $version in .cache/onnxruntime/ (runtime only)" >&2
+  fi
+  exit 0
+fi
 requirements=policy/python/requirements.txt
 stamp=.venv/.requirements.sha256
 want=$(sha256sum "$requirements" | cut -d' ' -f1)

@@ -313,7 +313,8 @@ enum Sim {
 
 #[derive(Subcommand)]
 enum Bench {
-    /// A policy bundle's graphs and inferences on the CPU: prefix, plain and guided steps, and their ratio.
+    /// A policy bundle's graphs and inferences on the CPU or a GPU (--device): prefix, plain and guided steps,
+    /// whole inferences, and their ratios.
     Policy {
         /// The bundle directory.
         bundle: PathBuf,
@@ -358,9 +359,9 @@ enum Bench {
         /// Training seeds of the policies to evaluate, separated by commas.
         #[arg(long, default_value = "0")]
         policy_seeds: String,
-        /// Folder of the trained bundles.
-        #[arg(long, default_value = "sim/policies")]
-        policies: PathBuf,
+        /// Folder of the trained bundles (default: the repository's sim/policies).
+        #[arg(long)]
+        policies: Option<PathBuf>,
         /// Seed of the first rollout's episode (rollout i runs episode seed + i). The default is clear of the
         /// episodes the committed policies were trained on; a bundle whose recorded training episodes overlap
         /// the evaluation's is refused.
@@ -388,7 +389,6 @@ enum Bench {
         #[arg(long, default_value = "delay-benchmark")]
         out: PathBuf,
     },
-    /// The controller loop under inference load, beside a naive thread::sleep loop.
     /// State messages with camera images over zenoh on loopback: a bare hop against the same bytes through
     /// rtchunk's link to the inference side's camera buffer, per image size.
     Transport {
@@ -408,6 +408,8 @@ enum Bench {
         #[arg(long)]
         json: bool,
     },
+    /// The controller loop under inference load, beside a naive thread::sleep loop: wake lateness and missed
+    /// periods.
     Loop {
         /// Seconds per loop.
         #[arg(long, default_value_t = 60.0)]
@@ -558,8 +560,12 @@ fn main() -> anyhow::Result<()> {
         } => {
             let settings = LatencySettings {
                 task,
-                policy: policy
-                    .unwrap_or_else(|| PathBuf::from(format!("sim/policies/{task}/base-s0"))),
+                policy: match policy {
+                    Some(policy) => policy,
+                    None => {
+                        repository_default(&format!("sim/policies/{task}/base-s0"), "--policy")?
+                    }
+                },
                 extra_ms: extra_latency,
                 methods,
                 episodes,
@@ -727,7 +733,10 @@ fn main() -> anyhow::Result<()> {
                             .with_context(|| format!("policy seed {s:?}"))
                     })
                     .collect::<anyhow::Result<_>>()?,
-                policies,
+                policies: match policies {
+                    Some(policies) => policies,
+                    None => repository_default("sim/policies", "--policies")?,
+                },
                 seed,
                 runtime: OnnxRuntimeOptions {
                     library: None,
@@ -916,4 +925,24 @@ fn note_log(log: &rtchunk_runtime::recording::writer::LogSummary) {
         log.inferences,
         log.bytes
     );
+}
+
+/// The repository's `relative` path, the default of `flag`: found in the current folder or one above it, or above
+/// the rtchunk binary (a build inside the repository); otherwise an error that names the default, where it was
+/// looked for and the flag that sets it.
+fn repository_default(relative: &str, flag: &str) -> anyhow::Result<PathBuf> {
+    let roots = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+    let found = roots
+        .iter()
+        .flatten()
+        .flat_map(|root| root.ancestors())
+        .map(|dir| dir.join(relative))
+        .find(|candidate| candidate.exists());
+    found.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{relative} (the default of {flag}) was not found in the current folder ({}), above it, or above the \
+             rtchunk binary; run from the repository or pass {flag} PATH",
+            roots[0].as_deref().unwrap_or(std::path::Path::new("?")).display()
+        )
+    })
 }
