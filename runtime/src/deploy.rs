@@ -15,8 +15,7 @@ use rtchunk_config::{Config, PolicyKind};
 use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -118,12 +117,8 @@ pub fn run_on_robot(
         spec.observation_dim,
         &spec.cameras,
     )?;
-    let finished = Arc::new(AtomicBool::new(false));
     let control = link.control().clone();
-    stop_on_signal(
-        move || control.stop.store(true, Ordering::Relaxed),
-        finished.clone(),
-    );
+    let signals = stop_on_signal(move || control.stop.store(true, Ordering::Relaxed));
     tracing::info!(topic = %link.topics().state, "waiting for the robot's first state");
     link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
     let ticks = seconds.map_or(u64::MAX, |s| (s * config.clock.controller_rate()) as u64);
@@ -151,7 +146,7 @@ pub fn run_on_robot(
             ClockChoice::Configured,
         ),
     };
-    finished.store(true, Ordering::Relaxed);
+    drop(signals);
     let counters = link.counters().clone();
     link.close();
     Ok((outcome?, LinkSummary::of(&counters)))

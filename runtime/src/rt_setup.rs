@@ -1,5 +1,5 @@
-//! Real-time setup of the controller thread: memory locking, SCHED_FIFO, CPU pinning, timer slack and a
-//! pre-faulted stack. Each step is attempted, and what took effect is reported: nothing is assumed.
+//! Real-time setup of the controller thread: memory locking, SCHED_FIFO, CPU pinning, timer slack, SIGINT and
+//! SIGTERM blocked (the signal watcher's thread takes them) and a pre-faulted stack. Each step is attempted, and what took effect is reported: nothing is assumed.
 
 use rtchunk_config::RealtimeConfig;
 use serde::Serialize;
@@ -37,6 +37,8 @@ pub struct RealtimeReport {
     pub affinity: Step,
     /// 1 ns timer slack.
     pub timer_slack: Step,
+    /// SIGINT and SIGTERM blocked on the controller thread, so their handler never runs there.
+    pub signals_blocked: Step,
 }
 
 impl RealtimeReport {
@@ -47,6 +49,7 @@ impl RealtimeReport {
             fifo: Step::Skipped,
             affinity: Step::Skipped,
             timer_slack: Step::Skipped,
+            signals_blocked: Step::Skipped,
         }
     }
 }
@@ -55,8 +58,8 @@ impl std::fmt::Display for RealtimeReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "mlockall {}, SCHED_FIFO {}, CPU pinning {}, timer slack {}",
-            self.memory_lock, self.fifo, self.affinity, self.timer_slack
+            "mlockall {}, SCHED_FIFO {}, CPU pinning {}, timer slack {}, SIGINT/SIGTERM blocked {}",
+            self.memory_lock, self.fifo, self.affinity, self.timer_slack, self.signals_blocked
         )
     }
 }
@@ -87,6 +90,24 @@ pub fn prepare_current_thread(config: &RealtimeConfig, memory_lock: Step) -> Rea
         fifo: set_fifo(config.fifo_priority),
         affinity: pin(config.cpu),
         timer_slack: set_timer_slack(),
+        signals_blocked: block_stop_signals(),
+    }
+}
+
+fn block_stop_signals() -> Step {
+    // SAFETY: the set is initialised by sigemptyset before use; pthread_sigmask changes the calling thread's
+    // mask only.
+    let status = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut())
+    };
+    if status == 0 {
+        Step::Applied("the signal watcher's thread takes them".into())
+    } else {
+        Step::Refused(std::io::Error::from_raw_os_error(status).to_string())
     }
 }
 
@@ -138,4 +159,37 @@ fn prefault_stack() {
         page[i] = 1;
     }
     std::hint::black_box(&page);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether `signal` is blocked on the calling thread.
+    fn blocked(signal: libc::c_int) -> bool {
+        // SAFETY: queries the calling thread's mask into an initialised set.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::pthread_sigmask(libc::SIG_BLOCK, std::ptr::null(), &mut set);
+            libc::sigismember(&set, signal) == 1
+        }
+    }
+
+    #[test]
+    fn the_prepared_thread_leaves_stop_signals_to_the_watcher_and_others_keep_them() {
+        let config = RealtimeConfig::default();
+        let (report, stop_blocked) = std::thread::spawn(move || {
+            let report = prepare_current_thread(&config, Step::Skipped);
+            (report, blocked(libc::SIGINT) && blocked(libc::SIGTERM))
+        })
+        .join()
+        .unwrap();
+        assert!(
+            matches!(report.signals_blocked, Step::Applied(_)),
+            "{report}"
+        );
+        assert!(stop_blocked);
+        assert!(!std::thread::spawn(|| blocked(libc::SIGINT)).join().unwrap());
+    }
 }
