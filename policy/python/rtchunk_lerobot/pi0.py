@@ -173,6 +173,19 @@ class Pi0Graphs(FlowGraphs):
         return self.model.denoise_step(state, self.pad_mask.expand(actions.shape[0], -1), layers, actions, t[:, 0])
 
 
+def paligemma_sizes(kind: str, tokenizer_max_length: int) -> dict:
+    """The checkpoint presets of a PaliGemma policy ``kind``: the published size (PaliGemma 2B over SigLIP-so400m
+    at 224 x 224, the 300M expert, 50 actions) and a tiny one (``REDUCED_VARIANTS``, 10 actions of 8 dimensions,
+    28 x 28 images, prompts of ``tokenizer_max_length`` tokens)."""
+    return {
+        kind: dict(vlm="paligemma", config=dict(paligemma_variant="gemma_2b", action_expert_variant="gemma_300m")),
+        f"{kind}-tiny": dict(vlm="paligemma", config=dict(
+            paligemma_variant="rtchunk_tiny", action_expert_variant="rtchunk_tiny_expert", chunk_size=10,
+            n_action_steps=10, max_state_dim=8, max_action_dim=8, image_resolution=(28, 28),
+            tokenizer_max_length=tokenizer_max_length)),
+    }
+
+
 def to_bfloat16(policy) -> None:
     """LeRobot's bfloat16 mode of a π0 or π0.5 (``dtype = "bfloat16"``): PaliGemma and the expert in bfloat16, the
     vision tower, its projector and the norms in float32."""
@@ -198,14 +211,7 @@ ARCHITECTURE = Architecture(
     steps_field="num_inference_steps",
     attention=attention,
     unsupported_flags={"use_relative_actions": "actions relative to the state, converted around the model"},
-    sizes={
-        # The published π0: PaliGemma 2B over SigLIP-so400m at 224 x 224, the 300M expert, 50 actions.
-        "pi0": dict(vlm="paligemma", config=dict(paligemma_variant="gemma_2b", action_expert_variant="gemma_300m")),
-        "pi0-tiny": dict(vlm="paligemma", config=dict(
-            paligemma_variant="rtchunk_tiny", action_expert_variant="rtchunk_tiny_expert", chunk_size=10,
-            n_action_steps=10, max_state_dim=8, max_action_dim=8, image_resolution=(28, 28),
-            tokenizer_max_length=16)),
-    },
+    sizes=paligemma_sizes("pi0", tokenizer_max_length=16),
     building=building_in(modeling_pi0, PI0Config),
     to_bfloat16=to_bfloat16,
 )

@@ -27,7 +27,7 @@ from lerobot.processor.converters import create_transition
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 from .graphs import Architecture, Prefill, UnsupportedCheckpoint
-from .pi0 import Pi0Graphs, attention, building_in, prefix_cache, to_bfloat16
+from .pi0 import Pi0Graphs, attention, building_in, paligemma_sizes, prefix_cache, to_bfloat16
 
 # LeRobot's bin edges for the normalised state (``Pi05PrepareStateTokenizerProcessorStep``): a value's bin is the
 # number of edges at or below it, minus one (-1 below the first edge), compared in float64.
@@ -178,14 +178,8 @@ ARCHITECTURE = Architecture(
     steps_field="num_inference_steps",
     attention=attention,
     unsupported_flags={"use_relative_actions": "actions relative to the state, converted around the model"},
-    sizes={
-        # The published π0.5: PaliGemma 2B over SigLIP-so400m at 224 x 224, the 300M expert, 50 actions.
-        "pi05": dict(vlm="paligemma", config=dict(paligemma_variant="gemma_2b", action_expert_variant="gemma_300m")),
-        "pi05-tiny": dict(vlm="paligemma", config=dict(
-            paligemma_variant="rtchunk_tiny", action_expert_variant="rtchunk_tiny_expert", chunk_size=10,
-            n_action_steps=10, max_state_dim=8, max_action_dim=8, image_resolution=(28, 28),
-            tokenizer_max_length=64)),
-    },
+    # The tiny π0.5's prompts hold its state's numbers: room for them, and for padding after them.
+    sizes=paligemma_sizes("pi05", tokenizer_max_length=64),
     building=building_in(modeling_pi05, PI05Config),
     to_bfloat16=to_bfloat16,
     prompt_ids=prompt_ids,
