@@ -107,7 +107,7 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
 
 def load_checkpoint(path: Path, vlm: Path | None = None, dtype: str = "float32") -> Checkpoint:
     """Loads the LeRobot checkpoint in ``path`` (SmolVLA, π0 or π0.5) in ``dtype``: ``float32``, or ``bfloat16``
-    (LeRobot's own bfloat16 mode, π0 and π0.5 only); ``vlm`` replaces the folder or hub name of its VLM
+    (LeRobot's own bfloat16 mode, π0.5 only); ``vlm`` replaces the folder or hub name of its VLM
     (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what the exporter
     does not support, naming the field."""
     config_file = path / "config.json"
@@ -131,8 +131,8 @@ def load_checkpoint(path: Path, vlm: Path | None = None, dtype: str = "float32")
         if getattr(config, "dtype", "float32") != "float32":
             config.dtype = "float32"  # built in float32; ``dtype`` says what the bundle is exported in
         if dtype == "bfloat16" and architecture.to_bfloat16 is None:
-            raise UnsupportedCheckpoint(f"{config_file}: type = {kind!r} has no bfloat16 mode in LeRobot; export it "
-                                        "with --dtype float32")
+            raise UnsupportedCheckpoint(f"{config_file}: type = {kind!r} cannot be exported in bfloat16 "
+                                        f"({architecture.no_bfloat16}); export it with --dtype float32")
         policy = architecture.policy_class.from_pretrained(path, config=config).eval()
         if dtype == "bfloat16":
             architecture.to_bfloat16(policy)

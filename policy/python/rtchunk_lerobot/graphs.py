@@ -112,8 +112,10 @@ class Architecture:
     rope_modules: tuple = ()
     # (config.json's fields) -> a context in which LeRobot can build that checkpoint's model.
     building: Callable = field(default=lambda fields: contextlib.nullcontext())
-    # (policy) -> the policy in LeRobot's own bfloat16 mode, for bfloat16 bundles; None: the architecture has none.
+    # (policy) -> the policy in LeRobot's own bfloat16 mode, for bfloat16 bundles; None: not supported, because
+    # of ``no_bfloat16``.
     to_bfloat16: Callable | None = None
+    no_bfloat16: str = "LeRobot has no bfloat16 mode for it"
     # (checkpoint, prompt, preprocessed batch) -> the token ids the bundle's prefix takes as its prompt.
     prompt_ids: Callable = field(default=lambda checkpoint, prompt, processed: real_tokens(processed))
 

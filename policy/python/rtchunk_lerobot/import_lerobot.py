@@ -312,7 +312,7 @@ def main() -> None:
     parser.add_argument("--vlm", type=Path, help="a local folder of the checkpoint's VLM (configuration, tokenizer)")
     parser.add_argument("--control-rate", type=float, default=30.0, help="the robot's control rate in Hz")
     parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32",
-                        help="bfloat16: LeRobot's bfloat16 mode (π0, π0.5), for ONNX Runtime's CUDA provider")
+                        help="bfloat16: LeRobot's bfloat16 mode (π0.5), for ONNX Runtime's CUDA provider")
     parser.add_argument("--resume", action="store_true",
                         help="keep the graphs an interrupted export of the same checkpoint already wrote to --out")
     args = parser.parse_args()
