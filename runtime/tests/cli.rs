@@ -625,6 +625,38 @@ fn every_command_drives_a_noise_at_one_bundle_as_the_original() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A float16 bundle rewritten to take the time in float32 (`time_dtype`, cast inside the graphs) is loaded with
+/// its `tau` input in float32 and replays the original's recording exactly as the original does.
+#[test]
+fn a_half_precision_bundle_can_take_the_time_in_float32() {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-time-f32", std::process::id()));
+    let original =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gta-toy-fp16");
+    let rewritten = dir.join("gta-toy-fp16-time-f32");
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    toolchain(&[
+        "-m",
+        "rtchunk_train.rebundle",
+        &path(&original),
+        &path(&rewritten),
+        "--time-float32",
+    ]);
+    let manifest = std::fs::read_to_string(rewritten.join("manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"time_dtype\": \"float32\""),
+        "{manifest}"
+    );
+    let inspect = |bundle: &std::path::Path| -> serde_json::Value {
+        let (out, _) = rtchunk_ok(&["inspect", &path(bundle), "--json"]);
+        serde_json::from_str(out.trim()).unwrap()
+    };
+    let (expected, got) = (inspect(&original), inspect(&rewritten));
+    for error in ["velocity_error", "vjp_error", "rtc_error"] {
+        assert_eq!(expected[error], got[error], "{error}: {got}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn the_delay_benchmark_refuses_to_evaluate_on_training_episodes() {
     let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");

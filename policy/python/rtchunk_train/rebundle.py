@@ -7,8 +7,11 @@
 - ``--noise-at-one``: the flow graphs take t = 1 - tau and return the velocity negated, the convention of
   openpi and LeRobot (``time_convention = "t-one-is-noise"``); the recorded outputs are converted alike. A
   runtime that honours the manifest computes the same chunks from it.
+- ``--time-float32``: the flow graphs of a float16 or bfloat16 bundle take ``tau`` in float32 and cast it
+  inside (``time_dtype = "float32"``), so the runtime hands them the time unrounded; the graphs compute the same.
 
-Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]``.
+Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]
+[--time-float32]``.
 """
 
 import argparse
@@ -70,6 +73,20 @@ def noise_at_one(model: onnx.ModelProto) -> None:
     graph.node.extend(first + nodes + last)
 
 
+def time_float32(model: onnx.ModelProto) -> None:
+    """Makes a flow graph take ``tau`` in float32, cast to the type its nodes read."""
+    graph = model.graph
+    tau = next(i for i in graph.input if i.name == "tau")
+    elem_type = tau.type.tensor_type.elem_type
+    if elem_type == TensorProto.FLOAT:
+        return
+    rename_uses(graph, "tau", "tau_cast")
+    tau.type.tensor_type.elem_type = TensorProto.FLOAT
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([helper.make_node("Cast", ["tau"], ["tau_cast"], to=elem_type)] + nodes)
+
+
 def noise_at_one_recording(recorded: dict) -> dict:
     """The recorded graph inputs and outputs (``expected.json``) in the t = 1 noise convention."""
     recorded["inputs"]["tau"] = (1.0 - np.asarray(recorded["inputs"]["tau"], np.float64)).tolist()
@@ -84,6 +101,7 @@ def main() -> None:
     parser.add_argument("--external-data", action="store_true")
     parser.add_argument("--split-observation", default="")
     parser.add_argument("--noise-at-one", action="store_true")
+    parser.add_argument("--time-float32", action="store_true")
     args = parser.parse_args()
     manifest = json.loads((args.source / "manifest.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -95,6 +113,8 @@ def main() -> None:
         (args.out / "expected.json").write_text(json.dumps(recorded))
     if flip:
         manifest["time_convention"] = "t-one-is-noise"
+    if args.time_float32 and manifest["dtype"] != "float32":
+        manifest["time_dtype"] = "float32"
     parts = []
     for part in filter(None, args.split_observation.split(",")):
         name, size, dtype = part.split(":")
@@ -113,6 +133,9 @@ def main() -> None:
             onnx.checker.check_model(model)
         if flip and key in FLOW_GRAPHS:
             noise_at_one(model)
+            onnx.checker.check_model(model)
+        if args.time_float32 and key in FLOW_GRAPHS:
+            time_float32(model)
             onnx.checker.check_model(model)
         target = args.out / entry["file"]
         if args.external_data:

@@ -237,10 +237,10 @@ pub(crate) struct DeviceSteps {
 
 impl DeviceSteps {
     /// Allocates every buffer on GPU `device_id` (chunks of `horizon` x `action_dim`, a context of
-    /// `context_shape`, all of `dtype`) and binds them to the flow graphs.
+    /// `context_shape`, all of `dtype` but `tau`, of `tau_dtype`) and binds them to the flow graphs.
     pub(crate) fn new(
         sessions: FlowSessions<'_>,
-        dtype: Dtype,
+        (dtype, tau_dtype): (Dtype, Dtype),
         horizon: usize,
         action_dim: usize,
         context_shape: &[usize],
@@ -259,7 +259,7 @@ impl DeviceSteps {
             prefix: None,
             context: mirrored(&context)?,
             actions: mirrored(&chunk)?,
-            tau: mirrored(&per_token)?,
+            tau: Mirrored::new(&device, tau_dtype, &per_token)?,
             cotangent: mirrored(&chunk)?,
             target: mirrored(&chunk)?,
             weights: mirrored(&per_token)?,

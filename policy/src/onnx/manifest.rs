@@ -52,6 +52,10 @@ pub struct Manifest {
     pub attention: Attention,
     /// Floating-point type of the graphs' inputs and outputs.
     pub dtype: Dtype,
+    /// Floating-point type of the flow graphs' `tau` input, when it differs from `dtype`: a float16 or bfloat16
+    /// bundle whose time embedding needs the time in float32 (π0's, with periods down to 4 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_dtype: Option<Dtype>,
     /// What the policy was trained on, where the toolchain knows it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingData>,
@@ -74,6 +78,11 @@ impl Manifest {
     /// Values in one context.
     pub fn context_len(&self) -> usize {
         self.context_shape.iter().product()
+    }
+
+    /// The element type of the flow graphs' `tau` input.
+    pub fn tau_dtype(&self) -> Dtype {
+        self.time_dtype.unwrap_or(self.dtype)
     }
 }
 

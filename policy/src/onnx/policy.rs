@@ -130,7 +130,11 @@ impl OnnxPolicy {
         let chunk = vec![b, h, a];
         let flow_inputs = vec![
             float("actions", chunk.clone()),
-            float("tau", vec![b, h]),
+            (
+                "tau".to_string(),
+                vec![b, h],
+                element_type_of(manifest.tau_dtype()),
+            ),
             float("context", context.clone()),
         ];
         let prefix = open(
@@ -306,7 +310,7 @@ impl OnnxPolicy {
             let tokens = start * h..(start + group) * h;
             let mut inputs = ort::inputs![
                 "actions" => tensor(dtype, chunk_shape.clone(), &actions[chunks.clone()])?,
-                "tau" => tensor(dtype, vec![group as i64, h as i64], &tau[tokens.clone()])?,
+                "tau" => tensor(self.manifest.tau_dtype(), vec![group as i64, h as i64], &tau[tokens.clone()])?,
                 "context" => tensor(dtype, context_shape.clone(), &contexts[start * context_len..(start + group) * context_len])?,
             ];
             for (name, values, per_token) in &extras {
@@ -337,9 +341,10 @@ impl OnnxPolicy {
         device_id: i32,
     ) -> Result<(), PolicyError> {
         if self.device_steps.is_none() {
-            let (dtype, h, a) = (self.manifest.dtype, self.spec.horizon, self.spec.action_dim);
+            let dtypes = (self.manifest.dtype, self.manifest.tau_dtype());
+            let (h, a) = (self.spec.horizon, self.spec.action_dim);
             let shape = self.manifest.context_shape.clone();
-            let steps = DeviceSteps::new(self.flow_sessions(), dtype, h, a, &shape, device_id)?;
+            let steps = DeviceSteps::new(self.flow_sessions(), dtypes, h, a, &shape, device_id)?;
             self.device_steps = Some(steps);
         }
         let inputs = self.prefix_inputs(observation, images, 1)?;
