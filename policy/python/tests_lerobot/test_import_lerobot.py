@@ -193,3 +193,29 @@ def test_a_bfloat16_export_has_bfloat16_inputs_and_outputs_and_lerobots_bfloat16
     float32 = json.loads((exported[1] / "expected.json").read_text())
     gap = np.abs(np.asarray(recorded["velocity"]) - np.asarray(float32["velocity"])).max()
     assert 0 < gap < 5e-2
+
+
+def test_cameras_the_checkpoint_declares_empty_are_masked_as_lerobot_masks_them(exported, tmp_path):
+    checkpoint, bundle = exported
+    config = json.loads((checkpoint.path / "config.json").read_text())
+    config["empty_cameras"] = 1
+    shutil.copytree(checkpoint.path, tmp_path / "checkpoint")
+    (tmp_path / "checkpoint" / "config.json").write_text(json.dumps(config))
+    padded = import_checkpoint(tmp_path / "checkpoint", PROMPT, tmp_path / "bundle")
+    manifest = json.loads((padded / "manifest.json").read_text())
+    # The robot still sends its two cameras; the empty one's tokens are in the prefix, masked.
+    assert [c["name"] for c in manifest["cameras"]] == ["top", "wrist"]
+    before = json.loads((bundle / "manifest.json").read_text())["context_shape"]
+    assert np.prod(manifest["context_shape"]) > np.prod(before)
+    with_empty = load_checkpoint(tmp_path / "checkpoint")
+    observation = sample_observation(with_empty, seed=13)
+    processed = preprocess(with_empty, observation, PROMPT)
+    inputs = graph_inputs(observation, processed, with_empty, manifest["prompt"]["token_ids"])
+    prefix = session(padded, "prefix")
+    (context,) = prefix.run(None, {i.name: v.numpy() for i, v in zip(prefix.get_inputs(), inputs)})
+    h, a = manifest["horizon"], manifest["action_dim"]
+    actions = torch.randn(1, h, a, generator=torch.Generator().manual_seed(2))
+    expected = LeRobotReference(with_empty, processed).velocity(actions, 0.4)
+    feeds = {"actions": actions.numpy(), "tau": np.full((1, h), 0.4, np.float32), "context": context}
+    (got,) = session(padded, "velocity").run(None, feeds)
+    assert relative_error(got, expected.detach()) < 1e-4
