@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from lerobot.configs import RTCAttentionSchedule
 from lerobot.policies.rtc.configuration_rtc import RTCConfig
 from lerobot.utils.constants import OBS_STATE
 
