@@ -73,6 +73,11 @@ class FlowGraphs:
         return velocity, pullback(weights[:, :, None] * (target - denoised))[0]
 
 
+def stacked_cache(cache) -> torch.Tensor:
+    """A LeRobot key-value cache as one tensor, ``[B, layers, 2, kv_heads, prefix_len, head_dim]``."""
+    return torch.stack([torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers], dim=1)
+
+
 @dataclass(frozen=True)
 class Prefill:
     """LeRobot's own prefix computation for one preprocessed batch: the VLM's key-value cache as LeRobot keeps it

@@ -21,7 +21,7 @@ from lerobot.policies.pi0.modeling_pi0 import PI0Policy
 from lerobot.policies.pi0.processor_pi0 import make_pi0_pre_post_processors
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
-from .graphs import Architecture, FlowGraphs, Prefill
+from .graphs import Architecture, FlowGraphs, Prefill, stacked_cache
 
 # Gemma shapes LeRobot's π0 does not ship, for tests (the VLM's and the expert's depth, KV heads and head width
 # must agree: the expert reads the VLM's cache layer by layer).
@@ -99,7 +99,7 @@ def prefix_cache(model, embeddings: torch.Tensor, pad_masks: torch.Tensor, att_m
     return cache
 
 
-def _embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torch.Tensor):
+def embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torch.Tensor):
     """LeRobot's prefix embeddings, pad masks and attention masks of a batch (images in [0, 1])."""
     images, image_masks = policy._preprocess_images(batch)
     return policy.model.embed_prefix(images, image_masks, tokens, token_mask)
@@ -107,7 +107,7 @@ def _embedded_prefix(policy, batch: dict, tokens: torch.Tensor, token_mask: torc
 
 def prefill(policy, processed: dict) -> Prefill:
     """LeRobot's cache and denoising step for a preprocessed batch."""
-    embedded = _embedded_prefix(policy, processed, processed[OBS_LANGUAGE_TOKENS],
+    embedded = embedded_prefix(policy, processed, processed[OBS_LANGUAGE_TOKENS],
                                 processed[OBS_LANGUAGE_ATTENTION_MASK])
     cache = prefix_cache(policy.model, *embedded)
     state, pad_masks = policy.prepare_state(processed), embedded[1]
@@ -141,10 +141,9 @@ class Pi0Graphs(FlowGraphs):
         batch LeRobot's policy read."""
         *images, tokens = images_and_tokens
         batch = self.lerobot_batch(state, images)
-        embedded = _embedded_prefix(self.policy, batch, *self._prompt(state, tokens))
+        embedded = embedded_prefix(self.policy, batch, *self._prompt(state, tokens))
         cache = prefix_cache(self.model, *embedded)
-        layers = [torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers]
-        return torch.stack(layers, dim=1), embedded[1], batch
+        return stacked_cache(cache), embedded[1], batch
 
     def _after_cache(self, batch: dict, pad_masks: torch.Tensor) -> torch.Tensor:
         """What the context holds after the cache: π0's expert takes the state, padded to ``max_state_dim``."""

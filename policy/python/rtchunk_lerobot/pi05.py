@@ -27,7 +27,7 @@ from lerobot.processor.converters import create_transition
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS, OBS_STATE
 
 from .graphs import Architecture, Prefill, UnsupportedCheckpoint
-from .pi0 import Pi0Graphs, attention, building_in, paligemma_sizes, prefix_cache, to_bfloat16
+from .pi0 import Pi0Graphs, attention, building_in, embedded_prefix, paligemma_sizes, prefix_cache, to_bfloat16
 
 # LeRobot's bin edges for the normalised state (``Pi05PrepareStateTokenizerProcessorStep``): a value's bin is the
 # number of edges at or below it, minus one (-1 below the first edge), compared in float64.
@@ -157,9 +157,8 @@ def prompt_ids(checkpoint, prompt: str, processed: dict) -> list:
 
 def prefill(policy, processed: dict) -> Prefill:
     """LeRobot's cache and denoising step for a preprocessed batch (its prompt carries the state)."""
-    images, image_masks = policy._preprocess_images(processed)
-    embeddings, pad_masks, att_masks = policy.model.embed_prefix(
-        images, image_masks, processed[OBS_LANGUAGE_TOKENS], processed[OBS_LANGUAGE_ATTENTION_MASK])
+    embeddings, pad_masks, att_masks = embedded_prefix(policy, processed, processed[OBS_LANGUAGE_TOKENS],
+                                                       processed[OBS_LANGUAGE_ATTENTION_MASK])
     cache = prefix_cache(policy.model, embeddings, pad_masks, att_masks)
 
     def step(actions: torch.Tensor, time: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
-from .graphs import Architecture, FlowGraphs, Prefill
+from .graphs import Architecture, FlowGraphs, Prefill, stacked_cache
 
 
 class _CachedLayer:
@@ -72,7 +72,7 @@ class SmolVLAGraphs(FlowGraphs):
 
     def prefix(self, state: torch.Tensor, *images_and_tokens: torch.Tensor) -> torch.Tensor:
         cache = prefix_cache(self.model, *self._embedded_prefix(state, *images_and_tokens))
-        return torch.stack([torch.stack([layer.keys, layer.values], dim=1) for layer in cache.layers], dim=1)
+        return stacked_cache(cache)
 
     def velocity(self, actions: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         pad_masks = self.pad_mask.expand(actions.shape[0], -1)
