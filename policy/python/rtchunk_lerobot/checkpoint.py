@@ -107,7 +107,7 @@ def make_checkpoint(out: Path, size: str = "smolvla-tiny", state_dim: int = 6, a
 
 def load_checkpoint(path: Path, vlm: Path | None = None, dtype: str = "float32") -> Checkpoint:
     """Loads the LeRobot checkpoint in ``path`` (SmolVLA, π0 or π0.5) in ``dtype``: ``float32``, or ``bfloat16``
-    (LeRobot's own bfloat16 mode, π0.5 only); ``vlm`` replaces the folder or hub name of its VLM
+    (LeRobot's own bfloat16 mode, π0 and π0.5); ``vlm`` replaces the folder or hub name of its VLM
     (configuration and tokenizer; π0: its tokenizer), for a machine that has it elsewhere. Refuses what the exporter
     does not support, naming the field."""
     config_file = path / "config.json"

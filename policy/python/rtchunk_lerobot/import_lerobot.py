@@ -218,7 +218,7 @@ def _with_io_dtype(function, dtype: torch.dtype):
 def export_graphs(graphs: FlowGraphs, prefix_args: tuple, out: Path, prefix_names: list, rope_modules: tuple,
                   dtype: str = "float32", resume: bool = False) -> tuple:
     """Writes the four graphs (batch 1, inputs and outputs in ``dtype`` but for the prefix's observation, cameras
-    and prompt) into ``out``; returns the manifest's ``graphs`` entries and the shape of one observation's context.
+    and prompt and the flow graphs' time, float32) into ``out``; returns the manifest's ``graphs`` entries and the shape of one observation's context.
     With ``resume``, a graph already in ``out`` is kept (a graph file is written after its external data, so one
     that exists is whole): an interrupted export of a large model goes on where it stopped."""
     config = graphs.policy.config
@@ -226,9 +226,11 @@ def export_graphs(graphs: FlowGraphs, prefix_args: tuple, out: Path, prefix_name
     io_dtype = getattr(torch, dtype)
     with torch.no_grad():
         context = graphs.prefix(*prefix_args).to(io_dtype)
-    # Distinct tensors for distinct inputs: the tracer would merge inputs given the same tensor into one.
+    # Distinct tensors for distinct inputs: the tracer would merge inputs given the same tensor into one. The time
+    # stays float32 whatever the dtype (the manifest's time_dtype): sinusoidal time embeddings with periods of a
+    # few milliseconds move by a tenth when 0.7 is rounded to bfloat16's 0.699.
     actions, cotangent, target = (torch.randn(1, h, a, dtype=io_dtype) for _ in range(3))
-    flow_args = (actions, torch.full((1, h), 0.5, dtype=io_dtype), context)
+    flow_args = (actions, torch.full((1, h), 0.5, dtype=torch.float32), context)
     arguments = {"prefix": prefix_args, "velocity": flow_args, "velocity_vjp": (*flow_args, cotangent),
                  "guided": (*flow_args, target, torch.ones(1, h, dtype=io_dtype))}
     entries = {}
@@ -290,6 +292,7 @@ def import_checkpoint(checkpoint_dir: Path, prompt: str, out: Path, vlm: Path | 
         "capabilities": {"exact_vjp": True, "prefix_conditioned": False},
         "attention": architecture.attention(policy),
         "dtype": dtype,
+        "time_dtype": "float32",
         "graphs": entries,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -311,7 +314,7 @@ def main() -> None:
     parser.add_argument("--vlm", type=Path, help="a local folder of the checkpoint's VLM (configuration, tokenizer)")
     parser.add_argument("--control-rate", type=float, default=30.0, help="the robot's control rate in Hz")
     parser.add_argument("--dtype", choices=sorted(TOLERANCE), default="float32",
-                        help="bfloat16: LeRobot's bfloat16 mode (π0.5), for ONNX Runtime's CUDA provider")
+                        help="bfloat16: LeRobot's bfloat16 mode (π0 and π0.5), for ONNX Runtime's CUDA provider")
     parser.add_argument("--resume", action="store_true",
                         help="keep the graphs an interrupted export of the same checkpoint already wrote to --out")
     args = parser.parse_args()

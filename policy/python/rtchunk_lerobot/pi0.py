@@ -212,7 +212,5 @@ ARCHITECTURE = Architecture(
     unsupported_flags={"use_relative_actions": "actions relative to the state, converted around the model"},
     sizes=paligemma_sizes("pi0", tokenizer_max_length=16),
     building=building_in(modeling_pi0, PI0Config),
-    # A bfloat16 bundle takes the time in bfloat16 (0.7 becomes 0.699): π0's sinusoidal time embedding, with periods
-    # down to 4 ms, then moves its velocity by 0.3 on the tiny model (measured on the H200).
-    no_bfloat16="its time embedding needs the time in float32, and a bfloat16 bundle takes it in bfloat16",
+    to_bfloat16=to_bfloat16,
 )

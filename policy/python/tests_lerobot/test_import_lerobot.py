@@ -178,12 +178,14 @@ def test_a_bfloat16_export_has_bfloat16_inputs_and_outputs_and_lerobots_bfloat16
     bundle = import_checkpoint(checkpoint.path, PROMPT, tmp_path / "bf16", dtype="bfloat16")
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["dtype"] == "bfloat16"
+    # The time stays float32: a time embedding's shortest periods need it.
+    assert manifest["time_dtype"] == "float32"
     bf16, f32 = onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT
     for role in ("prefix", "velocity", "velocity_vjp", "guided"):
         graph = onnx.load(bundle / f"{role}.onnx").graph
         types = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.output)}
         for name, elem in types.items():
-            assert elem == (f32 if name == "state" else onnx.TensorProto.UINT8 if name in ("top", "wrist")
+            assert elem == (f32 if name in ("state", "tau") else onnx.TensorProto.UINT8 if name in ("top", "wrist")
                             else onnx.TensorProto.INT64 if name == "prompt" else bf16), (role, name)
         # LeRobot's bfloat16 mode: PaliGemma's and the expert's weights in bfloat16 inside.
         assert any(t.data_type == bf16 for t in graph.initializer), role
