@@ -6,8 +6,8 @@
 use nalgebra::DVector;
 use rtchunk_config::{ClockKind, Config, ControllerKind, Limit, SamplerMode};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
-use rtchunk_runtime::policies::load_policy;
-use rtchunk_runtime::record::{TickKind, TickRecord};
+use rtchunk_runtime::core::policies::load_policy;
+use rtchunk_runtime::core::record::{TickKind, TickRecord};
 use rtchunk_runtime::{RunOptions, run};
 use rtchunk_sim::PointMass;
 use rtchunk_tests::simulated;

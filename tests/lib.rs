@@ -2,8 +2,8 @@
 
 use rtchunk_config::{ClockKind, Config, ControllerKind, PolicyKind, SamplerMode};
 use rtchunk_policy::FlowPolicy;
-use rtchunk_runtime::policies::load_policy;
-use rtchunk_runtime::record::{PolicyTick, TickKind};
+use rtchunk_runtime::core::policies::load_policy;
+use rtchunk_runtime::core::record::{PolicyTick, TickKind};
 use rtchunk_runtime::{RunOptions, RunOutcome, run};
 use rtchunk_sim::PointMass;
 

@@ -11,11 +11,13 @@
 use rtchunk_config::{
     ClockKind, ControllerKind, Execution, IoConfig, Limit, PlantKind, SamplerMode,
 };
+use rtchunk_runtime::core::clock::wall_clock_ns;
+use rtchunk_runtime::core::policies::load_policy;
+use rtchunk_runtime::core::record::TickKind;
 use rtchunk_runtime::io::link::RobotLink;
-use rtchunk_runtime::io::protocol::{Encode, StateMessage, wall_clock_ns};
+use rtchunk_runtime::io::protocol::{Encode, StateMessage};
 use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
-use rtchunk_runtime::policies::load_policy;
-use rtchunk_runtime::record::TickKind;
+use rtchunk_runtime::recording::writer::LogWriter;
 use rtchunk_runtime::{LoopHooks, RunOptions, run};
 use rtchunk_tests::{run_for, simulated};
 use std::sync::Arc;
@@ -212,8 +214,8 @@ fn the_loop_does_not_allocate_on_a_zenoh_plant_while_recording_holding_and_repla
     link.wait_for_first_state(Duration::from_secs(10)).unwrap();
     let (mut options, observed) = watched("zenoh");
     options.controller_ticks = 200;
-    options.record =
-        Some(std::env::temp_dir().join(format!("rtchunk-{}-noalloc.log", std::process::id())));
+    let log = std::env::temp_dir().join(format!("rtchunk-{}-noalloc.log", std::process::id()));
+    options.record = Some(Box::new(LogWriter::new(&log)));
     let outcome = run(&config, plant, policy, options).unwrap();
     done.store(true, Ordering::Relaxed);
     publisher.join().unwrap();

@@ -3,7 +3,7 @@
 use rtchunk_config::{Execution, SamplerMode};
 use rtchunk_policy::Normalization;
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_runtime::record::TickKind;
+use rtchunk_runtime::core::record::TickKind;
 use rtchunk_tests::{executed, policy_ticks, run_for, run_policy, simulated};
 
 /// Algorithm 1 (GETACTION and INFERENCELOOP) executed sequentially, with every inference lasting exactly
@@ -289,8 +289,8 @@ fn actions_are_normalised_once_on_the_way_in_and_once_on_the_way_out() {
 
 #[test]
 fn a_replan_drops_every_chunk_and_the_request_in_flight_and_starts_cold() {
-    use rtchunk_runtime::executor::{ChunkExecutor, ExecutorSettings};
-    use rtchunk_runtime::messages::{ChunkMessage, InferenceRequest};
+    use rtchunk_runtime::core::executor::{ChunkExecutor, ExecutorSettings};
+    use rtchunk_runtime::core::messages::{ChunkMessage, InferenceRequest};
     let config = simulated(8, 2, 0, SamplerMode::Rtc);
     let mut executor = ChunkExecutor::new(ExecutorSettings::from_config(&config));
     let mut request = InferenceRequest::with_capacity(8 * 2, 1);

@@ -3,9 +3,9 @@
 
 use rtchunk_policy::Sampler;
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_runtime::benchmark::methods::Method;
-use rtchunk_runtime::benchmark::rollouts::{RolloutSettings, run_rollouts};
-use rtchunk_runtime::worker::InferenceEngine;
+use rtchunk_runtime::core::worker::InferenceEngine;
+use rtchunk_runtime::studies::delay_benchmark::methods::Method;
+use rtchunk_runtime::studies::delay_benchmark::rollouts::{RolloutSettings, run_rollouts};
 use rtchunk_sim::TaskKind;
 
 /// A two-mode policy for the catch task's single action (unconditional, so every batch row is independent).

@@ -118,7 +118,6 @@ fn run_example(name: &str, seconds: &str) -> serde_json::Value {
     let file = examples().into_iter().find(|f| f.ends_with(name)).unwrap();
     let output = rtchunk(&[
         "run",
-        "--config",
         file.to_str().unwrap(),
         "--seconds",
         seconds,
@@ -596,14 +595,7 @@ fn every_command_drives_a_noise_at_one_bundle_as_the_original() {
             &format!("bundle = {:?}", path(bundle)),
         );
         std::fs::write(&config, text).unwrap();
-        let (stdout, _) = rtchunk_ok(&[
-            "run",
-            "--config",
-            &path(&config),
-            "--seconds",
-            "2",
-            "--json",
-        ]);
+        let (stdout, _) = rtchunk_ok(&["run", &path(&config), "--seconds", "2", "--json"]);
         serde_json::from_str(&stdout).unwrap()
     };
     let gaussian = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../policy/fixtures/gaussian");
@@ -820,11 +812,11 @@ fn every_configuration_check_config_accepts_runs_or_fails_cleanly() {
     );
 }
 
-/// Runs `rtchunk run --config FILE --seconds 0.2`; returns its exit code and standard error, failing the test
+/// Runs `rtchunk run FILE --seconds 0.2`; returns its exit code and standard error, failing the test
 /// if it has not ended within 20 s.
 fn run_briefly(config: &str) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
-        .args(["run", "--config", config, "--seconds", "0.2"])
+        .args(["run", config, "--seconds", "0.2"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -838,7 +830,7 @@ fn run_briefly(config: &str) -> (Option<i32>, String) {
         }
         if started.elapsed() > std::time::Duration::from_secs(20) {
             child.kill().ok();
-            panic!("rtchunk run --config {config} did not end within 20 s");
+            panic!("rtchunk run {config} did not end within 20 s");
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

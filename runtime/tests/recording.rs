@@ -2,7 +2,7 @@
 //! tampered chunk is found at the tick that first executes it, a log cut short still replays up to the cut, and
 //! a file that is not a log is refused with its name.
 
-use rtchunk_runtime::record::TickKind;
+use rtchunk_runtime::core::record::TickKind;
 use rtchunk_runtime::recording::format::read_log;
 use rtchunk_runtime::recording::replay::{ReplayMode, replay};
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ fn temp(name: &str) -> PathBuf {
 fn record(config: &str, seconds: &str, name: &str) -> PathBuf {
     let log = temp(name);
     let output = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
-        .args(["run", "--config"])
+        .arg("run")
         .arg(example(config))
         .args(["--seconds", seconds, "--record"])
         .arg(&log)

@@ -5,9 +5,10 @@ use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
 use rtchunk_policy::Camera;
+use rtchunk_runtime::core::clock::wall_clock_ns;
 use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use rtchunk_runtime::io::protocol::{
-    ActionMessage, CameraImage, ControlCommand, Encode, RejectKind, StateMessage, wall_clock_ns,
+    ActionMessage, CameraImage, ControlCommand, Encode, RejectKind, StateMessage,
 };
 use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
 use std::sync::atomic::Ordering;
@@ -465,7 +466,7 @@ fn camera_images_go_to_the_inference_side_and_bad_ones_are_rejected() {
 
 #[test]
 fn the_transport_benchmark_measures_both_paths_for_each_image_size() {
-    use rtchunk_runtime::io::transport::{transport_benchmark, transport_table};
+    use rtchunk_runtime::studies::transport::{transport_benchmark, transport_table};
     let rows = transport_benchmark(&[(4, 6), (30, 40)], 20, 200.0, false).unwrap();
     assert_eq!(rows.len(), 2);
     for (row, (height, width)) in rows.iter().zip([(4u16, 6u16), (30, 40)]) {

@@ -134,7 +134,6 @@ fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) 
     let log = std::env::temp_dir().join(format!("rtchunk-{}-{name}.log", std::process::id()));
     let runtime = spawn(&[
         "run",
-        "--config",
         config.to_str().unwrap(),
         "--json",
         "--record",
@@ -628,7 +627,6 @@ fn two_robots_share_a_remote_policy_server() {
     let server_namespace = format!("server{}", std::process::id());
     let server = spawn(&[
         "serve-policy",
-        "--policy",
         repo().join("sim/policies/reach/base-s0").to_str().unwrap(),
         "--listen",
         &server_endpoint,
@@ -728,7 +726,8 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
 
 #[test]
 fn bad_input_during_an_episode_is_rejected_and_the_episode_completes() {
-    use rtchunk_runtime::io::protocol::{ControlCommand, Encode, StateMessage, wall_clock_ns};
+    use rtchunk_runtime::core::clock::wall_clock_ns;
+    use rtchunk_runtime::io::protocol::{ControlCommand, Encode, StateMessage};
     let session = start("badinput", &["--episodes", "1"]);
     let intruder = join(&session);
     std::thread::sleep(Duration::from_millis(2000));

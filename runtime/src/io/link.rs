@@ -11,16 +11,16 @@
 //!
 //! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
 
-use crate::clock::monotonic_ns;
-use crate::doorbell::Doorbell;
+use crate::core::clock::monotonic_ns;
+use crate::core::clock::wall_clock_ns;
+use crate::core::doorbell::Doorbell;
+use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
     SequenceGuard, SourceChange, StateView, StatusMessage, decode_header, new_source_id,
-    wall_clock_ns,
 };
 use crate::io::session::{IoError, Topics, open_session};
 use crate::io::transit::TransitAge;
-use crate::messages::{CameraFeed, CameraFrame};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};

@@ -1,4 +1,4 @@
-//! Talking to a robot, or to `rtchunk sim serve`, over zenoh.
+//! Talking to a robot, or to `rtchunk sim serve`, over zenoh. Uses the core; the core does not use it.
 //!
 //! - [`protocol`]: the versioned binary wire format of every message;
 //! - [`session`]: the zenoh session from `[io]` and the topic names;
@@ -6,12 +6,12 @@
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock;
 //! - [`transit`]: how old an arriving message is, from its sender's timestamp;
-//! - [`transport`]: how long state (with camera images) takes over zenoh, bare and through the link.
+//! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"`).
 
+pub mod deploy;
 pub mod link;
 pub mod protocol;
 pub mod remote;
 pub mod session;
 pub mod sim_node;
 pub mod transit;
-pub mod transport;

@@ -5,6 +5,7 @@
 //! over), sequence number (u64, strictly increasing per source) and the sender's wall-clock timestamp (u64,
 //! nanoseconds since the Unix epoch). The body follows; its length must match exactly.
 
+use crate::core::clock::wall_clock_ns;
 use rtchunk_policy::Camera;
 use std::fmt;
 
@@ -1070,13 +1071,6 @@ impl SequenceGuard {
         });
         Ok(change)
     }
-}
-
-/// Nanoseconds since the Unix epoch, the timestamp of every message.
-pub fn wall_clock_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
 /// A random source identifier for this process.

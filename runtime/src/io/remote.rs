@@ -4,16 +4,16 @@
 //! chunk. The network time becomes part of the inference delay, which RTC absorbs like any other. Several
 //! robots can share one server: each query carries its robot's noise stream.
 
-use crate::clock::monotonic_ns;
+use crate::core::clock::monotonic_ns;
+use crate::core::clock::wall_clock_ns;
+use crate::core::messages::InferenceRequest;
+use crate::core::metrics::Quantiles;
+use crate::core::policies::load_policy;
+use crate::core::worker::{ChunkSource, InferenceEngine};
 use crate::io::protocol::{
     ChunkQuery, ChunkReply, Encode, MessageKind, PolicyInfo, decode_header, new_source_id,
-    wall_clock_ns,
 };
 use crate::io::session::{IoError, open_session};
-use crate::messages::InferenceRequest;
-use crate::metrics::Quantiles;
-use crate::policies::load_policy;
-use crate::worker::{ChunkSource, InferenceEngine};
 use rtchunk_config::{Config, IoConfig};
 use rtchunk_policy::{PolicyError, PolicySpec, Sampler};
 use serde::Serialize;

@@ -3,22 +3,25 @@
 //! optional injected transport delay, jitter and loss. It measures the end-to-end latency from publishing a
 //! state to receiving the first command computed from it.
 
-use crate::clock::monotonic_ns;
+use crate::core::clock::{monotonic_ns, wall_clock_ns};
+use crate::core::metrics::Quantiles;
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, CameraImage, ControlCommand, Encode, MessageKind, SequenceGuard,
-    StateMessage, decode_header, new_source_id, wall_clock_ns,
+    StateMessage, decode_header, new_source_id,
 };
 use crate::io::session::{IoError, Topics, open_session};
-use crate::metrics::Quantiles;
 use rtchunk_config::IoConfig;
 use rtchunk_policy::NormalRng;
 use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use zenoh::Wait;
 
+/// Commands queued between two control periods at most; more are dropped and counted as rejected.
+const ARRIVALS_QUEUE: usize = 1024;
 /// Publish times of this many recent states are kept to match commands to the state they used.
 const LATENCY_WINDOW: usize = 1024;
 /// Silence after which another runtime's commands take over from the one in use (a restarted runtime).
@@ -116,7 +119,8 @@ pub struct SimNodeReport {
     pub actions_lost: u64,
     /// Commands flagged as held by the runtime (stale state).
     pub actions_held: u64,
-    /// Commands rejected as malformed, out of order, wrong size or non-finite.
+    /// Commands rejected as malformed, out of order, wrong size or non-finite, or dropped because more than
+    /// 1024 arrived within one control period.
     pub actions_rejected: u64,
     /// Control periods in which no command had arrived yet or none was new.
     pub steps_without_new_action: u64,
@@ -174,7 +178,9 @@ struct Node<'a> {
     message: StateMessage,
     state_publisher: zenoh::pubsub::Publisher<'static>,
     /// Commands as they arrived: the arrival time (taken in zenoh's callback) and the payload.
-    arrivals: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    arrivals: crossbeam_channel::Receiver<(u64, Vec<u8>)>,
+    /// Commands zenoh's callback dropped because `arrivals` was full (a flood between two steps).
+    overflowed: Arc<AtomicU64>,
 }
 
 impl Node<'_> {
@@ -214,6 +220,7 @@ impl Node<'_> {
 
     /// Takes every command that has arrived, validates it and queues it behind its injected delay.
     fn receive(&mut self) {
+        self.report.actions_rejected += self.overflowed.swap(0, Ordering::Relaxed);
         while let Ok((arrived, bytes)) = self.arrivals.try_recv() {
             let decoded = decode_header(&bytes, MessageKind::Action).and_then(|(header, body)| {
                 let message = ActionMessage::decode(body, self.action_dim)?;
@@ -329,11 +336,16 @@ pub fn serve(
 ) -> Result<SimNodeReport, IoError> {
     let session = open_session(io)?;
     let topics = Topics::new(&io.namespace);
-    let (arrived, arrivals) = std::sync::mpsc::channel();
+    let (arrived, arrivals) = crossbeam_channel::bounded(ARRIVALS_QUEUE);
+    let overflowed = Arc::new(AtomicU64::new(0));
+    let dropped = overflowed.clone();
     let _actions = session
         .declare_subscriber(topics.action.clone())
         .callback(move |sample| {
-            let _ = arrived.send((monotonic_ns(), sample.payload().to_bytes().into_owned()));
+            let arrival = (monotonic_ns(), sample.payload().to_bytes().into_owned());
+            if arrived.try_send(arrival).is_err() {
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }
         })
         .wait()
         .map_err(|e| IoError::zenoh(&topics.action, e))?;
@@ -382,6 +394,7 @@ pub fn serve(
         },
         state_publisher,
         arrivals,
+        overflowed,
     };
     let period_ns = (1e9 / settings.rate_hz) as u64;
     node.wait_for_runtime(stop, Duration::from_nanos(period_ns))?;

@@ -1,7 +1,7 @@
 //! Checks a log's header against its records before anything replays it, so a damaged or hostile log gets an
 //! error naming the record and the field instead of a panic deep in the replay.
 
-use crate::record::{MAX_VALUES, TickKind};
+use crate::core::record::{MAX_VALUES, TickKind};
 use crate::recording::format::RecordedSession;
 use rtchunk_config::PlantKind;
 use rtchunk_controllers::Plant;

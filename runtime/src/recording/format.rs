@@ -2,10 +2,9 @@
 //! shapes), then records, each `u8 kind`, `u32 length`, payload (little-endian): 1 tick, 2 inference, 3 end. A
 //! log without its end record was cut short (a crash); everything before the cut still reads.
 
-use crate::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
-use crate::worker::InferenceRecord;
-use rtchunk_config::Config;
-use serde::{Deserialize, Serialize};
+use crate::core::events::RunHeader;
+use crate::core::record::InferenceRecord;
+use crate::core::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
 use std::path::Path;
 use thiserror::Error;
 
@@ -14,23 +13,6 @@ pub const LOG_MAGIC: [u8; 8] = *b"RTCKLOG2";
 const TICK: u8 = 1;
 const INFERENCE: u8 = 2;
 const END: u8 = 3;
-
-/// What a log says about its run before the first record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LogHeader {
-    /// The run's label.
-    pub label: String,
-    /// The whole configuration.
-    pub config: Config,
-    /// Values per action and command.
-    pub action_dim: usize,
-    /// Values per observation.
-    pub observation_dim: usize,
-    /// Wall-clock start, nanoseconds since the Unix epoch.
-    pub started_unix_ns: u64,
-    /// The rtchunk version that wrote it.
-    pub rtchunk_version: String,
-}
 
 /// A log that could not be read.
 #[derive(Debug, Error)]
@@ -59,7 +41,7 @@ pub enum LogError {
 #[derive(Debug, Clone)]
 pub struct RecordedSession {
     /// The header.
-    pub header: LogHeader,
+    pub header: RunHeader,
     /// Every controller tick, in order.
     pub ticks: Vec<TickRecord>,
     /// Every inference, in order of completion.
@@ -69,7 +51,7 @@ pub struct RecordedSession {
 }
 
 /// The header's bytes: magic, u32 length, JSON.
-pub fn encode_header(header: &LogHeader) -> Vec<u8> {
+pub fn encode_header(header: &RunHeader) -> Vec<u8> {
     let json = serde_json::to_vec(header).expect("the header serialises");
     let mut out = LOG_MAGIC.to_vec();
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
@@ -326,7 +308,7 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
         );
     }
     let header_len = cursor.u32()? as usize;
-    let header: LogHeader = serde_json::from_slice(cursor.take(header_len)?)
+    let header: RunHeader = serde_json::from_slice(cursor.take(header_len)?)
         .map_err(|e| cursor.error(format!("header: {e}")))?;
     let mut session = RecordedSession {
         header,

@@ -18,14 +18,15 @@
 //! joints, so the runtime saw a zero joint state), and the task, reset to each recorded episode's seed, applies at
 //! every step the command of the controller tick the simulator recorded applying ([`crate::recording::task_replay`]).
 
-use crate::controller::apply_policy_tick;
-use crate::messages::InferenceRequest;
-use crate::policies::load_policy;
-use crate::recording::check::{LogInconsistency, check_session};
+use crate::core::controller::apply_policy_tick;
+use crate::core::messages::InferenceRequest;
+use crate::core::policies::load_policy;
+use crate::core::worker::InferenceEngine;
+use crate::recording::check::check_session;
+use crate::recording::divergence::{Divergence, ReplayError};
 use crate::recording::format::RecordedSession;
 use crate::recording::reschedule::{Rescheduled, reschedule};
 use crate::recording::task_replay::{SimRecording, TaskReplay, resimulate_task};
-use crate::worker::InferenceEngine;
 use rtchunk_config::PlantKind;
 use rtchunk_controllers::{ActionPipeline, Plant, RobotState};
 use rtchunk_policy::Sampler;
@@ -41,42 +42,6 @@ pub enum ReplayMode {
     ExactOutput,
     /// Run the policy again on the recorded inputs.
     ReInfer,
-}
-
-/// The largest difference found in one quantity, and where it first appeared.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Divergence {
-    /// Values compared.
-    pub compared: u64,
-    /// Items (chunks or ticks) that differ at all.
-    pub differing: u64,
-    /// The largest absolute difference.
-    pub max_abs: f64,
-    /// The first item that differs (request number or controller tick).
-    pub first: Option<u64>,
-}
-
-impl Divergence {
-    /// Compares one item's values bit for bit.
-    pub(crate) fn compare(&mut self, item: u64, replayed: &[f32], recorded: &[f32]) {
-        let mut differs = false;
-        for (a, b) in replayed.iter().zip(recorded) {
-            if a.to_bits() != b.to_bits() {
-                differs = true;
-                self.max_abs = self.max_abs.max((f64::from(*a) - f64::from(*b)).abs());
-            }
-        }
-        self.count(item, replayed.len().min(recorded.len()) as u64, differs);
-    }
-
-    /// Counts one item of `values` compared values that differ or not.
-    pub(crate) fn count(&mut self, item: u64, values: u64, differs: bool) {
-        self.compared += values;
-        if differs {
-            self.differing += 1;
-            self.first.get_or_insert(item);
-        }
-    }
 }
 
 /// What a replay found.
@@ -114,36 +79,6 @@ impl ReplayReport {
                 .as_ref()
                 .is_none_or(|t| t.observations.differing == 0 && t.outcomes_changed == 0)
     }
-}
-
-/// Why a replay could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// The policy of the log could not be loaded.
-    #[error("loading the recorded policy: {0}")]
-    Bundle(#[from] rtchunk_policy::onnx::BundleError),
-    /// The policy failed on a recorded input.
-    #[error("re-inferring request {seq}: {message}")]
-    Inference {
-        /// The request.
-        seq: u64,
-        /// What failed.
-        message: String,
-    },
-    /// The log contradicts itself.
-    #[error("the log is inconsistent: {0}")]
-    Inconsistent(#[from] LogInconsistency),
-    /// The simulator's report does not fit the log.
-    #[error("the simulator's report: {0}")]
-    Simulator(String),
-    /// The log refers to a chunk it does not hold.
-    #[error("controller tick {tick} executes chunk {seq}, which the log does not hold")]
-    MissingChunk {
-        /// The tick.
-        tick: u64,
-        /// The chunk's request number.
-        seq: u64,
-    },
 }
 
 /// Re-runs the policy on every recorded inference's inputs; returns the new chunks by request number.

@@ -3,14 +3,14 @@
 //! the actions, to be compared with what the log recorded. A scheduler that skipped, repeated or shifted an
 //! action writes a log that still agrees with itself, but not with this re-run.
 
-use crate::clock::DelayInjector;
-use crate::controller::StaleHolds;
-use crate::executor::{ChunkExecutor, ExecutorSettings};
-use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{PolicyTick, TickKind};
+use crate::core::clock::DelayInjector;
+use crate::core::controller::StaleHolds;
+use crate::core::executor::{ChunkExecutor, ExecutorSettings};
+use crate::core::messages::{ChunkMessage, InferenceRequest};
+use crate::core::record::{PolicyTick, TickKind};
+use crate::core::session::replan_after_held;
+use crate::recording::divergence::{Divergence, ReplayError};
 use crate::recording::format::RecordedSession;
-use crate::recording::replay::{Divergence, ReplayError};
-use crate::session::replan_after_held;
 use std::collections::{HashMap, HashSet};
 
 /// What the re-run executor did.

@@ -5,7 +5,7 @@
 //! show here as a different trajectory and, perhaps, a different outcome.
 
 use crate::io::sim_node::EpisodeReport;
-use crate::recording::replay::{Divergence, ReplayError};
+use crate::recording::divergence::{Divergence, ReplayError};
 use rtchunk_sim::{Env, TaskKind};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

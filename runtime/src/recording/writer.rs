@@ -3,77 +3,33 @@
 //! time to write it, after the previous flush) and closing the log (end record, flush, fsync) when every sender
 //! has gone, whichever way the run ended.
 
-use crate::record::TickRecord;
-use crate::recording::format::{
-    LogHeader, encode_end, encode_header, encode_inference, encode_tick,
-};
-use crate::worker::InferenceRecord;
+use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
+use crate::recording::format::{encode_end, encode_header, encode_inference, encode_tick};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often buffered records reach the file at the latest.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// One thing to log.
-#[derive(Debug, Clone)]
-pub enum LogEvent {
-    /// A controller tick.
-    Tick(Box<TickRecord>),
-    /// A finished inference.
-    Inference(InferenceRecord),
-}
-
-/// What the writer wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LogSummary {
-    /// Tick records.
-    pub ticks: u64,
-    /// Inference records.
-    pub inferences: u64,
-    /// Bytes in the file when it was closed.
-    pub bytes: u64,
-}
-
-/// A log being written by its own thread.
+/// The session log of a run: the run's [`Recorder`], writing to `path` from its own thread.
 pub struct LogWriter {
-    sender: Option<Sender<LogEvent>>,
-    thread: Option<JoinHandle<std::io::Result<LogSummary>>>,
     path: PathBuf,
+    thread: Option<JoinHandle<std::io::Result<RecordSummary>>>,
 }
 
 impl LogWriter {
-    /// Creates `path`, writes the header and starts the writer thread.
-    pub fn create(path: &Path, header: &LogHeader) -> std::io::Result<LogWriter> {
-        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
-        file.write_all(&encode_header(header))?;
-        file.flush()?;
-        let (sender, receiver) = std::sync::mpsc::channel();
-        let dims = header.action_dim;
-        let thread = std::thread::Builder::new()
-            .name("rtchunk-log".into())
-            .spawn(move || write_records(file, receiver, dims))?;
-        Ok(LogWriter {
-            sender: Some(sender),
-            thread: Some(thread),
+    /// A log to be created at `path` when the run opens it.
+    pub fn new(path: &Path) -> LogWriter {
+        LogWriter {
             path: path.to_path_buf(),
-        })
+            thread: None,
+        }
     }
 
-    /// A sender for the collector or the worker.
-    pub fn sender(&self) -> Sender<LogEvent> {
-        self.sender.clone().expect("the writer is open")
-    }
-
-    /// Closes the log once the other senders have gone: end record, flush, fsync.
-    pub fn finish(mut self) -> std::io::Result<LogSummary> {
-        self.close()
-    }
-
-    fn close(&mut self) -> std::io::Result<LogSummary> {
-        self.sender = None;
+    fn close(&mut self) -> std::io::Result<RecordSummary> {
         match self.thread.take() {
             Some(thread) => thread.join().unwrap_or_else(|_| {
                 Err(std::io::Error::other(format!(
@@ -81,8 +37,36 @@ impl LogWriter {
                     self.path.display()
                 )))
             }),
-            None => Err(std::io::Error::other("the log was already closed")),
+            None => Err(std::io::Error::other(format!(
+                "the log {} was never opened or already closed",
+                self.path.display()
+            ))),
         }
+    }
+}
+
+impl Recorder for LogWriter {
+    /// Creates the file, writes the header and starts the writer thread.
+    fn open(&mut self, header: &RunHeader) -> std::io::Result<Sender<RunEvent>> {
+        let named = |e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("the log {}: {e}", self.path.display()))
+        };
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&self.path).map_err(named)?);
+        file.write_all(&encode_header(header)).map_err(named)?;
+        file.flush().map_err(named)?;
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        let dims = header.action_dim;
+        self.thread = Some(
+            std::thread::Builder::new()
+                .name("rtchunk-log".into())
+                .spawn(move || write_records(file, receiver, dims))?,
+        );
+        Ok(sender)
+    }
+
+    /// Closes the log once the run's senders have gone: end record, flush, fsync.
+    fn finish(mut self: Box<Self>) -> std::io::Result<RecordSummary> {
+        self.close()
     }
 }
 
@@ -98,10 +82,10 @@ impl Drop for LogWriter {
 
 fn write_records(
     mut file: std::io::BufWriter<std::fs::File>,
-    receiver: Receiver<LogEvent>,
+    receiver: Receiver<RunEvent>,
     dims: usize,
-) -> std::io::Result<LogSummary> {
-    let mut summary = LogSummary {
+) -> std::io::Result<RecordSummary> {
+    let mut summary = RecordSummary {
         ticks: 0,
         inferences: 0,
         bytes: 0,
@@ -112,11 +96,11 @@ fn write_records(
         // Wait only until the next flush is due, so that a record never waits for a whole further period.
         let event = receiver.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
         match &event {
-            Ok(LogEvent::Tick(tick)) => {
+            Ok(RunEvent::Tick(tick)) => {
                 encode_tick(&mut buffer, tick, dims);
                 summary.ticks += 1;
             }
-            Ok(LogEvent::Inference(record)) => {
+            Ok(RunEvent::Inference(record)) => {
                 encode_inference(&mut buffer, record);
                 summary.inferences += 1;
             }
@@ -143,13 +127,13 @@ fn write_records(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{MAX_VALUES, TickRecord};
+    use crate::core::record::{MAX_VALUES, TickRecord};
     use rtchunk_config::Config;
 
     #[test]
     fn a_record_reaches_the_file_within_the_flush_period() {
         let path = std::env::temp_dir().join(format!("rtchunk-{}-flush.log", std::process::id()));
-        let header = LogHeader {
+        let header = RunHeader {
             label: "flush".into(),
             config: Config::default(),
             action_dim: 2,
@@ -157,9 +141,9 @@ mod tests {
             started_unix_ns: 0,
             rtchunk_version: "test".into(),
         };
-        let writer = LogWriter::create(&path, &header).unwrap();
+        let mut writer = Box::new(LogWriter::new(&path));
+        let sender = writer.open(&header).unwrap();
         let header_bytes = std::fs::metadata(&path).unwrap().len();
-        let sender = writer.sender();
         // A record arriving 95 ms after the writer's last flush must be on disk by 100 ms (plus slack for a
         // loaded machine), not wait for a further full period (195 ms).
         let created = Instant::now();
@@ -176,7 +160,7 @@ mod tests {
             action: [0.0; MAX_VALUES],
             command: [0.0; MAX_VALUES],
         };
-        sender.send(LogEvent::Tick(Box::new(tick))).unwrap();
+        sender.send(RunEvent::Tick(Box::new(tick))).unwrap();
         while std::fs::metadata(&path).unwrap().len() == header_bytes {
             assert!(
                 created.elapsed() < Duration::from_millis(170),

@@ -1,6 +1,6 @@
 //! The demo's figure: the point mass's paths around the obstacle and its height over time, one line per method.
 
-use crate::demo::DemoRun;
+use crate::studies::demo::DemoRun;
 use plotters::prelude::*;
 use rtchunk_config::PlantConfig;
 use std::path::Path;

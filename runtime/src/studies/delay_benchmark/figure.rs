@@ -1,14 +1,14 @@
 //! PNG figures of the delay benchmark: solve rate against d (s = max(d, 1)) and against s at d = 1, one panel
 //! per task plus the average, one line per method.
 
-use super::methods::Method;
-use super::report::{PointRecord, Sweep, method_label};
+use crate::studies::delay_benchmark::methods::Method;
+use crate::studies::delay_benchmark::report::{PointRecord, Sweep, method_label};
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
 
 /// DejaVu Sans (ASCII subset; license in runtime/assets), so the figures need no system fonts.
-static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
+static FONT: &[u8] = include_bytes!("../../../assets/DejaVuSans-subset.ttf");
 
 /// Registers the embedded font as "sans-serif" (once per process).
 pub(crate) fn register_font() {

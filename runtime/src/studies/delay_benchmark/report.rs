@@ -1,7 +1,7 @@
 //! The delay benchmark's results: one record per point, Wilson intervals, averages over tasks and training
 //! seeds, and their CSV, JSON and terminal forms.
 
-use super::methods::Method;
+use crate::studies::delay_benchmark::methods::Method;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,11 +1,11 @@
 //! `rtchunk bench loop`: the controller loop's timing under load, beside a naive `thread::sleep(period)` loop
 //! run in the same command under the same load.
 
-use crate::clock::{Clock, Wake, monotonic_ns};
-use crate::metrics::{Quantiles, RunMetrics};
-use crate::policies::load_policy;
-use crate::rt_setup::RealtimeReport;
-use crate::session::{ClockChoice, RunError, RunOptions, run_with_clock};
+use crate::core::clock::{Clock, Wake, monotonic_ns};
+use crate::core::metrics::{Quantiles, RunMetrics};
+use crate::core::policies::load_policy;
+use crate::core::rt_setup::RealtimeReport;
+use crate::core::session::{ClockChoice, RunError, RunOptions, run_with_clock};
 use rtchunk_config::{ClockKind, Config, PolicyKind, SamplerMode};
 use rtchunk_sim::PointMass;
 use serde::Serialize;
@@ -82,7 +82,7 @@ impl LoopBenchmark {
         format!(
             "{}\nreal-time setup: {}\ninference worker busy: {:.0} % (rtchunk run), {:.0} % (naive run)\n\
              naive / rtchunk lateness: p50 {:.1}x, p99 {:.1}x, max {:.1}x\n",
-            crate::metrics::table(&[&self.rtchunk, &self.naive]),
+            crate::core::metrics::table(&[&self.rtchunk, &self.naive]),
             self.realtime,
             100.0 * self.worker_busy[0],
             100.0 * self.worker_busy[1],
@@ -120,7 +120,7 @@ pub fn loop_benchmark(
     let ticks = (seconds * rate_hz) as u64;
     let period = Duration::from_secs_f64(1.0 / rate_hz);
     let plant = || PointMass::new(config.plant.clone(), period.as_secs_f64());
-    let busy = |inferences: &[crate::worker::InferenceRecord]| {
+    let busy = |inferences: &[crate::core::record::InferenceRecord]| {
         inferences.iter().map(|i| i.duration_us as f64).sum::<f64>() / (seconds * 1e6)
     };
     let ours = run_with_clock::<_, NaiveSleepClock>(

@@ -2,11 +2,12 @@
 //! messages large): a bare publish/subscribe hop, and the same state through rtchunk's link (decode, validate,
 //! hand the images to the inference side), measured in the same command. `rtchunk bench transport`.
 
-use crate::clock::monotonic_ns;
+use crate::core::clock::monotonic_ns;
+use crate::core::clock::wall_clock_ns;
+use crate::core::metrics::Quantiles;
 use crate::io::link::RobotLink;
-use crate::io::protocol::{CameraImage, Encode, StateMessage, wall_clock_ns};
+use crate::io::protocol::{CameraImage, Encode, StateMessage};
 use crate::io::session::{Topics, free_loopback_port, open_session};
-use crate::metrics::Quantiles;
 use rtchunk_config::IoConfig;
 use rtchunk_policy::Camera;
 use serde::Serialize;

@@ -1,7 +1,7 @@
 //! What paces the controller: one trait, a real clock with absolute deadlines and a simulated clock in
 //! virtual ticks.
 
-use crate::doorbell::Doorbell;
+use crate::core::doorbell::Doorbell;
 use rtchunk_policy::NormalRng;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,6 +81,13 @@ pub fn monotonic_ns() -> u64 {
     // SAFETY: `now` is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
     now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+/// Nanoseconds since the Unix epoch: the timestamp of every message and of a run's start.
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos() as u64)
 }
 
 fn sleep_until_ns(deadline_ns: u64) {

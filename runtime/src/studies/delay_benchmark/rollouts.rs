@@ -8,11 +8,11 @@
 //! every s ticks. Episodes that end stop requesting; only the first episode of each rollout counts. A policy with
 //! a camera gets, with each request's state, that state as the task's camera draws it ([`Env::camera`]).
 
-use crate::executor::{ChunkExecutor, ExecutorSettings};
-use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::metrics::Quantiles;
-use crate::record::{StepClass, TickKind};
-use crate::worker::InferenceEngine;
+use crate::core::executor::{ChunkExecutor, ExecutorSettings};
+use crate::core::messages::{ChunkMessage, InferenceRequest};
+use crate::core::metrics::Quantiles;
+use crate::core::record::{StepClass, TickKind};
+use crate::core::worker::InferenceEngine;
 use rtchunk_policy::{PolicyError, PolicySpec};
 use rtchunk_sim::{Env, Status, TaskKind};
 use serde::Serialize;

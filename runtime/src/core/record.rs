@@ -1,4 +1,5 @@
-//! Per-tick records, written by the controller into a wait-free ring and collected off the controller thread.
+//! What a run records: per-tick records, written by the controller into a wait-free ring and collected off the
+//! controller thread, and the inference worker's record of each inference.
 
 use serde::Serialize;
 
@@ -106,4 +107,32 @@ pub struct TickRecord {
     /// The command written to the plant (the first action_dim values, as f32).
     #[serde(skip)]
     pub command: [f32; MAX_VALUES],
+}
+
+/// One inference, as the worker saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InferenceRecord {
+    /// The request number.
+    pub seq: u64,
+    /// The policy tick of the request, T_s.
+    pub tick: u64,
+    /// s: actions of the previous chunk executed at the request.
+    pub executed: usize,
+    /// d: the forecast delay used by the sampler.
+    pub delay: usize,
+    /// Wall-clock time of the inference, in microseconds.
+    pub duration_us: u64,
+    /// The failure, if any.
+    pub error: Option<String>,
+    /// The sampled chunk (H x action_dim, token-major), empty on failure.
+    pub chunk: Vec<f32>,
+    /// The observation it was sampled from.
+    pub observation: Vec<f32>,
+    /// The camera images it was sampled from (every camera, in the policy's order; empty without cameras).
+    #[serde(skip)]
+    pub images: Vec<u8>,
+    /// The sequence number of the state message the images came with (0: none).
+    pub image_seq: u64,
+    /// The committed actions it continued (empty for the first chunk).
+    pub committed: Vec<f32>,
 }

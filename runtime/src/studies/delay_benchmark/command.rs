@@ -1,9 +1,9 @@
 //! `rtchunk bench delay`: runs a sweep with a progress bar and writes its CSV, JSON, table and figures.
 
-use super::figure::write_figure;
-use super::report::{self, Sweep};
-use super::{SweepSettings, run_sweep};
-use crate::progress::Progress;
+use crate::studies::delay_benchmark::figure::write_figure;
+use crate::studies::delay_benchmark::report::{self, Sweep};
+use crate::studies::delay_benchmark::sweep::{SweepSettings, run_sweep};
+use crate::studies::progress::Progress;
 use anyhow::Context;
 use std::path::Path;
 

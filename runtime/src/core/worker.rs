@@ -2,45 +2,17 @@
 //! configured sampler and hands it back through a triple buffer. Inference runs on tokio's blocking pool, so
 //! the async side stays free for I/O.
 
-use crate::doorbell::Doorbell;
-use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
-use crate::metrics::InferenceSummary;
-use crate::recording::writer::LogEvent;
+use crate::core::doorbell::Doorbell;
+use crate::core::events::RunEvent;
+use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
+use crate::core::metrics::InferenceSummary;
+use crate::core::record::InferenceRecord;
 use rtchunk_policy::{
     Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler, widen_actions,
 };
-use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-/// One inference, as the worker saw it.
-#[derive(Debug, Clone, Serialize)]
-pub struct InferenceRecord {
-    /// The request number.
-    pub seq: u64,
-    /// The policy tick of the request, T_s.
-    pub tick: u64,
-    /// s: actions of the previous chunk executed at the request.
-    pub executed: usize,
-    /// d: the forecast delay used by the sampler.
-    pub delay: usize,
-    /// Wall-clock time of the inference, in microseconds.
-    pub duration_us: u64,
-    /// The failure, if any.
-    pub error: Option<String>,
-    /// The sampled chunk (H x action_dim, token-major), empty on failure.
-    pub chunk: Vec<f32>,
-    /// The observation it was sampled from.
-    pub observation: Vec<f32>,
-    /// The camera images it was sampled from (every camera, in the policy's order; empty without cameras).
-    #[serde(skip)]
-    pub images: Vec<u8>,
-    /// The sequence number of the state message the images came with (0: none).
-    pub image_seq: u64,
-    /// The committed actions it continued (empty for the first chunk).
-    pub committed: Vec<f32>,
-}
 
 /// The policy and sampler, owned by whichever thread runs the inference.
 pub struct InferenceEngine {
@@ -172,7 +144,7 @@ impl InferenceEngine {
 }
 
 /// What answers a request with a chunk: the local policy and sampler ([`InferenceEngine`]), or a policy server
-/// over zenoh ([`crate::io::remote::RemoteEngine`]).
+/// over zenoh (`io::remote::RemoteEngine`).
 pub trait ChunkSource: Send {
     /// The chunk (H x action_dim, token-major, in action units) answering `request`.
     fn sample_chunk(&mut self, request: &InferenceRequest) -> Result<&[f32], PolicyError>;
@@ -201,7 +173,7 @@ pub struct InferenceWorker {
     /// Cleared when the worker exits, so a simulated clock stops waiting for it.
     pub alive: Arc<AtomicBool>,
     /// Each inference's record also goes to the session log, when recording.
-    pub log: Option<std::sync::mpsc::Sender<LogEvent>>,
+    pub log: Option<crossbeam_channel::Sender<RunEvent>>,
     /// The newest camera images, attached to each request before sampling (for a policy with cameras).
     pub cameras: Option<CameraFeed>,
     /// Keep every inference's record in the returned history (otherwise none: the metrics need only the
@@ -255,10 +227,10 @@ impl InferenceWorker {
             match (&self.log, self.keep_records) {
                 (Some(log), true) => {
                     history.push(record.clone());
-                    let _ = log.send(LogEvent::Inference(record));
+                    let _ = log.send(RunEvent::Inference(record));
                 }
                 (Some(log), false) => {
-                    let _ = log.send(LogEvent::Inference(record));
+                    let _ = log.send(RunEvent::Inference(record));
                 }
                 (None, true) => history.push(record),
                 (None, false) => {}

@@ -5,11 +5,11 @@
 //! Real-time contract of the loop: no allocation, lock, log or I/O. It talks to the worker through triple
 //! buffers (requests out, chunks in) and a futex doorbell, and to the collector through a wait-free SPSC ring.
 
-use crate::clock::Clock;
-use crate::doorbell::Doorbell;
-use crate::executor::ChunkExecutor;
-use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
+use crate::core::clock::Clock;
+use crate::core::doorbell::Doorbell;
+use crate::core::executor::ChunkExecutor;
+use crate::core::messages::{ChunkMessage, InferenceRequest};
+use crate::core::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
 use rtchunk_controllers::{
     ActionPipeline, Freshness, Plant, RobotState, SafetyCounters, TickReport,
 };

@@ -2,19 +2,19 @@
 //! up, a stop or emergency stop arrives on the control topic, or the process gets Ctrl-C (SIGINT) or SIGTERM.
 //! Every exit path holds, then stops publishing, then closes the link.
 
-use crate::clock::SimClock;
+use crate::core::clock::SimClock;
+use crate::core::events::Recorder;
+use crate::core::policies::load_policy;
+use crate::core::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
+use crate::core::shutdown::stop_on_signal;
 use crate::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use crate::io::protocol::RejectKind;
 use crate::io::remote::RemoteEngine;
 use crate::io::session::IoError;
 use crate::io::session::open_session;
-use crate::policies::load_policy;
-use crate::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
-use crate::shutdown::stop_on_signal;
 use rtchunk_config::{Config, PolicyKind};
 use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use thiserror::Error;
@@ -80,12 +80,12 @@ impl LinkSummary {
     }
 }
 
-/// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped), recording to
-/// `record` when given.
+/// Runs `config` on the robot its `[io]` section reaches, for `seconds` (None: until stopped), recording
+/// through `record` when given (the session log).
 pub fn run_on_robot(
     config: &Config,
     seconds: Option<f64>,
-    record: Option<PathBuf>,
+    record: Option<Box<dyn Recorder>>,
 ) -> Result<(RunOutcome<ZenohPlant>, LinkSummary), DeployError> {
     let session = open_session(&config.io)?;
     let mut config = config.clone();

@@ -2,24 +2,22 @@
 //! (in that order, so the controller's real-time settings are not inherited by the others), waits for the end
 //! and computes the metrics.
 
-use crate::clock::{Clock, DelayInjector, RealClock, SimClock};
-use crate::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
-use crate::doorbell::Doorbell;
-use crate::executor::{ChunkExecutor, ExecutorSettings};
-use crate::messages::{CameraFeed, ChunkMessage, InferenceRequest};
-use crate::metrics::{RunMetrics, SafetyClamps, TickMetrics};
-use crate::record::TickRecord;
-use crate::recording::format::LogHeader;
-use crate::recording::writer::{LogEvent, LogSummary, LogWriter};
-use crate::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
-use crate::worker::{ChunkSource, InferenceEngine, InferenceRecord, InferenceWorker};
+use crate::core::clock::{Clock, DelayInjector, RealClock, SimClock, wall_clock_ns};
+use crate::core::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
+use crate::core::doorbell::Doorbell;
+use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
+use crate::core::executor::{ChunkExecutor, ExecutorSettings};
+use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
+use crate::core::metrics::{RunMetrics, SafetyClamps, TickMetrics};
+use crate::core::record::{InferenceRecord, TickRecord};
+use crate::core::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
+use crate::core::worker::{ChunkSource, InferenceEngine, InferenceWorker};
+use crossbeam_channel::Sender;
 use rtchunk_config::{ClockKind, Config};
 use rtchunk_controllers::{ActionPipeline, Plant};
 use rtchunk_policy::{FlowPolicy, PolicyError, PolicySpec, Sampler};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::Sender;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -53,8 +51,8 @@ pub struct RunOptions {
     pub hooks: Box<dyn LoopHooks>,
     /// BID's weak policy, for forward contrast.
     pub weak_policy: Option<Box<dyn FlowPolicy>>,
-    /// Record every tick and inference to this log file.
-    pub record: Option<PathBuf>,
+    /// Where every tick and inference is recorded (the session log, a file written by its own thread).
+    pub record: Option<Box<dyn Recorder>>,
     /// The robot's camera images, for a policy with cameras.
     pub cameras: Option<CameraFeed>,
     /// Keep every tick and inference record in memory for [`RunOutcome`] (false for open-ended deployments,
@@ -90,8 +88,8 @@ pub struct RunOutcome<P> {
     pub inferences: Vec<InferenceRecord>,
     /// Which real-time measures took effect.
     pub realtime: RealtimeReport,
-    /// What went into the log, when recording.
-    pub log: Option<LogSummary>,
+    /// What the recorder kept, when recording.
+    pub log: Option<RecordSummary>,
 }
 
 fn check_shapes(
@@ -189,20 +187,22 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let alive = Arc::new(AtomicBool::new(true));
 
-    let log = match &options.record {
-        Some(path) => {
-            let header = LogHeader {
+    let mut recorder = options.record.take();
+    let log = match recorder.as_mut() {
+        Some(recorder) => {
+            let header = RunHeader {
                 label: options.label.clone(),
                 config: config.clone(),
                 action_dim: config.policy.action_dim,
                 observation_dim: plant.observation_dim(),
-                started_unix_ns: crate::io::protocol::wall_clock_ns(),
+                started_unix_ns: wall_clock_ns(),
                 rtchunk_version: env!("CARGO_PKG_VERSION").to_string(),
             };
-            let writer = LogWriter::create(path, &header).map_err(|e| {
-                RunError::Runtime(format!("cannot create the log {}: {e}", path.display()))
-            })?;
-            Some(writer)
+            Some(
+                recorder
+                    .open(&header)
+                    .map_err(|e| RunError::Runtime(format!("cannot start recording: {e}")))?,
+            )
         }
         None => None,
     };
@@ -220,14 +220,15 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         chunk_bell: chunk_bell.clone(),
         stop: stop.clone(),
         alive: alive.clone(),
-        log: log.as_ref().map(LogWriter::sender),
+        log: log.clone(),
         cameras: options.cameras.take(),
         keep_records: options.keep_records,
     };
     let worker = runtime.spawn(worker.run());
 
     let (producer, consumer) = rtrb::RingBuffer::new(RECORD_RING);
-    let tick_log = log.as_ref().map(LogWriter::sender);
+    // The collector takes the run's own sender: the recorder closes once it and the worker's have gone.
+    let tick_log = log;
     let keep_ticks = options.keep_records;
     let collector = std::thread::Builder::new()
         .name("rtchunk-collect".into())
@@ -284,11 +285,11 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     let (ticks, tick_metrics) = collector
         .join()
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
-    let log = match log {
-        Some(writer) => Some(
-            writer
+    let log = match recorder {
+        Some(recorder) => Some(
+            recorder
                 .finish()
-                .map_err(|e| RunError::Runtime(format!("writing the log: {e}")))?,
+                .map_err(|e| RunError::Runtime(format!("recording: {e}")))?,
         ),
         None => None,
     };
@@ -372,7 +373,7 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
 /// gathering the metrics; keeps the records themselves only with `keep`.
 fn collect(
     mut consumer: rtrb::Consumer<TickRecord>,
-    log: Option<Sender<LogEvent>>,
+    log: Option<Sender<RunEvent>>,
     keep: bool,
 ) -> (Vec<TickRecord>, TickMetrics) {
     let mut ticks = Vec::new();
@@ -381,7 +382,7 @@ fn collect(
         let finished = consumer.is_abandoned();
         while let Ok(record) = consumer.pop() {
             if let Some(log) = &log {
-                let _ = log.send(LogEvent::Tick(Box::new(record)));
+                let _ = log.send(RunEvent::Tick(Box::new(record)));
             }
             metrics.add(&record);
             if keep {

@@ -1,8 +1,8 @@
 //! Run metrics: timing, delays, seams, starvation and safety, computed off the controller thread from the
 //! tick and inference records; printed as a table or written as JSON.
 
-use crate::record::{StepClass, TickKind, TickRecord};
-use crate::worker::InferenceRecord;
+use crate::core::record::InferenceRecord;
+use crate::core::record::{StepClass, TickKind, TickRecord};
 use rtchunk_policy::NormalRng;
 use serde::Serialize;
 

@@ -1,11 +1,11 @@
 //! `rtchunk demo`: the bimodal obstacle policy drives the point mass in real time, once with RTC and once with
 //! naive asynchronous chunking at the same injected inference delay.
 
-use crate::metrics::RunMetrics;
-use crate::policies::load_policy;
-use crate::rt_setup::RealtimeReport;
-use crate::session::{RunError, RunOptions, run};
-use crate::worker::InferenceRecord;
+use crate::core::metrics::RunMetrics;
+use crate::core::policies::load_policy;
+use crate::core::record::InferenceRecord;
+use crate::core::rt_setup::RealtimeReport;
+use crate::core::session::{RunError, RunOptions, run};
 use rtchunk_config::{ClockKind, Config, Limit, SamplerMode};
 use rtchunk_sim::{PointMass, PointMassReport};
 use serde::Serialize;
@@ -100,7 +100,7 @@ pub fn demo_summary(runs: &[DemoRun], delay: usize) -> String {
     let metrics: Vec<&RunMetrics> = runs.iter().map(|r| &r.metrics).collect();
     let mut out = format!(
         "injected inference delay: {delay} policy ticks\n\n{}",
-        crate::metrics::table(&metrics)
+        crate::core::metrics::table(&metrics)
     );
     for run in runs {
         let goal = run

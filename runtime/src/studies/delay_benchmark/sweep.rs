@@ -1,17 +1,11 @@
-//! The delay benchmark: success against inference delay for every chunk-execution method, on the simulator's
-//! tasks with their trained policies, following the RTC paper's protocol (see `rollouts`).
+//! One sweep of the delay benchmark: every task, method and delay, its rollouts run in parallel, written as a
+//! report.
 
-pub mod command;
-pub mod figure;
-pub mod methods;
-pub mod report;
-pub mod rollouts;
-
-use crate::worker::InferenceEngine;
+use crate::core::worker::InferenceEngine;
+use crate::studies::delay_benchmark::methods::Method;
+use crate::studies::delay_benchmark::report::{PointRecord, Sweep};
+use crate::studies::delay_benchmark::rollouts::{RolloutSettings, run_rollouts};
 use anyhow::Context;
-use methods::Method;
-use report::{PointRecord, Sweep};
-use rollouts::{RolloutSettings, run_rollouts};
 use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions};
 use rtchunk_policy::{FlowPolicy, Sampler};
 use rtchunk_sim::TaskKind;

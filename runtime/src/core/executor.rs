@@ -6,9 +6,9 @@
 //! no action is skipped or executed twice. The observed delay of a chunk is the number of policy ticks that
 //! passed between its request and its adoption, counted, never estimated.
 
-use crate::delay::DelayBuffer;
-use crate::messages::{ChunkMessage, InferenceRequest};
-use crate::record::{PolicyTick, StepClass, TickKind};
+use crate::core::delay::DelayBuffer;
+use crate::core::messages::{ChunkMessage, InferenceRequest};
+use crate::core::record::{PolicyTick, StepClass, TickKind};
 use rtchunk_config::{Config, Execution, Starvation};
 
 /// The scheduler settings the executor needs, resolved from the configuration.

@@ -5,11 +5,11 @@
 //! time to completion, next to a bare zenoh publish/subscribe hop measured in the same command, and draws the
 //! first episode's position trajectory, one line per method.
 
-use crate::benchmark::figure::{draw_legend, register_font, write_png};
+use crate::core::metrics::Quantiles;
+use crate::core::policies::adopt_bundle_shape;
 use crate::io::session::free_loopback_port;
-use crate::io::transport::bare_zenoh_hop;
-use crate::metrics::Quantiles;
-use crate::policies::adopt_bundle_shape;
+use crate::studies::delay_benchmark::figure::{draw_legend, register_font, write_png};
+use crate::studies::transport::bare_zenoh_hop;
 use anyhow::Context;
 use plotters::prelude::*;
 use rtchunk_config::{
@@ -187,7 +187,7 @@ fn run_one(
     std::fs::write(&config, checked.to_toml_string())?;
     let report_path = runs.join(format!("sim-{}-{extra_ms}ms.json", method.name()));
     let runtime = Command::new(&exe)
-        .args(["run", "--json", "--config"])
+        .args(["run", "--json"])
         .arg(&config)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,57 @@
+//! What a run hands to whatever records it: a header once, then every tick and every inference, through a
+//! channel off the controller thread. `recording` implements [`Recorder`] for the session log; the core knows
+//! nothing of its format.
+
+use crate::core::record::InferenceRecord;
+use crate::core::record::TickRecord;
+use crossbeam_channel::Sender;
+use rtchunk_config::Config;
+use serde::{Deserialize, Serialize};
+
+/// What a run says about itself before its first record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunHeader {
+    /// The run's label.
+    pub label: String,
+    /// The whole configuration.
+    pub config: Config,
+    /// Values per action and command.
+    pub action_dim: usize,
+    /// Values per observation.
+    pub observation_dim: usize,
+    /// Wall-clock start, nanoseconds since the Unix epoch.
+    pub started_unix_ns: u64,
+    /// The rtchunk version that ran it.
+    pub rtchunk_version: String,
+}
+
+/// One record of a run.
+#[derive(Debug, Clone)]
+pub enum RunEvent {
+    /// A controller tick (sent by the collector thread, never by the controller).
+    Tick(Box<TickRecord>),
+    /// A finished inference (sent by the inference worker).
+    Inference(InferenceRecord),
+}
+
+/// What a recorder kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordSummary {
+    /// Tick records.
+    pub ticks: u64,
+    /// Inference records.
+    pub inferences: u64,
+    /// Bytes written, when the records went to a file.
+    pub bytes: u64,
+}
+
+/// Where a run's records go besides its metrics: the run opens it with its header before the controller starts,
+/// its collector and worker send their events to the sender it returns, and the run finishes it once both have
+/// gone, whichever way the run ended.
+pub trait Recorder: Send {
+    /// Starts recording the run that `header` describes.
+    fn open(&mut self, header: &RunHeader) -> std::io::Result<Sender<RunEvent>>;
+
+    /// Waits until every sender has gone and closes the record.
+    fn finish(self: Box<Self>) -> std::io::Result<RecordSummary>;
+}
