@@ -1,5 +1,11 @@
 //! Talking to a robot, or to `rtchunk sim serve`, over zenoh. Uses the core; the core does not use it.
 //!
+//! The I/O threads read zenoh's own bounded handlers (a ring that keeps the newest states, a FIFO of chunk
+//! queries) with a timeout, which bounds how long a stop takes to be seen (20 ms for states, 50 ms for chunk
+//! queries) and costs no copy; where a callback has to hand messages
+//! to another thread (the simulator node's commands) a bounded `crossbeam-channel` does, dropping and counting
+//! what overflows. What reaches the controller goes through the core's wait-free buffers only.
+//!
 //! - [`protocol`]: the versioned binary wire format of every message;
 //! - [`session`]: the zenoh session from `[io]` and the topic names;
 //! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
