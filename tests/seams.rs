@@ -1,8 +1,8 @@
 //! Seams with the bimodal reference policy: RTC continues the committed mode, naive async jumps between modes.
 
 use rtchunk_config::SamplerMode;
-use rtchunk_policy::FlowPolicy;
 use rtchunk_policy::reference::MixtureFlow;
+use rtchunk_policy::{FlowPolicy, rows_of};
 use rtchunk_runtime::RunOutcome;
 use rtchunk_sim::PointMass;
 use rtchunk_tests::{run_for, simulated};
@@ -31,7 +31,7 @@ fn seams_with(mode: SamplerMode, steps: usize, beta: f64) -> SeamReport {
         policy.correlation_length,
         policy.separation,
     );
-    classifier.prepare(&[]).unwrap();
+    classifier.prepare(rows_of(&[], 1).unwrap()).unwrap();
     let modes: Vec<usize> = outcome
         .inferences
         .iter()

@@ -1,6 +1,7 @@
 //! Adapter for policies exported in the openpi / LeRobot convention (t = 1 noise, t = 0 data).
 
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
 
 /// Drives a policy whose time runs from t = 1 (noise) to t = 0 (data) as a paper-convention policy:
 /// tau = 1 - t and the velocity's sign flips. The denoiser `A + (1 - tau) v = A - t u` is the same function in
@@ -40,6 +41,13 @@ impl TimeFlip {
         &self.flipped
     }
 
+    /// [`TimeFlip::times`] of a `[B, H]` array, shaped as it.
+    pub(crate) fn times_of(&mut self, tau: ArrayView2<f32>) -> ArrayView2<'_, f32> {
+        self.flipped.clear();
+        self.flipped.extend(tau.iter().map(|t| 1.0 - t));
+        ArrayView2::from_shape(tau.dim(), &self.flipped).expect("one time per token")
+    }
+
     /// Turns a velocity of one convention into the other's, in place.
     pub(crate) fn velocity(velocity: &mut [f32]) {
         velocity.iter_mut().for_each(|v| *v = -*v);
@@ -55,13 +63,13 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         self.inner.normalization()
     }
 
-    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
+    fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError> {
         self.inner.prepare(observations)
     }
 
     fn prepare_with_images(
         &mut self,
-        observations: &[f32],
+        observations: ArrayView2<f32>,
         images: &[u8],
     ) -> Result<(), PolicyError> {
         self.inner.prepare_with_images(observations, images)
@@ -69,28 +77,28 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
 
     fn velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        velocity: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let t = self.flip.times(tau);
-        self.inner.velocity(actions, t, velocity)?;
-        TimeFlip::velocity(velocity);
+        let t = self.flip.times_of(tau);
+        self.inner.velocity(actions, t, velocity.view_mut())?;
+        velocity.mapv_inplace(|v| -v);
         Ok(())
     }
 
     fn denoiser_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        cotangent: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        cotangent: ArrayView3<f32>,
+        mut velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let t = self.flip.times(tau);
+        let t = self.flip.times_of(tau);
         self.inner
-            .denoiser_vjp(actions, t, cotangent, velocity, vjp)?;
-        TimeFlip::velocity(velocity);
+            .denoiser_vjp(actions, t, cotangent, velocity.view_mut(), vjp)?;
+        velocity.mapv_inplace(|v| -v);
         Ok(())
     }
 
@@ -102,17 +110,17 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
     /// the paper-convention one.
     fn guided_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        target: &[f32],
-        weights: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        target: ArrayView3<f32>,
+        weights: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let t = self.flip.times(tau);
+        let t = self.flip.times_of(tau);
         self.inner
-            .guided_vjp(actions, t, target, weights, velocity, vjp)?;
-        TimeFlip::velocity(velocity);
+            .guided_vjp(actions, t, target, weights, velocity.view_mut(), vjp)?;
+        velocity.mapv_inplace(|v| -v);
         Ok(())
     }
 }

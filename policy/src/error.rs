@@ -15,6 +15,19 @@ pub enum PolicyError {
         /// The length the policy's spec requires.
         expected: usize,
     },
+    /// An array passed to the policy has the wrong shape.
+    #[error("{what} has shape {got:?}, expected {expected:?}")]
+    Dims {
+        /// Which array.
+        what: &'static str,
+        /// Its shape.
+        got: Vec<usize>,
+        /// The shape the policy's spec requires.
+        expected: Vec<usize>,
+    },
+    /// An array passed to a backend that reads flat buffers is not in standard (row-major, contiguous) layout.
+    #[error("{0} is not in standard (row-major, contiguous) layout")]
+    Layout(&'static str),
     /// The policy cannot answer vector-Jacobian products.
     #[error(
         "the policy has no vector-Jacobian product; use sampler.mode = \"rtc-identity\" instead of \"rtc\""

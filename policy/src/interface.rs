@@ -1,6 +1,7 @@
 //! The flow-policy interface every backend implements.
 
 use crate::{Normalization, PolicyError};
+use ndarray::{ArrayView, ArrayView2, ArrayView3, ArrayViewMut, ArrayViewMut3, Dimension};
 use serde::{Deserialize, Serialize};
 
 /// The shape and capabilities of a flow policy.
@@ -75,8 +76,8 @@ impl Camera {
 
 /// A flow-matching chunk policy in the paper's convention: tau = 0 is noise, tau = 1 is data.
 ///
-/// Chunks are flat `f32` buffers, token-major (`chunk[i * action_dim + j]` is joint `j` of action `i`), batched
-/// as `B` consecutive chunks; `tau` holds one value per token (`B * H`). A batch of `B` chunks over `P` prepared
+/// Chunks cross this boundary as `[B, H, A]` arrays (chunk, action, joint), in standard layout; `tau` and
+/// per-token weights as `[B, H]`; observations as `[P, observation_dim]`. A batch of `B` chunks over `P` prepared
 /// contexts needs `B` to be a multiple of `P`; chunk `b` uses context `b / (B / P)`.
 ///
 /// Not real-time: called from the inference worker only.
@@ -90,15 +91,15 @@ pub trait FlowPolicy: Send {
         None
     }
 
-    /// Computes the contexts (the prefix / KV cache) of `observations`, `observation_dim` values each. Called
-    /// once per inference, before any velocity query.
-    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError>;
+    /// Computes the contexts (the prefix / KV cache) of `observations`, one row each. Called once per
+    /// inference, before any velocity query.
+    fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError>;
 
     /// [`FlowPolicy::prepare`] with the observations' camera images: `spec().image_bytes()` bytes per
     /// observation, one observation after another. A policy without cameras takes an empty slice only.
     fn prepare_with_images(
         &mut self,
-        observations: &[f32],
+        observations: ArrayView2<f32>,
         images: &[u8],
     ) -> Result<(), PolicyError> {
         if !images.is_empty() {
@@ -114,20 +115,20 @@ pub trait FlowPolicy: Send {
     /// Writes the velocity v(A, tau) of every chunk of `actions` into `velocity`.
     fn velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        velocity: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError>;
 
     /// Writes v(A, tau) into `velocity` and the vector-Jacobian product of the denoiser
     /// `A1_hat(A) = A + (1 - tau) v(A, tau)` with `cotangent` into `vjp`. Only if `spec().exact_vjp`.
     fn denoiser_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        cotangent: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        cotangent: ArrayView3<f32>,
+        velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
         let _ = (actions, tau, cotangent, velocity, vjp);
         Err(PolicyError::NoVjp)
@@ -140,44 +141,103 @@ pub trait FlowPolicy: Send {
 
     /// One guided RTC step's model work in one call: writes v(A, tau) into `velocity` and into `vjp` the
     /// vector-Jacobian product of the denoiser A1_hat with the weighted error `weights * (target - A1_hat)`
-    /// (`weights`: one per token, `B * H`), the error taken from this very velocity. The same as
+    /// (`weights`: one per token, `[B, H]`), the error taken from this very velocity. The same as
     /// [`FlowPolicy::velocity`] then [`FlowPolicy::denoiser_vjp`] with that cotangent, at the cost of one
     /// forward pass instead of two. Only if [`FlowPolicy::fuses_guidance`].
     fn guided_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        target: &[f32],
-        weights: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        target: ArrayView3<f32>,
+        weights: ArrayView2<f32>,
+        velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
         let _ = (actions, tau, target, weights, velocity, vjp);
         Err(PolicyError::NoVjp)
     }
 }
 
-/// Checks that a batch buffer holds whole chunks and returns the batch size.
+/// Checks that `actions` is `[B, H, A]` and `tau` `[B, H]` for the policy's H and A; returns B.
 pub(crate) fn batch_of(
     spec: &PolicySpec,
-    actions: &[f32],
-    tau: &[f32],
+    actions: &ArrayView3<f32>,
+    tau: &ArrayView2<f32>,
 ) -> Result<usize, PolicyError> {
-    let chunk = spec.chunk_len();
-    let batch = actions.len() / chunk;
-    if batch == 0 || actions.len() != batch * chunk {
-        return Err(PolicyError::Shape {
+    let (batch, h, a) = actions.dim();
+    if batch == 0 || (h, a) != (spec.horizon, spec.action_dim) {
+        return Err(PolicyError::Dims {
             what: "the action batch",
-            got: actions.len(),
-            expected: chunk.max(batch * chunk),
+            got: actions.shape().to_vec(),
+            expected: vec![batch.max(1), spec.horizon, spec.action_dim],
         });
     }
-    if tau.len() != batch * spec.horizon {
-        return Err(PolicyError::Shape {
+    if tau.dim() != (batch, spec.horizon) {
+        return Err(PolicyError::Dims {
             what: "tau",
-            got: tau.len(),
-            expected: batch * spec.horizon,
+            got: tau.shape().to_vec(),
+            expected: vec![batch, spec.horizon],
         });
     }
     Ok(batch)
+}
+
+/// The values of `view` in order, for a backend that takes flat buffers; an error naming `what` unless the view
+/// is in standard layout.
+pub(crate) fn flat<'a, D: Dimension>(
+    view: &'a ArrayView<'_, f32, D>,
+    what: &'static str,
+) -> Result<&'a [f32], PolicyError> {
+    view.as_slice().ok_or(PolicyError::Layout(what))
+}
+
+/// [`flat`] for an output.
+pub(crate) fn flat_mut<'a, D: Dimension>(
+    view: &'a mut ArrayViewMut<'_, f32, D>,
+    what: &'static str,
+) -> Result<&'a mut [f32], PolicyError> {
+    view.as_slice_mut().ok_or(PolicyError::Layout(what))
+}
+
+/// A flat, token-major buffer of whole chunks of `horizon` x `action_dim` values as `[B, H, A]`, without a copy.
+pub fn chunks_of(
+    values: &[f32],
+    horizon: usize,
+    action_dim: usize,
+) -> Result<ArrayView3<'_, f32>, PolicyError> {
+    let chunk = horizon * action_dim;
+    ArrayView3::from_shape((values.len() / chunk.max(1), horizon, action_dim), values)
+        .map_err(|_| whole_chunks_error("the chunk buffer", values.len(), chunk))
+}
+
+/// [`chunks_of`] for an output buffer.
+pub fn chunks_of_mut(
+    values: &mut [f32],
+    horizon: usize,
+    action_dim: usize,
+) -> Result<ArrayViewMut3<'_, f32>, PolicyError> {
+    let (len, chunk) = (values.len(), horizon * action_dim);
+    ArrayViewMut3::from_shape((len / chunk.max(1), horizon, action_dim), values)
+        .map_err(|_| whole_chunks_error("the chunk buffer", len, chunk))
+}
+
+/// A flat buffer of one value per token of whole chunks as `[B, H]`.
+pub fn tokens_of(values: &[f32], horizon: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
+    ArrayView2::from_shape((values.len() / horizon.max(1), horizon), values)
+        .map_err(|_| whole_chunks_error("the per-token buffer", values.len(), horizon))
+}
+
+/// `count` observations of one length, one after another, as `[count, observation_dim]`.
+pub fn rows_of(values: &[f32], count: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
+    let dim = values.len() / count.max(1);
+    ArrayView2::from_shape((count, dim), values)
+        .map_err(|_| whole_chunks_error("the observations", values.len(), dim.max(1)))
+}
+
+fn whole_chunks_error(what: &'static str, got: usize, unit: usize) -> PolicyError {
+    PolicyError::Shape {
+        what,
+        got,
+        expected: got.div_ceil(unit.max(1)) * unit,
+    }
 }

@@ -37,7 +37,11 @@ mod sampler;
 pub use convention::NoiseAtOne;
 pub use error::PolicyError;
 pub use guidance::{guidance_weight, pad_committed, soft_mask};
-pub use interface::{Camera, FlowPolicy, PolicySpec, widen_actions};
+pub use interface::{
+    Camera, FlowPolicy, PolicySpec, chunks_of, chunks_of_mut, rows_of, tokens_of, widen_actions,
+};
+/// The array crate of the policy boundary, for callers that build its views.
+pub use ndarray;
 pub use normalize::Normalization;
 pub use rng::NormalRng;
 pub use sampler::{Committed, SampleRequest, Sampler};

@@ -7,9 +7,10 @@
 //! affine in A. Everything here is closed form, so tests can compare the samplers with exact answers.
 
 use crate::gaussian::{NoisedPrior, conditional_mean, smooth_covariance};
-use crate::interface::batch_of;
+use crate::interface::{batch_of, flat};
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use nalgebra::DMatrix;
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3, Axis};
 
 /// The mean chunk of each mode given an observation.
 pub trait ModeMeans: Send {
@@ -225,22 +226,26 @@ impl MixtureFlow {
     /// Writes the velocity of chunk `b` of a batch of `batch` and returns its posterior.
     fn chunk_velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
+        actions: &ArrayView3<f32>,
+        tau: &ArrayView2<f32>,
         b: usize,
         batch: usize,
-        velocity: &mut [f32],
+        velocity: &mut ArrayViewMut3<f32>,
     ) -> Result<Posterior, PolicyError> {
-        let (len, h) = (self.spec.chunk_len(), self.spec.horizon);
-        let chunk = &actions[b * len..(b + 1) * len];
-        let tau_b = &tau[b * h..(b + 1) * h];
-        let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
-        self.write_velocity(
-            chunk,
-            tau_b,
-            &posterior.denoised,
-            &mut velocity[b * len..(b + 1) * len],
+        let chunk = actions.index_axis(Axis(0), b);
+        let tau_b = tau.row(b);
+        let (chunk, tau_b) = (
+            chunk
+                .as_slice()
+                .ok_or(PolicyError::Layout("the action batch"))?,
+            tau_b.as_slice().ok_or(PolicyError::Layout("tau"))?,
         );
+        let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
+        let mut out = velocity.index_axis_mut(Axis(0), b);
+        let out = out
+            .as_slice_mut()
+            .ok_or(PolicyError::Layout("the velocity"))?;
+        self.write_velocity(chunk, tau_b, &posterior.denoised, out);
         Ok(posterior)
     }
 
@@ -262,22 +267,30 @@ impl FlowPolicy for MixtureFlow {
         self.normalization.as_ref()
     }
 
-    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
-        let dim = self.spec.observation_dim;
+    fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError> {
+        let (count, dim) = observations.dim();
         // An unconditional policy (dim 0) has one context, whatever it is given.
-        let count = observations.len().checked_div(dim).unwrap_or(1);
-        if dim > 0 && (count == 0 || observations.len() != count * dim) {
-            return Err(PolicyError::Shape {
+        let count = if self.spec.observation_dim == 0 {
+            1
+        } else {
+            count
+        };
+        if self.spec.observation_dim > 0 && (count == 0 || dim != self.spec.observation_dim) {
+            return Err(PolicyError::Dims {
                 what: "the observation batch",
-                got: observations.len(),
-                expected: dim.max(count * dim),
+                got: observations.shape().to_vec(),
+                expected: vec![count.max(1), self.spec.observation_dim],
             });
         }
+        let (rows, dim) = (
+            flat(&observations, "the observation batch")?,
+            self.spec.observation_dim,
+        );
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let mut buffer = vec![0.0; h * a];
         self.contexts = (0..count)
             .map(|c| {
-                let observation = &observations[c * dim..(c + 1) * dim];
+                let observation = &rows[c * dim..(c + 1) * dim];
                 (0..self.modes.modes())
                     .map(|mode| {
                         self.modes.mean(observation, mode, &mut buffer);
@@ -291,34 +304,30 @@ impl FlowPolicy for MixtureFlow {
 
     fn velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        velocity: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let batch = batch_of(&self.spec, actions, tau)?;
+        let batch = batch_of(&self.spec, &actions, &tau)?;
         for b in 0..batch {
-            self.chunk_velocity(actions, tau, b, batch, velocity)?;
+            self.chunk_velocity(&actions, &tau, b, batch, &mut velocity)?;
         }
         Ok(())
     }
 
     fn denoiser_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        cotangent: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        cotangent: ArrayView3<f32>,
+        mut velocity: ArrayViewMut3<f32>,
+        mut vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let batch = batch_of(&self.spec, actions, tau)?;
-        let (len, h, a) = (
-            self.spec.chunk_len(),
-            self.spec.horizon,
-            self.spec.action_dim,
-        );
+        let batch = batch_of(&self.spec, &actions, &tau)?;
+        let (h, a) = (self.spec.horizon, self.spec.action_dim);
         for b in 0..batch {
-            let posterior = self.chunk_velocity(actions, tau, b, batch, velocity)?;
-            let g = DMatrix::from_row_slice(h, a, &to_f64(&cotangent[b * len..(b + 1) * len]));
+            let posterior = self.chunk_velocity(&actions, &tau, b, batch, &mut velocity)?;
+            let g = DMatrix::from_fn(h, a, |i, j| cotangent[[b, i, j]] as f64);
             let factor = self.factor.as_ref().expect("posterior factored tau");
             // Each component's mean is affine with Jacobian K D C^-1; the weights add
             // sum_k w_k (m_k . g) (z_bar - z_k), since d log N_k / dx = -z_k.
@@ -335,11 +344,8 @@ impl FlowPolicy for MixtureFlow {
             {
                 result += (&mean_whitened - z) * (w * m.dot(&g));
             }
-            for (out, value) in vjp[b * len..(b + 1) * len]
-                .iter_mut()
-                .zip(result.transpose().iter())
-            {
-                *out = *value as f32;
+            for ((i, j), out) in vjp.index_axis_mut(Axis(0), b).indexed_iter_mut() {
+                *out = result[(i, j)] as f32;
             }
         }
         Ok(())

@@ -2,6 +2,7 @@
 
 use crate::bid::select_candidate;
 use crate::guidance::{guidance_weight, pad_committed, soft_mask};
+use crate::interface::{chunks_of, chunks_of_mut, rows_of, tokens_of};
 use crate::{FlowPolicy, NormalRng, PolicyError};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 
@@ -227,7 +228,7 @@ impl Sampler {
             self.observations.extend_from_slice(request.observation);
             self.images.extend_from_slice(request.images);
         }
-        policy.prepare_with_images(&self.observations, &self.images)?;
+        policy.prepare_with_images(rows_of(&self.observations, requests.len())?, &self.images)?;
         let mode = self.config.mode;
         let guided = self.overlaps.iter().any(|&o| o > 0);
         let guide = match (mode, guided) {
@@ -245,7 +246,10 @@ impl Sampler {
         self.integrate(policy, candidates, guide, noise)?;
         if candidates > 1 && guided {
             if let Some(weak) = weak {
-                weak.prepare_with_images(&self.observations, &self.images)?;
+                weak.prepare_with_images(
+                    rows_of(&self.observations, requests.len())?,
+                    &self.images,
+                )?;
                 let strong = std::mem::take(&mut self.x);
                 self.integrate(weak, candidates, Guide::None, noise)?;
                 self.weak_candidates = std::mem::replace(&mut self.x, strong);
@@ -363,10 +367,18 @@ impl Sampler {
                     self.fused_guidance(policy, candidates, tau)?;
                 }
                 Guide::Pinv { exact } => {
-                    policy.velocity(&self.x, &self.tau, &mut self.velocity)?;
+                    policy.velocity(
+                        chunks_of(&self.x, h, a)?,
+                        tokens_of(&self.tau, h)?,
+                        chunks_of_mut(&mut self.velocity, h, a)?,
+                    )?;
                     self.add_guidance(policy, candidates, tau, exact)?;
                 }
-                _ => policy.velocity(&self.x, &self.tau, &mut self.velocity)?,
+                _ => policy.velocity(
+                    chunks_of(&self.x, h, a)?,
+                    tokens_of(&self.tau, h)?,
+                    chunks_of_mut(&mut self.velocity, h, a)?,
+                )?,
             }
             let dt = 1.0 / steps as f32;
             for (x, v) in self.x.iter_mut().zip(&self.velocity) {
@@ -413,11 +425,11 @@ impl Sampler {
         }
         if exact {
             policy.denoiser_vjp(
-                &self.x,
-                &self.tau,
-                &self.cotangent,
-                &mut self.vjp_velocity,
-                &mut self.correction,
+                chunks_of(&self.x, h, a)?,
+                tokens_of(&self.tau, h)?,
+                chunks_of(&self.cotangent, h, a)?,
+                chunks_of_mut(&mut self.vjp_velocity, h, a)?,
+                chunks_of_mut(&mut self.correction, h, a)?,
             )?;
         } else {
             self.correction.copy_from_slice(&self.cotangent);
@@ -445,12 +457,12 @@ impl Sampler {
             self.chunk_mask[b * h..][..h].copy_from_slice(&self.mask[r * h..][..h]);
         }
         policy.guided_vjp(
-            &self.x,
-            &self.tau,
-            &self.chunk_target,
-            &self.chunk_mask,
-            &mut self.velocity,
-            &mut self.correction,
+            chunks_of(&self.x, h, a)?,
+            tokens_of(&self.tau, h)?,
+            chunks_of(&self.chunk_target, h, a)?,
+            tokens_of(&self.chunk_mask, h)?,
+            chunks_of_mut(&mut self.velocity, h, a)?,
+            chunks_of_mut(&mut self.correction, h, a)?,
         )?;
         self.apply_correction(tau);
         Ok(())

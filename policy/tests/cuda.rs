@@ -5,7 +5,9 @@
 
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use rtchunk_policy::onnx::{Device, Dtype, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
-use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use rtchunk_policy::{
+    Committed, FlowPolicy, Sampler, chunks_of, chunks_of_mut, rows_of, tokens_of,
+};
 use std::path::PathBuf;
 
 #[path = "../../tests/counting_allocator.rs"]
@@ -120,20 +122,29 @@ fn denoising_steps_on_the_gpu_allocate_nothing_after_warm_up() {
         let (h, a) = (spec.horizon, spec.action_dim);
         let state = vec![0.1; spec.observation_dim];
         let images = vec![100u8; spec.image_bytes()];
-        policy.prepare_with_images(&state, &images).unwrap();
+        policy
+            .prepare_with_images(rows_of(&state, 1).unwrap(), &images)
+            .unwrap();
         let actions: Vec<f32> = (0..h * a).map(|k| (k as f32 * 0.2).sin()).collect();
         let (tau, weights) = (vec![0.4; h], vec![0.5; h]);
         let (mut velocity, mut vjp) = (vec![0.0; h * a], vec![0.0; h * a]);
         let mut step = |policy: &mut OnnxPolicy| {
-            policy.velocity(&actions, &tau, &mut velocity).unwrap();
+            let (x, t) = (
+                chunks_of(&actions, h, a).unwrap(),
+                tokens_of(&tau, h).unwrap(),
+            );
+            policy
+                .velocity(x, t, chunks_of_mut(&mut velocity, h, a).unwrap())
+                .unwrap();
+            let (v, g) = (
+                chunks_of_mut(&mut velocity, h, a).unwrap(),
+                chunks_of_mut(&mut vjp, h, a).unwrap(),
+            );
             if policy.fuses_guidance() {
-                policy
-                    .guided_vjp(&actions, &tau, &actions, &weights, &mut velocity, &mut vjp)
-                    .unwrap();
+                let w = tokens_of(&weights, h).unwrap();
+                policy.guided_vjp(x, t, x, w, v, g).unwrap();
             } else {
-                policy
-                    .denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp)
-                    .unwrap();
+                policy.denoiser_vjp(x, t, x, v, g).unwrap();
             }
         };
         for _ in 0..3 {

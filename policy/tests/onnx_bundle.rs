@@ -4,7 +4,9 @@
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions, check_recorded, find_onnxruntime};
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_policy::{Committed, FlowPolicy, Sampler};
+use rtchunk_policy::{
+    Committed, FlowPolicy, Sampler, chunks_of, chunks_of_mut, rows_of, tokens_of,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -82,10 +84,16 @@ fn a_fixed_batch_pads_a_batch_that_is_not_a_multiple_of_it() {
         let cotangent: Vec<f32> = actions.iter().map(|v| v * 0.5 - 0.1).collect();
         let mut outputs = Vec::new();
         for policy in [&mut free, &mut fixed] {
-            policy.prepare(&observations).unwrap();
+            policy.prepare(rows_of(&observations, 5).unwrap()).unwrap();
             let (mut velocity, mut vjp) = (vec![0.0; actions.len()], vec![0.0; actions.len()]);
             policy
-                .denoiser_vjp(&actions, &tau, &cotangent, &mut velocity, &mut vjp)
+                .denoiser_vjp(
+                    chunks_of(&actions, h, a).unwrap(),
+                    tokens_of(&tau, h).unwrap(),
+                    chunks_of(&cotangent, h, a).unwrap(),
+                    chunks_of_mut(&mut velocity, h, a).unwrap(),
+                    chunks_of_mut(&mut vjp, h, a).unwrap(),
+                )
                 .unwrap();
             outputs.push((velocity, vjp));
         }
@@ -176,28 +184,31 @@ fn a_fixed_batch_bundle_serves_larger_batches_in_groups() {
     let mut policy = load_bundle(&bundle);
     assert_eq!(policy.manifest().batch, Some(1));
     let (h, a) = (policy.spec().horizon, policy.spec().action_dim);
-    policy
-        .prepare(&[0.1, -0.2, 0.3, 0.0, 0.5, 0.5, -0.1, 0.2])
-        .unwrap();
+    let both = [0.1, -0.2, 0.3, 0.0, 0.5, 0.5, -0.1, 0.2];
+    policy.prepare(rows_of(&both, 2).unwrap()).unwrap();
     let actions: Vec<f32> = (0..4 * h * a).map(|k| (k as f32 * 0.37).sin()).collect();
     let tau: Vec<f32> = (0..4 * h).map(|k| (k / h) as f32 * 0.2).collect();
     let mut together = vec![0.0; actions.len()];
-    policy.velocity(&actions, &tau, &mut together).unwrap();
+    policy
+        .velocity(
+            chunks_of(&actions, h, a).unwrap(),
+            tokens_of(&tau, h).unwrap(),
+            chunks_of_mut(&mut together, h, a).unwrap(),
+        )
+        .unwrap();
     // Chunks 0-1 use the first observation's context, 2-3 the second's.
     for (chunk, observation) in [(0, [0.1f32, -0.2, 0.3, 0.0]), (3, [0.5, 0.5, -0.1, 0.2])] {
         let mut single = vec![0.0; h * a];
-        policy.prepare(&observation).unwrap();
+        policy.prepare(rows_of(&observation, 1).unwrap()).unwrap();
         policy
             .velocity(
-                &actions[chunk * h * a..(chunk + 1) * h * a],
-                &tau[chunk * h..(chunk + 1) * h],
-                &mut single,
+                chunks_of(&actions[chunk * h * a..(chunk + 1) * h * a], h, a).unwrap(),
+                tokens_of(&tau[chunk * h..(chunk + 1) * h], h).unwrap(),
+                chunks_of_mut(&mut single, h, a).unwrap(),
             )
             .unwrap();
         assert!(max_difference(&single, &together[chunk * h * a..(chunk + 1) * h * a]) < 1e-6);
-        policy
-            .prepare(&[0.1, -0.2, 0.3, 0.0, 0.5, 0.5, -0.1, 0.2])
-            .unwrap();
+        policy.prepare(rows_of(&both, 2).unwrap()).unwrap();
     }
 }
 

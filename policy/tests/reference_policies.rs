@@ -1,13 +1,21 @@
 //! The reference policies' VJPs match finite differences, and the time-convention adapter is exact.
 
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_policy::{FlowPolicy, NoiseAtOne, NormalRng};
+use rtchunk_policy::{
+    FlowPolicy, NoiseAtOne, NormalRng, chunks_of, chunks_of_mut, rows_of, tokens_of,
+};
 
 /// A1_hat(x) = x + (1 - tau) v(x, tau), computed in f64 from the policy's velocity.
 fn denoised(policy: &mut dyn FlowPolicy, x: &[f32], tau: &[f32]) -> Vec<f64> {
     let mut v = vec![0.0; x.len()];
-    policy.velocity(x, tau, &mut v).unwrap();
-    let a = policy.spec().action_dim;
+    let (h, a) = (policy.spec().horizon, policy.spec().action_dim);
+    policy
+        .velocity(
+            chunks_of(x, h, a).unwrap(),
+            tokens_of(tau, h).unwrap(),
+            chunks_of_mut(&mut v, h, a).unwrap(),
+        )
+        .unwrap();
     x.iter()
         .zip(&v)
         .enumerate()
@@ -22,8 +30,12 @@ fn assert_vjp_matches_finite_differences(
     tau: &[f32],
     seed: u64,
 ) {
-    policy.prepare(observation).unwrap();
-    let len = policy.spec().chunk_len();
+    policy.prepare(rows_of(observation, 1).unwrap()).unwrap();
+    let (len, h, a) = (
+        policy.spec().chunk_len(),
+        policy.spec().horizon,
+        policy.spec().action_dim,
+    );
     let mut rng = NormalRng::new(seed);
     let mut x = vec![0.0f32; len];
     let mut g = vec![0.0f32; len];
@@ -35,7 +47,13 @@ fn assert_vjp_matches_finite_differences(
     let mut velocity = vec![0.0; len];
     let mut vjp = vec![0.0; len];
     policy
-        .denoiser_vjp(&x, tau, &g, &mut velocity, &mut vjp)
+        .denoiser_vjp(
+            chunks_of(&x, h, a).unwrap(),
+            tokens_of(tau, h).unwrap(),
+            chunks_of(&g, h, a).unwrap(),
+            chunks_of_mut(&mut velocity, h, a).unwrap(),
+            chunks_of_mut(&mut vjp, h, a).unwrap(),
+        )
         .unwrap();
     let epsilon = 1e-3f32;
     let shifted = |sign: f32| -> Vec<f32> {
@@ -101,15 +119,33 @@ fn time_convention_adapter_flips_tau_and_velocity_and_is_its_own_inverse() {
     let mut twice = NoiseAtOne::new(NoiseAtOne::new(MixtureFlow::bimodal(8, 1, 0.6, 3.0, 0.5)));
     let mut once = NoiseAtOne::new(MixtureFlow::bimodal(8, 1, 0.6, 3.0, 0.5));
     for policy in [&mut native as &mut dyn FlowPolicy, &mut twice, &mut once] {
-        policy.prepare(&[]).unwrap();
+        policy.prepare(rows_of(&[], 1).unwrap()).unwrap();
     }
     let x: Vec<f32> = (0..8).map(|i| 0.1 * i as f32 - 0.3).collect();
     let tau = vec![0.3f32; 8];
     let flipped_tau = vec![0.7f32; 8];
     let (mut a, mut b, mut c) = (vec![0.0; 8], vec![0.0; 8], vec![0.0; 8]);
-    native.velocity(&x, &tau, &mut a).unwrap();
-    twice.velocity(&x, &tau, &mut b).unwrap();
-    once.velocity(&x, &flipped_tau, &mut c).unwrap();
+    let view = |values| chunks_of(values, 8, 1).unwrap();
+    native
+        .velocity(
+            view(&x),
+            tokens_of(&tau, 8).unwrap(),
+            chunks_of_mut(&mut a, 8, 1).unwrap(),
+        )
+        .unwrap();
+    twice
+        .velocity(
+            view(&x),
+            tokens_of(&tau, 8).unwrap(),
+            chunks_of_mut(&mut b, 8, 1).unwrap(),
+        )
+        .unwrap();
+    once.velocity(
+        view(&x),
+        tokens_of(&flipped_tau, 8).unwrap(),
+        chunks_of_mut(&mut c, 8, 1).unwrap(),
+    )
+    .unwrap();
     assert_eq!(a, b);
     for (native, flipped) in a.iter().zip(&c) {
         assert_eq!(*native, -*flipped);
@@ -119,7 +155,7 @@ fn time_convention_adapter_flips_tau_and_velocity_and_is_its_own_inverse() {
 #[test]
 fn mode_of_recognises_each_mode_mean() {
     let mut policy = MixtureFlow::bimodal(8, 2, 0.1, 3.0, 1.0);
-    policy.prepare(&[]).unwrap();
+    policy.prepare(rows_of(&[], 1).unwrap()).unwrap();
     assert_eq!(policy.mode_of(&policy.mode_mean(0, 0), 0), 0);
     assert_eq!(policy.mode_of(&policy.mode_mean(1, 0), 0), 1);
 }

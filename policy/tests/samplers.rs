@@ -1,8 +1,9 @@
 //! The samplers against closed-form answers of the Gaussian reference policy.
 
 use rtchunk_config::{MaskSchedule, SamplerConfig, SamplerMode};
+use rtchunk_policy::ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_policy::{Committed, FlowPolicy, SampleRequest, Sampler};
+use rtchunk_policy::{Committed, FlowPolicy, SampleRequest, Sampler, rows_of};
 
 const H: usize = 8;
 const SAMPLES: u64 = 8000;
@@ -134,7 +135,7 @@ fn the_sampler_is_deterministic_for_a_seed() {
 fn bid_picks_the_candidate_that_continues_the_committed_mode() {
     let previous = [1.0f32; 5];
     let mut policy = MixtureFlow::bimodal(H, 1, 0.2, 3.0, 1.0);
-    policy.prepare(&[]).unwrap();
+    policy.prepare(rows_of(&[], 1).unwrap()).unwrap();
     let mut sampler = sampler(SamplerMode::Bid, MaskSchedule::Exp);
     let mut chunk = vec![0.0f32; H];
     for seed in 0..50 {
@@ -156,14 +157,14 @@ fn rtc_refuses_a_policy_without_a_vjp() {
         fn spec(&self) -> &rtchunk_policy::PolicySpec {
             self.0.spec()
         }
-        fn prepare(&mut self, o: &[f32]) -> Result<(), rtchunk_policy::PolicyError> {
+        fn prepare(&mut self, o: ArrayView2<f32>) -> Result<(), rtchunk_policy::PolicyError> {
             self.0.prepare(o)
         }
         fn velocity(
             &mut self,
-            a: &[f32],
-            t: &[f32],
-            v: &mut [f32],
+            a: ArrayView3<f32>,
+            t: ArrayView2<f32>,
+            v: ArrayViewMut3<f32>,
         ) -> Result<(), rtchunk_policy::PolicyError> {
             self.0.velocity(a, t, v)
         }

@@ -2,6 +2,7 @@
 //! protocol's timing holds, and a small sweep writes complete, well-formed outputs.
 
 use rtchunk_policy::Sampler;
+use rtchunk_policy::ndarray::{Array2, ArrayView2, ArrayView3, ArrayViewMut3};
 use rtchunk_policy::reference::MixtureFlow;
 use rtchunk_runtime::core::worker::InferenceEngine;
 use rtchunk_runtime::studies::delay_benchmark::methods::Method;
@@ -119,7 +120,8 @@ fn chunks_arrive_every_s_steps_and_seams_are_measured() {
 /// straight flow to that target reaches it exactly in any number of Euler steps, from any noise).
 struct EchoPolicy {
     spec: rtchunk_policy::PolicySpec,
-    targets: Vec<f32>,
+    /// Each context's target chunk, `[P, H]` (one joint).
+    targets: Array2<f32>,
 }
 
 impl rtchunk_policy::FlowPolicy for EchoPolicy {
@@ -127,24 +129,26 @@ impl rtchunk_policy::FlowPolicy for EchoPolicy {
         &self.spec
     }
 
-    fn prepare(&mut self, observations: &[f32]) -> Result<(), rtchunk_policy::PolicyError> {
-        self.targets = observations
-            .chunks(self.spec.observation_dim)
-            .flat_map(|o| (0..8).map(move |i| o[0] + 10.0 * i as f32))
-            .collect();
+    fn prepare(
+        &mut self,
+        observations: ArrayView2<f32>,
+    ) -> Result<(), rtchunk_policy::PolicyError> {
+        self.targets = Array2::from_shape_fn((observations.nrows(), 8), |(p, i)| {
+            observations[[p, 0]] + 10.0 * i as f32
+        });
         Ok(())
     }
 
     fn velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        velocity: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
     ) -> Result<(), rtchunk_policy::PolicyError> {
-        let per_context = actions.len() / self.targets.len();
-        for (k, v) in velocity.iter_mut().enumerate() {
-            let target = self.targets[(k / 8 / per_context) * 8 + k % 8];
-            *v = (target - actions[k]) / (1.0 - tau[k]);
+        let per_context = actions.shape()[0] / self.targets.nrows();
+        for ((b, i, j), v) in velocity.indexed_iter_mut() {
+            let target = self.targets[[b / per_context, i]];
+            *v = (target - actions[[b, i, j]]) / (1.0 - tau[[b, i]]);
         }
         Ok(())
     }
@@ -166,7 +170,7 @@ fn every_chunk_is_planned_from_the_state_its_first_action_starts_in() {
         };
         let policy = EchoPolicy {
             spec,
-            targets: Vec::new(),
+            targets: Array2::zeros((0, 8)),
         };
         let mut engine = InferenceEngine::new(
             Box::new(policy),

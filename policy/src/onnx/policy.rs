@@ -6,8 +6,9 @@ use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
 use super::placement::CpuPlacements;
 use crate::convention::TimeFlip;
-use crate::interface::batch_of;
+use crate::interface::{batch_of, flat, flat_mut};
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
@@ -263,7 +264,8 @@ impl OnnxPolicy {
         velocity: &mut [f32],
         mut vjp: Option<&mut [f32]>,
     ) -> Result<(), PolicyError> {
-        let batch = batch_of(&self.spec, actions, tau)?;
+        // The trait's entry points checked the shapes.
+        let batch = actions.len() / self.spec.chunk_len();
         let group = self.group_size(batch);
         if batch == 1 && self.context_in_device {
             let mut steps = self.device_steps.take().ok_or(PolicyError::NotPrepared)?;
@@ -653,24 +655,24 @@ impl FlowPolicy for OnnxPolicy {
         Some(&self.normalization)
     }
 
-    fn prepare(&mut self, observations: &[f32]) -> Result<(), PolicyError> {
+    fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError> {
         self.prepare_with_images(observations, &[])
     }
 
     fn prepare_with_images(
         &mut self,
-        observations: &[f32],
+        observations: ArrayView2<f32>,
         images: &[u8],
     ) -> Result<(), PolicyError> {
-        let dim = self.spec.observation_dim;
-        let count = observations.len() / dim.max(1);
-        if count == 0 || count * dim != observations.len() {
-            return Err(PolicyError::Shape {
+        let (count, dim) = observations.dim();
+        if count == 0 || dim != self.spec.observation_dim {
+            return Err(PolicyError::Dims {
                 what: "the observation batch",
-                got: observations.len(),
-                expected: dim,
+                got: observations.shape().to_vec(),
+                expected: vec![count.max(1), self.spec.observation_dim],
             });
         }
+        let observations = flat(&observations, "the observation batch")?;
         if images.len() != count * self.spec.image_bytes() {
             return Err(PolicyError::Shape {
                 what: "the camera images (bytes of every camera of every observation)",
@@ -705,27 +707,37 @@ impl FlowPolicy for OnnxPolicy {
 
     fn velocity(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        velocity: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        self.run_flow(actions, tau, FlowCall::Velocity, velocity, None)
+        batch_of(&self.spec, &actions, &tau)?;
+        self.run_flow(
+            flat(&actions, "the action batch")?,
+            flat(&tau, "tau")?,
+            FlowCall::Velocity,
+            flat_mut(&mut velocity, "the velocity")?,
+            None,
+        )
     }
 
     fn denoiser_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        cotangent: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        cotangent: ArrayView3<f32>,
+        mut velocity: ArrayViewMut3<f32>,
+        mut vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
+        batch_of(&self.spec, &actions, &tau)?;
         self.run_flow(
-            actions,
-            tau,
-            FlowCall::Vjp { cotangent },
-            velocity,
-            Some(vjp),
+            flat(&actions, "the action batch")?,
+            flat(&tau, "tau")?,
+            FlowCall::Vjp {
+                cotangent: flat(&cotangent, "the cotangent")?,
+            },
+            flat_mut(&mut velocity, "the velocity")?,
+            Some(flat_mut(&mut vjp, "the VJP")?),
         )
     }
 
@@ -735,14 +747,24 @@ impl FlowPolicy for OnnxPolicy {
 
     fn guided_vjp(
         &mut self,
-        actions: &[f32],
-        tau: &[f32],
-        target: &[f32],
-        weights: &[f32],
-        velocity: &mut [f32],
-        vjp: &mut [f32],
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        target: ArrayView3<f32>,
+        weights: ArrayView2<f32>,
+        mut velocity: ArrayViewMut3<f32>,
+        mut vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        let call = FlowCall::Guided { target, weights };
-        self.run_flow(actions, tau, call, velocity, Some(vjp))
+        batch_of(&self.spec, &actions, &tau)?;
+        let call = FlowCall::Guided {
+            target: flat(&target, "the guidance target")?,
+            weights: flat(&weights, "the guidance weights")?,
+        };
+        self.run_flow(
+            flat(&actions, "the action batch")?,
+            flat(&tau, "tau")?,
+            call,
+            flat_mut(&mut velocity, "the velocity")?,
+            Some(flat_mut(&mut vjp, "the VJP")?),
+        )
     }
 }

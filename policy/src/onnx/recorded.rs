@@ -6,6 +6,7 @@ use super::manifest::TimeConvention;
 use super::policy::OnnxPolicy;
 use crate::convention::TimeFlip;
 use crate::{Committed, FlowPolicy, Sampler, widen_actions};
+use ndarray::{Array2, Array3, s};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
 use std::path::Path;
@@ -70,33 +71,30 @@ fn bytes(value: &Value) -> Vec<u8> {
     }
 }
 
-fn max_difference(a: &[f32], b: &[f32]) -> f32 {
+fn max_difference<'a>(a: impl ExactSizeIterator<Item = &'a f32>, b: &[f32]) -> f32 {
     if a.len() != b.len() {
         return f32::INFINITY;
     }
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    a.zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 /// What the graphs gave for the recorded inputs, one value per recorded value.
 struct RecordedOutputs {
-    velocity: Vec<f32>,
-    vjp: Vec<f32>,
-    plain: Vec<f32>,
-    guided_velocity: Vec<f32>,
-    guided_vjp: Vec<f32>,
+    velocity: Array3<f32>,
+    vjp: Array3<f32>,
+    plain: Array3<f32>,
+    guided_velocity: Array3<f32>,
+    guided_vjp: Array3<f32>,
 }
 
 impl RecordedOutputs {
-    fn new(len: usize) -> Self {
+    fn new(shape: (usize, usize, usize)) -> Self {
         RecordedOutputs {
-            velocity: vec![0.0; len],
-            vjp: vec![0.0; len],
-            plain: vec![0.0; len],
-            guided_velocity: vec![0.0; len],
-            guided_vjp: vec![0.0; len],
+            velocity: Array3::zeros(shape),
+            vjp: Array3::zeros(shape),
+            plain: Array3::zeros(shape),
+            guided_velocity: Array3::zeros(shape),
+            guided_vjp: Array3::zeros(shape),
         }
     }
 }
@@ -147,47 +145,70 @@ pub fn check_recorded(
         )));
     }
     let (dim, image_bytes) = (observation.len() / chunks, images.len() / chunks);
-    let mut outputs = RecordedOutputs::new(actions.len());
+    let shape = (chunks, h, spec.action_dim);
+    let whole = |values: Vec<f32>, what: &str| {
+        Array3::from_shape_vec(shape, values).map_err(|_| {
+            bad(format!(
+                "inputs.{what} is not {chunks} chunks of {h} x {}",
+                spec.action_dim
+            ))
+        })
+    };
+    let per_token = |values: Vec<f32>, what: &str| {
+        Array2::from_shape_vec((chunks, h), values)
+            .map_err(|_| bad(format!("inputs.{what} is not {chunks} x {h} values")))
+    };
+    let (actions, cotangent) = (whole(actions, "actions")?, whole(cotangent, "cotangent")?);
+    let tau = per_token(tau, "tau")?;
+    let rows = Array2::from_shape_vec((chunks, dim), observation.clone())
+        .map_err(|_| bad(format!("inputs.observation is not {chunks} observations")))?;
+    let guided_inputs = match guided {
+        Some(_) => Some((whole(target, "target")?, per_token(weights, "weights")?)),
+        None => None,
+    };
+    let mut outputs = RecordedOutputs::new(shape);
     // One observation and its chunk at a time: the way an inference runs (on a GPU, the path that keeps the
     // context in device memory and replays captured steps).
     for i in 0..chunks {
-        let (chunk, tokens) = (i * len..(i + 1) * len, i * h..(i + 1) * h);
+        let (one, row) = (s![i..i + 1, .., ..], s![i..i + 1, ..]);
         policy
             .prepare_with_images(
-                &observation[i * dim..(i + 1) * dim],
+                rows.slice(row),
                 &images[i * image_bytes..(i + 1) * image_bytes],
             )
             .map_err(run)?;
-        let (actions, tau) = (&actions[chunk.clone()], &tau[tokens.clone()]);
+        let (actions, tau) = (actions.slice(one), tau.slice(row));
         policy
             .denoiser_vjp(
                 actions,
                 tau,
-                &cotangent[chunk.clone()],
-                &mut outputs.velocity[chunk.clone()],
-                &mut outputs.vjp[chunk.clone()],
+                cotangent.slice(one),
+                outputs.velocity.slice_mut(one),
+                outputs.vjp.slice_mut(one),
             )
             .map_err(run)?;
         policy
-            .velocity(actions, tau, &mut outputs.plain[chunk.clone()])
+            .velocity(actions, tau, outputs.plain.slice_mut(one))
             .map_err(run)?;
-        if guided.is_some() {
+        if let Some((target, weights)) = &guided_inputs {
             policy
                 .guided_vjp(
                     actions,
                     tau,
-                    &target[chunk.clone()],
-                    &weights[tokens],
-                    &mut outputs.guided_velocity[chunk.clone()],
-                    &mut outputs.guided_vjp[chunk],
+                    target.slice(one),
+                    weights.slice(row),
+                    outputs.guided_velocity.slice_mut(one),
+                    outputs.guided_vjp.slice_mut(one),
                 )
                 .map_err(run)?;
         }
     }
-    let vjp_error = max_difference(&outputs.vjp, &recorded_values(&recorded["vjp"]));
+    let vjp_error = max_difference(outputs.vjp.iter(), &recorded_values(&recorded["vjp"]));
     let guided_error = guided.map(|expected| {
-        max_difference(&outputs.guided_vjp, &recorded_values(expected))
-            .max(max_difference(&outputs.guided_velocity, &expected_velocity))
+        max_difference(outputs.guided_vjp.iter(), &recorded_values(expected)).max(max_difference(
+            outputs.guided_velocity.iter(),
+            &expected_velocity,
+        ))
     });
     let rtc_error = match recorded.get("rtc") {
         Some(rtc) => Some(replay_chunk(policy, rtc, &observation, &images).map_err(run)?),
@@ -203,8 +224,8 @@ pub fn check_recorded(
     Ok(Some(RecordedCheck {
         source: recorded["source"].as_str().unwrap_or("JAX").to_string(),
         tolerance: recorded["tolerance"].as_f64().unwrap_or(0.0) as f32,
-        velocity_error: max_difference(&outputs.velocity, &expected_velocity)
-            .max(max_difference(&outputs.plain, &expected_velocity)),
+        velocity_error: max_difference(outputs.velocity.iter(), &expected_velocity)
+            .max(max_difference(outputs.plain.iter(), &expected_velocity)),
         vjp_error,
         guided_error,
         rtc_error,
@@ -260,5 +281,8 @@ fn replay_chunk(
         .flat_map(|action| &action[..dims.min(action.len())])
         .copied()
         .collect();
-    Ok(max_difference(&executed, &recorded_values(&rtc["chunk"])))
+    Ok(max_difference(
+        executed.iter(),
+        &recorded_values(&rtc["chunk"]),
+    ))
 }

@@ -243,6 +243,7 @@ pub fn policy_benchmark(
     options: &rtchunk_policy::onnx::OnnxRuntimeOptions,
     iterations: usize,
 ) -> Result<PolicyBenchmark, RunError> {
+    use ndarray::{Array2, Array3, Axis, aview1};
     use rtchunk_config::SamplerMode;
     use rtchunk_policy::{Committed, FlowPolicy, Sampler};
     let mut policy = rtchunk_policy::onnx::OnnxPolicy::load(directory, options)?;
@@ -250,16 +251,15 @@ pub fn policy_benchmark(
     let spec = policy.spec().clone();
     let (h, a) = (manifest.horizon, manifest.action_dim);
     let observation = vec![0.1f32; manifest.observation_dim()];
+    let row = aview1(&observation).insert_axis(Axis(0));
     let images = vec![128u8; spec.image_bytes()];
-    let actions = vec![0.2f32; h * a];
-    let tau = vec![0.4f32; h];
-    let weights = vec![0.5f32; h];
-    let (mut velocity, mut vjp) = (vec![0.0f32; h * a], vec![0.0f32; h * a]);
+    let actions = Array3::from_elem((1, h, a), 0.2f32);
+    let tau = Array2::from_elem((1, h), 0.4f32);
+    let weights = Array2::from_elem((1, h), 0.5f32);
+    let (mut velocity, mut vjp) = (Array3::zeros((1, h, a)), Array3::zeros((1, h, a)));
     let failed =
         |e: rtchunk_policy::PolicyError| RunError::Runtime(format!("benchmark call failed: {e}"));
-    policy
-        .prepare_with_images(&observation, &images)
-        .map_err(failed)?;
+    policy.prepare_with_images(row, &images).map_err(failed)?;
     let mut error = None;
     let mut note = |result: Result<(), rtchunk_policy::PolicyError>| {
         if let Err(e) = result {
@@ -267,18 +267,31 @@ pub fn policy_benchmark(
         }
     };
     let prefix_ms = time_ms(iterations, || {
-        note(policy.prepare_with_images(&observation, &images))
+        note(policy.prepare_with_images(row, &images))
     });
     let plain_step_ms = time_ms(iterations, || {
-        note(policy.velocity(&actions, &tau, &mut velocity))
+        note(policy.velocity(actions.view(), tau.view(), velocity.view_mut()))
     });
     let fused_guidance = policy.fuses_guidance();
     let guided_step_ms = time_ms(iterations, || {
         if fused_guidance {
-            note(policy.guided_vjp(&actions, &tau, &actions, &weights, &mut velocity, &mut vjp));
+            note(policy.guided_vjp(
+                actions.view(),
+                tau.view(),
+                actions.view(),
+                weights.view(),
+                velocity.view_mut(),
+                vjp.view_mut(),
+            ));
         } else {
-            note(policy.velocity(&actions, &tau, &mut velocity));
-            note(policy.denoiser_vjp(&actions, &tau, &actions, &mut velocity, &mut vjp));
+            note(policy.velocity(actions.view(), tau.view(), velocity.view_mut()));
+            note(policy.denoiser_vjp(
+                actions.view(),
+                tau.view(),
+                actions.view(),
+                velocity.view_mut(),
+                vjp.view_mut(),
+            ));
         }
     });
     let noise: Vec<f32> = (0..h * a)
@@ -292,11 +305,11 @@ pub fn policy_benchmark(
             ..Default::default()
         };
         let mut sampler = Sampler::new(config, h, a);
-        let committed = &actions[..(h / 2) * a];
+        let committed = vec![0.2f32; (h / 2) * a];
         let mut chunk = vec![0.0f32; h * a];
         time_ms(iterations, || {
             let committed = Committed {
-                actions: committed,
+                actions: &committed,
                 delay: 2,
             };
             note(sampler.sample_from_noise(
