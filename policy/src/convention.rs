@@ -36,21 +36,24 @@ pub(crate) struct TimeFlip {
 impl TimeFlip {
     /// `1 - tau` for every token, in the reused buffer.
     pub(crate) fn times(&mut self, tau: &[f32]) -> &[f32] {
-        self.flipped.clear();
-        self.flipped.extend(tau.iter().map(|t| 1.0 - t));
+        self.flip(tau.iter());
         &self.flipped
     }
 
     /// [`TimeFlip::times`] of a `[B, H]` array, shaped as it.
     pub(crate) fn times_of(&mut self, tau: ArrayView2<f32>) -> ArrayView2<'_, f32> {
-        self.flipped.clear();
-        self.flipped.extend(tau.iter().map(|t| 1.0 - t));
+        self.flip(tau.iter());
         ArrayView2::from_shape(tau.dim(), &self.flipped).expect("one time per token")
     }
 
-    /// Turns a velocity of one convention into the other's, in place.
-    pub(crate) fn velocity(velocity: &mut [f32]) {
-        velocity.iter_mut().for_each(|v| *v = -*v);
+    fn flip<'a>(&mut self, tau: impl Iterator<Item = &'a f32>) {
+        self.flipped.clear();
+        self.flipped.extend(tau.map(|t| 1.0 - t));
+    }
+
+    /// Turns a velocity of one convention into the other's, in place (a slice or an array).
+    pub(crate) fn velocity<'a>(velocity: impl IntoIterator<Item = &'a mut f32>) {
+        velocity.into_iter().for_each(|v| *v = -*v);
     }
 }
 
@@ -83,7 +86,7 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
     ) -> Result<(), PolicyError> {
         let t = self.flip.times_of(tau);
         self.inner.velocity(actions, t, velocity.view_mut())?;
-        velocity.mapv_inplace(|v| -v);
+        TimeFlip::velocity(&mut velocity);
         Ok(())
     }
 
@@ -98,7 +101,7 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         let t = self.flip.times_of(tau);
         self.inner
             .denoiser_vjp(actions, t, cotangent, velocity.view_mut(), vjp)?;
-        velocity.mapv_inplace(|v| -v);
+        TimeFlip::velocity(&mut velocity);
         Ok(())
     }
 
@@ -120,7 +123,7 @@ impl<P: FlowPolicy> FlowPolicy for NoiseAtOne<P> {
         let t = self.flip.times_of(tau);
         self.inner
             .guided_vjp(actions, t, target, weights, velocity.view_mut(), vjp)?;
-        velocity.mapv_inplace(|v| -v);
+        TimeFlip::velocity(&mut velocity);
         Ok(())
     }
 }

@@ -7,7 +7,7 @@
 //! affine in A. Everything here is closed form, so tests can compare the samplers with exact answers.
 
 use crate::gaussian::{NoisedPrior, conditional_mean, smooth_covariance};
-use crate::interface::{batch_of, flat};
+use crate::interface::{batch_of, flat, flat_mut};
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use nalgebra::DMatrix;
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3, Axis};
@@ -232,19 +232,11 @@ impl MixtureFlow {
         batch: usize,
         velocity: &mut ArrayViewMut3<f32>,
     ) -> Result<Posterior, PolicyError> {
-        let chunk = actions.index_axis(Axis(0), b);
-        let tau_b = tau.row(b);
-        let (chunk, tau_b) = (
-            chunk
-                .as_slice()
-                .ok_or(PolicyError::Layout("the action batch"))?,
-            tau_b.as_slice().ok_or(PolicyError::Layout("tau"))?,
-        );
+        let (chunk, tau_b) = (actions.index_axis(Axis(0), b), tau.row(b));
+        let (chunk, tau_b) = (flat(&chunk, "the action batch")?, flat(&tau_b, "tau")?);
         let posterior = self.posterior(chunk, tau_b, self.context_of(b, batch))?;
         let mut out = velocity.index_axis_mut(Axis(0), b);
-        let out = out
-            .as_slice_mut()
-            .ok_or(PolicyError::Layout("the velocity"))?;
+        let out = flat_mut(&mut out, "the velocity")?;
         self.write_velocity(chunk, tau_b, &posterior.denoised, out);
         Ok(posterior)
     }
@@ -268,24 +260,17 @@ impl FlowPolicy for MixtureFlow {
     }
 
     fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError> {
-        let (count, dim) = observations.dim();
+        let dim = self.spec.observation_dim;
         // An unconditional policy (dim 0) has one context, whatever it is given.
-        let count = if self.spec.observation_dim == 0 {
-            1
-        } else {
-            count
-        };
-        if self.spec.observation_dim > 0 && (count == 0 || dim != self.spec.observation_dim) {
+        let count = if dim == 0 { 1 } else { observations.nrows() };
+        if dim > 0 && (count == 0 || observations.ncols() != dim) {
             return Err(PolicyError::Dims {
                 what: "the observation batch",
                 got: observations.shape().to_vec(),
-                expected: vec![count.max(1), self.spec.observation_dim],
+                expected: vec![count.max(1), dim],
             });
         }
-        let (rows, dim) = (
-            flat(&observations, "the observation batch")?,
-            self.spec.observation_dim,
-        );
+        let rows = flat(&observations, "the observation batch")?;
         let (h, a) = (self.spec.horizon, self.spec.action_dim);
         let mut buffer = vec![0.0; h * a];
         self.contexts = (0..count)

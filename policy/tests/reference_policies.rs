@@ -124,28 +124,20 @@ fn time_convention_adapter_flips_tau_and_velocity_and_is_its_own_inverse() {
     let x: Vec<f32> = (0..8).map(|i| 0.1 * i as f32 - 0.3).collect();
     let tau = vec![0.3f32; 8];
     let flipped_tau = vec![0.7f32; 8];
-    let (mut a, mut b, mut c) = (vec![0.0; 8], vec![0.0; 8], vec![0.0; 8]);
-    let view = |values| chunks_of(values, 8, 1).unwrap();
-    native
-        .velocity(
-            view(&x),
-            tokens_of(&tau, 8).unwrap(),
-            chunks_of_mut(&mut a, 8, 1).unwrap(),
-        )
-        .unwrap();
-    twice
-        .velocity(
-            view(&x),
-            tokens_of(&tau, 8).unwrap(),
-            chunks_of_mut(&mut b, 8, 1).unwrap(),
-        )
-        .unwrap();
-    once.velocity(
-        view(&x),
-        tokens_of(&flipped_tau, 8).unwrap(),
-        chunks_of_mut(&mut c, 8, 1).unwrap(),
-    )
-    .unwrap();
+    let velocity_of = |policy: &mut dyn FlowPolicy, tau: &[f32]| {
+        let mut velocity = vec![0.0; 8];
+        policy
+            .velocity(
+                chunks_of(&x, 8, 1).unwrap(),
+                tokens_of(tau, 8).unwrap(),
+                chunks_of_mut(&mut velocity, 8, 1).unwrap(),
+            )
+            .unwrap();
+        velocity
+    };
+    let a = velocity_of(&mut native, &tau);
+    let b = velocity_of(&mut twice, &tau);
+    let c = velocity_of(&mut once, &flipped_tau);
     assert_eq!(a, b);
     for (native, flipped) in a.iter().zip(&c) {
         assert_eq!(*native, -*flipped);

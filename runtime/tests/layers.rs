@@ -42,15 +42,11 @@ fn module_of(relative: &Path) -> String {
 
 /// Every path a line of code names from the crate's root, with `use` groups expanded
 /// (`crate::{a::b, c::{d, e}}` -> `a::b`, `c::d`, `c::e`).
-fn crate_paths(code: &str, module: &str, is_mod_file: bool) -> Vec<String> {
+fn crate_paths(code: &str, module: &str) -> Vec<String> {
     let mut paths = Vec::new();
-    let parent = if is_mod_file {
-        module.to_string()
-    } else {
-        module
-            .rsplit_once("::")
-            .map_or(String::new(), |(p, _)| p.to_string())
-    };
+    let parent = module
+        .rsplit_once("::")
+        .map_or(String::new(), |(p, _)| p.to_string());
     for (anchor, base) in [("crate::", String::new()), ("super::", parent)] {
         let mut rest = code;
         while let Some(at) = rest.find(anchor) {
@@ -175,7 +171,7 @@ fn library_graph() -> (Graph, BTreeSet<String>, Vec<String>) {
         if *is_mod {
             continue;
         }
-        for path in crate_paths(code, module, false) {
+        for path in crate_paths(code, module) {
             match resolve(&path, &modules) {
                 Some(target) if declaring.contains(target) => {
                     through_reexports.push(format!("{module} names crate::{path}"))
@@ -270,7 +266,7 @@ fn modules_name_what_they_use_where_it_is_defined() {
 fn the_reader_finds_grouped_and_relative_paths_and_the_cycle_finder_finds_a_planted_loop() {
     let code =
         "use crate::{core::clock::{Clock, wall_clock_ns}, io::link};\nuse super::report::Sweep;";
-    let paths = crate_paths(code, "studies::delay_benchmark::figure", false);
+    let paths = crate_paths(code, "studies::delay_benchmark::figure");
     assert_eq!(
         paths,
         [

@@ -235,6 +235,29 @@ impl OnnxPolicy {
         }
     }
 
+    /// [`OnnxPolicy::run_flow`] on the trait's arrays: checks their shapes and reads them as flat buffers.
+    fn run_views(
+        &mut self,
+        actions: ArrayView3<f32>,
+        tau: ArrayView2<f32>,
+        call: FlowCall<'_>,
+        mut velocity: ArrayViewMut3<f32>,
+        mut vjp: Option<ArrayViewMut3<f32>>,
+    ) -> Result<(), PolicyError> {
+        batch_of(&self.spec, &actions, &tau)?;
+        let vjp = match vjp.as_mut() {
+            Some(vjp) => Some(flat_mut(vjp, "the VJP")?),
+            None => None,
+        };
+        self.run_flow(
+            flat(&actions, "the action batch")?,
+            flat(&tau, "tau")?,
+            call,
+            flat_mut(&mut velocity, "the velocity")?,
+            vjp,
+        )
+    }
+
     /// Runs the flow graph `call` names in the paper's time convention, converting for a bundle in the other.
     fn run_flow(
         &mut self,
@@ -709,16 +732,9 @@ impl FlowPolicy for OnnxPolicy {
         &mut self,
         actions: ArrayView3<f32>,
         tau: ArrayView2<f32>,
-        mut velocity: ArrayViewMut3<f32>,
+        velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        batch_of(&self.spec, &actions, &tau)?;
-        self.run_flow(
-            flat(&actions, "the action batch")?,
-            flat(&tau, "tau")?,
-            FlowCall::Velocity,
-            flat_mut(&mut velocity, "the velocity")?,
-            None,
-        )
+        self.run_views(actions, tau, FlowCall::Velocity, velocity, None)
     }
 
     fn denoiser_vjp(
@@ -726,19 +742,13 @@ impl FlowPolicy for OnnxPolicy {
         actions: ArrayView3<f32>,
         tau: ArrayView2<f32>,
         cotangent: ArrayView3<f32>,
-        mut velocity: ArrayViewMut3<f32>,
-        mut vjp: ArrayViewMut3<f32>,
+        velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        batch_of(&self.spec, &actions, &tau)?;
-        self.run_flow(
-            flat(&actions, "the action batch")?,
-            flat(&tau, "tau")?,
-            FlowCall::Vjp {
-                cotangent: flat(&cotangent, "the cotangent")?,
-            },
-            flat_mut(&mut velocity, "the velocity")?,
-            Some(flat_mut(&mut vjp, "the VJP")?),
-        )
+        let call = FlowCall::Vjp {
+            cotangent: flat(&cotangent, "the cotangent")?,
+        };
+        self.run_views(actions, tau, call, velocity, Some(vjp))
     }
 
     fn fuses_guidance(&self) -> bool {
@@ -751,20 +761,13 @@ impl FlowPolicy for OnnxPolicy {
         tau: ArrayView2<f32>,
         target: ArrayView3<f32>,
         weights: ArrayView2<f32>,
-        mut velocity: ArrayViewMut3<f32>,
-        mut vjp: ArrayViewMut3<f32>,
+        velocity: ArrayViewMut3<f32>,
+        vjp: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
-        batch_of(&self.spec, &actions, &tau)?;
         let call = FlowCall::Guided {
             target: flat(&target, "the guidance target")?,
             weights: flat(&weights, "the guidance weights")?,
         };
-        self.run_flow(
-            flat(&actions, "the action batch")?,
-            flat(&tau, "tau")?,
-            call,
-            flat_mut(&mut velocity, "the velocity")?,
-            Some(flat_mut(&mut vjp, "the VJP")?),
-        )
+        self.run_views(actions, tau, call, velocity, Some(vjp))
     }
 }

@@ -1,6 +1,6 @@
 //! `rtchunk bench`: the benchmarks (policy, delay, transport, loop).
 
-use crate::cli::{DeviceArgs, parse_list, repository_default};
+use crate::cli::{DeviceArgs, parse_list, print_report, repository_default};
 use anyhow::Context;
 use rtchunk_policy::onnx::{Device, OnnxRuntimeOptions};
 use rtchunk_runtime::studies::delay_benchmark::command::{bench_delay, combine_reports};
@@ -142,11 +142,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 ..run_on.options()
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
-            } else {
-                print!("{}", result.summary());
-            }
+            print_report(json, &result, |r| r.summary())?;
         }
         BenchCommand::Delay {
             task,
@@ -204,11 +200,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             json,
         } => {
             let result = bench::loop_benchmark(seconds, rate, cpu)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&result)?);
-            } else {
-                print!("{}", result.summary());
-            }
+            print_report(json, &result, |r| r.summary())?;
         }
         BenchCommand::Transport {
             images,
@@ -226,11 +218,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .collect::<Option<Vec<(usize, usize)>>>()
                 .with_context(|| format!("--images {images:?}: expected ROWSxCOLUMNS,..."))?;
             let rows = transport::transport_benchmark(&sizes, samples, rate_hz, shared_memory)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", transport::transport_table(&rows, shared_memory));
-            }
+            print_report(json, &rows, |rows| {
+                transport::transport_table(rows, shared_memory)
+            })?;
         }
     }
     Ok(())

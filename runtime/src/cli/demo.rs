@@ -1,5 +1,6 @@
 //! `rtchunk demo`: the point mass driven in real time with RTC and with naive async chunking at one delay.
 
+use crate::cli::print_report;
 use anyhow::Context;
 use rtchunk_config::PolicyKind;
 use rtchunk_runtime::core::policies::adopt_bundle_shape;
@@ -49,10 +50,5 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?;
         eprintln!("wrote {}", path.display());
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
-    } else {
-        print!("{}", demo::demo_summary(&runs, delay));
-    }
-    Ok(())
+    print_report(json, &runs, |runs| demo::demo_summary(runs, delay))
 }

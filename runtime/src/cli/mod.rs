@@ -185,3 +185,17 @@ pub fn repository_default(relative: &str, flag: &str) -> anyhow::Result<PathBuf>
         )
     })
 }
+
+/// Prints `report` as JSON with `--json`, else the text `summary` makes of it.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    report: &T,
+    summary: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", summary(report));
+    }
+    Ok(())
+}

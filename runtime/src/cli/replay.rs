@@ -1,5 +1,6 @@
 //! `rtchunk replay`: a recorded session re-run, and where it diverges.
 
+use crate::cli::print_report;
 use anyhow::Context;
 use rtchunk_runtime::recording::format::read_log;
 use rtchunk_runtime::recording::replay::{ReplayMode, ReplayReport, replay};
@@ -40,12 +41,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let simulator = sim_report.as_deref().map(SimRecording::read).transpose()?;
     let report = replay(&session, mode, simulator.as_ref())
         .with_context(|| format!("replaying {}", log.display()))?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", replay_summary(&log, &report));
-    }
-    Ok(())
+    print_report(json, &report, |report| replay_summary(&log, report))
 }
 
 /// The replay's findings in words.

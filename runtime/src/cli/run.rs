@@ -4,7 +4,9 @@ use crate::cli::note_log;
 use anyhow::Context;
 use rtchunk_config::{Config, PlantKind};
 use rtchunk_runtime::RunOptions;
+use rtchunk_runtime::core::events::Recorder;
 use rtchunk_runtime::core::policies::{adopt_bundle_shape, load_policy};
+use rtchunk_runtime::recording::writer::LogWriter;
 use rtchunk_sim::PointMass;
 use std::path::PathBuf;
 
@@ -33,10 +35,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         json,
     } = args;
     let file = config.display().to_string();
-    let record = record.map(|path| {
-        Box::new(rtchunk_runtime::recording::writer::LogWriter::new(&path))
-            as Box<dyn rtchunk_runtime::core::events::Recorder>
-    });
+    let record = record.map(|path| Box::new(LogWriter::new(&path)) as Box<dyn Recorder>);
     let mut config = Config::load(&config)?;
     if adopt_bundle_shape(&mut config)?.is_some() {
         config
