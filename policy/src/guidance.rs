@@ -1,12 +1,13 @@
 //! The pieces of RTC guidance: the soft mask W (Eq. 5), the clipped guidance weight (Eqs. 2 and 4) and the
 //! guidance target Y.
 
+use ndarray::{ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis, s};
 use rtchunk_config::MaskSchedule;
 
-/// Writes the soft mask W of Eq. 5 for inference delay `d`, execution horizon `s` and horizon `H = out.len()`:
+/// Writes the soft mask W of Eq. 5 (`[H]`) for inference delay `d`, execution horizon `s` and horizon `H = out.len()`:
 /// 1 on the frozen prefix `i < d`, a decay over the overlap `d <= i < H - s`, 0 on the free tail `i >= H - s`.
 /// `d` is clamped to `H - s`, as in the reference implementation.
-pub fn soft_mask(d: usize, s: usize, schedule: MaskSchedule, out: &mut [f32]) {
+pub fn soft_mask(d: usize, s: usize, schedule: MaskSchedule, mut out: ArrayViewMut1<f32>) {
     let horizon = out.len();
     let end = horizon.saturating_sub(s);
     let start = d.min(end);
@@ -37,18 +38,16 @@ pub fn guidance_weight(tau: f64, beta: f64) -> f64 {
     ((1.0 - tau) / (tau * r2)).min(beta)
 }
 
-/// Writes the guidance target Y: the previous chunk's not-yet-executed `actions` (whole actions of
-/// `action_dim` values), right-padded to the length of `out` by holding the last action (never zeros).
-pub fn pad_committed(actions: &[f32], action_dim: usize, out: &mut [f32]) {
-    let given = actions.len().min(out.len());
-    out[..given].copy_from_slice(&actions[..given]);
-    if given >= action_dim {
-        let last = given - action_dim;
-        for start in (given..out.len()).step_by(action_dim) {
-            out.copy_within(last..last + action_dim, start);
-        }
-    } else {
-        out[given..].fill(0.0);
+/// Writes the guidance target Y (`[H, A]`): the previous chunk's not-yet-executed `actions` (`[n, A]`),
+/// right-padded to H actions by holding the last one (never zeros).
+pub fn pad_committed(actions: ArrayView2<f32>, mut out: ArrayViewMut2<f32>) {
+    let given = actions.nrows().min(out.nrows());
+    out.slice_mut(s![..given, ..])
+        .assign(&actions.slice(s![..given, ..]));
+    let (head, mut tail) = out.view_mut().split_at(Axis(0), given);
+    match given.checked_sub(1) {
+        Some(last) => tail.assign(&head.row(last)),
+        None => tail.fill(0.0),
     }
 }
 
@@ -58,7 +57,7 @@ mod tests {
 
     fn mask(d: usize, s: usize, h: usize, schedule: MaskSchedule) -> Vec<f32> {
         let mut out = vec![f32::NAN; h];
-        soft_mask(d, s, schedule, &mut out);
+        soft_mask(d, s, schedule, ndarray::ArrayViewMut1::from(&mut out[..]));
         out
     }
 
@@ -137,8 +136,20 @@ mod tests {
 
     #[test]
     fn target_is_padded_by_holding_the_last_action() {
-        let mut out = [0.0f32; 10];
-        pad_committed(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, &mut out);
-        assert_eq!(out, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 5.0, 6.0, 5.0, 6.0]);
+        let mut out = ndarray::Array2::from_elem((5, 2), f32::NAN);
+        pad_committed(
+            ndarray::array![[1.0f32, 2.0], [3.0, 4.0], [5.0, 6.0]].view(),
+            out.view_mut(),
+        );
+        assert_eq!(
+            out,
+            ndarray::array![
+                [1.0f32, 2.0],
+                [3.0, 4.0],
+                [5.0, 6.0],
+                [5.0, 6.0],
+                [5.0, 6.0]
+            ]
+        );
     }
 }

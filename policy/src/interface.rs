@@ -221,6 +221,12 @@ pub fn chunks_of_mut(
         .map_err(|_| whole_chunks_error("the chunk buffer", len, chunk))
 }
 
+/// A flat, token-major buffer of whole actions of `action_dim` values as `[n, A]`, without a copy.
+pub fn actions_of(values: &[f32], action_dim: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
+    ArrayView2::from_shape((values.len() / action_dim.max(1), action_dim), values)
+        .map_err(|_| whole_chunks_error("the actions", values.len(), action_dim))
+}
+
 /// A flat buffer of one value per token of whole chunks as `[B, H]`.
 pub fn tokens_of(values: &[f32], horizon: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
     ArrayView2::from_shape((values.len() / horizon.max(1), horizon), values)

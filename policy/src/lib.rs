@@ -10,16 +10,17 @@
 //! and bidirectional decoding.
 //!
 //! ```
-//! use rtchunk_policy::{reference, Committed, FlowPolicy, Sampler};
+//! use rtchunk_policy::{ndarray::{array, Array2}, reference, Committed, FlowPolicy, Sampler};
 //! use rtchunk_config::SamplerConfig;
 //!
+//! // Chunks of H = 8 actions of one value; the previous chunk's last four actions are committed.
 //! let mut policy = reference::MixtureFlow::gaussian(8, 1, 0.5, 2.0, vec![0.0; 8]);
 //! let mut sampler = Sampler::new(SamplerConfig::default(), 8, 1);
-//! let previous = [0.2f32, 0.3, 0.4, 0.5];
-//! let mut chunk = vec![0.0f32; 8];
-//! let committed = Committed { actions: &previous, delay: 2 };
-//! sampler.sample(&mut policy, None, &[], Some(committed), 7, &mut chunk).unwrap();
-//! assert!((chunk[0] - 0.2).abs() < 0.1);
+//! let previous = array![[0.2f32], [0.3], [0.4], [0.5]];
+//! let mut chunk = Array2::zeros((8, 1));
+//! let committed = Committed { actions: previous.view(), delay: 2 };
+//! sampler.sample(&mut policy, None, &[], Some(committed), 7, chunk.view_mut()).unwrap();
+//! assert!((chunk[[0, 0]] - 0.2).abs() < 0.1);
 //! ```
 
 mod bid;
@@ -38,7 +39,8 @@ pub use convention::NoiseAtOne;
 pub use error::PolicyError;
 pub use guidance::{guidance_weight, pad_committed, soft_mask};
 pub use interface::{
-    Camera, FlowPolicy, PolicySpec, chunks_of, chunks_of_mut, rows_of, tokens_of, widen_actions,
+    Camera, FlowPolicy, PolicySpec, actions_of, chunks_of, chunks_of_mut, rows_of, tokens_of,
+    widen_actions,
 };
 /// The array crate of the policy boundary, for callers that build its views.
 pub use ndarray;

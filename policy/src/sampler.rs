@@ -1,17 +1,23 @@
 //! One Euler loop from noise (tau = 0) to data (tau = 1), with the guidance mode chosen by configuration.
+//!
+//! Chunks are `[B, H, A]` arrays throughout (B chunks of H actions of A values), per-token values `[B, H]`; a
+//! request's candidates (BID) are consecutive chunks of the batch.
 
 use crate::bid::select_candidate;
 use crate::guidance::{guidance_weight, pad_committed, soft_mask};
-use crate::interface::{chunks_of, chunks_of_mut, rows_of, tokens_of};
+use crate::interface::rows_of;
 use crate::{FlowPolicy, NormalRng, PolicyError};
+use ndarray::{
+    Array, Array2, Array3, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Dimension,
+    Ix2, Ix3, Zip, s,
+};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 
 /// The previous chunk's actions that the new chunk must continue.
 #[derive(Debug, Clone, Copy)]
 pub struct Committed<'a> {
-    /// The previous chunk's not-yet-executed actions `A_cur[s..H]`, in the model's action space, token-major:
-    /// `H - s` whole actions.
-    pub actions: &'a [f32],
+    /// The previous chunk's not-yet-executed actions `A_cur[s..H]`, in the model's action space: `[H - s, A]`.
+    pub actions: ArrayView2<'a, f32>,
     /// The inference delay d: how many of these actions will have executed when the new chunk arrives. Clamped
     /// to the number of committed actions.
     pub delay: usize,
@@ -35,29 +41,43 @@ enum Guide {
 enum NoiseSource<'a> {
     /// Drawn from one seeded stream per request, each filling its request's share of the batch.
     Seeded(Vec<NormalRng>),
-    /// Given by the caller, for one integration.
-    Given(&'a [f32]),
+    /// Given by the caller, for one integration: `[candidates, H, A]`.
+    Given(ArrayView3<'a, f32>),
 }
 
 impl NoiseSource<'_> {
-    fn fill(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
+    fn fill(&mut self, out: &mut Array3<f32>) -> Result<(), PolicyError> {
         match self {
             NoiseSource::Seeded(streams) => {
-                let share = out.len() / streams.len().max(1);
-                for (rng, part) in streams.iter_mut().zip(out.chunks_mut(share.max(1))) {
-                    rng.fill_normal(part);
+                let share = (out.len_of(Axis(0)) / streams.len().max(1)).max(1);
+                for (rng, mut part) in streams
+                    .iter_mut()
+                    .zip(out.axis_chunks_iter_mut(Axis(0), share))
+                {
+                    let values = part
+                        .as_slice_mut()
+                        .ok_or(PolicyError::Layout("the sampler's chunks"))?;
+                    rng.fill_normal(values);
                 }
             }
-            NoiseSource::Given(noise) if noise.len() == out.len() => out.copy_from_slice(noise),
+            NoiseSource::Given(noise) if noise.dim() == out.dim() => out.assign(noise),
             NoiseSource::Given(noise) => {
-                return Err(PolicyError::Shape {
+                return Err(PolicyError::Dims {
                     what: "the given noise",
-                    got: noise.len(),
-                    expected: out.len(),
+                    got: noise.shape().to_vec(),
+                    expected: out.shape().to_vec(),
                 });
             }
         }
         Ok(())
+    }
+}
+
+/// `buffer` with shape `dim`, reallocated (as zeros) only when its shape changes, so repeated calls of one shape
+/// do not allocate. Callers overwrite what they read.
+fn fit<D: Dimension>(buffer: &mut Array<f32, D>, dim: D) {
+    if buffer.raw_dim() != dim {
+        *buffer = Array::zeros(dim);
     }
 }
 
@@ -68,24 +88,28 @@ pub struct Sampler {
     config: SamplerConfig,
     horizon: usize,
     action_dim: usize,
-    /// Per request of the batch being sampled: d, the overlap H - s (0: nothing committed), Y and W.
+    /// Per request of the batch being sampled: d, the overlap H - s (0: nothing committed), Y `[R, H, A]` and
+    /// W `[R, H]`.
     delays: Vec<usize>,
     overlaps: Vec<usize>,
-    target: Vec<f32>,
-    mask: Vec<f32>,
-    x: Vec<f32>,
-    noise: Vec<f32>,
-    velocity: Vec<f32>,
-    correction: Vec<f32>,
-    cotangent: Vec<f32>,
-    vjp_velocity: Vec<f32>,
+    target: Array3<f32>,
+    mask: Array2<f32>,
+    /// Per chunk of the batch (`[B, H, A]`, B = requests x candidates): the state of the integration and what
+    /// each step computes from it.
+    x: Array3<f32>,
+    noise: Array3<f32>,
+    velocity: Array3<f32>,
+    correction: Array3<f32>,
+    cotangent: Array3<f32>,
+    vjp_velocity: Array3<f32>,
     /// Per chunk of the batch: Y and W, for a policy that takes them in its guided step.
-    chunk_target: Vec<f32>,
-    chunk_mask: Vec<f32>,
-    tau: Vec<f32>,
+    chunk_target: Array3<f32>,
+    chunk_mask: Array2<f32>,
+    tau: Array2<f32>,
     observations: Vec<f32>,
     images: Vec<u8>,
-    weak_candidates: Vec<f32>,
+    /// BID's weak policy's candidates, integrated from the same noise streams after the strong ones.
+    weak_candidates: Array3<f32>,
 }
 
 /// One chunk to sample in a batch: its observation, the previous chunk's actions it must continue (none for a
@@ -105,26 +129,28 @@ pub struct SampleRequest<'a> {
 impl Sampler {
     /// A sampler for chunks of `horizon` actions of `action_dim` values.
     pub fn new(config: SamplerConfig, horizon: usize, action_dim: usize) -> Self {
+        let chunks = || Array3::zeros((0, horizon, action_dim));
+        let tokens = || Array2::zeros((0, horizon));
         Sampler {
             config,
             horizon,
             action_dim,
             delays: Vec::new(),
             overlaps: Vec::new(),
-            target: Vec::new(),
-            mask: Vec::new(),
-            x: Vec::new(),
-            noise: Vec::new(),
-            velocity: Vec::new(),
-            correction: Vec::new(),
-            cotangent: Vec::new(),
-            vjp_velocity: Vec::new(),
-            chunk_target: Vec::new(),
-            chunk_mask: Vec::new(),
-            tau: Vec::new(),
+            target: chunks(),
+            mask: tokens(),
+            x: chunks(),
+            noise: chunks(),
+            velocity: chunks(),
+            correction: chunks(),
+            cotangent: chunks(),
+            vjp_velocity: chunks(),
+            chunk_target: chunks(),
+            chunk_mask: tokens(),
+            tau: tokens(),
             observations: Vec::new(),
             images: Vec::new(),
-            weak_candidates: Vec::new(),
+            weak_candidates: chunks(),
         }
     }
 
@@ -132,10 +158,10 @@ impl Sampler {
     pub fn check_policy(&self, policy: &dyn FlowPolicy) -> Result<(), PolicyError> {
         let spec = policy.spec();
         if spec.horizon != self.horizon || spec.action_dim != self.action_dim {
-            return Err(PolicyError::Shape {
+            return Err(PolicyError::Dims {
                 what: "the policy's chunk (horizon x action_dim)",
-                got: spec.chunk_len(),
-                expected: self.horizon * self.action_dim,
+                got: vec![spec.horizon, spec.action_dim],
+                expected: vec![self.horizon, self.action_dim],
             });
         }
         match self.config.mode {
@@ -147,17 +173,17 @@ impl Sampler {
         }
     }
 
-    /// Samples one chunk for `observation` into `out` (H x action_dim). With `committed`, the chunk continues
-    /// the previous one as the mode prescribes; without it (the first chunk) every mode samples plainly.
-    /// `weak` is BID's weak policy for forward contrast. The result depends only on the inputs and `seed`.
-    pub fn sample(
+    /// Samples one chunk for `observation` into `out` (`[H, A]`). With `committed`, the chunk continues the
+    /// previous one as the mode prescribes; without it (the first chunk) every mode samples plainly. `weak` is
+    /// BID's weak policy for forward contrast. The result depends only on the inputs and `seed`.
+    pub fn sample<'a>(
         &mut self,
         policy: &mut dyn FlowPolicy,
         weak: Option<&mut dyn FlowPolicy>,
-        observation: &[f32],
-        committed: Option<Committed>,
+        observation: &'a [f32],
+        committed: Option<Committed<'a>>,
         seed: u64,
-        out: &mut [f32],
+        out: ArrayViewMut2<f32>,
     ) -> Result<(), PolicyError> {
         let request = SampleRequest {
             observation,
@@ -165,18 +191,18 @@ impl Sampler {
             committed,
             seed,
         };
-        self.sample_batch(policy, weak, &[request], out)
+        self.sample_batch(policy, weak, &[request], out.insert_axis(Axis(0)))
     }
 
-    /// Samples one chunk per request into `out` (requests x H x action_dim) with one batched policy call per
-    /// Euler step. Each chunk equals what [`Sampler::sample`] gives for its request alone (up to the backend's
+    /// Samples one chunk per request into `out` (`[requests, H, A]`) with one batched policy call per Euler
+    /// step. Each chunk equals what [`Sampler::sample`] gives for its request alone (up to the backend's
     /// arithmetic across batch sizes): the benchmark runs many robots through one call this way.
     pub fn sample_batch(
         &mut self,
         policy: &mut dyn FlowPolicy,
         weak: Option<&mut dyn FlowPolicy>,
         requests: &[SampleRequest],
-        out: &mut [f32],
+        out: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
         let mut noise =
             NoiseSource::Seeded(requests.iter().map(|r| NormalRng::new(r.seed)).collect());
@@ -184,15 +210,16 @@ impl Sampler {
     }
 
     /// [`Sampler::sample`] (with the observation's camera images, if the policy takes any) from the given initial
-    /// noise A^0 (one chunk, or `bid_candidates` chunks for BID) instead of a seed: for comparing with other implementations of the same sampler.
-    pub fn sample_from_noise(
+    /// noise A^0 (`[1, H, A]`, or `[bid_candidates, H, A]` for BID) instead of a seed: for comparing with other
+    /// implementations of the same sampler.
+    pub fn sample_from_noise<'a>(
         &mut self,
         policy: &mut dyn FlowPolicy,
-        observation: &[f32],
-        images: &[u8],
-        committed: Option<Committed>,
-        noise: &[f32],
-        out: &mut [f32],
+        observation: &'a [f32],
+        images: &'a [u8],
+        committed: Option<Committed<'a>>,
+        noise: ArrayView3<f32>,
+        out: ArrayViewMut2<f32>,
     ) -> Result<(), PolicyError> {
         let mut noise = NoiseSource::Given(noise);
         let request = SampleRequest {
@@ -201,7 +228,13 @@ impl Sampler {
             committed,
             seed: 0,
         };
-        self.sample_with(policy, None, &[request], &mut noise, out)
+        self.sample_with(
+            policy,
+            None,
+            &[request],
+            &mut noise,
+            out.insert_axis(Axis(0)),
+        )
     }
 
     fn sample_with(
@@ -210,15 +243,15 @@ impl Sampler {
         weak: Option<&mut dyn FlowPolicy>,
         requests: &[SampleRequest],
         noise: &mut NoiseSource,
-        out: &mut [f32],
+        mut out: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
         self.check_policy(policy)?;
-        let len = self.horizon * self.action_dim;
-        if out.len() != requests.len() * len || requests.is_empty() {
-            return Err(PolicyError::Shape {
+        let (h, a) = (self.horizon, self.action_dim);
+        if out.dim() != (requests.len(), h, a) || requests.is_empty() {
+            return Err(PolicyError::Dims {
                 what: "the output chunks",
-                got: out.len(),
-                expected: requests.len().max(1) * len,
+                got: out.shape().to_vec(),
+                expected: vec![requests.len().max(1), h, a],
             });
         }
         self.set_targets(requests)?;
@@ -244,35 +277,33 @@ impl Sampler {
             1
         };
         self.integrate(policy, candidates, guide, noise)?;
-        if candidates > 1 && guided {
-            if let Some(weak) = weak {
+        let contrasted = match weak {
+            Some(weak) if candidates > 1 && guided => {
                 weak.prepare_with_images(
                     rows_of(&self.observations, requests.len())?,
                     &self.images,
                 )?;
-                let strong = std::mem::take(&mut self.x);
-                self.integrate(weak, candidates, Guide::None, noise)?;
-                self.weak_candidates = std::mem::replace(&mut self.x, strong);
-            } else {
-                self.weak_candidates.clear();
+                std::mem::swap(&mut self.x, &mut self.weak_candidates);
+                let integrated = self.integrate(weak, candidates, Guide::None, noise);
+                std::mem::swap(&mut self.x, &mut self.weak_candidates);
+                integrated?;
+                true
             }
-        }
-        let (h, a) = (self.horizon, self.action_dim);
-        for (r, chunk) in out.chunks_mut(len).enumerate() {
+            _ => false,
+        };
+        for (r, mut chunk) in out.outer_iter_mut().enumerate() {
+            let pool = s![r * candidates..(r + 1) * candidates, .., ..];
             let overlap = self.overlaps[r];
-            let pool = r * candidates * len..(r + 1) * candidates * len;
             let chosen = if candidates > 1 && overlap > 0 {
                 select_candidate(
-                    &self.x[pool.clone()],
-                    (!self.weak_candidates.is_empty()).then(|| &self.weak_candidates[pool.clone()]),
-                    &self.target[r * h * a..][..overlap * a],
-                    a,
-                    len,
+                    self.x.slice(pool),
+                    contrasted.then(|| self.weak_candidates.slice(pool)),
+                    self.target.slice(s![r, ..overlap, ..]),
                 )
             } else {
                 0
             };
-            chunk.copy_from_slice(&self.x[pool.start + chosen * len..][..len]);
+            chunk.assign(&self.x.index_axis(Axis(0), r * candidates + chosen));
         }
         if out.iter().any(|v| !v.is_finite()) {
             return Err(PolicyError::NonFinite("the sampled chunk"));
@@ -285,13 +316,13 @@ impl Sampler {
         let (h, a) = (self.horizon, self.action_dim);
         self.delays.clear();
         self.overlaps.clear();
-        self.target.resize(requests.len() * h * a, 0.0);
-        self.mask.resize(requests.len() * h, 0.0);
-        for (r, request) in requests.iter().enumerate() {
-            let (target, mask) = (
-                &mut self.target[r * h * a..][..h * a],
-                &mut self.mask[r * h..][..h],
-            );
+        fit(&mut self.target, Ix3(requests.len(), h, a));
+        fit(&mut self.mask, Ix2(requests.len(), h));
+        for ((request, target), mut mask) in requests
+            .iter()
+            .zip(self.target.outer_iter_mut())
+            .zip(self.mask.outer_iter_mut())
+        {
             let committed = request.committed.filter(|c| !c.actions.is_empty());
             let Some(committed) = committed else {
                 self.delays.push(0);
@@ -299,18 +330,18 @@ impl Sampler {
                 mask.fill(0.0);
                 continue;
             };
-            let overlap = committed.actions.len() / a;
-            if committed.actions.len() != overlap * a || overlap > h {
-                return Err(PolicyError::Shape {
+            let overlap = committed.actions.nrows();
+            if committed.actions.ncols() != a || overlap > h {
+                return Err(PolicyError::Dims {
                     what: "the committed actions",
-                    got: committed.actions.len(),
-                    expected: (overlap * a).min(h * a),
+                    got: committed.actions.shape().to_vec(),
+                    expected: vec![overlap.min(h), a],
                 });
             }
             let delay = committed.delay.min(overlap);
             self.delays.push(delay);
             self.overlaps.push(overlap);
-            pad_committed(committed.actions, a, target);
+            pad_committed(committed.actions, target);
             soft_mask(delay, h - overlap, self.config.schedule, mask);
         }
         Ok(())
@@ -325,7 +356,6 @@ impl Sampler {
         noise: &mut NoiseSource,
     ) -> Result<(), PolicyError> {
         let (h, a) = (self.horizon, self.action_dim);
-        let len = h * a;
         let batch = self.delays.len() * candidates;
         for buffer in [
             &mut self.x,
@@ -335,29 +365,31 @@ impl Sampler {
             &mut self.cotangent,
             &mut self.vjp_velocity,
         ] {
-            buffer.resize(batch * len, 0.0);
+            fit(buffer, Ix3(batch, h, a));
         }
-        self.tau.resize(batch * h, 0.0);
+        fit(&mut self.tau, Ix2(batch, h));
         noise.fill(&mut self.x)?;
-        self.noise.copy_from_slice(&self.x);
+        self.noise.assign(&self.x);
         let steps = self.config.steps;
         for step in 0..steps {
             let tau = step as f64 / steps as f64;
             self.tau.fill(tau as f32);
-            for b in 0..batch {
+            for (b, mut chunk) in self.x.outer_iter_mut().enumerate() {
                 let r = b / candidates;
-                let (prefix, target) = (self.delays[r] * a, &self.target[r * len..][..len]);
-                let chunk = &mut self.x[b * len..(b + 1) * len];
+                let prefix = s![..self.delays[r], ..];
+                let target = self.target.index_axis(Axis(0), r);
                 match guide {
                     Guide::Trained => {
-                        chunk[..prefix].copy_from_slice(&target[..prefix]);
-                        self.tau[b * h..b * h + self.delays[r]].fill(1.0);
+                        chunk.slice_mut(prefix).assign(&target.slice(prefix));
+                        self.tau.slice_mut(s![b, ..self.delays[r]]).fill(1.0);
                     }
                     Guide::Overwrite => {
-                        let noise = &self.noise[b * len..b * len + prefix];
-                        for ((x, y), e) in chunk[..prefix].iter_mut().zip(target).zip(noise) {
-                            *x = ((1.0 - tau) * *e as f64 + tau * *y as f64) as f32;
-                        }
+                        Zip::from(chunk.slice_mut(prefix))
+                            .and(target.slice(prefix))
+                            .and(self.noise.slice(s![b, ..self.delays[r], ..]))
+                            .for_each(|x, &y, &e| {
+                                *x = ((1.0 - tau) * e as f64 + tau * y as f64) as f32;
+                            });
                     }
                     Guide::None | Guide::Pinv { .. } => {}
                 }
@@ -367,30 +399,20 @@ impl Sampler {
                     self.fused_guidance(policy, candidates, tau)?;
                 }
                 Guide::Pinv { exact } => {
-                    policy.velocity(
-                        chunks_of(&self.x, h, a)?,
-                        tokens_of(&self.tau, h)?,
-                        chunks_of_mut(&mut self.velocity, h, a)?,
-                    )?;
+                    policy.velocity(self.x.view(), self.tau.view(), self.velocity.view_mut())?;
                     self.add_guidance(policy, candidates, tau, exact)?;
                 }
-                _ => policy.velocity(
-                    chunks_of(&self.x, h, a)?,
-                    tokens_of(&self.tau, h)?,
-                    chunks_of_mut(&mut self.velocity, h, a)?,
-                )?,
+                _ => policy.velocity(self.x.view(), self.tau.view(), self.velocity.view_mut())?,
             }
-            let dt = 1.0 / steps as f32;
-            for (x, v) in self.x.iter_mut().zip(&self.velocity) {
-                *x += dt * v;
-            }
+            self.x.scaled_add(1.0 / steps as f32, &self.velocity);
         }
         if matches!(guide, Guide::Trained | Guide::Overwrite) {
-            for b in 0..batch {
+            for (b, mut chunk) in self.x.outer_iter_mut().enumerate() {
                 let r = b / candidates;
-                let prefix = self.delays[r] * a;
-                self.x[b * len..b * len + prefix]
-                    .copy_from_slice(&self.target[r * len..][..prefix]);
+                let prefix = s![..self.delays[r], ..];
+                chunk
+                    .slice_mut(prefix)
+                    .assign(&self.target.slice(s![r, ..self.delays[r], ..]));
             }
         }
         if self.x.iter().any(|v| !v.is_finite()) {
@@ -407,32 +429,35 @@ impl Sampler {
         tau: f64,
         exact: bool,
     ) -> Result<(), PolicyError> {
-        let (h, a) = (self.horizon, self.action_dim);
-        let len = h * a;
         for (b, ((cotangent, x), v)) in self
             .cotangent
-            .chunks_mut(len)
-            .zip(self.x.chunks(len))
-            .zip(self.velocity.chunks(len))
+            .outer_iter_mut()
+            .zip(self.x.outer_iter())
+            .zip(self.velocity.outer_iter())
             .enumerate()
         {
             let r = b / candidates;
-            let (target, mask) = (&self.target[r * len..][..len], &self.mask[r * h..][..h]);
-            for k in 0..len {
-                let denoised = x[k] as f64 + (1.0 - tau) * v[k] as f64;
-                cotangent[k] = (mask[k / a] as f64 * (target[k] as f64 - denoised)) as f32;
-            }
+            let mask = self.mask.row(r).insert_axis(Axis(1));
+            Zip::from(cotangent)
+                .and(x)
+                .and(v)
+                .and(self.target.index_axis(Axis(0), r))
+                .and_broadcast(mask)
+                .for_each(|cotangent, &x, &v, &y, &w| {
+                    let denoised = x as f64 + (1.0 - tau) * v as f64;
+                    *cotangent = (w as f64 * (y as f64 - denoised)) as f32;
+                });
         }
         if exact {
             policy.denoiser_vjp(
-                chunks_of(&self.x, h, a)?,
-                tokens_of(&self.tau, h)?,
-                chunks_of(&self.cotangent, h, a)?,
-                chunks_of_mut(&mut self.vjp_velocity, h, a)?,
-                chunks_of_mut(&mut self.correction, h, a)?,
+                self.x.view(),
+                self.tau.view(),
+                self.cotangent.view(),
+                self.vjp_velocity.view_mut(),
+                self.correction.view_mut(),
             )?;
         } else {
-            self.correction.copy_from_slice(&self.cotangent);
+            self.correction.assign(&self.cotangent);
         }
         self.apply_correction(tau);
         Ok(())
@@ -446,23 +471,24 @@ impl Sampler {
         candidates: usize,
         tau: f64,
     ) -> Result<(), PolicyError> {
-        let (h, a) = (self.horizon, self.action_dim);
-        let len = h * a;
-        let batch = self.x.len() / len;
-        self.chunk_target.resize(batch * len, 0.0);
-        self.chunk_mask.resize(batch * h, 0.0);
-        for b in 0..batch {
-            let r = b / candidates;
-            self.chunk_target[b * len..][..len].copy_from_slice(&self.target[r * len..][..len]);
-            self.chunk_mask[b * h..][..h].copy_from_slice(&self.mask[r * h..][..h]);
+        fit(&mut self.chunk_target, self.x.raw_dim());
+        fit(&mut self.chunk_mask, self.tau.raw_dim());
+        for (b, (mut target, mut mask)) in self
+            .chunk_target
+            .outer_iter_mut()
+            .zip(self.chunk_mask.outer_iter_mut())
+            .enumerate()
+        {
+            target.assign(&self.target.index_axis(Axis(0), b / candidates));
+            mask.assign(&self.mask.row(b / candidates));
         }
         policy.guided_vjp(
-            chunks_of(&self.x, h, a)?,
-            tokens_of(&self.tau, h)?,
-            chunks_of(&self.chunk_target, h, a)?,
-            tokens_of(&self.chunk_mask, h)?,
-            chunks_of_mut(&mut self.velocity, h, a)?,
-            chunks_of_mut(&mut self.correction, h, a)?,
+            self.x.view(),
+            self.tau.view(),
+            self.chunk_target.view(),
+            self.chunk_mask.view(),
+            self.velocity.view_mut(),
+            self.correction.view_mut(),
         )?;
         self.apply_correction(tau);
         Ok(())
@@ -471,8 +497,6 @@ impl Sampler {
     /// Adds `w(tau)` times the correction to the velocity.
     fn apply_correction(&mut self, tau: f64) {
         let weight = guidance_weight(tau, self.config.beta) as f32;
-        for (v, g) in self.velocity.iter_mut().zip(&self.correction) {
-            *v += weight * g;
-        }
+        self.velocity.scaled_add(weight, &self.correction);
     }
 }

@@ -4,6 +4,7 @@
 #![cfg(feature = "cuda")]
 
 use rtchunk_config::{SamplerConfig, SamplerMode};
+use rtchunk_policy::ndarray::{Array2, Array3};
 use rtchunk_policy::onnx::{Device, Dtype, OnnxPolicy, OnnxRuntimeOptions, check_recorded};
 use rtchunk_policy::{
     Committed, FlowPolicy, Sampler, chunks_of, chunks_of_mut, rows_of, tokens_of,
@@ -48,7 +49,7 @@ fn chunks(policy: &mut OnnxPolicy) -> Vec<f32> {
         ..SamplerConfig::default()
     };
     let mut sampler = Sampler::new(config, h, a);
-    let committed: Vec<f32> = (0..(h / 2) * a).map(|k| (k as f32 * 0.3).cos()).collect();
+    let committed = Array2::from_shape_fn((h / 2, a), |(i, j)| ((i * a + j) as f32 * 0.3).cos());
     let mut all = Vec::new();
     for observation in 0..3 {
         let state: Vec<f32> = (0..spec.observation_dim)
@@ -57,16 +58,23 @@ fn chunks(policy: &mut OnnxPolicy) -> Vec<f32> {
         let images: Vec<u8> = (0..spec.image_bytes())
             .map(|k| ((k * 13 + observation * 50) % 256) as u8)
             .collect();
-        let noise: Vec<f32> = (0..h * a).map(|k| (k as f32 * 0.61).cos()).collect();
-        let mut chunk = vec![0.0; h * a];
+        let noise = Array3::from_shape_fn((1, h, a), |(_, i, j)| ((i * a + j) as f32 * 0.61).cos());
+        let mut chunk = Array2::zeros((h, a));
         let committed = Committed {
-            actions: &committed,
+            actions: committed.view(),
             delay: 2,
         };
         sampler
-            .sample_from_noise(policy, &state, &images, Some(committed), &noise, &mut chunk)
+            .sample_from_noise(
+                policy,
+                &state,
+                &images,
+                Some(committed),
+                noise.view(),
+                chunk.view_mut(),
+            )
             .unwrap();
-        all.extend(chunk);
+        all.extend(chunk.iter().copied());
     }
     all
 }

@@ -2,10 +2,11 @@
 //! it was exported from, and against broken bundles.
 
 use rtchunk_config::{SamplerConfig, SamplerMode};
+use rtchunk_policy::ndarray::ArrayViewMut2;
 use rtchunk_policy::onnx::{OnnxPolicy, OnnxRuntimeOptions, check_recorded, find_onnxruntime};
 use rtchunk_policy::reference::MixtureFlow;
 use rtchunk_policy::{
-    Committed, FlowPolicy, Sampler, chunks_of, chunks_of_mut, rows_of, tokens_of,
+    Committed, FlowPolicy, Sampler, actions_of, chunks_of, chunks_of_mut, rows_of, tokens_of,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -162,11 +163,12 @@ fn rtc_over_onnx_agrees_with_rtc_over_the_pure_rust_reference() {
             let mut sampler = Sampler::new(config.clone(), h, a);
             let mut chunk = vec![0.0f32; h * a];
             let committed = Committed {
-                actions: &committed,
+                actions: actions_of(&committed, a).unwrap(),
                 delay: 2,
             };
+            let out = ArrayViewMut2::from_shape((h, a), &mut chunk).unwrap();
             sampler
-                .sample(policy, None, &observation, Some(committed), 42, &mut chunk)
+                .sample(policy, None, &observation, Some(committed), 42, out)
                 .unwrap();
             chunk
         };
@@ -259,7 +261,8 @@ fn camera_chunk(
         committed: None,
         seed: 5,
     };
-    sampler.sample_batch(policy, None, &[request], &mut chunk)?;
+    let out = chunks_of_mut(&mut chunk, spec.horizon, spec.action_dim)?;
+    sampler.sample_batch(policy, None, &[request], out)?;
     Ok(chunk)
 }
 
@@ -523,11 +526,11 @@ fn vla_rtc_chunk(policy: &mut dyn FlowPolicy, state: &[f32], images: &[u8]) -> V
             state,
             images,
             Some(Committed {
-                actions: &committed,
+                actions: actions_of(&committed, a).unwrap(),
                 delay: 2,
             }),
-            &noise,
-            &mut chunk,
+            chunks_of(&noise, h, a).unwrap(),
+            ArrayViewMut2::from_shape((h, a), &mut chunk).unwrap(),
         )
         .unwrap();
     chunk

@@ -1,9 +1,11 @@
 //! The samplers against closed-form answers of the Gaussian reference policy.
 
 use rtchunk_config::{MaskSchedule, SamplerConfig, SamplerMode};
-use rtchunk_policy::ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
+use rtchunk_policy::ndarray::{ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3};
 use rtchunk_policy::reference::MixtureFlow;
-use rtchunk_policy::{Committed, FlowPolicy, SampleRequest, Sampler, rows_of};
+use rtchunk_policy::{
+    Committed, FlowPolicy, SampleRequest, Sampler, actions_of, chunks_of_mut, rows_of,
+};
 
 const H: usize = 8;
 const SAMPLES: u64 = 8000;
@@ -21,6 +23,11 @@ fn gaussian() -> MixtureFlow {
     MixtureFlow::gaussian(H, 1, 1.0, 3.0, vec![0.0; H])
 }
 
+/// A chunk of one-dimensional actions as `[H, 1]`.
+fn column(values: &mut [f32]) -> ArrayViewMut2<'_, f32> {
+    ArrayViewMut2::from_shape((values.len(), 1), values).unwrap()
+}
+
 /// The mean over many seeds of the chunks sampled with committed `previous` and delay `d`.
 fn sample_mean(
     sampler: &mut Sampler,
@@ -32,11 +39,11 @@ fn sample_mean(
     let mut chunk = vec![0.0f32; H];
     for seed in 0..SAMPLES {
         let committed = Committed {
-            actions: previous,
+            actions: actions_of(previous, 1).unwrap(),
             delay: d,
         };
         sampler
-            .sample(policy, None, &[], Some(committed), seed, &mut chunk)
+            .sample(policy, None, &[], Some(committed), seed, column(&mut chunk))
             .unwrap();
         for (m, c) in mean.iter_mut().zip(&chunk) {
             *m += *c as f64 / SAMPLES as f64;
@@ -118,11 +125,18 @@ fn the_sampler_is_deterministic_for_a_seed() {
             let mut sampler = sampler(mode, MaskSchedule::Exp);
             let mut chunk = vec![0.0f32; H];
             let committed = Committed {
-                actions: &previous,
+                actions: actions_of(&previous, 1).unwrap(),
                 delay: 2,
             };
             sampler
-                .sample(&mut policy, None, &[], Some(committed), seed, &mut chunk)
+                .sample(
+                    &mut policy,
+                    None,
+                    &[],
+                    Some(committed),
+                    seed,
+                    column(&mut chunk),
+                )
                 .unwrap();
             chunk
         };
@@ -140,11 +154,18 @@ fn bid_picks_the_candidate_that_continues_the_committed_mode() {
     let mut chunk = vec![0.0f32; H];
     for seed in 0..50 {
         let committed = Committed {
-            actions: &previous,
+            actions: actions_of(&previous, 1).unwrap(),
             delay: 2,
         };
         sampler
-            .sample(&mut policy, None, &[], Some(committed), seed, &mut chunk)
+            .sample(
+                &mut policy,
+                None,
+                &[],
+                Some(committed),
+                seed,
+                column(&mut chunk),
+            )
             .unwrap();
         assert_eq!(policy.mode_of(&chunk, 0), 0, "seed {seed}: {chunk:?}");
     }
@@ -172,11 +193,18 @@ fn rtc_refuses_a_policy_without_a_vjp() {
     let mut policy = ForwardOnly(gaussian());
     let mut chunk = vec![0.0f32; H];
     let committed = Committed {
-        actions: &[0.5; 4],
+        actions: actions_of(&[0.5; 4], 1).unwrap(),
         delay: 2,
     };
     let error = sampler(SamplerMode::Rtc, MaskSchedule::Exp)
-        .sample(&mut policy, None, &[], Some(committed), 0, &mut chunk)
+        .sample(
+            &mut policy,
+            None,
+            &[],
+            Some(committed),
+            0,
+            column(&mut chunk),
+        )
         .unwrap_err();
     assert!(error.to_string().contains("rtc-identity"), "{error}");
 }
@@ -200,7 +228,7 @@ fn a_batch_of_requests_samples_exactly_what_each_request_samples_alone() {
                 observation: &[],
                 images: &[],
                 committed: Some(Committed {
-                    actions: previous[r],
+                    actions: actions_of(previous[r], 1).unwrap(),
                     delay: delays[r],
                 }),
                 seed: 100 + r as u64,
@@ -208,7 +236,12 @@ fn a_batch_of_requests_samples_exactly_what_each_request_samples_alone() {
             .collect();
         let mut batch = vec![0.0f32; 4 * H];
         sampler
-            .sample_batch(&mut policy, None, &requests, &mut batch)
+            .sample_batch(
+                &mut policy,
+                None,
+                &requests,
+                chunks_of_mut(&mut batch, H, 1).unwrap(),
+            )
             .unwrap();
         for (r, request) in requests.iter().enumerate() {
             let mut alone = vec![0.0f32; H];
@@ -219,7 +252,7 @@ fn a_batch_of_requests_samples_exactly_what_each_request_samples_alone() {
                     &[],
                     request.committed,
                     request.seed,
-                    &mut alone,
+                    column(&mut alone),
                 )
                 .unwrap();
             assert_eq!(

@@ -385,7 +385,7 @@ fn lerobot_toolchain(module: &str, args: &[&str]) {
 /// the exact guidance must differ from LeRobot's identity-Jacobian guidance.
 fn report_exact_rtc(bundle: &std::path::Path) {
     use rtchunk_policy::onnx::{OnnxPolicy, recorded_values};
-    use rtchunk_policy::{Committed, FlowPolicy, Sampler, widen_actions};
+    use rtchunk_policy::{Committed, FlowPolicy, Sampler, actions_of, chunks_of, widen_actions};
     let recorded: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bundle.join("expected.json")).unwrap())
             .unwrap();
@@ -414,23 +414,25 @@ fn report_exact_rtc(bundle: &std::path::Path) {
         .iter()
         .map(|v| *v as u8)
         .collect();
-    let mut chunk = vec![0.0f32; spec.chunk_len()];
+    let noise = recorded_values(&entry["noise"]);
+    let mut chunk = ndarray::Array2::zeros((spec.horizon, spec.action_dim));
     Sampler::new(config, spec.horizon, spec.action_dim)
         .sample_from_noise(
             &mut policy,
             &recorded_values(&recorded["inputs"]["observation"]),
             &images,
             Some(Committed {
-                actions: &committed,
+                actions: actions_of(&committed, spec.action_dim).unwrap(),
                 delay,
             }),
-            &recorded_values(&entry["noise"]),
-            &mut chunk,
+            chunks_of(&noise, spec.horizon, spec.action_dim).unwrap(),
+            chunk.view_mut(),
         )
         .unwrap();
     let exact: Vec<f32> = chunk
-        .chunks(spec.action_dim)
-        .flat_map(|a| a[..dims].to_vec())
+        .slice(ndarray::s![.., ..dims])
+        .iter()
+        .copied()
         .collect();
     let (identity, frozen) = (
         recorded_values(&entry["chunk"]),

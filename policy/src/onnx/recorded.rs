@@ -5,7 +5,7 @@ use super::BundleError;
 use super::manifest::TimeConvention;
 use super::policy::OnnxPolicy;
 use crate::convention::TimeFlip;
-use crate::{Committed, FlowPolicy, Sampler, widen_actions};
+use crate::{Committed, FlowPolicy, Sampler, actions_of, chunks_of, widen_actions};
 use ndarray::{Array2, Array3, s};
 use rtchunk_config::{SamplerConfig, SamplerMode};
 use serde_json::Value;
@@ -264,25 +264,25 @@ fn replay_chunk(
         spec.action_dim,
         &mut committed,
     );
-    let mut chunk = vec![0.0f32; spec.chunk_len()];
+    let committed = (!committed.is_empty())
+        .then(|| actions_of(&committed, spec.action_dim))
+        .transpose()?
+        .map(|actions| Committed {
+            actions,
+            delay: rtc["delay"].as_u64().unwrap_or(0) as usize,
+        });
+    let noise = recorded_values(&rtc["noise"]);
+    let mut chunk = Array2::zeros((spec.horizon, spec.action_dim));
     Sampler::new(config, spec.horizon, spec.action_dim).sample_from_noise(
         policy,
         &observations[..spec.observation_dim.min(observations.len())],
         &images[..spec.image_bytes().min(images.len())],
-        (!committed.is_empty()).then(|| Committed {
-            actions: &committed,
-            delay: rtc["delay"].as_u64().unwrap_or(0) as usize,
-        }),
-        &recorded_values(&rtc["noise"]),
-        &mut chunk,
+        committed,
+        chunks_of(&noise, spec.horizon, spec.action_dim)?,
+        chunk.view_mut(),
     )?;
-    let executed: Vec<f32> = chunk
-        .chunks(spec.action_dim)
-        .flat_map(|action| &action[..dims.min(action.len())])
-        .copied()
-        .collect();
     Ok(max_difference(
-        executed.iter(),
+        chunk.slice(s![.., ..dims.min(spec.action_dim)]).iter(),
         &recorded_values(&rtc["chunk"]),
     ))
 }

@@ -8,7 +8,8 @@ use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::core::metrics::InferenceSummary;
 use crate::core::record::InferenceRecord;
 use rtchunk_policy::{
-    Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler, widen_actions,
+    Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler, actions_of,
+    chunks_of_mut, widen_actions,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,8 +75,12 @@ impl InferenceEngine {
         requests: &[(&InferenceRequest, u64)],
     ) -> Result<&[f32], PolicyError> {
         let spec = self.policy.spec();
-        let (len, model_dim, robot_dim) =
-            (spec.chunk_len(), spec.action_dim, spec.robot_action_dim);
+        let (len, horizon, model_dim, robot_dim) = (
+            spec.chunk_len(),
+            spec.horizon,
+            spec.action_dim,
+            spec.robot_action_dim,
+        );
         self.observation.clear();
         self.committed.resize(requests.len() * len, 0.0);
         self.chunk.resize(requests.len() * len, 0.0);
@@ -104,29 +109,36 @@ impl InferenceEngine {
             }
         }
         let mut offset = 0;
-        let samples: Vec<SampleRequest> = requests
+        let samples = requests
             .iter()
             .enumerate()
             .map(|(r, (request, stream))| {
                 let observation = &self.observation[offset..offset + request.observation.len()];
                 offset += request.observation.len();
-                let committed_len = committed_lens[r];
-                SampleRequest {
-                    observation,
-                    images: &request.images,
-                    committed: (committed_len > 0).then(|| Committed {
-                        actions: &self.committed[r * len..][..committed_len],
+                let committed = match committed_lens[r] {
+                    0 => None,
+                    n => Some(Committed {
+                        actions: actions_of(&self.committed[r * len..][..n], model_dim)?,
                         delay: request.delay,
                     }),
+                };
+                Ok(SampleRequest {
+                    observation,
+                    images: &request.images,
+                    committed,
                     seed: self.seed
                         ^ request.seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)
                         ^ stream.wrapping_mul(0xd1b5_4a32_d192_ed03),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, PolicyError>>()?;
         let weak = self.weak.as_deref_mut().map(|w| w as &mut dyn FlowPolicy);
-        self.sampler
-            .sample_batch(self.policy.as_mut(), weak, &samples, &mut self.chunk)?;
+        self.sampler.sample_batch(
+            self.policy.as_mut(),
+            weak,
+            &samples,
+            chunks_of_mut(&mut self.chunk, horizon, model_dim)?,
+        )?;
         if let Some(normalization) = &self.normalization {
             for chunk in self.chunk.chunks_mut(len) {
                 normalization.denormalize_actions(chunk);

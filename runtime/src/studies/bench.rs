@@ -294,9 +294,9 @@ pub fn policy_benchmark(
             ));
         }
     });
-    let noise: Vec<f32> = (0..h * a)
-        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
-        .collect();
+    let noise = Array3::from_shape_fn((1, h, a), |(_, i, j)| {
+        ((i * a + j) * 37 % 101) as f32 / 50.0 - 1.0
+    });
     let mut inference = |mode: SamplerMode, steps: usize| {
         let config = rtchunk_config::SamplerConfig {
             mode,
@@ -305,11 +305,11 @@ pub fn policy_benchmark(
             ..Default::default()
         };
         let mut sampler = Sampler::new(config, h, a);
-        let committed = vec![0.2f32; (h / 2) * a];
-        let mut chunk = vec![0.0f32; h * a];
+        let committed = Array2::from_elem((h / 2, a), 0.2f32);
+        let mut chunk = Array2::zeros((h, a));
         time_ms(iterations, || {
             let committed = Committed {
-                actions: &committed,
+                actions: committed.view(),
                 delay: 2,
             };
             note(sampler.sample_from_noise(
@@ -317,8 +317,8 @@ pub fn policy_benchmark(
                 &observation,
                 &images,
                 Some(committed),
-                &noise,
-                &mut chunk,
+                noise.view(),
+                chunk.view_mut(),
             ));
         })
     };
