@@ -28,6 +28,22 @@ fn column(values: &mut [f32]) -> ArrayViewMut2<'_, f32> {
     ArrayViewMut2::from_shape((values.len(), 1), values).unwrap()
 }
 
+/// One chunk into `chunk`, continuing the one-dimensional committed actions `previous` with delay `delay`.
+fn sample_continuing(
+    sampler: &mut Sampler,
+    policy: &mut dyn FlowPolicy,
+    previous: &[f32],
+    delay: usize,
+    seed: u64,
+    chunk: &mut [f32],
+) -> Result<(), rtchunk_policy::PolicyError> {
+    let committed = Committed {
+        actions: actions_of(previous, 1)?,
+        delay,
+    };
+    sampler.sample(policy, None, &[], Some(committed), seed, column(chunk))
+}
+
 /// The mean over many seeds of the chunks sampled with committed `previous` and delay `d`.
 fn sample_mean(
     sampler: &mut Sampler,
@@ -38,13 +54,7 @@ fn sample_mean(
     let mut mean = vec![0.0f64; H];
     let mut chunk = vec![0.0f32; H];
     for seed in 0..SAMPLES {
-        let committed = Committed {
-            actions: actions_of(previous, 1).unwrap(),
-            delay: d,
-        };
-        sampler
-            .sample(policy, None, &[], Some(committed), seed, column(&mut chunk))
-            .unwrap();
+        sample_continuing(sampler, policy, previous, d, seed, &mut chunk).unwrap();
         for (m, c) in mean.iter_mut().zip(&chunk) {
             *m += *c as f64 / SAMPLES as f64;
         }
@@ -124,20 +134,7 @@ fn the_sampler_is_deterministic_for_a_seed() {
             let mut policy = MixtureFlow::bimodal(H, 1, 0.3, 3.0, 1.0);
             let mut sampler = sampler(mode, MaskSchedule::Exp);
             let mut chunk = vec![0.0f32; H];
-            let committed = Committed {
-                actions: actions_of(&previous, 1).unwrap(),
-                delay: 2,
-            };
-            sampler
-                .sample(
-                    &mut policy,
-                    None,
-                    &[],
-                    Some(committed),
-                    seed,
-                    column(&mut chunk),
-                )
-                .unwrap();
+            sample_continuing(&mut sampler, &mut policy, &previous, 2, seed, &mut chunk).unwrap();
             chunk
         };
         assert_eq!(run(11), run(11), "{mode:?}");
@@ -153,20 +150,7 @@ fn bid_picks_the_candidate_that_continues_the_committed_mode() {
     let mut sampler = sampler(SamplerMode::Bid, MaskSchedule::Exp);
     let mut chunk = vec![0.0f32; H];
     for seed in 0..50 {
-        let committed = Committed {
-            actions: actions_of(&previous, 1).unwrap(),
-            delay: 2,
-        };
-        sampler
-            .sample(
-                &mut policy,
-                None,
-                &[],
-                Some(committed),
-                seed,
-                column(&mut chunk),
-            )
-            .unwrap();
+        sample_continuing(&mut sampler, &mut policy, &previous, 2, seed, &mut chunk).unwrap();
         assert_eq!(policy.mode_of(&chunk, 0), 0, "seed {seed}: {chunk:?}");
     }
 }
@@ -192,20 +176,8 @@ fn rtc_refuses_a_policy_without_a_vjp() {
     }
     let mut policy = ForwardOnly(gaussian());
     let mut chunk = vec![0.0f32; H];
-    let committed = Committed {
-        actions: actions_of(&[0.5; 4], 1).unwrap(),
-        delay: 2,
-    };
-    let error = sampler(SamplerMode::Rtc, MaskSchedule::Exp)
-        .sample(
-            &mut policy,
-            None,
-            &[],
-            Some(committed),
-            0,
-            column(&mut chunk),
-        )
-        .unwrap_err();
+    let mut rtc = sampler(SamplerMode::Rtc, MaskSchedule::Exp);
+    let error = sample_continuing(&mut rtc, &mut policy, &[0.5; 4], 2, 0, &mut chunk).unwrap_err();
     assert!(error.to_string().contains("rtc-identity"), "{error}");
 }
 
