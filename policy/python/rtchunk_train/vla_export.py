@@ -34,6 +34,7 @@ from onnx import TensorProto, helper
 from . import __version__
 from .bundle import (
     EXPORT_TOLERANCE,
+    FLOAT32_SLACK,
     NUMPY_DTYPES,
     check_against_jax,
     export_graph,
@@ -312,6 +313,41 @@ def record_expected(config: VlaConfig, params: dict, dtype: str, inputs: dict) -
     }, np.asarray(context)
 
 
+def exact_outputs(config: VlaConfig, params: dict, inputs: dict, context) -> dict:
+    """The float32 graphs' outputs for `inputs` computed in float64: per graph on JAX's float32 `context` (for the
+    export check, `check_against_jax`'s `exact`), and the flow outputs on the float64 context ("end_to_end", as a
+    replay computes them from its own prefix)."""
+    with jax.enable_x64(True):
+        functions = graph_functions(config, "float64")
+        wide = lambda x: np.asarray(x, np.float64)  # noqa: E731
+        params64 = jax.tree_util.tree_map(wide, params)
+        prefix_weights, expert_weights = graph_weights(params64, "prefix"), graph_weights(params64, "velocity")
+        cameras = [inputs[f"camera{i}"] for i in range(config.cameras)]
+        exact_context = functions["prefix"](prefix_weights, wide(inputs["state"]), *cameras, inputs["prompt"].astype(np.int32))
+        actions, tau, cotangent = (wide(inputs[k]) for k in ("actions", "tau", "cotangent"))
+        target, weights = guidance_inputs(actions)
+
+        def flows(on_context) -> dict:
+            flow = [actions, tau, on_context]
+            return {
+                "velocity": [np.asarray(functions["velocity"](expert_weights, *flow))],
+                "velocity_vjp": [np.asarray(x) for x in functions["velocity_vjp"](expert_weights, *flow, cotangent)],
+                "guided": [np.asarray(x) for x in functions["guided"](expert_weights, *flow, target, weights)],
+            }
+
+        return {"prefix": [np.asarray(exact_context)], **flows(wide(context)), "end_to_end": flows(exact_context)}
+
+
+def replay_tolerance(recorded: dict, end_to_end: dict) -> float:
+    """The tolerance a replay of a float32 bundle's `recorded` outputs gets: the export tolerance, or
+    `FLOAT32_SLACK` times JAX's own float32 error against the float64 pipeline where that is larger (a trained
+    model's long prefix rounds differently in ONNX Runtime and XLA, and the velocity inherits it)."""
+    pairs = [("velocity", end_to_end["velocity"][0]), ("vjp", end_to_end["velocity_vjp"][1]),
+             ("guided_vjp", end_to_end["guided"][1])]
+    own = max(float(np.max(np.abs(np.asarray(recorded[k], np.float64) - exact))) for k, exact in pairs)
+    return max(EXPORT_TOLERANCE["float32"], FLOAT32_SLACK * own)
+
+
 def manifest_for(config: VlaConfig, description: dict, prompt_ids, graphs: dict, name: str, normalization=None,
                  episode_seeds=None) -> dict:
     """The bundle's manifest; `normalization` as `dataset.Dataset.statistics` gives it (None: identity, for random
@@ -394,6 +430,9 @@ def build_bundle(skeleton: Path, out: Path, seed: int, external: bool = True, ch
     graphs = attach(skeleton, params, out, external)
     inputs = fixed_vla_inputs(config, description["batch"] or 2, seed + 1, trained.prompt_ids)
     recorded, context = record_expected(config, params, dtype, inputs)
+    exact = exact_outputs(config, params, inputs, context) if dtype == "float32" else {}
+    if exact:
+        recorded["tolerance"] = replay_tolerance(recorded, exact["end_to_end"])
     manifest = manifest_for(config, description, inputs["prompt"][0], graphs, trained.name, trained.normalization,
                             trained.episode_seeds)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
@@ -401,12 +440,15 @@ def build_bundle(skeleton: Path, out: Path, seed: int, external: bool = True, ch
     if check_in_onnxruntime:
         cast = NUMPY_DTYPES[dtype]
         cameras = {f"camera{i}": inputs[f"camera{i}"] for i in range(config.cameras)}
-        check_against_jax(out / "prefix.onnx", {"state": inputs["state"], **cameras, "prompt": inputs["prompt"]}, [context], dtype)
+        prefix_inputs = {"state": inputs["state"], **cameras, "prompt": inputs["prompt"]}
+        check_against_jax(out / "prefix.onnx", prefix_inputs, [context], dtype, exact.get("prefix"))
         flow = {"actions": inputs["actions"], "tau": inputs["tau"], "context": np.asarray(context, cast)}
-        check_against_jax(out / "velocity.onnx", flow, [recorded["velocity"]], dtype)
-        check_against_jax(out / "velocity_vjp.onnx", {**flow, "cotangent": inputs["cotangent"]}, [recorded["velocity"], recorded["vjp"]], dtype)
+        check_against_jax(out / "velocity.onnx", flow, [recorded["velocity"]], dtype, exact.get("velocity"))
+        check_against_jax(out / "velocity_vjp.onnx", {**flow, "cotangent": inputs["cotangent"]},
+                          [recorded["velocity"], recorded["vjp"]], dtype, exact.get("velocity_vjp"))
         guidance = {"target": recorded["inputs"]["target"], "weights": recorded["inputs"]["weights"]}
-        check_against_jax(out / "guided.onnx", {**flow, **guidance}, [recorded["velocity"], recorded["guided_vjp"]], dtype)
+        check_against_jax(out / "guided.onnx", {**flow, **guidance}, [recorded["velocity"], recorded["guided_vjp"]],
+                          dtype, exact.get("guided"))
     return {"recorded": recorded, "context": context, "params": params}
 
 
