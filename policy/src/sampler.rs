@@ -299,6 +299,7 @@ impl Sampler {
                     self.x.slice(pool),
                     contrasted.then(|| self.weak_candidates.slice(pool)),
                     self.target.slice(s![r, ..overlap, ..]),
+                    self.mask.slice(s![r, ..overlap]),
                 )
             } else {
                 0
