@@ -223,14 +223,22 @@ pub fn chunks_of_mut(
 
 /// A flat, token-major buffer of whole actions of `action_dim` values as `[n, A]`, without a copy.
 pub fn actions_of(values: &[f32], action_dim: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
-    ArrayView2::from_shape((values.len() / action_dim.max(1), action_dim), values)
-        .map_err(|_| whole_chunks_error("the actions", values.len(), action_dim))
+    rows_of_width(values, action_dim, "the actions")
 }
 
 /// A flat buffer of one value per token of whole chunks as `[B, H]`.
 pub fn tokens_of(values: &[f32], horizon: usize) -> Result<ArrayView2<'_, f32>, PolicyError> {
-    ArrayView2::from_shape((values.len() / horizon.max(1), horizon), values)
-        .map_err(|_| whole_chunks_error("the per-token buffer", values.len(), horizon))
+    rows_of_width(values, horizon, "the per-token buffer")
+}
+
+/// `values` as whole rows of `width` values, `[n, width]`; `what` names the buffer in the error.
+fn rows_of_width<'a>(
+    values: &'a [f32],
+    width: usize,
+    what: &'static str,
+) -> Result<ArrayView2<'a, f32>, PolicyError> {
+    ArrayView2::from_shape((values.len() / width.max(1), width), values)
+        .map_err(|_| whole_chunks_error(what, values.len(), width))
 }
 
 /// `count` observations of one length, one after another, as `[count, observation_dim]`.

@@ -371,6 +371,10 @@ impl Sampler {
         fit(&mut self.tau, Ix2(batch, h));
         noise.fill(&mut self.x)?;
         self.noise.assign(&self.x);
+        let fused = guide == (Guide::Pinv { exact: true }) && policy.fuses_guidance();
+        if fused {
+            self.spread_targets(candidates);
+        }
         let steps = self.config.steps;
         for step in 0..steps {
             let tau = step as f64 / steps as f64;
@@ -396,9 +400,7 @@ impl Sampler {
                 }
             }
             match guide {
-                Guide::Pinv { exact: true } if policy.fuses_guidance() => {
-                    self.fused_guidance(policy, candidates, tau)?;
-                }
+                Guide::Pinv { exact: true } if fused => self.fused_guidance(policy, tau)?,
                 Guide::Pinv { exact } => {
                     policy.velocity(self.x.view(), self.tau.view(), self.velocity.view_mut())?;
                     self.add_guidance(policy, candidates, tau, exact)?;
@@ -464,14 +466,9 @@ impl Sampler {
         Ok(())
     }
 
-    /// The velocity and the guidance of Eq. 2 in one policy call ([`FlowPolicy::guided_vjp`]): the policy
-    /// takes each chunk's Y and W and forms the weighted error from its own velocity.
-    fn fused_guidance(
-        &mut self,
-        policy: &mut dyn FlowPolicy,
-        candidates: usize,
-        tau: f64,
-    ) -> Result<(), PolicyError> {
+    /// Spreads each request's Y and W over its candidates' chunks, for a policy that takes them in its guided step
+    /// ([`FlowPolicy::guided_vjp`]); they are fixed for the whole integration.
+    fn spread_targets(&mut self, candidates: usize) {
         fit(&mut self.chunk_target, self.x.raw_dim());
         fit(&mut self.chunk_mask, self.tau.raw_dim());
         for (b, (mut target, mut mask)) in self
@@ -483,6 +480,12 @@ impl Sampler {
             target.assign(&self.target.index_axis(Axis(0), b / candidates));
             mask.assign(&self.mask.row(b / candidates));
         }
+    }
+
+    /// The velocity and the guidance of Eq. 2 in one policy call ([`FlowPolicy::guided_vjp`]): the policy
+    /// takes each chunk's Y and W (spread by [`Sampler::spread_targets`]) and forms the weighted error from its
+    /// own velocity.
+    fn fused_guidance(&mut self, policy: &mut dyn FlowPolicy, tau: f64) -> Result<(), PolicyError> {
         policy.guided_vjp(
             self.x.view(),
             self.tau.view(),
