@@ -52,6 +52,10 @@ pub struct PolicyConfig {
     /// (single-observation, single-chunk inference with the context kept in device memory); false for batched
     /// sampling on the GPU.
     pub cuda_graphs: bool,
+    /// On a GPU, run nodes ONNX Runtime's CUDA provider would hand to the CPU there, each copying its tensors
+    /// across, instead of refusing the bundle with those nodes named (nodes that only compute shapes are always
+    /// allowed).
+    pub allow_cpu_nodes: bool,
     /// The policy server's namespace (`policy.kind = "remote"`): it answers on `<server>/policy/infer`.
     pub server: String,
     /// How long to wait for the server's answer to one chunk query, in milliseconds; a timeout counts as a
@@ -74,6 +78,7 @@ impl Default for PolicyConfig {
             intra_threads: 1,
             device: "cpu".into(),
             cuda_graphs: true,
+            allow_cpu_nodes: false,
             server: "rtchunk".into(),
             server_timeout_ms: 1000.0,
         }

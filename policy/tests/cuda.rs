@@ -170,3 +170,77 @@ fn denoising_steps_on_the_gpu_allocate_nothing_after_warm_up() {
         assert_eq!(allocations, 0, "{}", bundle.display());
     }
 }
+
+#[test]
+#[ignore = "needs a GPU and ONNX Runtime's CUDA provider"]
+fn a_node_that_would_run_on_the_cpu_is_refused_with_its_name() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    let bundle = fixtures.join("gta-toy-host-node");
+    let Err(error) = OnnxPolicy::load(
+        &bundle,
+        &OnnxRuntimeOptions {
+            device: Device::Cuda(0),
+            ..OnnxRuntimeOptions::default()
+        },
+    ) else {
+        panic!(
+            "{}: loaded on CUDA with a node the CPU would run",
+            bundle.display()
+        );
+    };
+    let message = error.to_string();
+    println!("{message}");
+    assert!(
+        message.contains("velocity.onnx") && message.contains("Det (host_only_det)"),
+        "{message}"
+    );
+    assert!(message.contains("--allow-cpu-nodes"), "{message}");
+    // Allowed, it runs there and still replays JAX's outputs.
+    let mut allowed = OnnxPolicy::load(
+        &bundle,
+        &OnnxRuntimeOptions {
+            device: Device::Cuda(0),
+            allow_cpu_nodes: true,
+            cuda_graphs: false,
+            ..OnnxRuntimeOptions::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+    assert!(
+        check_recorded(&mut allowed, &bundle)
+            .unwrap()
+            .unwrap()
+            .passes()
+    );
+}
+
+/// The delay benchmark's trained policies load on the GPU the way `rtchunk bench delay` and `rtchunk run` load
+/// them; whatever ONNX Runtime keeps on the CPU there only computes shapes.
+#[test]
+#[ignore = "needs a GPU and ONNX Runtime's CUDA provider"]
+fn the_simulator_tasks_policies_load_on_the_gpu() {
+    let policies = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies");
+    for task in ["reach", "cartpole", "lander", "catch"] {
+        let bundle = policies.join(task).join("base-s0");
+        for (context_on_device, cuda_graphs) in [(false, false), (true, true)] {
+            let mut policy = OnnxPolicy::load(
+                &bundle,
+                &OnnxRuntimeOptions {
+                    device: Device::Cuda(0),
+                    context_on_device,
+                    cuda_graphs,
+                    ..OnnxRuntimeOptions::default()
+                },
+            )
+            .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+            println!(
+                "{}: shape computations on the CPU: {:?}",
+                bundle.display(),
+                policy.shape_nodes_on_cpu()
+            );
+            if let Some(check) = check_recorded(&mut policy, &bundle).unwrap() {
+                assert!(check.passes(), "{}: {check:?}", bundle.display());
+            }
+        }
+    }
+}

@@ -60,6 +60,7 @@ fn velocity_and_vjp_match_the_outputs_jax_recorded_at_export() {
         "gta-toy",
         "gta-toy-fp16",
         "gta-toy-external",
+        "gta-toy-host-node",
         "gaussian-split",
         "vla-tiny",
     ] {

@@ -9,9 +9,13 @@
   runtime that honours the manifest computes the same chunks from it.
 - ``--time-float32``: the flow graphs of a float16 or bfloat16 bundle take ``tau`` in float32 and cast it
   inside (``time_dtype = "float32"``), so the runtime hands them the time unrounded; the graphs compute the same.
+- ``--host-only-node``: the velocity graph of a float32 bundle also takes the determinant of its actions (as
+  2 x 2 blocks), an operator ONNX Runtime's CUDA provider has no kernel for, and adds it times zero to the
+  velocity: the outputs stay the same, and a GPU load has a node that would run on the CPU on tensors copied
+  there (the fixture that tests that such a load is refused with the node named).
 
 Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]
-[--time-float32]``.
+[--time-float32] [--host-only-node]``.
 """
 
 import argparse
@@ -87,6 +91,23 @@ def time_float32(model: onnx.ModelProto) -> None:
     graph.node.extend([helper.make_node("Cast", ["tau"], ["tau_cast"], to=elem_type)] + nodes)
 
 
+def host_only_node(model: onnx.ModelProto) -> None:
+    """Adds ``0 * sum(det(actions as 2 x 2 blocks))`` to a float32 velocity graph's output."""
+    graph = model.graph
+    rename_uses(graph, "velocity", "velocity_plain")
+    graph.initializer.extend([
+        helper.make_tensor("blocks_shape", TensorProto.INT64, [3], [-1, 2, 2]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+    ])
+    graph.node.extend([
+        helper.make_node("Reshape", ["actions", "blocks_shape"], ["action_blocks"]),
+        helper.make_node("Det", ["action_blocks"], ["determinants"], name="host_only_det"),
+        helper.make_node("ReduceSum", ["determinants"], ["determinant_sum"], keepdims=0),
+        helper.make_node("Mul", ["determinant_sum", "zero"], ["nothing"]),
+        helper.make_node("Add", ["velocity_plain", "nothing"], ["velocity"]),
+    ])
+
+
 def noise_at_one_recording(recorded: dict) -> dict:
     """The recorded graph inputs and outputs (``expected.json``) in the t = 1 noise convention."""
     recorded["inputs"]["tau"] = (1.0 - np.asarray(recorded["inputs"]["tau"], np.float64)).tolist()
@@ -102,6 +123,7 @@ def main() -> None:
     parser.add_argument("--split-observation", default="")
     parser.add_argument("--noise-at-one", action="store_true")
     parser.add_argument("--time-float32", action="store_true")
+    parser.add_argument("--host-only-node", action="store_true")
     args = parser.parse_args()
     manifest = json.loads((args.source / "manifest.json").read_text())
     args.out.mkdir(parents=True, exist_ok=True)
@@ -133,6 +155,12 @@ def main() -> None:
             onnx.checker.check_model(model)
         if flip and key in FLOW_GRAPHS:
             noise_at_one(model)
+            onnx.checker.check_model(model)
+        if args.host_only_node and key == "velocity":
+            if manifest["dtype"] != "float32":
+                raise SystemExit(f"--host-only-node: {args.source / 'manifest.json'}: dtype is {manifest['dtype']}, "
+                                 "expected float32")
+            host_only_node(model)
             onnx.checker.check_model(model)
         if args.time_float32 and key in FLOW_GRAPHS:
             time_float32(model)

@@ -58,8 +58,9 @@ pub struct OnnxRuntimeOptions {
     /// and replay them at every inference and step (their buffers never move). Batched calls are then refused:
     /// they need it off.
     pub cuda_graphs: bool,
-    /// On a GPU, let ONNX Runtime run nodes the CUDA provider lacks kernels for on the CPU (slow: each such
-    /// node copies its inputs and outputs across) instead of refusing the bundle.
+    /// On a GPU, let ONNX Runtime run nodes the CUDA provider hands to the CPU there (slow: each such node copies
+    /// its tensors across) instead of refusing the bundle. Nodes that only compute shapes from shapes and
+    /// constants, which ONNX Runtime keeps on the CPU on purpose, are allowed either way.
     pub allow_cpu_nodes: bool,
     /// Write ONNX Runtime's per-node timings of each graph to `<this>-<graph>_<time>.json` when its session
     /// ends (`rtchunk_train.ort_profile` sums them up).

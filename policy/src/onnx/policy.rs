@@ -4,7 +4,7 @@ use super::bundle::{BundleError, field, read_manifest, read_verified};
 use super::device::{DeviceSteps, FlowCall, FlowGraph, FlowSessions};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
-use super::placement::CpuPlacements;
+use super::placement::{PlacementLog, Verdict};
 use crate::convention::TimeFlip;
 use crate::interface::{batch_of, flat, flat_mut};
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
@@ -43,7 +43,12 @@ pub struct OnnxPolicy {
     cuda_graphs: bool,
     /// For a bundle in the t = 1 noise convention: the conversion that presents it in the paper's.
     time_flip: Option<TimeFlip>,
+    /// On a GPU, the nodes ONNX Runtime keeps on the CPU that only compute shapes ("graph: OpType (name)").
+    shape_nodes_on_cpu: Vec<String>,
 }
+
+/// The start of ONNX Runtime's refusal of a session with CPU fallback disabled and nodes placed on the CPU.
+const CPU_FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
 
 fn backend(error: impl std::fmt::Display) -> PolicyError {
     PolicyError::Backend(error.to_string())
@@ -66,42 +71,67 @@ impl OnnxPolicy {
         let cuda_graphs = options.cuda_graphs
             && options.context_on_device
             && matches!(options.device, Device::Cuda(_));
+        let mut shape_nodes_on_cpu = Vec::new();
         // ONNX Runtime gets the bytes that were hashed, never the path (which could change in between).
-        let open = |key: &str, graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
+        let mut open = |key: &str, graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
             let verified = read_verified(directory, key, graph)?;
-            let path = verified.path;
-            let placements = CpuPlacements::default();
-            let failure = |e: &dyn std::fmt::Display| {
-                let on_cpu = placements.nodes();
-                let named = if on_cpu.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (nodes on the CPU: {}{}; --allow-cpu-nodes runs them there)",
-                        on_cpu[..on_cpu.len().min(20)].join(", "),
-                        if on_cpu.len() > 20 { ", ..." } else { "" }
-                    )
-                };
-                BundleError::Graph {
-                    path: path.clone(),
-                    message: format!("ONNX Runtime cannot load it: {e}{named}"),
-                }
+            let path = verified.path.clone();
+            let refused = |message: String| BundleError::Graph {
+                path: path.clone(),
+                message,
             };
-            let mut builder = session_builder(environment, options, cuda_graphs, &placements)?;
-            if let Some(profile) = &options.profile {
-                let graph = key.trim_start_matches("graphs.");
-                let mut file = profile.clone().into_os_string();
-                file.push(format!("-{graph}"));
-                builder = builder.with_profiling(file).map_err(|e| failure(&e))?;
-            }
-            for (location, bytes) in verified.external {
-                builder = builder
-                    .with_external_initializer_file_in_memory(&location, bytes)
-                    .map_err(|e| failure(&e))?;
-            }
-            let session = builder
-                .commit_from_memory(&verified.bytes)
-                .map_err(|e| failure(&e))?;
+            let build = |allow_cpu_nodes: bool, log: &PlacementLog| {
+                let mut builder =
+                    session_builder(environment, options, cuda_graphs, allow_cpu_nodes, log)?;
+                let cannot = |e: &dyn std::fmt::Display| {
+                    refused(format!("ONNX Runtime cannot load it: {e}"))
+                };
+                if let Some(profile) = &options.profile {
+                    let graph = key.trim_start_matches("graphs.");
+                    let mut file = profile.clone().into_os_string();
+                    file.push(format!("-{graph}"));
+                    builder = builder.with_profiling(file).map_err(|e| cannot(&e))?;
+                }
+                for (location, bytes) in &verified.external {
+                    builder = builder
+                        .with_external_initializer_file_in_memory(location, bytes.clone())
+                        .map_err(|e| cannot(&e))?;
+                }
+                builder
+                    .commit_from_memory(&verified.bytes)
+                    .map_err(|e| cannot(&e))
+            };
+            let session = match build(options.allow_cpu_nodes, &PlacementLog::default()) {
+                Err(BundleError::Graph { message, .. })
+                    if message.contains(CPU_FALLBACK_REFUSED) =>
+                {
+                    // Which nodes, and whether any tensor would cross: ONNX Runtime lists the placements only
+                    // once the session is built, so build it again with the fallback allowed and read them.
+                    let log = PlacementLog::default();
+                    let session = build(true, &log)?;
+                    match log.placement().verdict() {
+                        Verdict::AllOnGpu => session,
+                        Verdict::ShapeNodesOnCpu(nodes) => {
+                            let graph = key.trim_start_matches("graphs.");
+                            shape_nodes_on_cpu
+                                .extend(nodes.iter().map(|n| format!("{graph}: {n}")));
+                            session
+                        }
+                        Verdict::Crossing(described) => {
+                            return Err(refused(format!(
+                                "it would not run wholly on the GPU: {described} (policy.allow_cpu_nodes = true, \
+                                 or --allow-cpu-nodes, runs them on the CPU)"
+                            )));
+                        }
+                        Verdict::Unknown => {
+                            return Err(refused(format!(
+                                "{message} (ONNX Runtime did not list which nodes)"
+                            )));
+                        }
+                    }
+                }
+                built => built?,
+            };
             check_outlets(&path, "input", session.inputs(), inputs)?;
             check_outlets(&path, "output", session.outputs(), outputs)?;
             Ok::<_, BundleError>(session)
@@ -206,12 +236,19 @@ impl OnnxPolicy {
             context_in_device: false,
             cuda_graphs,
             time_flip,
+            shape_nodes_on_cpu,
         })
     }
 
     /// The bundle's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// On a GPU, the nodes ONNX Runtime keeps on the CPU because they only compute shapes from shapes and
+    /// constants ("graph: OpType (name)"): no tensor crosses between the devices for them.
+    pub fn shape_nodes_on_cpu(&self) -> &[String] {
+        &self.shape_nodes_on_cpu
     }
 
     /// Whether the prefix and the flow graphs replay captured CUDA graphs.
@@ -468,12 +505,14 @@ impl OnnxPolicy {
 
 /// A session builder with the optimisation, the (quiet, non-spinning) threading and the device rtchunk uses. A
 /// device that cannot be registered is an error, never a silent fall-back to the CPU, and on a GPU so is a node
-/// ONNX Runtime would place on the CPU. `cuda_graph`: capture the graph as a CUDA graph on its first runs.
+/// ONNX Runtime would place on the CPU unless `allow_cpu_nodes`. `cuda_graph`: capture the graph as a CUDA graph
+/// on its first runs. On a GPU the session's log goes to `log`, which reads where the nodes were placed.
 fn session_builder(
     environment: &ort::environment::Environment,
     options: &OnnxRuntimeOptions,
     cuda_graph: bool,
-    placements: &CpuPlacements,
+    allow_cpu_nodes: bool,
+    log: &PlacementLog,
 ) -> Result<ort::session::builder::SessionBuilder, BundleError> {
     let runtime =
         |e: ort::Error| BundleError::Library(format!("ONNX Runtime session options: {e}"));
@@ -493,12 +532,12 @@ fn session_builder(
         Device::Cuda(id) => builder
             .with_config_entry(
                 "session.disable_cpu_ep_fallback",
-                if options.allow_cpu_nodes { "0" } else { "1" },
+                if allow_cpu_nodes { "0" } else { "1" },
             )
             .map_err(|e| runtime(e.into()))?
             .with_log_level(ort::logging::LogLevel::Verbose)
             .map_err(|e| runtime(e.into()))?
-            .with_logger(placements.logger())
+            .with_logger(log.logger())
             .map_err(|e| runtime(e.into()))?
             .with_execution_providers([ort::ep::CUDA::default()
                 .with_device_id(id)
@@ -513,7 +552,7 @@ fn session_builder(
             }),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => {
-            let _ = (cuda_graph, placements);
+            let _ = (cuda_graph, allow_cpu_nodes, log);
             Err(BundleError::Library(
                 "this rtchunk was built without the CUDA execution provider: build it with --features cuda".into(),
             ))

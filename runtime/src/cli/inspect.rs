@@ -32,6 +32,12 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             "{}: ok (manifest, hashes and graphs check out)",
             bundle.display()
         );
+        if !policy.shape_nodes_on_cpu().is_empty() {
+            println!(
+                "shape computations ONNX Runtime keeps on the CPU (no tensor crosses to it): {}",
+                policy.shape_nodes_on_cpu().join(", ")
+            );
+        }
     }
     if let Some(check) = check_recorded(&mut policy, &bundle)? {
         if json {

@@ -85,7 +85,8 @@ pub struct DeviceArgs {
     /// On a GPU, run the prefix and the steps without capturing them as CUDA graphs (for comparison).
     #[arg(long)]
     pub no_cuda_graphs: bool,
-    /// On a GPU, run nodes without CUDA kernels on the CPU instead of refusing the bundle.
+    /// On a GPU, run nodes the CUDA provider hands to the CPU there (each copying its tensors across) instead of
+    /// refusing the bundle; nodes that only compute shapes are allowed without it.
     #[arg(long)]
     pub allow_cpu_nodes: bool,
     /// Write ONNX Runtime's per-node timings of each graph to PATH-<graph>_<time>.json (summed up by

@@ -17,7 +17,7 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
                 intra_threads: policy.intra_threads,
                 context_on_device: true,
                 cuda_graphs: policy.cuda_graphs,
-                allow_cpu_nodes: false,
+                allow_cpu_nodes: policy.allow_cpu_nodes,
                 profile: None,
                 device: policy
                     .device
@@ -25,7 +25,14 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
                     .map_err(|e: String| BundleError::Library(format!("policy.device: {e}")))?,
             };
             let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
-            Box::new(OnnxPolicy::load(directory, &options)?)
+            let loaded = OnnxPolicy::load(directory, &options)?;
+            if !loaded.shape_nodes_on_cpu().is_empty() {
+                tracing::info!(
+                    nodes = ?loaded.shape_nodes_on_cpu(),
+                    "ONNX Runtime keeps these shape computations on the CPU (no tensor crosses to it)"
+                );
+            }
+            Box::new(loaded)
         }
         PolicyKind::Remote => {
             return Err(BundleError::Library(format!(
