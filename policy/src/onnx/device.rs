@@ -18,8 +18,9 @@ fn backend(error: impl std::fmt::Display) -> PolicyError {
 
 /// A tensor of the graphs' float type in device memory, and the host bytes that values are converted into
 /// before they are copied to the device and out of after they are copied back.
-struct Mirrored {
-    device: DynTensor,
+pub(super) struct Mirrored {
+    /// The tensor in device memory.
+    pub(super) device: DynTensor,
     host: Vec<u8>,
     dtype: Dtype,
     len: usize,
@@ -56,7 +57,10 @@ fn tensor_of(
 }
 
 /// The allocator of GPU `device_id`'s memory for `session`.
-fn device_allocator(session: &Session, device_id: i32) -> Result<Allocator, PolicyError> {
+pub(super) fn device_allocator(
+    session: &Session,
+    device_id: i32,
+) -> Result<Allocator, PolicyError> {
     let memory = MemoryInfo::new(
         AllocationDevice::CUDA,
         device_id,
@@ -76,7 +80,11 @@ fn width(dtype: Dtype) -> usize {
 }
 
 impl Mirrored {
-    fn new(device: &Allocator, dtype: Dtype, shape: &[i64]) -> Result<Self, PolicyError> {
+    pub(super) fn new(
+        device: &Allocator,
+        dtype: Dtype,
+        shape: &[i64],
+    ) -> Result<Self, PolicyError> {
         let len = shape.iter().product::<i64>() as usize;
         Ok(Mirrored {
             device: tensor_of(device, element_type_of(dtype), shape)?,
@@ -88,7 +96,7 @@ impl Mirrored {
     }
 
     /// Converts `values` into the host bytes and copies them to the device.
-    fn upload(&mut self, values: &[f32]) -> Result<(), PolicyError> {
+    pub(super) fn upload(&mut self, values: &[f32]) -> Result<(), PolicyError> {
         if values.len() != self.len {
             return Err(PolicyError::Shape {
                 what: "a device step's input",
@@ -125,7 +133,7 @@ impl Mirrored {
     }
 
     /// Copies the device tensor back and converts it into `out`.
-    fn download(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
+    pub(super) fn download(&mut self, out: &mut [f32]) -> Result<(), PolicyError> {
         if out.len() != self.len {
             return Err(PolicyError::Shape {
                 what: "a device step's output",
@@ -150,7 +158,7 @@ impl Mirrored {
 
 /// Runs `session` on `binding` through ONNX Runtime's C API. `Session::run_binding` would also gather the
 /// outputs into a new map at every step; here the outputs are the bound device buffers, which the caller reads.
-fn run_bound(session: &mut Session, binding: &IoBinding) -> Result<(), PolicyError> {
+pub(super) fn run_bound(session: &mut Session, binding: &IoBinding) -> Result<(), PolicyError> {
     use ort::AsPointer;
     let api = ort::api();
     // SAFETY: both pointers belong to live ort objects borrowed for the call, and the session is borrowed

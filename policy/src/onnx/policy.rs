@@ -4,13 +4,12 @@ use super::bundle::{BundleError, field, read_manifest, read_verified};
 use super::device::{DeviceSteps, FlowCall, FlowGraph, FlowSessions};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
-use super::placement::{PlacementLog, Verdict};
+use super::session::{GraphSource, commit};
 use crate::convention::TimeFlip;
 use crate::interface::{batch_of, flat, flat_mut};
 use crate::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use std::borrow::Cow;
 use std::path::Path;
@@ -47,9 +46,6 @@ pub struct OnnxPolicy {
     shape_nodes_on_cpu: Vec<String>,
 }
 
-/// The start of ONNX Runtime's refusal of a session with CPU fallback disabled and nodes placed on the CPU.
-const CPU_FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
-
 fn backend(error: impl std::fmt::Display) -> PolicyError {
     PolicyError::Backend(error.to_string())
 }
@@ -76,62 +72,25 @@ impl OnnxPolicy {
         let mut open = |key: &str, graph: &GraphFile, inputs: &[Outlet], outputs: &[Outlet]| {
             let verified = read_verified(directory, key, graph)?;
             let path = verified.path.clone();
-            let refused = |message: String| BundleError::Graph {
-                path: path.clone(),
-                message,
-            };
-            let build = |allow_cpu_nodes: bool, log: &PlacementLog| {
-                let mut builder =
-                    session_builder(environment, options, cuda_graphs, allow_cpu_nodes, log)?;
-                let cannot = |e: &dyn std::fmt::Display| {
-                    refused(format!("ONNX Runtime cannot load it: {e}"))
-                };
-                if let Some(profile) = &options.profile {
-                    let graph = key.trim_start_matches("graphs.");
+            let graph = key.trim_start_matches("graphs.");
+            let source = GraphSource {
+                path: &path,
+                bytes: &verified.bytes,
+                external: &verified.external,
+                profile: options.profile.as_ref().map(|profile| {
                     let mut file = profile.clone().into_os_string();
                     file.push(format!("-{graph}"));
-                    builder = builder.with_profiling(file).map_err(|e| cannot(&e))?;
-                }
-                for (location, bytes) in &verified.external {
-                    builder = builder
-                        .with_external_initializer_file_in_memory(location, bytes.clone())
-                        .map_err(|e| cannot(&e))?;
-                }
-                builder
-                    .commit_from_memory(&verified.bytes)
-                    .map_err(|e| cannot(&e))
+                    file.into()
+                }),
             };
-            let session = match build(options.allow_cpu_nodes, &PlacementLog::default()) {
-                Err(BundleError::Graph { message, .. })
-                    if message.contains(CPU_FALLBACK_REFUSED) =>
-                {
-                    // Which nodes, and whether any tensor would cross: ONNX Runtime lists the placements only
-                    // once the session is built, so build it again with the fallback allowed and read them.
-                    let log = PlacementLog::default();
-                    let session = build(true, &log)?;
-                    match log.placement().verdict() {
-                        Verdict::AllOnGpu => session,
-                        Verdict::ShapeNodesOnCpu(nodes) => {
-                            let graph = key.trim_start_matches("graphs.");
-                            shape_nodes_on_cpu
-                                .extend(nodes.iter().map(|n| format!("{graph}: {n}")));
-                            session
-                        }
-                        Verdict::Crossing(described) => {
-                            return Err(refused(format!(
-                                "it would not run wholly on the GPU: {described} (policy.allow_cpu_nodes = true, \
-                                 or --allow-cpu-nodes, runs them on the CPU)"
-                            )));
-                        }
-                        Verdict::Unknown => {
-                            return Err(refused(format!(
-                                "{message} (ONNX Runtime did not list which nodes)"
-                            )));
-                        }
-                    }
-                }
-                built => built?,
-            };
+            let committed = commit(environment, options, cuda_graphs, &source)?;
+            shape_nodes_on_cpu.extend(
+                committed
+                    .shape_nodes_on_cpu
+                    .iter()
+                    .map(|n| format!("{graph}: {n}")),
+            );
+            let session = committed.session;
             check_outlets(&path, "input", session.inputs(), inputs)?;
             check_outlets(&path, "output", session.outputs(), outputs)?;
             Ok::<_, BundleError>(session)
@@ -500,63 +459,6 @@ impl OnnxPolicy {
             }
         }
         Ok(())
-    }
-}
-
-/// A session builder with the optimisation, the (quiet, non-spinning) threading and the device rtchunk uses. A
-/// device that cannot be registered is an error, never a silent fall-back to the CPU, and on a GPU so is a node
-/// ONNX Runtime would place on the CPU unless `allow_cpu_nodes`. `cuda_graph`: capture the graph as a CUDA graph
-/// on its first runs. On a GPU the session's log goes to `log`, which reads where the nodes were placed.
-fn session_builder(
-    environment: &ort::environment::Environment,
-    options: &OnnxRuntimeOptions,
-    cuda_graph: bool,
-    allow_cpu_nodes: bool,
-    log: &PlacementLog,
-) -> Result<ort::session::builder::SessionBuilder, BundleError> {
-    let runtime =
-        |e: ort::Error| BundleError::Library(format!("ONNX Runtime session options: {e}"));
-    let builder = Session::builder(environment)
-        .map_err(runtime)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| runtime(e.into()))?
-        .with_intra_threads(options.intra_threads.max(1))
-        .map_err(|e| runtime(e.into()))?
-        .with_intra_op_spinning(false)
-        .map_err(|e| runtime(e.into()))?
-        .with_inter_op_spinning(false)
-        .map_err(|e| runtime(e.into()))?;
-    match options.device {
-        Device::Cpu => Ok(builder),
-        #[cfg(feature = "cuda")]
-        Device::Cuda(id) => builder
-            .with_config_entry(
-                "session.disable_cpu_ep_fallback",
-                if allow_cpu_nodes { "0" } else { "1" },
-            )
-            .map_err(|e| runtime(e.into()))?
-            .with_log_level(ort::logging::LogLevel::Verbose)
-            .map_err(|e| runtime(e.into()))?
-            .with_logger(log.logger())
-            .map_err(|e| runtime(e.into()))?
-            .with_execution_providers([ort::ep::CUDA::default()
-                .with_device_id(id)
-                .with_tf32(false)
-                .with_cuda_graph(cuda_graph)
-                .build()
-                .error_on_failure()])
-            .map_err(|e| {
-                BundleError::Library(format!(
-                    "the CUDA execution provider (device {id}) failed to register: {e}"
-                ))
-            }),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => {
-            let _ = (cuda_graph, allow_cpu_nodes, log);
-            Err(BundleError::Library(
-                "this rtchunk was built without the CUDA execution provider: build it with --features cuda".into(),
-            ))
-        }
     }
 }
 

@@ -6,7 +6,7 @@ use rtchunk_policy::onnx::{Device, OnnxRuntimeOptions};
 use rtchunk_runtime::studies::delay_benchmark::command::{bench_delay, combine_reports};
 use rtchunk_runtime::studies::delay_benchmark::methods::Method;
 use rtchunk_runtime::studies::delay_benchmark::sweep::SweepSettings;
-use rtchunk_runtime::studies::{bench, transport};
+use rtchunk_runtime::studies::{bench, graph_bench, transport};
 use rtchunk_sim::TaskKind;
 use std::path::PathBuf;
 
@@ -28,6 +28,22 @@ pub enum BenchCommand {
         /// On a GPU, send the context with every step instead of keeping it in device memory (for comparison).
         #[arg(long)]
         host_context: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// ONNX graphs timed alone on the CPU or a GPU with the same deterministic float32 inputs (their shapes
+    /// fixed): each one's time per run, against the first's, and how far its first output is from the first
+    /// graph's (forms of one computation, e.g. attention written out against a fused operator).
+    Graphs {
+        /// The graph files.
+        #[arg(required = true)]
+        graphs: Vec<PathBuf>,
+        /// Timed runs per graph (after ten untimed).
+        #[arg(long, default_value_t = 200)]
+        runs: usize,
+        #[command(flatten)]
+        run_on: DeviceArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -143,6 +159,15 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
             };
             let result = bench::policy_benchmark(&bundle, &options, iterations)?;
             print_report(json, &result, |r| r.summary())?;
+        }
+        BenchCommand::Graphs {
+            graphs,
+            runs,
+            run_on,
+            json,
+        } => {
+            let rows = graph_bench::graph_benchmark(&graphs, &run_on.options(), runs)?;
+            print_report(json, &rows, |rows| graph_bench::graph_table(rows))?;
         }
         BenchCommand::Delay {
             task,
