@@ -52,7 +52,7 @@ def decomposed_function(config):
         memories = _context_memories(config, {"layers": [{}] * layers}, context)
         for memory in memories:
             per_head = queries.reshape(b, t, h, d)
-            queries = _attend(config, (per_head[..., : d - r], per_head[..., d - r :]), memory)
+            queries = _attend(config, (per_head[..., : d - r], per_head[..., d - r :]), memory, jnp.float32)
         return queries
 
     return attention_layers

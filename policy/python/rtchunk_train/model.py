@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,9 @@ class ModelConfig:
     rope_dim: int = 4
     mlp_ratio: int = 2
     attention: str = "gta"
+    # Attention as one fused operator (an exported graph's ONNX `Attention`, its query, keys and values in the
+    # matrix products' float type) instead of written out; for forward graphs (a VJP graph is traced without it).
+    fused_attention: bool = False
 
     @property
     def query_groups(self) -> int:
@@ -318,11 +322,14 @@ def _joined(memories):
     return keys, values, rope
 
 
-def _attend(config: ModelConfig, query, memory):
+def _attend(config: ModelConfig, query, memory, product_dtype):
     """Softmax attention of queries (nope [B, T, heads, d - r], rope [B, T, heads, r]) over a memory (`_memory`)
     -> [B, T, heads * head_dim]. GTA and GLA score nope channels against the keys and RoPE channels against the
     shared RoPE key in two products (GTA's keys are its tied vectors, the query's last r channels zero against
-    them); GQA and MHA against keys that hold both."""
+    them); GQA and MHA against keys that hold both. With `config.fused_attention`, one attention operator in
+    `product_dtype` instead (`_attend_fused`)."""
+    if config.fused_attention:
+        return _attend_fused(config, query, memory, product_dtype)
     keys, values, rope_key = memory
     nope, rope = query
     b, t, h, _ = nope.shape
@@ -338,6 +345,25 @@ def _attend(config: ModelConfig, query, memory):
         scores = scores + jnp.einsum("btgqr,bsr->bgtqs", rope.reshape(b, t, groups, h // groups, -1), rope_key)
     weights = _softmax(scores * config.head_dim**-0.5)
     return jnp.einsum("bgtqs,bgsd->btgqd", weights, values).reshape(b, t, -1)
+
+
+def _attend_fused(config: ModelConfig, query, memory, product_dtype):
+    """`_attend` as one attention operator (flax's, which jax2onnx writes as ONNX `Attention` with the query heads
+    over the KV groups): GTA's and GLA's keys become their nope channels followed by the shared RoPE key, so the
+    whole query scores against them in one product; query, keys and values in `product_dtype`."""
+    keys, values, rope_key = memory
+    nope, rope = query
+    b, t, _, _ = nope.shape
+    if config.attention == "gta":
+        keys = keys[..., : config.head_dim - config.rope_dim]
+    if rope_key is not None:
+        shared = jnp.broadcast_to(rope_key[:, None], (b, keys.shape[1], *rope_key.shape[1:]))
+        keys = jnp.concatenate([keys, shared], axis=-1)
+    sequence_major = lambda x: jnp.swapaxes(x, 1, 2).astype(product_dtype)  # noqa: E731
+    attended = nnx.dot_product_attention(
+        jnp.concatenate([nope, rope], axis=-1).astype(product_dtype), sequence_major(keys), sequence_major(values)
+    )
+    return attended.astype(nope.dtype).reshape(b, t, -1)
 
 
 def _prefix_positions(config):
@@ -376,7 +402,7 @@ def attention_block(config: ModelConfig, layer: dict, y, cos, sin, context_memor
     memory = _memory(config, layer, *parts)
     if context_memory is not None:
         memory = _joined([context_memory, memory])
-    return _mm(_attend(config, query, memory), layer["out"]), parts
+    return _mm(_attend(config, query, memory, layer["out"].dtype), layer["out"]), parts
 
 
 def _context_memories(config: ModelConfig, params: dict, context):

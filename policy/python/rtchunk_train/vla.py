@@ -90,6 +90,7 @@ class VlaConfig:
             head_dim=head_dim,
             rope_dim=head_dim // 2,
             attention="mha",
+            fused_attention=self.expert.fused_attention,
         )
 
     def kv_bytes_per_token_layer(self, dtype_bytes: int = 2) -> int:

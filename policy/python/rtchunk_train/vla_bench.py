@@ -6,7 +6,9 @@ rtchunk's outputs (ONNX Runtime's CUDA execution provider) against JAX's on the 
 and without; times rtchunk (`rtchunk bench policy`, both ways) while sampling the GPU's memory; times the model
 jitted in JAX (`rtchunk_train.vla_timing`, the same seed, hence the same weights); and appends one object per
 configuration to `--out`. Each step runs in its own process, so JAX's memory pool never shares the GPU with
-ONNX Runtime's.
+ONNX Runtime's. A configuration ending in ":fused" exports the prefix and the plain step with one ONNX
+`Attention` operator per layer (`vla_export --attention-op fused`), the others with attention written out; the
+JAX baseline is the same model either way.
 
     python -m rtchunk_train.vla_bench --rtchunk target/cuda/release/rtchunk --out docs/vla/results.json \\
         vla-3b:gta:1 vla-3b:gta:3 vla-500m:gta:1 [--skeletons DIR] [--work /tmp/vla]
@@ -31,9 +33,17 @@ COMMAND_TIMEOUT_S = 300
 
 
 def configuration(text: str) -> tuple:
-    """"preset:attention:cameras" -> (preset, attention, cameras)."""
-    preset, attention, cameras = text.split(":")
-    return preset, attention, int(cameras)
+    """"preset:attention:cameras[:fused]" -> (preset, attention, cameras, fused attention in the forward graphs)."""
+    preset, attention, cameras, *fused = text.split(":")
+    if fused not in ([], ["fused"]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected preset:attention:cameras or preset:attention:cameras:fused")
+    return preset, attention, int(cameras), bool(fused)
+
+
+def same_configuration(result: dict, preset: str, attention: str, cameras: int, fused: bool) -> bool:
+    """Whether a results.json row measured this configuration."""
+    return (result["model"], result["attention"], result["cameras"], result.get("fused_attention", False)) == (
+        preset, attention, cameras, fused)
 
 
 class MemorySampler:
@@ -139,20 +149,21 @@ def profile_nodes(bundle: Path, flags: list, args, log, out: Path) -> dict | Non
             for graph, summary in summaries.items() if "skipped" not in summary}
 
 
-def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
+def measure(preset: str, attention: str, cameras: int, fused: bool, args, log) -> dict:
     """One configuration, end to end (see the module's doc)."""
-    name = f"{preset}-{attention}-{cameras}"
+    name = f"{preset}-{attention}-{cameras}" + ("-fused" if fused else "")
     python = [sys.executable, "-m"]
     skeleton = args.skeletons / name if args.skeletons else args.work / f"{name}-skeleton"
     if not args.skeletons:
         run(python + ["rtchunk_train.vla_export", "skeleton", "--preset", preset, "--attention", attention,
-                      "--cameras", cameras, "--dtype", args.dtype, "--batch", 1, "--out", skeleton], log)
+                      "--cameras", cameras, "--dtype", args.dtype, "--batch", 1, "--out", skeleton]
+            + ["--attention-op", "fused" if fused else "written-out"], log)
     bundle = args.work / name
     started = time.perf_counter()
     run(python + ["rtchunk_train.vla_export", "attach", skeleton, "--seed", 0, "--out", bundle], log)
     dtype = json.loads((skeleton / "skeleton.json").read_text())["dtype"]
-    result = {"model": preset, "attention": attention, "cameras": cameras, "dtype": dtype, "device": args.device,
-              "bundle_build_s": round(time.perf_counter() - started, 1)}
+    result = {"model": preset, "attention": attention, "cameras": cameras, "fused_attention": fused, "dtype": dtype,
+              "device": args.device, "bundle_build_s": round(time.perf_counter() - started, 1)}
     kv_heads = {"kv_heads": vla_preset(preset).expert.heads} if attention == "mha" else {}
     config = replace(vla_preset(preset, attention=attention, **kv_heads), cameras=cameras)
     result["kv_bytes_per_token_layer"] = config.kv_bytes_per_token_layer()
@@ -171,7 +182,7 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
                 try:
                     check = inspect(flags)
                 except RuntimeError as refused:
-                    if "nodes on the CPU" not in str(refused):
+                    if "would not run wholly on the GPU" not in str(refused):
                         raise
                     # Measured anyway, with the nodes named and the run marked.
                     result["cpu_nodes"] = str(refused)[-800:]
@@ -215,7 +226,7 @@ def measure(preset: str, attention: str, cameras: int, args, log) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("configurations", nargs="+", type=configuration, help="preset:attention:cameras")
+    parser.add_argument("configurations", nargs="+", type=configuration, help="preset:attention:cameras[:fused]")
     parser.add_argument("--rtchunk", type=Path, required=True, help="an rtchunk built with --features cuda")
     parser.add_argument("--out", type=Path, required=True, help="results (JSON list; appended to if it exists)")
     parser.add_argument("--skeletons", type=Path, default=None, help="traced skeletons, one folder per configuration")
@@ -235,13 +246,14 @@ def main():
     args.work.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     log = args.log.open("a") if args.log else sys.stderr
-    for preset, attention, cameras in args.configurations:
+    for preset, attention, cameras, fused in args.configurations:
         try:
-            result = measure(preset, attention, cameras, args, log)
+            result = measure(preset, attention, cameras, fused, args, log)
         except RuntimeError as failure:
-            result = {"model": preset, "attention": attention, "cameras": cameras, "failure": str(failure)[-1500:]}
+            result = {"model": preset, "attention": attention, "cameras": cameras, "fused_attention": fused,
+                      "failure": str(failure)[-1500:]}
         print(json.dumps(result), flush=True)
-        results = [r for r in results if (r["model"], r["attention"], r["cameras"]) != (preset, attention, cameras)]
+        results = [r for r in results if not same_configuration(r, preset, attention, cameras, fused)]
         results.append(result)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1) + "\n")

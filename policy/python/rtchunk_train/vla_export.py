@@ -16,6 +16,11 @@ a carried skeleton, and its JAX baseline runs on the very weights rtchunk loads.
 The prefix graph takes the state (`state`, the observation), one uint8 image [B, size, size, 3] per camera
 (`camera0`, ...; scaling inside the graph) and the prompt's token ids (`prompt`, int64 [B, prompt_tokens]; the
 manifest carries the ids) and returns the per-layer KV cache as the context.
+
+`--attention-op fused` (the default for bfloat16) writes the attention of the prefix and of the plain step as
+one ONNX `Attention` operator per layer, in the products' float type (GTA's keys: the tied vectors' nope channels
+followed by the shared RoPE key); on an H200 it takes the `vla-3b` expert's 18 layers from 0.78 to 0.47 ms
+(`rtchunk_train.attention_bench`). The VJP graphs write attention out: no ONNX operator has a backward pass.
 """
 
 import argparse
@@ -80,8 +85,11 @@ def named_leaves(tree) -> tuple:
 
 
 def graph_functions(config: VlaConfig, dtype: str) -> dict:
-    """Each graph as a function of (weights, inputs...) in the graph's float type `dtype`."""
+    """Each graph as a function of (weights, inputs...) in the graph's float type `dtype`. With the expert's
+    `fused_attention`, the prefix and the plain step use one attention operator per layer; the VJP graphs write
+    attention out (their backward pass reads the softmax weights)."""
     expert = config.expert_config()
+    written_out = replace(expert, fused_attention=False)
     io_dtype = NUMPY_DTYPES[dtype]
 
     def prefix(weights, state, *cameras_and_prompt):
@@ -92,11 +100,14 @@ def graph_functions(config: VlaConfig, dtype: str) -> dict:
     def flow(weights, actions, tau, context):
         return velocity(expert, weights, actions, tau, context)
 
+    def differentiable(weights):
+        return lambda a, t, c: velocity(written_out, weights, a, t, c)
+
     def flow_vjp(weights, actions, tau, context, cotangent):
-        return vjp_graph(lambda a, t, c: flow(weights, a, t, c))(actions, tau, context, cotangent)
+        return vjp_graph(differentiable(weights))(actions, tau, context, cotangent)
 
     def flow_guided(weights, actions, tau, context, target, guidance_weights):
-        return guided_graph(lambda a, t, c: flow(weights, a, t, c))(actions, tau, context, target, guidance_weights)
+        return guided_graph(differentiable(weights))(actions, tau, context, target, guidance_weights)
 
     return {"prefix": prefix, "velocity": flow, "velocity_vjp": flow_vjp, "guided": flow_guided}
 
@@ -462,6 +473,10 @@ def main():
         sub.add_argument("--cameras", type=int, default=1)
         sub.add_argument("--dtype", default="float32", choices=sorted(EXPORT_TOLERANCE))
         sub.add_argument("--batch", type=int, default=None, help="a fixed batch (default: symbolic)")
+        sub.add_argument("--attention-op", choices=("fused", "written-out"), default=None,
+                         help="attention in the prefix and the plain step: one ONNX Attention operator per layer "
+                              "(the default for bfloat16, the GPU's type: faster there) or written out (the default "
+                              "otherwise); the VJP graphs always write it out")
         sub.add_argument("--out", type=Path, required=True)
     attach_command = commands.add_parser("attach")
     attach_command.add_argument("skeleton", type=Path)
@@ -477,7 +492,12 @@ def main():
     from .vla import vla_preset
 
     kv_heads = {"kv_heads": vla_preset(args.preset).expert.heads} if args.attention == "mha" else {}
-    config = replace(vla_preset(args.preset, attention=args.attention, **kv_heads), cameras=args.cameras)
+    fused = args.attention_op == "fused" if args.attention_op else args.dtype == "bfloat16"
+    if fused and args.dtype == "float16":
+        parser.error("--attention-op fused: not for float16 (JAX on the CPU, which records the reference outputs, has "
+                     "no float16 attention with float32 accumulation); use written-out")
+    config = replace(vla_preset(args.preset, attention=args.attention, fused_attention=fused, **kv_heads),
+                     cameras=args.cameras)
     if args.command == "skeleton":
         export_skeleton(config, args.dtype, args.out, args.batch)
     else:

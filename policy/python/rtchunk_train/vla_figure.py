@@ -29,8 +29,8 @@ def bars(result: dict) -> list:
 
 def figure(results: list, width: int = 900) -> str:
     """The SVG text."""
-    groups = [(f"{r['model']} {r['attention'].upper()}, {r['cameras']} camera{'s' if r['cameras'] > 1 else ''}, "
-               f"{r.get('dtype', '')}", bars(r)) for r in results]
+    groups = [(f"{r['model']} {r['attention'].upper()}{' (fused attention)' if r.get('fused_attention') else ''}, "
+               f"{r['cameras']} camera{'s' if r['cameras'] > 1 else ''}, {r.get('dtype', '')}", bars(r)) for r in results]
     groups = [(title, rows) for title, rows in groups if rows]
     longest = max((p + s for _, rows in groups for _, p, s in rows), default=1.0)
     scale = (width - LEFT - RIGHT) / longest

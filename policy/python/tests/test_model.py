@@ -66,9 +66,10 @@ def definition_keys_values(config, layer, x, positions):
     return key[:, :, group], value[:, :, group], jnp.concatenate([key.reshape(b, t, -1), value.reshape(b, t, -1)], axis=-1)
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("attention,kv_heads", [("gta", 2), ("gqa", 2), ("mha", 4), ("gla", 2)])
-def test_cache_entries_and_attention_follow_the_definition(attention, kv_heads):
-    config = ModelConfig(attention=attention, kv_heads=kv_heads)
+def test_cache_entries_and_attention_follow_the_definition(attention, kv_heads, fused):
+    config = ModelConfig(attention=attention, kv_heads=kv_heads, fused_attention=fused)
     layer = init_params(config, jax.random.PRNGKey(1))["layers"][0]
     context_x = jax.random.normal(jax.random.PRNGKey(2), (2, 6, config.width))
     y = jax.random.normal(jax.random.PRNGKey(3), (2, 5, config.width))

@@ -118,3 +118,16 @@ def test_a_float16_bundle_matches_jax_in_onnx_runtime(tmp_path):
     assert manifest["dtype"] == "float16"
     velocity = onnx.load(str(bundle / "velocity.onnx"), load_external_data=False)
     assert {i.name: i.type.tensor_type.elem_type for i in velocity.graph.input}["actions"] == onnx.TensorProto.FLOAT16
+
+
+def test_fused_attention_is_one_operator_per_layer_in_the_forward_graphs_only(tmp_path):
+    config = vla_preset("vla-tiny", fused_attention=True)
+    skeleton, bundle = tmp_path / "skeleton", tmp_path / "bundle"
+    export_skeleton(config, "float32", skeleton, batch=1)
+    build_bundle(skeleton, bundle, seed=2, check_in_onnxruntime=True)  # refuses outputs off JAX's by > 1e-5
+    counts = {graph: sum(node.op_type == "Attention" for node in onnx.load(str(bundle / f"{graph}.onnx"),
+                                                                             load_external_data=False).graph.node)
+              for graph in ("prefix", "velocity", "velocity_vjp", "guided")}
+    # The prefix: every vision layer, and every backbone layer whose output is read (the last one's is not).
+    assert counts == {"prefix": config.vision_layers + config.expert.layers - 1, "velocity": config.expert.layers,
+                      "velocity_vjp": 0, "guided": 0}

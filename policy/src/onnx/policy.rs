@@ -210,6 +210,32 @@ impl OnnxPolicy {
         &self.shape_nodes_on_cpu
     }
 
+    /// One line on [`OnnxPolicy::shape_nodes_on_cpu`]: how many per graph, the first few named; `None` when
+    /// there are none.
+    pub fn shape_nodes_summary(&self) -> Option<String> {
+        let nodes = &self.shape_nodes_on_cpu;
+        if nodes.is_empty() {
+            return None;
+        }
+        let mut per_graph: Vec<(&str, usize)> = Vec::new();
+        for node in nodes {
+            let graph = node.split(':').next().unwrap_or_default();
+            match per_graph.iter_mut().find(|(g, _)| *g == graph) {
+                Some((_, count)) => *count += 1,
+                None => per_graph.push((graph, 1)),
+            }
+        }
+        let counts: Vec<String> = per_graph.iter().map(|(g, n)| format!("{g} {n}")).collect();
+        let shown = nodes.len().min(4);
+        Some(format!(
+            "ONNX Runtime keeps {} shape computations on the CPU, where no tensor crosses to it ({}): {}{}",
+            nodes.len(),
+            counts.join(", "),
+            nodes[..shown].join(", "),
+            if nodes.len() > shown { ", ..." } else { "" }
+        ))
+    }
+
     /// Whether the prefix and the flow graphs replay captured CUDA graphs.
     pub fn cuda_graphs(&self) -> bool {
         self.cuda_graphs

@@ -31,6 +31,9 @@ pub(crate) struct CommittedSession {
 /// The start of ONNX Runtime's refusal of a session with CPU fallback disabled and nodes placed on the CPU.
 const CPU_FALLBACK_REFUSED: &str = "fallback to CPU EP has been explicitly disabled";
 
+/// ONNX Runtime's refusal to capture a graph some of whose compute nodes are not on the GPU.
+const CAPTURE_REFUSED: &str = "cannot use the graph capture feature";
+
 /// The session of `source` on `options.device`. On a GPU, ONNX Runtime's own check refuses any node placed on
 /// the CPU; when it does, the session is built again with the fallback allowed and its placement log read: nodes
 /// on the CPU with no copy between host and device only compute shapes (kept, and reported), any other placement
@@ -45,10 +48,17 @@ pub(crate) fn commit(
         path: source.path.to_path_buf(),
         message,
     };
-    let build = |allow_cpu_nodes: bool, log: &PlacementLog| {
-        let mut builder = session_builder(environment, options, cuda_graphs, allow_cpu_nodes, log)?;
-        let cannot =
-            |e: &dyn std::fmt::Display| refused(format!("ONNX Runtime cannot load it: {e}"));
+    let build = |allow_cpu_nodes: bool, capture: bool, log: &PlacementLog| {
+        let mut builder = session_builder(environment, options, capture, allow_cpu_nodes, log)?;
+        let cannot = |e: &dyn std::fmt::Display| {
+            let hint = if e.to_string().contains(CAPTURE_REFUSED) {
+                " (CUDA graphs need every compute node on the GPU; --no-cuda-graphs, or policy.cuda_graphs = \
+                 false, runs without them)"
+            } else {
+                ""
+            };
+            refused(format!("ONNX Runtime cannot load it: {e}{hint}"))
+        };
         if let Some(profile) = &source.profile {
             builder = builder.with_profiling(profile).map_err(|e| cannot(&e))?;
         }
@@ -61,8 +71,16 @@ pub(crate) fn commit(
             .commit_from_memory(source.bytes)
             .map_err(|e| cannot(&e))
     };
-    let refusal = match build(options.allow_cpu_nodes, &PlacementLog::default()) {
-        Err(BundleError::Graph { message, .. }) if message.contains(CPU_FALLBACK_REFUSED) => {
+    let refusal = match build(
+        options.allow_cpu_nodes,
+        cuda_graphs,
+        &PlacementLog::default(),
+    ) {
+        // ONNX Runtime refuses a graph with nodes off the GPU for the disabled fallback or, when capturing, for
+        // the capture (whichever it checks first).
+        Err(BundleError::Graph { message, .. })
+            if message.contains(CPU_FALLBACK_REFUSED) || message.contains(CAPTURE_REFUSED) =>
+        {
             message
         }
         built => {
@@ -73,18 +91,26 @@ pub(crate) fn commit(
         }
     };
     // Which nodes, and whether any tensor would cross: ONNX Runtime lists the placements only once the session
-    // is built, so build it again with the fallback allowed and read them.
+    // is built, so build it again with the fallback allowed (and without capture, which would refuse it first)
+    // and read them.
     let log = PlacementLog::default();
-    let built = build(true, &log)?;
-    match log.placement().verdict() {
-        Verdict::AllOnGpu => Ok(CommittedSession {
-            session: built,
-            shape_nodes_on_cpu: Vec::new(),
-        }),
-        Verdict::ShapeNodesOnCpu(nodes) => Ok(CommittedSession {
-            session: built,
+    let uncaptured = build(true, false, &log)?;
+    let session = |nodes: Vec<String>| {
+        let session = if cuda_graphs {
+            // ONNX Runtime captures a graph whose CPU nodes need no copies (shape computations).
+            build(true, true, &PlacementLog::default())?
+        } else {
+            uncaptured
+        };
+        Ok(CommittedSession {
+            session,
             shape_nodes_on_cpu: nodes,
-        }),
+        })
+    };
+    match log.placement().verdict() {
+        Verdict::AllOnGpu if !refusal.contains(CPU_FALLBACK_REFUSED) => Err(refused(refusal)),
+        Verdict::AllOnGpu => session(Vec::new()),
+        Verdict::ShapeNodesOnCpu(nodes) => session(nodes),
         Verdict::Crossing(described) => Err(refused(format!(
             "it would not run wholly on the GPU: {described} (policy.allow_cpu_nodes = true, or \
              --allow-cpu-nodes, runs them on the CPU)"

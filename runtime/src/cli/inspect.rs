@@ -32,11 +32,8 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             "{}: ok (manifest, hashes and graphs check out)",
             bundle.display()
         );
-        if !policy.shape_nodes_on_cpu().is_empty() {
-            println!(
-                "shape computations ONNX Runtime keeps on the CPU (no tensor crosses to it): {}",
-                policy.shape_nodes_on_cpu().join(", ")
-            );
+        if let Some(summary) = policy.shape_nodes_summary() {
+            println!("{summary}");
         }
     }
     if let Some(check) = check_recorded(&mut policy, &bundle)? {

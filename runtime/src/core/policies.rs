@@ -26,11 +26,8 @@ pub fn load_policy(config: &Config) -> Result<Box<dyn FlowPolicy>, BundleError> 
             };
             let directory = policy.bundle.as_deref().unwrap_or(Path::new("."));
             let loaded = OnnxPolicy::load(directory, &options)?;
-            if !loaded.shape_nodes_on_cpu().is_empty() {
-                tracing::info!(
-                    nodes = ?loaded.shape_nodes_on_cpu(),
-                    "ONNX Runtime keeps these shape computations on the CPU (no tensor crosses to it)"
-                );
+            if let Some(summary) = loaded.shape_nodes_summary() {
+                tracing::info!("{summary}");
             }
             Box::new(loaded)
         }
