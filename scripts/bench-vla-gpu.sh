@@ -5,7 +5,7 @@
 # (ORT_DYLIB_PATH, e.g. from ../shared/gpu/stage-ort-cuda.sh) and an rtchunk built with `--features cuda`.
 #
 #   RTCHUNK=target/cuda/release/rtchunk [CUDA_TEST=path/to/cuda-test-binary] [SKELETONS=dir] [OUT=docs/vla] \
-#     [TOYS=0] [BENCH_FLAGS=--no-uncaptured] scripts/bench-vla-gpu.sh [preset:attention:cameras ...]
+#     [TOYS=0] [BENCH_FLAGS=--no-uncaptured] scripts/bench-vla-gpu.sh [preset:attention:cameras[:fused] ...]
 #
 # Without arguments it measures the configurations. SKELETONS: graphs traced beforehand by
 # `python -m rtchunk_train.vla_export skeleton` (one folder per preset-attention-cameras); without it each
@@ -17,7 +17,8 @@ out=${OUT:-docs/vla}
 python=${PYTHON:-python3}
 configurations=("$@")
 if [[ ${#configurations[@]} -eq 0 ]]; then
-  configurations=(vla-3b:gta:1 vla-500m:gta:1 vla-3b:gta:3 vla-500m:gta:3 vla-3b:gqa:1 vla-3b:gla:1 vla-3b:mha:1)
+  configurations=(vla-3b:gta:1 vla-500m:gta:1 vla-3b:gta:3 vla-500m:gta:3 vla-3b:gqa:1 vla-3b:gla:1 vla-3b:mha:1
+                  vla-3b:gta:1:fused)
 fi
 mkdir -p "$out"
 export PYTHONPATH=$PWD/policy/python${PYTHONPATH:+:$PYTHONPATH}
