@@ -130,6 +130,31 @@ impl Placement {
     }
 }
 
+/// One line on shape nodes kept on the CPU ("graph: OpType (name)" each): how many per graph, the first few
+/// named; `None` when there are none.
+pub(crate) fn shape_nodes_summary(nodes: &[String]) -> Option<String> {
+    if nodes.is_empty() {
+        return None;
+    }
+    let mut per_graph: Vec<(&str, usize)> = Vec::new();
+    for node in nodes {
+        let graph = node.split(':').next().unwrap_or_default();
+        match per_graph.iter_mut().find(|(g, _)| *g == graph) {
+            Some((_, count)) => *count += 1,
+            None => per_graph.push((graph, 1)),
+        }
+    }
+    let counts: Vec<String> = per_graph.iter().map(|(g, n)| format!("{g} {n}")).collect();
+    let shown = nodes.len().min(4);
+    Some(format!(
+        "ONNX Runtime keeps {} shape computations on the CPU, where no tensor crosses to it ({}): {}{}",
+        nodes.len(),
+        counts.join(", "),
+        nodes[..shown].join(", "),
+        if nodes.len() > shown { ", ..." } else { "" }
+    ))
+}
+
 /// Up to 20 items joined, with "..." and the count beyond.
 fn first_few(items: &[String]) -> String {
     const SHOWN: usize = 20;
@@ -142,7 +167,7 @@ fn first_few(items: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{PlacementLog, Verdict};
+    use super::{PlacementLog, Verdict, shape_nodes_summary};
     use crate::onnx::environment::{OnnxRuntimeOptions, environment};
     use ort::logging::LogLevel;
 
@@ -204,6 +229,26 @@ mod tests {
         assert_eq!(
             read(&["Session successfully initialized."]),
             Verdict::Unknown
+        );
+    }
+
+    #[test]
+    fn shape_nodes_are_summarised_per_graph_with_the_first_named() {
+        assert_eq!(shape_nodes_summary(&[]), None);
+        let nodes: Vec<String> = [
+            "prefix: Gather (g1)",
+            "velocity: Concat (c1)",
+            "velocity: Gather (g2)",
+        ]
+        .iter()
+        .chain(["velocity: Shape (s1)", "velocity_vjp: Gather (g3)"].iter())
+        .map(|n| n.to_string())
+        .collect();
+        assert_eq!(
+            shape_nodes_summary(&nodes).unwrap(),
+            "ONNX Runtime keeps 5 shape computations on the CPU, where no tensor crosses to it (prefix 1, \
+             velocity 3, velocity_vjp 1): prefix: Gather (g1), velocity: Concat (c1), velocity: Gather (g2), \
+             velocity: Shape (s1), ..."
         );
     }
 

@@ -4,6 +4,7 @@ use super::bundle::{BundleError, field, read_manifest, read_verified};
 use super::device::{DeviceSteps, FlowCall, FlowGraph, FlowSessions};
 use super::environment::{Device, OnnxRuntimeOptions, environment};
 use super::manifest::{Dtype, GraphFile, Manifest, TimeConvention};
+use super::placement::shape_nodes_summary;
 use super::session::{GraphSource, commit};
 use crate::convention::TimeFlip;
 use crate::interface::{batch_of, flat, flat_mut};
@@ -213,27 +214,7 @@ impl OnnxPolicy {
     /// One line on [`OnnxPolicy::shape_nodes_on_cpu`]: how many per graph, the first few named; `None` when
     /// there are none.
     pub fn shape_nodes_summary(&self) -> Option<String> {
-        let nodes = &self.shape_nodes_on_cpu;
-        if nodes.is_empty() {
-            return None;
-        }
-        let mut per_graph: Vec<(&str, usize)> = Vec::new();
-        for node in nodes {
-            let graph = node.split(':').next().unwrap_or_default();
-            match per_graph.iter_mut().find(|(g, _)| *g == graph) {
-                Some((_, count)) => *count += 1,
-                None => per_graph.push((graph, 1)),
-            }
-        }
-        let counts: Vec<String> = per_graph.iter().map(|(g, n)| format!("{g} {n}")).collect();
-        let shown = nodes.len().min(4);
-        Some(format!(
-            "ONNX Runtime keeps {} shape computations on the CPU, where no tensor crosses to it ({}): {}{}",
-            nodes.len(),
-            counts.join(", "),
-            nodes[..shown].join(", "),
-            if nodes.len() > shown { ", ..." } else { "" }
-        ))
+        shape_nodes_summary(&self.shape_nodes_on_cpu)
     }
 
     /// Whether the prefix and the flow graphs replay captured CUDA graphs.
