@@ -9,13 +9,17 @@
   runtime that honours the manifest computes the same chunks from it.
 - ``--time-float32``: the flow graphs of a float16 or bfloat16 bundle take ``tau`` in float32 and cast it
   inside (``time_dtype = "float32"``), so the runtime hands them the time unrounded; the graphs compute the same.
+- ``--add-guided``: a float32 bundle (tau = 1 data) without a guided graph gets one, cut from its VJP graph: the
+  cotangent input becomes W (Y - (A + (1 - tau) v)) of the graph's own velocity v, with the target Y and the
+  weights W as inputs. A guided RTC step is then one forward and one backward pass instead of a velocity call
+  and a VJP call (which runs the forward pass again); the VJP is the same computation.
 - ``--host-only-node``: the velocity graph of a float32 bundle also takes the determinant of its actions (as
   2 x 2 blocks), an operator ONNX Runtime's CUDA provider has no kernel for, and adds it times zero to the
   velocity: the outputs stay the same, and a GPU load has a node that would run on the CPU on tensors copied
   there (the fixture that tests that such a load is refused with the node named).
 
 Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]
-[--time-float32] [--host-only-node]``.
+[--time-float32] [--add-guided] [--host-only-node]``.
 """
 
 import argparse
@@ -91,6 +95,64 @@ def time_float32(model: onnx.ModelProto) -> None:
     graph.node.extend([helper.make_node("Cast", ["tau"], ["tau_cast"], to=elem_type)] + nodes)
 
 
+def topologically_sorted(graph: onnx.GraphProto) -> None:
+    """Puts the graph's nodes in an order where every node follows the producers of its inputs."""
+    produced_by = {output: i for i, node in enumerate(graph.node) for output in node.output}
+    order, placed, visiting = [], set(), set()
+
+    def place(i: int):
+        if i in placed:
+            return
+        if i in visiting:
+            raise ValueError(f"{graph.name}: the nodes form a cycle at {graph.node[i].name or graph.node[i].op_type}")
+        visiting.add(i)
+        for name in graph.node[i].input:
+            if name in produced_by:
+                place(produced_by[name])
+        visiting.discard(i)
+        placed.add(i)
+        order.append(graph.node[i])
+
+    for i in range(len(graph.node)):
+        place(i)
+    nodes = [onnx.NodeProto.FromString(node.SerializeToString()) for node in order]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def guided_from_vjp(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The guided graph of a float32 VJP graph: its cotangent input replaced by W (Y - (A + (1 - tau) v)) of its
+    own velocity output v, with inputs `target` (like `actions`) and `weights` (like `tau`)."""
+    guided = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = guided.graph
+    inputs = {i.name: i for i in graph.input}
+    cotangent = inputs["cotangent"]
+    if cotangent.type.tensor_type.elem_type != TensorProto.FLOAT or inputs["tau"].type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ValueError("--add-guided: the VJP graph's cotangent and tau must be float32")
+    target = onnx.ValueInfoProto.FromString(inputs["actions"].SerializeToString())
+    target.name = "target"
+    weights = onnx.ValueInfoProto.FromString(inputs["tau"].SerializeToString())
+    weights.name = "weights"
+    graph.input.remove(cotangent)
+    graph.input.extend([target, weights])
+    graph.initializer.extend([
+        helper.make_tensor("guided_one", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("guided_token_axis", TensorProto.INT64, [1], [2]),
+    ])
+    graph.node.extend([
+        helper.make_node("Unsqueeze", ["tau", "guided_token_axis"], ["guided_tau"], name="guided_tau"),
+        helper.make_node("Sub", ["guided_one", "guided_tau"], ["guided_remaining"], name="guided_remaining"),
+        helper.make_node("Mul", ["guided_remaining", "velocity"], ["guided_step"], name="guided_step"),
+        helper.make_node("Add", ["actions", "guided_step"], ["guided_denoised"], name="guided_denoised"),
+        helper.make_node("Sub", ["target", "guided_denoised"], ["guided_error"], name="guided_error"),
+        helper.make_node("Unsqueeze", ["weights", "guided_token_axis"], ["guided_weights"], name="guided_weights"),
+        helper.make_node("Mul", ["guided_weights", "guided_error"], ["cotangent"], name="guided_cotangent"),
+    ])
+    topologically_sorted(graph)
+    onnx.checker.check_model(guided)
+    return guided
+
+
 def host_only_node(model: onnx.ModelProto) -> None:
     """Adds ``0 * sum(det(actions as 2 x 2 blocks))`` to a float32 velocity graph's output."""
     graph = model.graph
@@ -123,6 +185,7 @@ def main() -> None:
     parser.add_argument("--split-observation", default="")
     parser.add_argument("--noise-at-one", action="store_true")
     parser.add_argument("--time-float32", action="store_true")
+    parser.add_argument("--add-guided", action="store_true")
     parser.add_argument("--host-only-node", action="store_true")
     args = parser.parse_args()
     manifest = json.loads((args.source / "manifest.json").read_text())
@@ -137,6 +200,14 @@ def main() -> None:
         manifest["time_convention"] = "t-one-is-noise"
     if args.time_float32 and manifest["dtype"] != "float32":
         manifest["time_dtype"] = "float32"
+    if args.add_guided:
+        problem = ("it has one" if "guided" in manifest["graphs"] else
+                   "it has no VJP graph" if "velocity_vjp" not in manifest["graphs"] else
+                   f"dtype is {manifest['dtype']}, expected float32" if manifest["dtype"] != "float32" else
+                   "its time convention is t = 1 noise" if manifest["time_convention"] != "tau-one-is-data" else None)
+        if problem:
+            raise SystemExit(f"--add-guided: {args.source / 'manifest.json'}: {problem}")
+        manifest["graphs"]["guided"] = {"file": "guided.onnx"}
     parts = []
     for part in filter(None, args.split_observation.split(",")):
         name, size, dtype = part.split(":")
@@ -149,7 +220,10 @@ def main() -> None:
         entry = manifest["graphs"].get(key)
         if entry is None:
             continue
-        model = onnx.load(args.source / entry["file"])
+        if args.add_guided and key == "guided":
+            model = guided_from_vjp(onnx.load(args.source / manifest["graphs"]["velocity_vjp"]["file"]))
+        else:
+            model = onnx.load(args.source / entry["file"])
         if parts and key == "prefix":
             split_observation(model, original["name"], parts)
             onnx.checker.check_model(model)
