@@ -91,18 +91,16 @@ impl Placement {
 
     /// What this placement means for a session meant to run on the GPU.
     pub(crate) fn verdict(&self) -> Verdict {
-        let on = |wanted: &str| {
-            self.providers
-                .iter()
-                .filter(|(provider, _)| provider == wanted)
-                .map(|(_, count)| count)
-                .sum::<usize>()
-        };
-        let on_cpu = on("CPUExecutionProvider");
-        let total: usize = self.providers.iter().map(|(_, count)| count).sum();
         if self.providers.is_empty() {
             return Verdict::Unknown;
         }
+        let on_cpu: usize = self
+            .providers
+            .iter()
+            .filter(|(provider, _)| provider == "CPUExecutionProvider")
+            .map(|(_, count)| count)
+            .sum();
+        let total: usize = self.providers.iter().map(|(_, count)| count).sum();
         if on_cpu == 0 {
             return Verdict::AllOnGpu;
         }
@@ -115,10 +113,10 @@ impl Placement {
         let mut described = format!(
             "{} node(s) would run on the CPU: {}; {} cop{} between host and device: {}",
             self.cpu_nodes.len(),
-            first_few(&self.cpu_nodes),
+            first_few(&self.cpu_nodes, LISTED),
             self.copies.len(),
             if self.copies.len() == 1 { "y" } else { "ies" },
-            first_few(&self.copies)
+            first_few(&self.copies, LISTED)
         );
         if !self.missing_kernels.is_empty() {
             described.push_str(&format!(
@@ -145,22 +143,22 @@ pub(crate) fn shape_nodes_summary(nodes: &[String]) -> Option<String> {
         }
     }
     let counts: Vec<String> = per_graph.iter().map(|(g, n)| format!("{g} {n}")).collect();
-    let shown = nodes.len().min(4);
     Some(format!(
-        "ONNX Runtime keeps {} shape computations on the CPU, where no tensor crosses to it ({}): {}{}",
+        "ONNX Runtime keeps {} shape computations on the CPU, where no tensor crosses to it ({}): {}",
         nodes.len(),
         counts.join(", "),
-        nodes[..shown].join(", "),
-        if nodes.len() > shown { ", ..." } else { "" }
+        first_few(nodes, 4)
     ))
 }
 
-/// Up to 20 items joined, with "..." and the count beyond.
-fn first_few(items: &[String]) -> String {
-    const SHOWN: usize = 20;
-    let mut joined = items[..items.len().min(SHOWN)].join(", ");
-    if items.len() > SHOWN {
-        joined.push_str(&format!(", ... ({} more)", items.len() - SHOWN));
+/// How many nodes or copies a refusal names.
+const LISTED: usize = 20;
+
+/// The first `shown` items joined, then ", ..." if there are more (the callers state the total).
+fn first_few(items: &[String], shown: usize) -> String {
+    let mut joined = items[..items.len().min(shown)].join(", ");
+    if items.len() > shown {
+        joined.push_str(", ...");
     }
     joined
 }

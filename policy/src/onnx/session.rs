@@ -48,7 +48,7 @@ pub(crate) fn commit(
         path: source.path.to_path_buf(),
         message,
     };
-    let build = |allow_cpu_nodes: bool, capture: bool, log: &PlacementLog| {
+    let build = |allow_cpu_nodes: bool, capture: bool, log: Option<&PlacementLog>| {
         let mut builder = session_builder(environment, options, capture, allow_cpu_nodes, log)?;
         let cannot = |e: &dyn std::fmt::Display| {
             let hint = if e.to_string().contains(CAPTURE_REFUSED) {
@@ -71,11 +71,7 @@ pub(crate) fn commit(
             .commit_from_memory(source.bytes)
             .map_err(|e| cannot(&e))
     };
-    let refusal = match build(
-        options.allow_cpu_nodes,
-        cuda_graphs,
-        &PlacementLog::default(),
-    ) {
+    let refusal = match build(options.allow_cpu_nodes, cuda_graphs, None) {
         // ONNX Runtime refuses a graph with nodes off the GPU for the disabled fallback or, when capturing, for
         // the capture (whichever it checks first).
         Err(BundleError::Graph { message, .. })
@@ -94,11 +90,11 @@ pub(crate) fn commit(
     // is built, so build it again with the fallback allowed (and without capture, which would refuse it first)
     // and read them.
     let log = PlacementLog::default();
-    let uncaptured = build(true, false, &log)?;
+    let uncaptured = build(true, false, Some(&log))?;
     let session = |nodes: Vec<String>| {
         let session = if cuda_graphs {
             // ONNX Runtime captures a graph whose CPU nodes need no copies (shape computations).
-            build(true, true, &PlacementLog::default())?
+            build(true, true, None)?
         } else {
             uncaptured
         };
@@ -124,13 +120,15 @@ pub(crate) fn commit(
 /// A session builder with the optimisation, the (quiet, non-spinning) threading and the device rtchunk uses. A
 /// device that cannot be registered is an error, never a silent fall-back to the CPU, and on a GPU so is a node
 /// ONNX Runtime would place on the CPU unless `allow_cpu_nodes`. `cuda_graph`: capture the graph as a CUDA graph
-/// on its first runs. On a GPU the session's log goes to `log`, which reads where the nodes were placed.
+/// on its first runs. On a GPU with `log`, the session logs verbosely to it (which reads where the nodes were
+/// placed); only a session built to be diagnosed has one, so the sessions that run keep ONNX Runtime's quiet
+/// default logging.
 fn session_builder(
     environment: &ort::environment::Environment,
     options: &OnnxRuntimeOptions,
     cuda_graph: bool,
     allow_cpu_nodes: bool,
-    log: &PlacementLog,
+    log: Option<&PlacementLog>,
 ) -> Result<ort::session::builder::SessionBuilder, BundleError> {
     let runtime =
         |e: ort::Error| BundleError::Library(format!("ONNX Runtime session options: {e}"));
@@ -147,27 +145,33 @@ fn session_builder(
     match options.device {
         Device::Cpu => Ok(builder),
         #[cfg(feature = "cuda")]
-        Device::Cuda(id) => builder
-            .with_config_entry(
-                "session.disable_cpu_ep_fallback",
-                if allow_cpu_nodes { "0" } else { "1" },
-            )
-            .map_err(|e| runtime(e.into()))?
-            .with_log_level(ort::logging::LogLevel::Verbose)
-            .map_err(|e| runtime(e.into()))?
-            .with_logger(log.logger())
-            .map_err(|e| runtime(e.into()))?
-            .with_execution_providers([ort::ep::CUDA::default()
-                .with_device_id(id)
-                .with_tf32(false)
-                .with_cuda_graph(cuda_graph)
-                .build()
-                .error_on_failure()])
-            .map_err(|e| {
-                BundleError::Library(format!(
-                    "the CUDA execution provider (device {id}) failed to register: {e}"
-                ))
-            }),
+        Device::Cuda(id) => {
+            let mut builder = builder
+                .with_config_entry(
+                    "session.disable_cpu_ep_fallback",
+                    if allow_cpu_nodes { "0" } else { "1" },
+                )
+                .map_err(|e| runtime(e.into()))?;
+            if let Some(log) = log {
+                builder = builder
+                    .with_log_level(ort::logging::LogLevel::Verbose)
+                    .map_err(|e| runtime(e.into()))?
+                    .with_logger(log.logger())
+                    .map_err(|e| runtime(e.into()))?;
+            }
+            builder
+                .with_execution_providers([ort::ep::CUDA::default()
+                    .with_device_id(id)
+                    .with_tf32(false)
+                    .with_cuda_graph(cuda_graph)
+                    .build()
+                    .error_on_failure()])
+                .map_err(|e| {
+                    BundleError::Library(format!(
+                        "the CUDA execution provider (device {id}) failed to register: {e}"
+                    ))
+                })
+        }
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => {
             let _ = (cuda_graph, allow_cpu_nodes, log);
