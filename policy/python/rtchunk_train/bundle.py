@@ -15,6 +15,7 @@ from .bundle_files import FORMAT_VERSION, sha256, write_expected, write_manifest
 from .compact import expand_uniform_constants
 from .einsum import einsum_to_matmul
 from .rtc import guided_inference
+from .simplify import simplify
 
 # Largest difference between ONNX Runtime and JAX that an export may show, per graph dtype.
 EXPORT_TOLERANCE = {"float32": 1e-5, "float16": 2e-2, "bfloat16": 5e-2}
@@ -69,12 +70,13 @@ def float_specs(shapes, dtype: str = "float32", camera_inputs: int = 0) -> list:
 
 def export_graph(function, specs, path: Path, input_names, output_names):
     """Exports a JAX function of inputs with `specs` (each with a shape and a numpy dtype) to ONNX with the given
-    I/O names."""
+    I/O names, rewritten for fewer GPU kernels (`rtchunk_train.simplify`: same values)."""
     from jax2onnx import to_onnx  # the tracer; building a bundle from a traced skeleton does without it
 
     model = to_onnx(function, specs, model_name=path.stem)
     einsum_to_matmul(model)
     expand_uniform_constants(model)
+    simplify(model)
     for graph_input, name in zip(model.graph.input, input_names):
         rename(model.graph, graph_input.name, name)
     for graph_output, name in zip(model.graph.output, output_names):

@@ -13,13 +13,16 @@
   cotangent input becomes W (Y - (A + (1 - tau) v)) of the graph's own velocity v, with the target Y and the
   weights W as inputs. A guided RTC step is then one forward and one backward pass instead of a velocity call
   and a VJP call (which runs the forward pass again); the VJP is the same computation.
+- ``--simplify``: every graph gets the rewrites that exports now apply (``rtchunk_train.simplify``: identity
+  transposes dropped, layer norms written out as nine nodes made one where no backward pass reads them), for
+  fewer GPU kernels per step; the outputs are the same.
 - ``--host-only-node``: the velocity graph of a float32 bundle also takes the determinant of its actions (as
   2 x 2 blocks), an operator ONNX Runtime's CUDA provider has no kernel for, and adds it times zero to the
   velocity: the outputs stay the same, and a GPU load has a node that would run on the CPU on tensors copied
   there (the fixture that tests that such a load is refused with the node named).
 
 Usage: ``python -m rtchunk_train.rebundle SOURCE OUT [--external-data] [--split-observation ...] [--noise-at-one]
-[--time-float32] [--add-guided] [--host-only-node]``.
+[--time-float32] [--add-guided] [--simplify] [--host-only-node]``.
 """
 
 import argparse
@@ -31,6 +34,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from rtchunk_train.bundle_files import sha256
+from rtchunk_train.simplify import simplify
 
 GRAPHS = ("prefix", "velocity", "velocity_vjp", "guided")
 FLOW_GRAPHS = ("velocity", "velocity_vjp", "guided")
@@ -187,6 +191,7 @@ def main() -> None:
     parser.add_argument("--noise-at-one", action="store_true")
     parser.add_argument("--time-float32", action="store_true")
     parser.add_argument("--add-guided", action="store_true")
+    parser.add_argument("--simplify", action="store_true")
     parser.add_argument("--host-only-node", action="store_true")
     args = parser.parse_args()
     manifest = json.loads((args.source / "manifest.json").read_text())
@@ -240,6 +245,8 @@ def main() -> None:
         if args.time_float32 and key in FLOW_GRAPHS:
             time_float32(model)
             onnx.checker.check_model(model)
+        if args.simplify:
+            simplify(model)
         target = args.out / entry["file"]
         if args.external_data:
             weights = f"{Path(entry['file']).stem}.weights"
