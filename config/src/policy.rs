@@ -61,6 +61,11 @@ pub struct PolicyConfig {
     /// How long to wait for the server's answer to one chunk query, in milliseconds; a timeout counts as a
     /// failed inference (the controller keeps executing its chunk).
     pub server_timeout_ms: f64,
+    /// On the real clock, how long a local inference may take before it counts as failed, in milliseconds: the
+    /// controller is told at once (it keeps executing its chunk, then holds), the policy's late answer is
+    /// discarded, and the next request is served once the policy returns. The first inference (warm-up, CUDA
+    /// graph capture) has no limit.
+    pub inference_timeout_ms: f64,
 }
 
 impl Default for PolicyConfig {
@@ -81,6 +86,7 @@ impl Default for PolicyConfig {
             allow_cpu_nodes: false,
             server: "rtchunk".into(),
             server_timeout_ms: 1000.0,
+            inference_timeout_ms: 1000.0,
         }
     }
 }

@@ -61,6 +61,11 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
         MILLISECONDS_IN_AN_HOUR,
     )?;
     within(
+        config.policy.inference_timeout_ms,
+        "policy.inference_timeout_ms",
+        MILLISECONDS_IN_AN_HOUR,
+    )?;
+    within(
         io.stale_after_ms,
         "io.stale_after_ms",
         MILLISECONDS_IN_AN_HOUR,

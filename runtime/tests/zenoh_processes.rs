@@ -816,10 +816,62 @@ fn ctrl_c_stops_the_runtime_safely_and_its_log_is_complete() {
     assert!(log.ticks.len() > 30);
     let simulator = SimRecording::read(&session.report).unwrap();
     let interrupted = simulator.episodes.last().unwrap();
-    assert_eq!(interrupted.outcome, "running");
+    // Interrupted, or braked first if the runtime took longer than the command timeout to exit.
+    assert!(
+        ["running", "braked"].contains(&interrupted.outcome.as_str()),
+        "{}",
+        interrupted.outcome
+    );
     assert!(interrupted.step_records.len() > 30);
     // Both records replay exactly, the interrupted episode included.
     let report = replay::replay(&log, replay::ReplayMode::ExactOutput, Some(&simulator)).unwrap();
     assert!(report.identical(), "{report:?}");
     assert!(report.task.unwrap().observations.compared > 100);
+}
+
+#[test]
+fn a_killed_runtime_makes_the_robot_brake_and_its_log_reads_up_to_the_kill() {
+    let timeout_ms = 150.0;
+    let session = start(
+        "sigkill",
+        &["--episodes", "1", "--command-timeout-ms", "150"],
+    );
+    std::thread::sleep(Duration::from_millis(3000));
+    let killed_mono = rtchunk_runtime::core::clock::monotonic_ns();
+    let killed_wall = rtchunk_runtime::core::clock::wall_clock_ns();
+    // SAFETY: kills the runtime this test started, as a crash or the OOM killer would.
+    unsafe { libc::kill(session.runtime.id() as i32, libc::SIGKILL) };
+    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(30));
+    let report = SimRecording::read(&session.report).unwrap();
+    assert_eq!(report.episodes.len(), 1, "{sim_out}");
+    assert_eq!(report.episodes[0].outcome, "braked", "{sim_out}");
+    let brakes = json(&session.report)["brakes"].clone();
+    let brake = &brakes.as_array().unwrap()[0];
+    let kill_to_brake_ms = (brake["wall_ns"].as_u64().unwrap() as f64 - killed_wall as f64) / 1e6;
+    let silent_ms = brake["silent_ms"].as_f64().unwrap();
+    // The node brakes at its first control step (30 Hz) after the timeout has passed.
+    assert!(
+        silent_ms > timeout_ms && silent_ms < timeout_ms + 120.0,
+        "{brake}"
+    );
+    assert!(
+        kill_to_brake_ms > timeout_ms - 40.0 && kill_to_brake_ms < timeout_ms + 150.0,
+        "kill to brake {kill_to_brake_ms:.1} ms:\n{sim_out}"
+    );
+    // The log was cut, not closed: it reads up to its last flush before the kill (flushed every 100 ms).
+    let mut runtime = session.runtime;
+    assert!(!runtime.wait().unwrap().success());
+    let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
+    assert!(!log.complete);
+    assert!(log.ticks.len() > 20, "{} ticks", log.ticks.len());
+    let last = log.ticks.last().unwrap().time_ns;
+    let cut_ms = (killed_mono as f64 - last as f64) / 1e6;
+    assert!(
+        (0.0..400.0).contains(&cut_ms),
+        "the log's last tick is {cut_ms:.1} ms before the kill"
+    );
+    println!(
+        "kill to brake {kill_to_brake_ms:.1} ms (no command for {silent_ms:.1} ms); the log's last tick \
+         {cut_ms:.1} ms before the kill"
+    );
 }

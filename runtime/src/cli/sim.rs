@@ -61,7 +61,7 @@ pub fn serve_task(
     let latency = &result.state_to_action_ms;
     Ok(format!(
         "{}: {solved} of {} episodes solved; state to first command p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-         {} states published ({} lost), {} commands received ({} lost, {} held, {} rejected)\n",
+         {} states published ({} lost), {} commands received ({} lost, {} held, {} rejected); {} brakes\n",
         result.task,
         result.episodes.len(),
         latency.p50,
@@ -72,7 +72,8 @@ pub fn serve_task(
         result.actions_received,
         result.actions_lost,
         result.actions_held,
-        result.actions_rejected
+        result.actions_rejected,
+        result.brakes.len()
     ))
 }
 
@@ -172,6 +173,10 @@ pub enum SimCommand {
         /// Send a stop command to the runtime after the last episode.
         #[arg(long)]
         stop_runtime_when_done: bool,
+        /// Brake (stop applying commands and stepping, end the episode as "braked") when no command has
+        /// arrived for this many milliseconds during an episode; 0: never.
+        #[arg(long, default_value_t = 250.0)]
+        command_timeout_ms: f64,
         /// Also render the task into an RGB camera image this many pixels wide (the height follows the
         /// task's view) and send it with every state.
         #[arg(long)]
@@ -227,6 +232,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             loss,
             zenoh,
             stop_runtime_when_done,
+            command_timeout_ms,
             camera_width,
             report,
         } => {
@@ -239,6 +245,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
                 jitter_ms,
                 loss,
                 stop_runtime_when_done,
+                command_timeout_ms,
                 camera_width,
                 ..SimNodeSettings::new(task)
             };

@@ -1,6 +1,7 @@
 //! Run metrics: timing, delays, seams, starvation and safety, computed off the controller thread from the
 //! tick and inference records; printed as a table or written as JSON.
 
+use crate::core::inference_fault::InferenceFault;
 use crate::core::record::InferenceRecord;
 use crate::core::record::{StepClass, TickKind, TickRecord};
 use rtchunk_policy::NormalRng;
@@ -141,8 +142,12 @@ pub struct RunMetrics {
     pub missed_ticks: u64,
     /// Inferences run.
     pub inferences: usize,
-    /// Inferences that failed.
+    /// Inferences that failed, all kinds together.
     pub inference_failures: u64,
+    /// Of those, inferences whose policy panicked.
+    pub inference_panics: u64,
+    /// Of those, inferences that ran past the inference timeout.
+    pub inference_timeouts: u64,
     /// Wall-clock inference time, in milliseconds.
     pub inference_ms: Quantiles,
     /// Chunks adopted after the first.
@@ -194,6 +199,10 @@ pub struct InferenceSummary {
     pub count: usize,
     /// Inferences that failed.
     pub failures: u64,
+    /// Of those, inferences whose policy panicked.
+    pub panics: u64,
+    /// Of those, inferences that ran past the inference timeout.
+    pub timeouts: u64,
     /// Their wall-clock durations, milliseconds.
     pub duration_ms: Sample,
 }
@@ -202,7 +211,14 @@ impl InferenceSummary {
     /// Counts one inference.
     pub fn add(&mut self, record: &InferenceRecord) {
         self.count += 1;
-        self.failures += u64::from(record.error.is_some());
+        if let Some(error) = &record.error {
+            self.failures += 1;
+            match InferenceFault::of(error) {
+                InferenceFault::Panic => self.panics += 1,
+                InferenceFault::Timeout => self.timeouts += 1,
+                InferenceFault::Error => {}
+            }
+        }
         self.duration_ms.push(record.duration_us as f64 / 1e3);
     }
 }
@@ -262,6 +278,8 @@ impl TickMetrics {
             records_dropped,
             inferences: inferences.count,
             inference_failures: inferences.failures,
+            inference_panics: inferences.panics,
+            inference_timeouts: inferences.timeouts,
             inference_ms: inferences.duration_ms.quantiles(),
             wake_lateness_us: self.lateness_us.quantiles(),
             swaps: self.delays.count() as usize,
@@ -300,8 +318,13 @@ pub fn table(runs: &[&RunMetrics]) -> String {
         ),
         ("missed ticks", (|m| m.missed_ticks.to_string())),
         (
-            "inferences (failed)",
-            (|m| format!("{} ({})", m.inferences, m.inference_failures)),
+            "inferences (failed: panicked, timed out)",
+            (|m| {
+                format!(
+                    "{} ({}: {}, {})",
+                    m.inferences, m.inference_failures, m.inference_panics, m.inference_timeouts
+                )
+            }),
         ),
         (
             "inference ms p50 / max",

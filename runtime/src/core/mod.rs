@@ -9,7 +9,8 @@
 //! - [`doorbell`], [`messages`]: the wait-free handoff between the controller and the worker, and what it carries;
 //! - [`delay`]: the delay buffer (inference delays in consumed ticks);
 //! - [`record`]: the fixed-size tick records the controller writes; [`events`]: what a run hands to its recorder;
-//! - [`worker`]: the tokio inference worker; [`policies`]: the one loading path from `[policy]` to a policy;
+//! - [`worker`]: the tokio inference worker, [`inference_fault`]: how an inference failed; [`policies`]: the one
+//!   loading path from `[policy]` to a policy;
 //! - [`session`]: wires a run together; [`metrics`]: what a run measured;
 //! - [`rt_setup`]: the controller thread's real-time measures; [`shutdown`]: stopping on a signal.
 
@@ -19,6 +20,7 @@ pub mod delay;
 pub mod doorbell;
 pub mod events;
 pub mod executor;
+pub mod inference_fault;
 pub mod messages;
 pub mod metrics;
 pub mod policies;

@@ -59,6 +59,9 @@ pub struct RunOptions {
     /// whose memory would otherwise grow with every tick: the metrics are gathered as the run goes and the log
     /// keeps the records).
     pub keep_records: bool,
+    /// How long an inference after the first may take before it counts as failed (None: no limit). [`run`]
+    /// sets `policy.inference_timeout_ms` for a local policy on the configured real clock.
+    pub inference_timeout: Option<Duration>,
 }
 
 impl RunOptions {
@@ -72,6 +75,7 @@ impl RunOptions {
             record: None,
             cameras: None,
             keep_records: true,
+            inference_timeout: None,
         }
     }
 }
@@ -154,6 +158,10 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     clock: ClockChoice<C>,
 ) -> Result<RunOutcome<P>, RunError> {
     let spec = policy.spec().clone();
+    if matches!(clock, ClockChoice::Configured) && config.clock.kind == ClockKind::Real {
+        let limit = Duration::from_secs_f64(config.policy.inference_timeout_ms / 1e3);
+        options.inference_timeout = options.inference_timeout.or(Some(limit));
+    }
     let sampler = Sampler::new(config.sampler.clone(), spec.horizon, spec.action_dim);
     sampler.check_policy(policy.as_ref())?;
     let engine = InferenceEngine::new(
@@ -223,6 +231,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         log: log.clone(),
         cameras: options.cameras.take(),
         keep_records: options.keep_records,
+        timeout: options.inference_timeout,
     };
     let worker = runtime.spawn(worker.run());
 

@@ -1,9 +1,12 @@
 //! The inference worker (tokio): waits for the controller's request, samples the next chunk with the
 //! configured sampler and hands it back through a triple buffer. Inference runs on tokio's blocking pool, so
-//! the async side stays free for I/O.
+//! the async side stays free for I/O. A policy that panics, fails or runs past the inference timeout costs one
+//! failed inference (told to the controller, which keeps executing its chunk and then holds; recorded and
+//! counted by kind, [`InferenceFault`]), never the worker.
 
 use crate::core::doorbell::Doorbell;
 use crate::core::events::RunEvent;
+use crate::core::inference_fault::InferenceFault;
 use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::core::metrics::InferenceSummary;
 use crate::core::record::InferenceRecord;
@@ -11,6 +14,7 @@ use rtchunk_policy::{
     Committed, FlowPolicy, Normalization, PolicyError, SampleRequest, Sampler, actions_of,
     chunks_of_mut, widen_actions,
 };
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -191,6 +195,8 @@ pub struct InferenceWorker {
     /// Keep every inference's record in the returned history (otherwise none: the metrics need only the
     /// summary, and the log, when recording, gets every record).
     pub keep_records: bool,
+    /// How long an inference after the first may take before the controller is told it failed (None: no limit).
+    pub timeout: Option<Duration>,
 }
 
 impl InferenceWorker {
@@ -207,17 +213,54 @@ impl InferenceWorker {
                 request.image_seq = frame.state_seq;
             }
             let started = Instant::now();
+            let answer = ChunkAnswer::to(&request);
             let mut engine = self.engine;
-            let job = tokio::task::spawn_blocking(move || {
-                let result = engine.sample_chunk(&request).map(<[f32]>::to_vec);
+            let mut job = tokio::task::spawn_blocking(move || {
+                let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    engine
+                        .sample_chunk(&request)
+                        .map(<[f32]>::to_vec)
+                        .map_err(|e| e.to_string())
+                }))
+                .unwrap_or_else(|panic| Err(InferenceFault::panicked(panic.as_ref())));
                 (engine, request, result)
             });
-            let Ok((engine, mut request, result)) = job.await else {
+            let mut late = None;
+            let joined = match self.timeout.filter(|_| summary.count > 0) {
+                Some(limit) => match tokio::time::timeout(limit, &mut job).await {
+                    Ok(joined) => joined,
+                    Err(_) => {
+                        // The controller stops waiting now; the policy's answer, when it comes, is discarded.
+                        publish(&mut self.chunks, &self.chunk_bell, answer, None);
+                        tracing::warn!(
+                            seq = answer.seq,
+                            "inference timed out; the controller keeps executing its chunk"
+                        );
+                        late = Some(limit);
+                        job.await
+                    }
+                },
+                None => job.await,
+            };
+            let Ok((engine, mut request, mut result)) = joined else {
+                tracing::error!("the inference task was cancelled; the worker stops");
                 break;
             };
             self.engine = engine;
             let duration_us = started.elapsed().as_micros() as u64;
-            self.publish(&request, result.as_deref().ok());
+            match late {
+                // A late chunk is discarded (the controller was told at the limit); a late failure keeps its cause.
+                Some(limit) if result.is_ok() => {
+                    result = Err(InferenceFault::timed_out(limit, started.elapsed()))
+                }
+                Some(_) => {}
+                None => publish(
+                    &mut self.chunks,
+                    &self.chunk_bell,
+                    answer,
+                    result.as_deref().ok(),
+                ),
+            }
             if let Err(error) = &result {
                 tracing::warn!(seq = request.seq, %error, "inference failed; the controller keeps executing its chunk");
             }
@@ -227,7 +270,7 @@ impl InferenceWorker {
                 executed: request.executed,
                 delay: request.delay,
                 duration_us,
-                error: result.as_ref().err().map(ToString::to_string),
+                error: result.as_ref().err().cloned(),
                 chunk: result.unwrap_or_default(),
                 committed: request.committed().unwrap_or(&[]).to_vec(),
                 // The request is this worker's own copy: its inputs move into the record.
@@ -272,17 +315,41 @@ impl InferenceWorker {
                 .ok()?;
         }
     }
+}
 
-    fn publish(&mut self, request: &InferenceRequest, chunk: Option<&[f32]>) {
-        let message = self.chunks.input_buffer_mut();
-        message.seq = request.seq;
-        message.start_tick = request.tick;
-        message.release_tick = request.release_tick;
-        message.ok = chunk.is_some();
-        if let Some(chunk) = chunk {
-            message.actions.copy_from_slice(chunk);
+/// Hands the controller the answer to a request: its chunk, or `None` for a failed inference.
+fn publish(
+    chunks: &mut triple_buffer::Input<ChunkMessage>,
+    bell: &Doorbell,
+    answer: ChunkAnswer,
+    chunk: Option<&[f32]>,
+) {
+    let message = chunks.input_buffer_mut();
+    message.seq = answer.seq;
+    message.start_tick = answer.start_tick;
+    message.release_tick = answer.release_tick;
+    message.ok = chunk.is_some();
+    if let Some(chunk) = chunk {
+        message.actions.copy_from_slice(chunk);
+    }
+    chunks.publish();
+    bell.ring();
+}
+
+/// Which request a chunk message answers (kept apart from the request, which the inference job owns).
+#[derive(Debug, Clone, Copy)]
+struct ChunkAnswer {
+    seq: u64,
+    start_tick: u64,
+    release_tick: u64,
+}
+
+impl ChunkAnswer {
+    fn to(request: &InferenceRequest) -> Self {
+        ChunkAnswer {
+            seq: request.seq,
+            start_tick: request.tick,
+            release_tick: request.release_tick,
         }
-        self.chunks.publish();
-        self.chunk_bell.ring();
     }
 }

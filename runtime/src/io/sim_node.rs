@@ -2,6 +2,11 @@
 //! the newest command it has received (zero before the first), steps the task and publishes the new state, with
 //! optional injected transport delay, jitter and loss. It measures the end-to-end latency from publishing a
 //! state to receiving the first command computed from it.
+//!
+//! It is also the reference for the robot side of the bridge contract: when no command has arrived for
+//! `command_timeout_ms` while an episode runs (the runtime was killed, hangs, or the network is cut), the node
+//! brakes: it stops applying commands and stepping the task, ends the episode as [`BRAKED`], records when, and
+//! waits for commands to resume before its next episode.
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
 use crate::core::metrics::Quantiles;
@@ -26,6 +31,8 @@ const ARRIVALS_QUEUE: usize = 1024;
 const LATENCY_WINDOW: usize = 1024;
 /// Silence after which another runtime's commands take over from the one in use (a restarted runtime).
 const COMMAND_SOURCE_HANDOVER_NS: u64 = 500_000_000;
+/// The outcome of an episode the node ended by braking (no command within the command timeout).
+pub const BRAKED: &str = "braked";
 
 /// How the simulator node runs.
 #[derive(Debug, Clone)]
@@ -50,6 +57,8 @@ pub struct SimNodeSettings {
     pub stop_runtime_when_done: bool,
     /// Seconds to wait for the first command before giving up.
     pub first_command_timeout_s: f64,
+    /// Brake when no command has arrived for this long during an episode, in milliseconds (0: never).
+    pub command_timeout_ms: f64,
     /// Render the task into an RGB camera image this wide and send it with every state (None: no camera).
     pub camera_width: Option<usize>,
 }
@@ -68,6 +77,7 @@ impl SimNodeSettings {
             seed: 0,
             stop_runtime_when_done: false,
             first_command_timeout_s: 30.0,
+            command_timeout_ms: 250.0,
             camera_width: None,
         }
     }
@@ -90,7 +100,8 @@ pub struct EpisodeReport {
     pub seed: u64,
     /// Solved.
     pub success: bool,
-    /// How it ended: "success", "failure", "timeout", or "running" when the node was stopped during it.
+    /// How it ended: "success", "failure", "timeout", [`BRAKED`] when commands stopped arriving, or "running"
+    /// when the node was stopped during it.
     pub outcome: String,
     /// Control steps taken.
     pub steps: u32,
@@ -98,6 +109,19 @@ pub struct EpisodeReport {
     pub seconds: f64,
     /// Every control step.
     pub step_records: Vec<StepRecord>,
+}
+
+/// When and why the node braked.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BrakeRecord {
+    /// The episode.
+    pub seed: u64,
+    /// Control steps the episode had taken.
+    pub step: u32,
+    /// How long no command had arrived when the node braked, in milliseconds.
+    pub silent_ms: f64,
+    /// When it braked: wall-clock nanoseconds since the Unix epoch (to compare with another process's clock).
+    pub wall_ns: u64,
 }
 
 /// What the node measured.
@@ -124,6 +148,8 @@ pub struct SimNodeReport {
     pub actions_rejected: u64,
     /// Control periods in which no command had arrived yet or none was new.
     pub steps_without_new_action: u64,
+    /// Every brake (commands stopped arriving during an episode).
+    pub brakes: Vec<BrakeRecord>,
     /// The first observation value (a position) at every step of the first episode.
     pub trajectory: Vec<f32>,
 }
@@ -175,6 +201,8 @@ struct Node<'a> {
     applied: Vec<f32>,
     /// The controller tick of `applied` (none before the first command).
     applied_tick: Option<u64>,
+    /// When the newest accepted command arrived (or the node resumed after a pause of its own).
+    last_command_ns: u64,
     message: StateMessage,
     state_publisher: zenoh::pubsub::Publisher<'static>,
     /// Commands as they arrived: the arrival time (taken in zenoh's callback) and the payload.
@@ -236,6 +264,7 @@ impl Node<'_> {
                 continue;
             }
             self.report.actions_received += 1;
+            self.last_command_ns = self.last_command_ns.max(arrived);
             self.report.actions_held += u64::from(header.flags & ACTION_HELD != 0);
             self.latency.answered(action.state_seq, arrived);
             let delay_ms = self.settings.delay_ms + self.settings.jitter_ms * self.rng.uniform();
@@ -260,37 +289,60 @@ impl Node<'_> {
         fresh
     }
 
-    /// Publishes the first state until the first command arrives.
-    fn wait_for_runtime(&mut self, stop: &AtomicBool, period: Duration) -> Result<(), IoError> {
-        let settings = self.settings;
-        self.env.reset(settings.first_seed);
-        let give_up = monotonic_ns() + (settings.first_command_timeout_s * 1e9) as u64;
-        while self.report.actions_received == 0 {
-            if stop.load(Ordering::Relaxed) {
-                return Err(IoError::Setup(format!(
-                    "stopped before the first command arrived on {}",
-                    self.topics.action
-                )));
-            }
-            if monotonic_ns() > give_up {
-                return Err(IoError::Setup(format!(
-                    "no command on {} within {:.0} s",
-                    self.topics.action, settings.first_command_timeout_s
-                )));
+    /// Publishes the first state of episode `seed` until a command arrives: Ok(true) once one has, Ok(false)
+    /// when stopped or after `first_command_timeout_s` without one.
+    fn wait_for_commands(
+        &mut self,
+        seed: u64,
+        stop: &AtomicBool,
+        period: Duration,
+    ) -> Result<bool, IoError> {
+        self.env.reset(seed);
+        let received = self.report.actions_received;
+        let give_up = monotonic_ns() + (self.settings.first_command_timeout_s * 1e9) as u64;
+        while self.report.actions_received == received {
+            if stop.load(Ordering::Relaxed) || monotonic_ns() > give_up {
+                return Ok(false);
             }
             self.publish()?;
             std::thread::sleep(period);
             self.receive();
         }
-        Ok(())
+        Ok(true)
     }
 
-    /// Runs episode `seed` on absolute deadlines.
-    fn episode(&mut self, seed: u64, period_ns: u64, stop: &AtomicBool) -> Result<(), IoError> {
+    /// Publishes the first state until the first command arrives; an error names the topic when none does.
+    fn wait_for_runtime(&mut self, stop: &AtomicBool, period: Duration) -> Result<(), IoError> {
+        if self.wait_for_commands(self.settings.first_seed, stop, period)? {
+            return Ok(());
+        }
+        Err(IoError::Setup(if stop.load(Ordering::Relaxed) {
+            format!(
+                "stopped before the first command arrived on {}",
+                self.topics.action
+            )
+        } else {
+            format!(
+                "no command on {} within {:.0} s",
+                self.topics.action, self.settings.first_command_timeout_s
+            )
+        }))
+    }
+
+    /// Whether commands have stopped: none for longer than the command timeout (never with a timeout of 0).
+    fn commands_stopped(&self, now: u64) -> Option<f64> {
+        let silent_ms = now.saturating_sub(self.last_command_ns) as f64 / 1e6;
+        (self.settings.command_timeout_ms > 0.0 && silent_ms > self.settings.command_timeout_ms)
+            .then_some(silent_ms)
+    }
+
+    /// Runs episode `seed` on absolute deadlines; returns whether it ended by braking.
+    fn episode(&mut self, seed: u64, period_ns: u64, stop: &AtomicBool) -> Result<bool, IoError> {
         self.env.reset(seed);
         let started = monotonic_ns();
         let mut deadline = started;
         let mut step_records = Vec::new();
+        let mut braked = false;
         self.publish()?;
         // A stop (Ctrl-C) ends the episode where it is; it is still reported, as "running".
         while !self.env.status().is_done() && !stop.load(Ordering::Relaxed) {
@@ -299,10 +351,22 @@ impl Node<'_> {
             if deadline > now {
                 std::thread::sleep(Duration::from_nanos(deadline - now));
             } else if now - deadline > period_ns {
-                // Behind by more than a period (the process was paused): resume from now, no burst of steps.
+                // Behind by more than a period (the process was paused): resume from now, no burst of steps,
+                // and commands get the command timeout from now (the node could not hear them while paused).
                 deadline = now;
+                self.last_command_ns = self.last_command_ns.max(now);
             }
             self.receive();
+            if let Some(silent_ms) = self.commands_stopped(monotonic_ns()) {
+                self.report.brakes.push(BrakeRecord {
+                    seed,
+                    step: self.env.steps(),
+                    silent_ms,
+                    wall_ns: wall_clock_ns(),
+                });
+                braked = true;
+                break;
+            }
             let fresh = self.apply_released();
             self.report.steps_without_new_action += u64::from(!fresh);
             self.env.step(&self.applied);
@@ -319,12 +383,16 @@ impl Node<'_> {
         self.report.episodes.push(EpisodeReport {
             seed,
             success: status == Status::Success,
-            outcome: format!("{status:?}").to_lowercase(),
+            outcome: if braked {
+                BRAKED.to_string()
+            } else {
+                format!("{status:?}").to_lowercase()
+            },
             steps: self.env.steps(),
             seconds: (monotonic_ns() - started) as f64 / 1e9,
             step_records,
         });
-        Ok(())
+        Ok(braked)
     }
 }
 
@@ -375,6 +443,7 @@ pub fn serve(
             actions_held: 0,
             actions_rejected: 0,
             steps_without_new_action: 0,
+            brakes: Vec::new(),
             trajectory: Vec::new(),
         },
         latency: LatencyTracker {
@@ -386,6 +455,7 @@ pub fn serve(
         guard: SequenceGuard::new(COMMAND_SOURCE_HANDOVER_NS),
         applied: vec![0.0; action_dim],
         applied_tick: None,
+        last_command_ns: 0,
         message: StateMessage {
             position: Vec::new(),
             velocity: Vec::new(),
@@ -397,12 +467,20 @@ pub fn serve(
         overflowed,
     };
     let period_ns = (1e9 / settings.rate_hz) as u64;
-    node.wait_for_runtime(stop, Duration::from_nanos(period_ns))?;
+    let period = Duration::from_nanos(period_ns);
+    node.wait_for_runtime(stop, period)?;
     for seed in settings.first_seed..settings.first_seed + settings.episodes {
         if stop.load(Ordering::Relaxed) {
             break;
         }
-        node.episode(seed, period_ns, stop)?;
+        let last = seed + 1 == settings.first_seed + settings.episodes;
+        // After a brake, the next episode starts only once commands flow again (a restarted runtime).
+        if node.episode(seed, period_ns, stop)?
+            && !last
+            && !node.wait_for_commands(seed + 1, stop, period)?
+        {
+            break;
+        }
     }
     let mut report = node.report;
     report.state_to_action_ms = Quantiles::of(node.latency.samples_ms);

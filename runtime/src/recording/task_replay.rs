@@ -4,7 +4,7 @@
 //! seed, so a faithful log and report reproduce every observation bit for bit; re-inferred chunks that differ
 //! show here as a different trajectory and, perhaps, a different outcome.
 
-use crate::io::sim_node::EpisodeReport;
+use crate::io::sim_node::{BRAKED, EpisodeReport};
 use crate::recording::divergence::{Divergence, ReplayError};
 use rtchunk_sim::{Env, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -90,9 +90,14 @@ pub fn resimulate_task(
                 .compare(step_number, &observation, &step.observation);
             step_number += 1;
         }
-        // Named as the simulator names it in its report.
+        // Named as the simulator names it in its report (a braked episode's task was still running).
         let outcome = format!("{:?}", env.status()).to_lowercase();
-        if outcome != episode.outcome || env.steps() != episode.steps {
+        let recorded = if episode.outcome == BRAKED {
+            "running"
+        } else {
+            episode.outcome.as_str()
+        };
+        if outcome != recorded || env.steps() != episode.steps {
             replay.outcomes_changed += 1;
         }
     }
