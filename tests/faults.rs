@@ -41,6 +41,13 @@ impl Faulty {
     fn faulting(&self) -> bool {
         self.at.contains(&self.inferences)
     }
+
+    /// Makes a computed velocity NaN, in the inferences that return non-finite values.
+    fn spoil(&self, mut velocity: ArrayViewMut3<f32>) {
+        if self.faulting() && self.fault == Fault::NonFinite {
+            velocity.fill(f32::NAN);
+        }
+    }
 }
 
 impl FlowPolicy for Faulty {
@@ -74,9 +81,7 @@ impl FlowPolicy for Faulty {
         mut velocity: ArrayViewMut3<f32>,
     ) -> Result<(), PolicyError> {
         self.inner.velocity(actions, tau, velocity.view_mut())?;
-        if self.faulting() && self.fault == Fault::NonFinite {
-            velocity.fill(f32::NAN);
-        }
+        self.spoil(velocity);
         Ok(())
     }
     fn denoiser_vjp(
@@ -89,9 +94,7 @@ impl FlowPolicy for Faulty {
     ) -> Result<(), PolicyError> {
         self.inner
             .denoiser_vjp(actions, tau, cotangent, velocity.view_mut(), vjp)?;
-        if self.faulting() && self.fault == Fault::NonFinite {
-            velocity.fill(f32::NAN);
-        }
+        self.spoil(velocity);
         Ok(())
     }
 }

@@ -1,6 +1,8 @@
-//! `[io]`: the zenoh link to the robot (or to `rtchunk sim serve`): session, topics, and what stale state does.
+//! `[io]`: the zenoh link to the robot (or to `rtchunk sim serve`): session, topics, what stale state does, and
+//! who may talk to it (TLS, a zenoh configuration with access control, the loopback-only default).
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 /// Zenoh session mode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +24,26 @@ pub enum OnStale {
     Hold,
     /// Hold, then end the run.
     Stop,
+}
+
+/// TLS on the zenoh link (`[io.tls]`): endpoints `tls/host:port` authenticate with certificates signed by one CA.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate (PEM) of the CA that signs every node's certificate.
+    pub ca: PathBuf,
+    /// This node's certificate (PEM), signed by `ca`; presented when it listens and when it connects.
+    pub certificate: PathBuf,
+    /// This node's private key (PEM).
+    pub key: PathBuf,
+    /// Also require every peer to present a certificate signed by `ca` (mutual TLS); false: only the
+    /// listening side is authenticated, and anyone may connect.
+    #[serde(default = "mutual_by_default")]
+    pub mutual: bool,
+}
+
+fn mutual_by_default() -> bool {
+    true
 }
 
 /// Settings of the zenoh link.
@@ -50,6 +72,15 @@ pub struct IoConfig {
     /// plans again from the new observation (holding until the new chunk arrives) instead of resuming a plan
     /// made before the gap. `inf`: always resume.
     pub replan_after_ms: f64,
+    /// TLS, for every `tls/` endpoint (and required to listen beyond loopback).
+    pub tls: Option<TlsConfig>,
+    /// A zenoh configuration file (JSON5) whose settings the session starts from, e.g. its `access_control`
+    /// (who may publish state, send control messages or query the policy server); the keys above override
+    /// its own.
+    pub zenoh_config: Option<PathBuf>,
+    /// Allow listening beyond loopback without TLS: anyone who reaches the port could send state, start or
+    /// stop the robot. Refused unless set.
+    pub allow_insecure: bool,
 }
 
 impl Default for IoConfig {
@@ -65,6 +96,9 @@ impl Default for IoConfig {
             wait_for_start: false,
             status_rate_hz: 10.0,
             replan_after_ms: 500.0,
+            tls: None,
+            zenoh_config: None,
+            allow_insecure: false,
         }
     }
 }

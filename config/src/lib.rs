@@ -22,7 +22,7 @@ mod validate;
 
 pub use controller::{ControllerConfig, ControllerKind, Limit, SafetyConfig};
 pub use error::ConfigError;
-pub use io::{IoConfig, OnStale, ZenohMode};
+pub use io::{IoConfig, OnStale, TlsConfig, ZenohMode};
 pub use plant::{PlantConfig, PlantKind};
 pub use policy::{PolicyConfig, PolicyKind};
 pub use sampler::{MaskSchedule, SamplerConfig, SamplerMode};

@@ -12,7 +12,7 @@ pub mod serve_policy;
 pub mod sim;
 
 use clap::{Parser, Subcommand};
-use rtchunk_config::IoConfig;
+use rtchunk_config::{IoConfig, TlsConfig};
 use rtchunk_policy::onnx::{Device, OnnxRuntimeOptions};
 use std::path::PathBuf;
 
@@ -121,6 +121,22 @@ pub struct ZenohArgs {
     /// Topic namespace.
     #[arg(long, default_value = "rtchunk")]
     namespace: String,
+    /// TLS: the CA certificate (PEM) that signs every node's certificate (with --tls-certificate and
+    /// --tls-key; endpoints tls/host:port; peers must present a certificate signed by it).
+    #[arg(long, requires_all = ["tls_certificate", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// TLS: this node's certificate (PEM).
+    #[arg(long, requires = "tls_ca")]
+    tls_certificate: Option<PathBuf>,
+    /// TLS: this node's private key (PEM).
+    #[arg(long, requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// A zenoh configuration file (JSON5) to start from, e.g. with `access_control` rules.
+    #[arg(long)]
+    zenoh_config: Option<PathBuf>,
+    /// Allow listening beyond loopback without TLS (anyone who reaches the port could talk to this node).
+    #[arg(long)]
+    allow_insecure: bool,
 }
 
 impl ZenohArgs {
@@ -133,10 +149,22 @@ impl ZenohArgs {
                 given
             }
         };
+        let tls = match (self.tls_ca, self.tls_certificate, self.tls_key) {
+            (Some(ca), Some(certificate), Some(key)) => Some(TlsConfig {
+                ca,
+                certificate,
+                key,
+                mutual: true,
+            }),
+            _ => None,
+        };
         IoConfig {
             listen: or(self.listen, listen),
             connect: or(self.connect, connect),
             namespace: self.namespace,
+            tls,
+            zenoh_config: self.zenoh_config,
+            allow_insecure: self.allow_insecure,
             ..IoConfig::default()
         }
     }

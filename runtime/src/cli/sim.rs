@@ -169,7 +169,7 @@ pub enum SimCommand {
         /// Listen (default none) and connect (default tcp/127.0.0.1:7447, where `rtchunk run` listens)
         /// endpoints, and the topic namespace.
         #[command(flatten)]
-        zenoh: ZenohArgs,
+        zenoh: Box<ZenohArgs>,
         /// Send a stop command to the runtime after the last episode.
         #[arg(long)]
         stop_runtime_when_done: bool,

@@ -7,7 +7,8 @@
 //! what overflows. What reaches the controller goes through the core's wait-free buffers only.
 //!
 //! - [`protocol`]: the versioned binary wire format of every message;
-//! - [`session`]: the zenoh session from `[io]` and the topic names;
+//! - [`session`]: the zenoh session from `[io]` (TLS, a zenoh configuration file) and the topic names;
+//! - [`exposure`]: which listening endpoints reach beyond this machine, and the TLS rule for them;
 //! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock;
@@ -15,6 +16,7 @@
 //! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"`).
 
 pub mod deploy;
+pub mod exposure;
 pub mod link;
 pub mod protocol;
 pub mod remote;

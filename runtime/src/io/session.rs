@@ -1,6 +1,8 @@
 //! Opening a zenoh session from `[io]`, and the topic names under its namespace.
 
-use rtchunk_config::{IoConfig, ZenohMode};
+use crate::io::exposure::check_endpoints;
+use rtchunk_config::{IoConfig, TlsConfig, ZenohMode};
+use std::path::Path;
 use thiserror::Error;
 use zenoh::Wait;
 
@@ -47,29 +49,70 @@ impl Topics {
     }
 }
 
-/// The zenoh configuration `io` describes: its mode and endpoints, multicast scouting and gossip off (nothing
-/// is discovered beyond the endpoints given), shared memory as asked.
+/// The zenoh configuration `io` describes: `io.zenoh_config`'s file (or zenoh's defaults), then its mode and
+/// endpoints, multicast scouting and gossip off (nothing is discovered beyond the endpoints given), shared memory
+/// as asked and TLS from `[io.tls]`. Listening beyond loopback without TLS is refused unless `io.allow_insecure`
+/// ([`check_endpoints`]).
 pub fn zenoh_config(io: &IoConfig) -> Result<zenoh::Config, IoError> {
-    let mut config = zenoh::Config::default();
+    check_endpoints(io).map_err(IoError::Setup)?;
+    let mut config = match &io.zenoh_config {
+        Some(path) => zenoh::Config::from_file(path).map_err(|e| {
+            IoError::Setup(format!(
+                "io.zenoh_config: {}: not a zenoh configuration: {e}",
+                path.display()
+            ))
+        })?,
+        None => zenoh::Config::default(),
+    };
     let mode = match io.mode {
         ZenohMode::Peer => "\"peer\"",
         ZenohMode::Client => "\"client\"",
     };
     let json = |endpoints: &[String]| serde_json::to_string(endpoints).expect("strings serialise");
     let shared_memory = if io.shared_memory { "true" } else { "false" };
-    for (key, value) in [
+    let mut settings = vec![
         ("mode", mode.to_string()),
         ("listen/endpoints", json(&io.listen)),
         ("connect/endpoints", json(&io.connect)),
         ("scouting/multicast/enabled", "false".to_string()),
         ("scouting/gossip/enabled", "false".to_string()),
         ("transport/shared_memory/enabled", shared_memory.to_string()),
-    ] {
+    ];
+    if let Some(tls) = &io.tls {
+        settings.extend(tls_settings(tls)?);
+    }
+    for (key, value) in settings {
         config
             .insert_json5(key, &value)
             .map_err(|e| IoError::zenoh(&format!("io setting {key} = {value}"), e))?;
     }
     Ok(config)
+}
+
+/// The zenoh keys of `[io.tls]`, its files checked to exist (an error names the setting and the path).
+fn tls_settings(tls: &TlsConfig) -> Result<Vec<(&'static str, String)>, IoError> {
+    let path = |file: &Path, setting: &str| {
+        if !file.is_file() {
+            return Err(IoError::Setup(format!(
+                "io.tls.{setting}: {}: no such file",
+                file.display()
+            )));
+        }
+        Ok(serde_json::to_string(&file.display().to_string()).expect("strings serialise"))
+    };
+    let (ca, certificate, key) = (
+        path(&tls.ca, "ca")?,
+        path(&tls.certificate, "certificate")?,
+        path(&tls.key, "key")?,
+    );
+    Ok(vec![
+        ("transport/link/tls/root_ca_certificate", ca),
+        ("transport/link/tls/listen_certificate", certificate.clone()),
+        ("transport/link/tls/listen_private_key", key.clone()),
+        ("transport/link/tls/connect_certificate", certificate),
+        ("transport/link/tls/connect_private_key", key),
+        ("transport/link/tls/enable_mtls", tls.mutual.to_string()),
+    ])
 }
 
 /// Opens the session `io` describes.
