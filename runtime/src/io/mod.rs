@@ -10,11 +10,13 @@
 //! - [`session`]: the zenoh session from `[io]` (TLS, a zenoh configuration file) and the topic names;
 //! - [`exposure`]: which listening endpoints reach beyond this machine, and the TLS rule for them;
 //! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
-//! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source;
+//! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source; [`admission`]:
+//!   which query the server answers next and which it refuses at once;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock;
 //! - [`transit`]: how old an arriving message is, from its sender's timestamp;
 //! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"`).
 
+pub mod admission;
 pub mod deploy;
 pub mod exposure;
 pub mod link;

@@ -860,6 +860,12 @@ impl ControlCommand {
 }
 
 impl ChunkQuery {
+    /// The bytes of the largest valid query message (header included) for these dimensions: a server refuses
+    /// anything larger before reading it.
+    pub fn max_len(observation_dim: usize, chunk_len: usize, image_bytes: usize) -> usize {
+        HEADER_LEN + 24 + 4 + 4 * observation_dim + 4 + 4 * chunk_len + 4 + image_bytes
+    }
+
     /// Decodes a query body, checking the observation length against `observation_dim`, the committed actions
     /// against the chunk length `chunk_len` and the camera images against `image_bytes`.
     pub fn decode(

@@ -2,7 +2,10 @@
 //! chunk shape on `<ns>/policy/info`) with its own policy and sampler; [`RemoteEngine`] is the robot side, a
 //! [`ChunkSource`] that sends the observation and the RTC inputs (committed actions, d, s) and waits for the
 //! chunk. The network time becomes part of the inference delay, which RTC absorbs like any other. Several
-//! robots can share one server: each query carries its robot's noise stream.
+//! robots can share one server: each query carries its robot's noise stream, and [`admission`] decides whose
+//! query is answered next and which are refused at once (oversized, superseded, stale, beyond the most robots).
+//!
+//! [`admission`]: crate::io::admission
 
 use crate::core::clock::monotonic_ns;
 use crate::core::clock::wall_clock_ns;
@@ -10,15 +13,18 @@ use crate::core::messages::InferenceRequest;
 use crate::core::metrics::Quantiles;
 use crate::core::policies::load_policy;
 use crate::core::worker::{ChunkSource, InferenceEngine};
+use crate::io::admission::{Admission, Refusal};
 use crate::io::protocol::{
-    ChunkQuery, ChunkReply, Encode, MessageKind, PolicyInfo, decode_header, new_source_id,
+    ChunkQuery, ChunkReply, Encode, HEADER_LEN, MessageKind, PolicyInfo, decode_header,
+    new_source_id,
 };
 use crate::io::session::{IoError, open_session};
 use rtchunk_config::{Config, IoConfig};
 use rtchunk_policy::{PolicyError, PolicySpec, Sampler};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use zenoh::Wait;
 
@@ -32,13 +38,37 @@ pub fn info_key(namespace: &str) -> String {
     format!("{namespace}/policy/info")
 }
 
+/// How a policy server admits queries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerSettings {
+    /// The most robots served at once.
+    pub max_robots: usize,
+    /// A query that waited longer than this is refused unsampled.
+    pub max_wait: Duration,
+}
+
+impl Default for ServerSettings {
+    /// 16 robots; a query may wait 1 s (a robot's default `policy.server_timeout_ms`).
+    fn default() -> Self {
+        ServerSettings {
+            max_robots: 16,
+            max_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Queries that arrived at once beyond this many are refused by zenoh's thread as the queue being full.
+const QUERY_QUEUE: usize = 1024;
+
 /// What a policy server did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerReport {
     /// Chunks sampled and sent.
     pub served: u64,
-    /// Queries refused (malformed, wrong shape, or the policy failed).
+    /// Queries refused (malformed, wrong shape, the policy failed, or not admitted), all kinds together.
     pub refused: u64,
+    /// Queries not admitted, by reason ([`Refusal::kind`]).
+    pub not_admitted: BTreeMap<&'static str, u64>,
     /// Chunks per robot (by noise stream).
     pub per_robot: BTreeMap<u64, u64>,
     /// Sampling time per chunk, in milliseconds.
@@ -55,10 +85,44 @@ fn policy_info(spec: &PolicySpec) -> PolicyInfo {
     }
 }
 
-/// Serves `config`'s policy and sampler on the session `io` describes until `stop` is set.
+/// A query as it arrived: when, from which robot (its header's source), its request number and its bytes.
+struct Arrival {
+    query: zenoh::query::Query,
+    arrived_ns: u64,
+    robot: u32,
+    request_seq: u64,
+    bytes: Vec<u8>,
+}
+
+/// Replies to a query with a failure (`error`), as the server's message `seq`.
+fn refuse(query: &zenoh::query::Query, request_seq: u64, error: String, source: u32, seq: u64) {
+    let reply = ChunkReply {
+        request_seq,
+        inference_us: 0,
+        chunk: Err(error),
+    };
+    let bytes = reply.encode(0, source, seq, wall_clock_ns());
+    if let Err(error) = query.reply(query.key_expr().clone(), bytes).wait() {
+        tracing::warn!(key = %query.key_expr(), "cannot reply: {error}");
+    }
+}
+
+/// The robot (header source) and request number of a query's bytes, zero where they are too short to say.
+fn sender_of(bytes: &[u8]) -> (u32, u64) {
+    let robot =
+        decode_header(bytes, MessageKind::ChunkQuery).map_or(0, |(header, _)| header.source);
+    let request_seq = bytes
+        .get(HEADER_LEN..HEADER_LEN + 8)
+        .map_or(0, |b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    (robot, request_seq)
+}
+
+/// Serves `config`'s policy and sampler on the session `io` describes until `stop` is set, admitting queries
+/// as `settings` says.
 pub fn serve_policy(
     config: &Config,
     io: &IoConfig,
+    settings: ServerSettings,
     stop: &AtomicBool,
 ) -> Result<ServerReport, IoError> {
     let policy = load_policy(config).map_err(|e| IoError::Setup(format!("policy bundle: {e}")))?;
@@ -81,29 +145,99 @@ pub fn serve_policy(
         .wait()
         .map_err(|e| IoError::zenoh(&info_key, e))?;
     let key = infer_key(&io.namespace);
-    let queries = session
+    let largest = ChunkQuery::max_len(
+        spec.observation_dim,
+        spec.robot_chunk_len(),
+        spec.image_bytes(),
+    );
+    let (arrived, arrivals) = crossbeam_channel::bounded::<Arrival>(QUERY_QUEUE);
+    // Refusals made on zenoh's thread (too large, queue full) are counted here and replied to with sequence
+    // numbers of their own (the server's replies carry no order a robot relies on).
+    let early_refusals = Arc::new(AtomicU64::new(0));
+    let refused_early = early_refusals.clone();
+    let _queries = session
         .declare_queryable(key.clone())
-        .with(zenoh::handlers::FifoChannel::new(256))
+        .callback(move |query| {
+            let arrived_ns = monotonic_ns();
+            let size = query.payload().map_or(0, |p| p.len());
+            let refusal_seq = || u64::MAX - refused_early.fetch_add(1, Ordering::Relaxed);
+            if size > largest {
+                let bytes = query.payload().map(|p| p.to_bytes()).unwrap_or_default();
+                let (_, request_seq) = sender_of(&bytes[..bytes.len().min(HEADER_LEN + 8)]);
+                let refusal = Refusal::TooLarge {
+                    bytes: size,
+                    limit: largest,
+                };
+                refuse(
+                    &query,
+                    request_seq,
+                    refusal.message(),
+                    source,
+                    refusal_seq(),
+                );
+                return;
+            }
+            let bytes = query
+                .payload()
+                .map(|p| p.to_bytes().into_owned())
+                .unwrap_or_default();
+            let (robot, request_seq) = sender_of(&bytes);
+            let arrival = Arrival {
+                query,
+                arrived_ns,
+                robot,
+                request_seq,
+                bytes,
+            };
+            if let Err(full) = arrived.try_send(arrival) {
+                let arrival = full.into_inner();
+                let refusal = Refusal::QueueFull(QUERY_QUEUE);
+                refuse(
+                    &arrival.query,
+                    arrival.request_seq,
+                    refusal.message(),
+                    source,
+                    refusal_seq(),
+                );
+            }
+        })
         .wait()
         .map_err(|e| IoError::zenoh(&key, e))?;
     tracing::info!(key = %key, "serving chunks of {} x {}", spec.horizon, spec.robot_action_dim);
     let mut report = ServerReport {
         served: 0,
         refused: 0,
+        not_admitted: BTreeMap::new(),
         per_robot: BTreeMap::new(),
         inference_ms: Quantiles::default(),
     };
     let mut times = Vec::new();
     let mut request = InferenceRequest::with_capacity(spec.robot_chunk_len(), spec.observation_dim);
     let mut seq = 0u64;
+    let mut admission = Admission::new(settings.max_robots, settings.max_wait);
+    let mut refused = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let Ok(Some(query)) = queries.recv_timeout(Duration::from_millis(50)) else {
+        if let Ok(first) = arrivals.recv_timeout(Duration::from_millis(50)) {
+            for arrival in std::iter::once(first).chain(arrivals.try_iter()) {
+                let robot = arrival.robot;
+                refused.extend(admission.admit(robot, arrival.arrived_ns, arrival));
+            }
+        }
+        let next = admission.next(monotonic_ns(), &mut refused);
+        for (arrival, refusal) in refused.drain(..) {
+            seq += 1;
+            *report.not_admitted.entry(refusal.kind()).or_default() += 1;
+            refuse(
+                &arrival.query,
+                arrival.request_seq,
+                refusal.message(),
+                source,
+                seq,
+            );
+        }
+        let Some(Arrival { query, bytes, .. }) = next else {
             continue;
         };
-        let bytes = query
-            .payload()
-            .map(|p| p.to_bytes().into_owned())
-            .unwrap_or_default();
         let decoded = decode_header(&bytes, MessageKind::ChunkQuery).and_then(|(_, body)| {
             ChunkQuery::decode(
                 body,
@@ -159,7 +293,15 @@ pub fn serve_policy(
         }
     }
     report.inference_ms = Quantiles::of(times);
-    drop(queries);
+    let early = early_refusals.load(Ordering::Relaxed);
+    if early > 0 {
+        // Too large and queue-full refusals are made on zenoh's thread; they are counted together.
+        *report
+            .not_admitted
+            .entry("too_large_or_queue_full")
+            .or_default() += early;
+    }
+    report.refused += report.not_admitted.values().sum::<u64>();
     let _ = session.close().wait();
     Ok(report)
 }
