@@ -835,3 +835,69 @@ fn run_briefly(config: &str) -> (Option<i32>, String) {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_stalled_runtime_skips_and_counts_the_periods_it_missed_and_executes_no_action_twice() {
+    // The point mass at 500 Hz on the real clock; the whole process is stopped for 300 ms, as a CPU hog that
+    // takes the controller's core would stop it, only harder.
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/point-mass-rtc.toml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("fifo_priority = 80", "fifo_priority = 0")
+        .replace("lock_memory = true", "lock_memory = false");
+    let dir = std::env::temp_dir().join(format!("rtchunk-stall-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config, log) = (dir.join("stall.toml"), dir.join("stall.log"));
+    std::fs::write(&config, text).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["run", config.to_str().unwrap(), "--seconds", "3", "--json"])
+        .args(["--record", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let stall = std::time::Duration::from_millis(300);
+    // SAFETY: stops and continues the child process this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(stall);
+    // SAFETY: as above.
+    unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let missed = metrics["missed_ticks"].as_u64().unwrap();
+    // 300 ms at 500 Hz is 150 periods; the stop and continue signals take a little of it.
+    assert!(
+        (120..=400).contains(&missed),
+        "{missed} periods missed: {metrics}"
+    );
+    let session = rtchunk_runtime::recording::format::read_log(&log).unwrap();
+    assert!(session.complete);
+    assert_eq!(
+        session.ticks.len(),
+        1500,
+        "every controller tick ran, none twice"
+    );
+    let counted: u64 = session.ticks.iter().map(|t| u64::from(t.missed)).sum();
+    assert_eq!(
+        counted, missed,
+        "each skip is in the log, at the tick after it"
+    );
+    let mut executed: Vec<(u64, u32)> = session
+        .ticks
+        .iter()
+        .filter_map(|t| t.policy)
+        .filter(|p| p.kind == rtchunk_runtime::core::record::TickKind::Executed)
+        .map(|p| (p.chunk_seq, p.index))
+        .collect();
+    let count = executed.len();
+    executed.dedup();
+    assert_eq!(executed.len(), count, "no action executed twice");
+    // The schedule, stall included, replays exactly.
+    use rtchunk_runtime::recording::replay::{ReplayMode, replay};
+    let replayed = replay(&session, ReplayMode::ExactOutput, None).unwrap();
+    assert!(replayed.identical(), "{replayed:?}");
+    println!("a 300 ms stall at 500 Hz: {missed} periods skipped and counted");
+}
