@@ -901,3 +901,72 @@ fn a_stalled_runtime_skips_and_counts_the_periods_it_missed_and_executes_no_acti
     assert!(replayed.identical(), "{replayed:?}");
     println!("a 300 ms stall at 500 Hz: {missed} periods skipped and counted");
 }
+
+#[test]
+fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
+    use std::os::unix::process::CommandExt;
+    // The point mass at 500 Hz for 2 s, recorded into a file the kernel lets grow to 64 KiB only (as a disk that
+    // fills up would): the writes beyond fail.
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/point-mass-rtc.toml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("fifo_priority = 80", "fifo_priority = 0")
+        .replace("lock_memory = true", "lock_memory = false");
+    let dir = std::env::temp_dir().join(format!("rtchunk-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config, log) = (dir.join("full.toml"), dir.join("full.log"));
+    std::fs::write(&config, text).unwrap();
+    const LIMIT: u64 = 64 * 1024;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rtchunk"));
+    command
+        .args(["run", config.to_str().unwrap(), "--seconds", "2", "--json"])
+        .args(["--record", log.to_str().unwrap()]);
+    // SAFETY: between fork and exec only setrlimit runs, which is async-signal-safe and touches no memory the
+    // parent shares.
+    unsafe {
+        command.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: LIMIT,
+                rlim_max: LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        metrics["controller_ticks"], 1000,
+        "the run went on: {metrics}"
+    );
+    assert!(
+        stderr.contains("the log stopped early: File too large"),
+        "{stderr}"
+    );
+    let size = std::fs::metadata(&log).unwrap().len();
+    assert!(size <= LIMIT, "{size} bytes");
+    let session = rtchunk_runtime::recording::format::read_log(&log).unwrap();
+    assert!(!session.complete);
+    assert!(
+        session.ticks.len() > 100,
+        "{} ticks kept",
+        session.ticks.len()
+    );
+    // What was kept is a clean prefix of the run: consecutive ticks from the first.
+    for (i, tick) in session.ticks.iter().enumerate() {
+        assert_eq!(tick.controller_tick, i as u64);
+    }
+    println!(
+        "{} of 1000 ticks kept in {size} bytes; {}",
+        session.ticks.len(),
+        stderr
+            .lines()
+            .find(|l| l.contains("stopped early"))
+            .unwrap()
+    );
+}

@@ -186,13 +186,20 @@ pub fn parse_list<T: std::str::FromStr<Err = String> + Copy>(
 /// Says on standard error what went into the log; a closed standard error (its reader gone) is not an error.
 pub fn note_log(log: &rtchunk_runtime::core::events::RecordSummary) {
     use std::io::Write;
+    let mut stderr = std::io::stderr();
     let _ = writeln!(
-        std::io::stderr(),
+        stderr,
         "recorded {} ticks and {} inferences ({} bytes)",
-        log.ticks,
-        log.inferences,
-        log.bytes
+        log.ticks, log.inferences, log.bytes
     );
+    if let Some(failure) = &log.failure {
+        let _ = writeln!(
+            stderr,
+            "the log stopped early: {failure}; it reads up to its last complete record, and {} ticks and {} \
+             inferences after it were not recorded",
+            log.lost_ticks, log.lost_inferences
+        );
+    }
 }
 
 /// The repository's `relative` path, the default of `flag`: found in the current folder or one above it, or above

@@ -34,15 +34,22 @@ pub enum RunEvent {
     Inference(InferenceRecord),
 }
 
-/// What a recorder kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a recorder kept, and what it could not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecordSummary {
-    /// Tick records.
+    /// Tick records written.
     pub ticks: u64,
-    /// Inference records.
+    /// Inference records written.
     pub inferences: u64,
     /// Bytes written, when the records went to a file.
     pub bytes: u64,
+    /// Why the recorder stopped writing before the run ended (a full disk, a file size limit), if it did; the
+    /// log then reads up to the last record that reached it, and the records after are counted below.
+    pub failure: Option<String>,
+    /// Tick records the run sent after the failure, not written.
+    pub lost_ticks: u64,
+    /// Inference records the run sent after the failure, not written.
+    pub lost_inferences: u64,
 }
 
 /// Where a run's records go besides its metrics: the run opens it with its header before the controller starts,

@@ -1,7 +1,9 @@
 //! The log writer: a thread off the controller that receives tick and inference records through a channel and
 //! appends them to the log, flushing at least every 100 ms (a record reaches the file at most 100 ms, plus the
 //! time to write it, after the previous flush) and closing the log (end record, flush, fsync) when every sender
-//! has gone, whichever way the run ended.
+//! has gone, whichever way the run ended. When writing fails (a full disk, a file size limit) it stops writing,
+//! says so once, and keeps taking the run's records only to count them, so the run and its memory are
+//! unaffected; the run's [`RecordSummary`] carries the failure and what was lost.
 
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::recording::format::{encode_end, encode_header, encode_inference, encode_tick};
@@ -55,11 +57,11 @@ impl Recorder for LogWriter {
         file.write_all(&encode_header(header)).map_err(named)?;
         file.flush().map_err(named)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
-        let dims = header.action_dim;
+        let (dims, path) = (header.action_dim, self.path.clone());
         self.thread = Some(
             std::thread::Builder::new()
                 .name("rtchunk-log".into())
-                .spawn(move || write_records(file, receiver, dims))?,
+                .spawn(move || write_records(file, receiver, dims, path))?,
         );
         Ok(sender)
     }
@@ -84,17 +86,23 @@ fn write_records(
     mut file: std::io::BufWriter<std::fs::File>,
     receiver: Receiver<RunEvent>,
     dims: usize,
+    path: PathBuf,
 ) -> std::io::Result<RecordSummary> {
-    let mut summary = RecordSummary {
-        ticks: 0,
-        inferences: 0,
-        bytes: 0,
-    };
+    let mut summary = RecordSummary::default();
     let mut buffer = Vec::with_capacity(1 << 16);
     let mut last_flush = Instant::now();
     loop {
         // Wait only until the next flush is due, so that a record never waits for a whole further period.
         let event = receiver.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
+        if summary.failure.is_some() {
+            match event {
+                Ok(RunEvent::Tick(_)) => summary.lost_ticks += 1,
+                Ok(RunEvent::Inference(_)) => summary.lost_inferences += 1,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            continue;
+        }
         match &event {
             Ok(RunEvent::Tick(tick)) => {
                 encode_tick(&mut buffer, tick, dims);
@@ -109,19 +117,34 @@ fn write_records(
                 encode_end(&mut buffer, summary.ticks, summary.inferences);
             }
         }
-        file.write_all(&buffer)?;
+        let flush = event.is_err() || last_flush.elapsed() >= FLUSH_EVERY;
+        let written = file
+            .write_all(&buffer)
+            .and_then(|()| if flush { file.flush() } else { Ok(()) });
         buffer.clear();
-        if event.is_err() || last_flush.elapsed() >= FLUSH_EVERY {
-            file.flush()?;
+        if flush {
             last_flush = Instant::now();
         }
+        if let Err(error) = written {
+            tracing::error!(
+                "the log {} stopped after {} ticks and {} inferences: {error}; the run goes on unrecorded",
+                path.display(),
+                summary.ticks,
+                summary.inferences
+            );
+            summary.failure = Some(error.to_string());
+            if matches!(event, Err(RecvTimeoutError::Disconnected)) {
+                break;
+            }
+            continue;
+        }
         if matches!(event, Err(RecvTimeoutError::Disconnected)) {
-            file.flush()?;
             file.get_ref().sync_all()?;
-            summary.bytes = file.get_ref().metadata()?.len();
-            return Ok(summary);
+            break;
         }
     }
+    summary.bytes = file.get_ref().metadata()?.len();
+    Ok(summary)
 }
 
 #[cfg(test)]
