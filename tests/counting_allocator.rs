@@ -35,14 +35,17 @@ pub struct CountingAllocator;
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count();
+        // SAFETY: the caller's contract for `alloc` is the system allocator's; it is passed on as received.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         count();
+        // SAFETY: the caller's contract for `dealloc` is the system allocator's; it is passed on as received.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count();
+        // SAFETY: the caller's contract for `realloc` is the system allocator's; it is passed on as received.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -95,6 +95,7 @@ fn the_watch_sees_allocations_system_calls_and_log_events_of_a_sealed_thread() {
         drop(boxed);
         let opened = std::fs::File::open("/proc/self/stat");
         tracing::warn!("a log line from the loop");
+        // SAFETY: getppid takes no arguments and cannot fail; here it is the forbidden system call to be trapped.
         let pid = unsafe { libc::getppid() };
         options.hooks.loop_finished();
         assert!(opened.is_err(), "the open was trapped, not executed");
