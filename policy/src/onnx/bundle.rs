@@ -84,8 +84,14 @@ pub(crate) fn read_manifest(directory: &Path) -> Result<Manifest, BundleError> {
         path: path.clone(),
         source,
     })?;
+    parse_manifest(&text, &path)
+}
+
+/// Parses and validates a manifest's text (`path` names it in errors), without reading any graph.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest, BundleError> {
+    let path = path.to_path_buf();
     let value: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| BundleError::Manifest {
+        serde_json::from_str(text).map_err(|e| BundleError::Manifest {
             path: path.clone(),
             message: e.to_string(),
         })?;

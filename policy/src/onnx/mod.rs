@@ -15,7 +15,7 @@ mod policy;
 mod recorded;
 mod session;
 
-pub use bundle::{BundleError, load_manifest};
+pub use bundle::{BundleError, load_manifest, parse_manifest};
 pub use environment::{Device, OnnxRuntimeOptions, find_onnxruntime};
 pub use graph_timing::{GraphTiming, time_graph};
 pub use manifest::{AttentionKind, Dtype, Manifest, Prompt, TimeConvention, TrainingData};

@@ -297,10 +297,15 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
         file: file.clone(),
         source,
     })?;
+    read_log_bytes(&bytes, &file)
+}
+
+/// [`read_log`] of a log's bytes, named `file` in errors.
+pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogError> {
     let mut cursor = Cursor {
-        bytes: &bytes,
+        bytes,
         offset: 0,
-        file: &file,
+        file,
     };
     if cursor.take(8).ok() != Some(&LOG_MAGIC[..]) {
         return Err(
@@ -329,7 +334,7 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
         let mut record = Cursor {
             bytes: payload,
             offset: 0,
-            file: &file,
+            file,
         };
         match kind {
             TICK => session.ticks.push(decode_tick(&mut record)?),
@@ -340,7 +345,7 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
             }
             other => {
                 return Err(LogError::Format {
-                    file,
+                    file: file.to_string(),
                     offset: record_start,
                     message: format!(
                         "record kind {other}, expected 1 (tick), 2 (inference) or 3 (end)"
@@ -350,7 +355,7 @@ pub fn read_log(path: &Path) -> Result<RecordedSession, LogError> {
         }
     }
     if !session.complete {
-        drop_ticks_past_the_cut(&mut session, &file);
+        drop_ticks_past_the_cut(&mut session, file);
     }
     Ok(session)
 }
