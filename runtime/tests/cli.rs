@@ -840,16 +840,7 @@ fn run_briefly(config: &str) -> (Option<i32>, String) {
 fn a_stalled_runtime_skips_and_counts_the_periods_it_missed_and_executes_no_action_twice() {
     // The point mass at 500 Hz on the real clock; the whole process is stopped for 300 ms, as a CPU hog that
     // takes the controller's core would stop it, only harder.
-    let example =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/point-mass-rtc.toml");
-    let text = std::fs::read_to_string(example)
-        .unwrap()
-        .replace("fifo_priority = 80", "fifo_priority = 0")
-        .replace("lock_memory = true", "lock_memory = false");
-    let dir = std::env::temp_dir().join(format!("rtchunk-stall-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (config, log) = (dir.join("stall.toml"), dir.join("stall.log"));
-    std::fs::write(&config, text).unwrap();
+    let (config, log) = point_mass_on_the_real_clock("stall");
     let child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
         .args(["run", config.to_str().unwrap(), "--seconds", "3", "--json"])
         .args(["--record", log.to_str().unwrap()])
@@ -907,16 +898,7 @@ fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
     use std::os::unix::process::CommandExt;
     // The point mass at 500 Hz for 2 s, recorded into a file the kernel lets grow to 64 KiB only (as a disk that
     // fills up would): the writes beyond fail.
-    let example =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/point-mass-rtc.toml");
-    let text = std::fs::read_to_string(example)
-        .unwrap()
-        .replace("fifo_priority = 80", "fifo_priority = 0")
-        .replace("lock_memory = true", "lock_memory = false");
-    let dir = std::env::temp_dir().join(format!("rtchunk-full-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (config, log) = (dir.join("full.toml"), dir.join("full.log"));
-    std::fs::write(&config, text).unwrap();
+    let (config, log) = point_mass_on_the_real_clock("full");
     const LIMIT: u64 = 64 * 1024;
     let mut command = Command::new(env!("CARGO_BIN_EXE_rtchunk"));
     command
@@ -969,4 +951,23 @@ fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
             .find(|l| l.contains("stopped early"))
             .unwrap()
     );
+}
+
+/// The point-mass example on the real clock without real-time privileges, written as `name`.toml in a folder of
+/// its own; returns it and the path of a log beside it.
+fn point_mass_on_the_real_clock(name: &str) -> (PathBuf, PathBuf) {
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/point-mass-rtc.toml");
+    let text = std::fs::read_to_string(example)
+        .unwrap()
+        .replace("fifo_priority = 80", "fifo_priority = 0")
+        .replace("lock_memory = true", "lock_memory = false");
+    let dir = std::env::temp_dir().join(format!("rtchunk-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (config, log) = (
+        dir.join(format!("{name}.toml")),
+        dir.join(format!("{name}.log")),
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, log)
 }
