@@ -971,3 +971,31 @@ fn point_mass_on_the_real_clock(name: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&config, text).unwrap();
     (config, log)
 }
+
+#[test]
+fn a_log_deleted_while_recording_is_reported_and_the_run_goes_on() {
+    let (config, log) = point_mass_on_the_real_clock("deleted");
+    let child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["run", config.to_str().unwrap(), "--seconds", "2", "--json"])
+        .args(["--record", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    std::fs::remove_file(&log).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        metrics["controller_ticks"], 1000,
+        "the run went on: {metrics}"
+    );
+    assert!(
+        stderr.contains(
+            "the log stopped early: the log file was deleted or replaced while recording"
+        ),
+        "{stderr}"
+    );
+}

@@ -3,7 +3,8 @@
 //! time to write it, after the previous flush) and closing the log (end record, flush, fsync) when every sender
 //! has gone, whichever way the run ended. When writing fails (a full disk, a file size limit) it stops writing,
 //! says so once, and keeps taking the run's records only to count them, so the run and its memory are
-//! unaffected; the run's [`RecordSummary`] carries the failure and what was lost.
+//! unaffected; the run's [`RecordSummary`] carries the failure and what was lost. A log file deleted or replaced
+//! while recording is such a failure too (checked at every flush).
 
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::recording::format::{encode_end, encode_header, encode_inference, encode_tick};
@@ -118,9 +119,14 @@ fn write_records(
             }
         }
         let flush = event.is_err() || last_flush.elapsed() >= FLUSH_EVERY;
-        let written = file
-            .write_all(&buffer)
-            .and_then(|()| if flush { file.flush() } else { Ok(()) });
+        let written = file.write_all(&buffer).and_then(|()| {
+            if flush {
+                file.flush()?;
+                still_at(&path, file.get_ref())
+            } else {
+                Ok(())
+            }
+        });
         buffer.clear();
         if flush {
             last_flush = Instant::now();
@@ -145,6 +151,20 @@ fn write_records(
     }
     summary.bytes = file.get_ref().metadata()?.len();
     Ok(summary)
+}
+
+/// Fails when the file at `path` is no longer `file` (the log was deleted or replaced while recording: what is
+/// written would be lost when it is closed).
+fn still_at(path: &Path, file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(named) if named.ino() == open.ino() && named.dev() == open.dev() => Ok(()),
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the log file was deleted or replaced while recording",
+        )),
+    }
 }
 
 #[cfg(test)]
