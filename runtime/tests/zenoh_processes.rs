@@ -875,3 +875,73 @@ fn a_killed_runtime_makes_the_robot_brake_and_its_log_reads_up_to_the_kill() {
          {cut_ms:.1} ms before the kill"
     );
 }
+
+/// A zenoh router in this process, listening on `endpoint`.
+fn router(endpoint: &str) -> zenoh::Session {
+    let mut config = zenoh::Config::default();
+    config.insert_json5("mode", "\"router\"").unwrap();
+    config
+        .insert_json5("listen/endpoints", &format!("[\"{endpoint}\"]"))
+        .unwrap();
+    config
+        .insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    zenoh::open(config).wait().unwrap()
+}
+
+#[test]
+fn the_runtime_and_the_robot_hold_through_a_router_restart_and_resume() {
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
+    let first = router(&endpoint);
+    let namespace = format!("router{}", std::process::id());
+    // The runtime as a zenoh client of the router; the simulator node connects to it too.
+    let text = format!(
+        "{}\n[sampler]\nmode = \"rtc\"\n[clock]\nkind = \"real\"\npolicy_rate_hz = 30.0\n\
+         [controller]\nkind = \"passthrough\"\n[plant]\nkind = \"zenoh\"\n[io]\nmode = \"client\"\n\
+         listen = []\nconnect = [\"{endpoint}\"]\nnamespace = \"{namespace}\"\nstale_after_ms = 150.0\n",
+        local_policy()
+    );
+    let config = std::env::temp_dir().join(format!("rtchunk-{}-router.toml", std::process::id()));
+    std::fs::write(&config, text).unwrap();
+    let report = std::env::temp_dir().join(format!("rtchunk-{}-router.json", std::process::id()));
+    let runtime = spawn(&["run", config.to_str().unwrap(), "--json"]);
+    let sim = spawn(&[
+        "sim",
+        "serve",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--connect",
+        &endpoint,
+        "--namespace",
+        &namespace,
+        "--command-timeout-ms",
+        "5000",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    std::thread::sleep(Duration::from_millis(3000));
+    first.close().wait().unwrap();
+    let gap = Duration::from_millis(1000);
+    std::thread::sleep(gap);
+    let _second = router(&endpoint);
+    let sim_out = finish(sim, "rtchunk sim serve", Duration::from_secs(120));
+    // A stop published just before the node closes its session can be lost on the way through the router:
+    // the runtime is stopped as an operator would, with Ctrl-C.
+    // SAFETY: interrupts the runtime this test started.
+    unsafe { libc::kill(runtime.id() as i32, libc::SIGINT) };
+    let run_out = finish(runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    let held = run["link"]["held_ticks"].as_u64().unwrap();
+    // 30 Hz: the hold starts 150 ms into the 1 s outage and ends once both clients have reconnected, well before
+    // the episode's end (a hold that never ended would last until the node stopped, several seconds later).
+    assert!(
+        (20..=120).contains(&held),
+        "held {held} ticks through a 1 s router restart:\n{run_out}"
+    );
+    let report = json(&report);
+    assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
+    assert_ne!(report["episodes"][0]["outcome"], "running", "{sim_out}");
+    println!("held {held} ticks through the router restart\n{sim_out}");
+}
