@@ -15,7 +15,7 @@ pub(crate) fn validate(config: &Config) -> Result<(), ConfigError> {
 
 fn endpoint_ok(endpoint: &str) -> bool {
     endpoint.split_once('/').is_some_and(|(protocol, address)| {
-        ["tcp", "unixsock-stream"].contains(&protocol) && !address.is_empty()
+        ["tcp", "tls", "unixsock-stream"].contains(&protocol) && !address.is_empty()
     })
 }
 
@@ -27,7 +27,8 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
                 endpoint_ok(endpoint),
                 key,
                 format!("{endpoint:?}"),
-                "must hold endpoints like \"tcp/127.0.0.1:7447\" or \"unixsock-stream//tmp/rtchunk.sock\"",
+                "must hold endpoints like \"tcp/127.0.0.1:7447\", \"tls/robot.local:7447\" or \
+                 \"unixsock-stream//tmp/rtchunk.sock\"",
             )?;
         }
     }

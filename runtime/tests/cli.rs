@@ -999,3 +999,42 @@ fn a_log_deleted_while_recording_is_reported_and_the_run_goes_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_robot_configuration_listening_beyond_loopback_needs_tls_files_that_exist_or_allow_insecure() {
+    let example =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../config/examples/robot-zenoh.toml");
+    let bundle = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../sim/policies/reach/base-s0");
+    let text = std::fs::read_to_string(example).unwrap().replace(
+        "bundle = \"../../sim/policies/reach/base-s0\"",
+        &format!("bundle = {:?}", bundle.display().to_string()),
+    );
+    let write = |name: &str, text: String| {
+        let path = std::env::temp_dir().join(format!("rtchunk-{}-{name}.toml", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let open = text.replace("tcp/127.0.0.1:7447", "tcp/0.0.0.0:7447");
+    let tls = format!(
+        "{}\n[io.tls]\nca = \"/nonexistent/ca.pem\"\ncertificate = \"/nonexistent/robot.pem\"\nkey = \"/nonexistent/robot.key\"\n",
+        text.replace("tcp/127.0.0.1:7447", "tls/0.0.0.0:7447")
+    );
+    for (name, text, expected) in [
+        (
+            "open",
+            open,
+            "io.listen: tcp/0.0.0.0:7447 can be reached beyond this machine without TLS",
+        ),
+        ("tls", tls, "io.tls.ca: /nonexistent/ca.pem: no such file"),
+    ] {
+        let config = write(name, text);
+        // Valid as a configuration; refused when the link opens, naming what to change.
+        rtchunk_ok(&["check-config", config.to_str().unwrap()]);
+        let output = rtchunk(&["run", config.to_str().unwrap(), "--seconds", "1"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expected),
+            "{name}: {stderr}"
+        );
+    }
+}
