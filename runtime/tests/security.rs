@@ -381,3 +381,68 @@ fn access_control_lets_the_bridge_publish_state_and_only_the_operator_send_contr
     println!("denied by access control: 2 of 2; allowed: 2 of 2");
     link.close();
 }
+
+#[test]
+fn over_mutual_tls_only_certified_robots_get_chunks_from_the_policy_server() {
+    use rtchunk_config::{Config, PolicyKind, SamplerConfig};
+    use rtchunk_runtime::core::messages::InferenceRequest;
+    use rtchunk_runtime::core::worker::ChunkSource;
+    use rtchunk_runtime::io::remote::{RemoteEngine, ServerSettings, serve_policy};
+    let pki = Pki::new("server");
+    let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
+    let namespace = format!("tls-server-{}", std::process::id());
+    let mut config = Config {
+        sampler: SamplerConfig::left_out(),
+        ..Config::default()
+    };
+    config.policy.kind = PolicyKind::Bundle;
+    config.policy.bundle =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/policies/reach/base-s0"));
+    rtchunk_runtime::core::policies::adopt_bundle_shape(&mut config).unwrap();
+    let io = IoConfig {
+        listen: vec![endpoint.clone()],
+        namespace: namespace.clone(),
+        tls: Some(pki.tls("robot")),
+        ..IoConfig::default()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = stop.clone();
+        std::thread::spawn(move || serve_policy(&config, &io, ServerSettings::default(), &stop))
+    };
+    let ca = pki.file("ca.pem");
+    let (intruder_pem, intruder_key) = (pki.file("intruder.pem"), pki.file("intruder.key"));
+    let attempts: [&[(&str, &Path)]; 2] = [
+        &[("root_ca_certificate", ca.as_path())],
+        &[
+            ("root_ca_certificate", ca.as_path()),
+            ("connect_certificate", intruder_pem.as_path()),
+            ("connect_private_key", intruder_key.as_path()),
+        ],
+    ];
+    for tls in attempts {
+        assert!(
+            foreign_session(&endpoint, tls).is_none(),
+            "a peer without a certificate of the CA reached the policy server"
+        );
+    }
+    let robot = open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint],
+        tls: Some(pki.tls("bridge")),
+        ..IoConfig::default()
+    })
+    .unwrap();
+    let (engine, spec) = RemoteEngine::connect(robot, &namespace, Duration::from_secs(30)).unwrap();
+    let mut engine = engine.with_timeout(Duration::from_secs(2));
+    let mut request = InferenceRequest::with_capacity(spec.chunk_len(), spec.observation_dim);
+    request.set_inputs(1, 0, 0, &vec![0.1; spec.observation_dim], &[], &[]);
+    let chunk = engine.sample_chunk(&request).unwrap();
+    assert_eq!(chunk.len(), spec.chunk_len());
+    stop.store(true, Ordering::Relaxed);
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(report.served, 1, "{report:?}");
+    println!(
+        "policy server over mutual TLS: 2 of 2 uncertified peers refused, the certified robot served"
+    );
+}
