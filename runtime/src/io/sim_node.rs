@@ -350,11 +350,14 @@ impl Node<'_> {
             let now = monotonic_ns();
             if deadline > now {
                 std::thread::sleep(Duration::from_nanos(deadline - now));
-            } else if now - deadline > period_ns {
-                // Behind by more than a period (the process was paused): resume from now, no burst of steps,
-                // and commands get the command timeout from now (the node could not hear them while paused).
-                deadline = now;
-                self.last_command_ns = self.last_command_ns.max(now);
+            }
+            let woke = monotonic_ns();
+            if woke.saturating_sub(deadline) > period_ns {
+                // Behind by more than a period (the process was paused, asleep or not): resume from now, no
+                // burst of steps, and commands get the command timeout from now (the node could not hear them
+                // while paused).
+                deadline = woke;
+                self.last_command_ns = self.last_command_ns.max(woke);
             }
             self.receive();
             if let Some(silent_ms) = self.commands_stopped(monotonic_ns()) {
