@@ -841,13 +841,7 @@ fn a_stalled_runtime_skips_and_counts_the_periods_it_missed_and_executes_no_acti
     // The point mass at 500 Hz on the real clock; the whole process is stopped for 300 ms, as a CPU hog that
     // takes the controller's core would stop it, only harder.
     let (config, log) = point_mass_on_the_real_clock("stall");
-    let child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
-        .args(["run", config.to_str().unwrap(), "--seconds", "3", "--json"])
-        .args(["--record", log.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = spawn_recorded_run(&config, &log, "3");
     std::thread::sleep(std::time::Duration::from_millis(1200));
     let stall = std::time::Duration::from_millis(300);
     // SAFETY: stops and continues the child process this test started.
@@ -975,13 +969,7 @@ fn point_mass_on_the_real_clock(name: &str) -> (PathBuf, PathBuf) {
 #[test]
 fn a_log_deleted_while_recording_is_reported_and_the_run_goes_on() {
     let (config, log) = point_mass_on_the_real_clock("deleted");
-    let child = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
-        .args(["run", config.to_str().unwrap(), "--seconds", "2", "--json"])
-        .args(["--record", log.to_str().unwrap()])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_recorded_run(&config, &log, "2");
     std::thread::sleep(std::time::Duration::from_millis(800));
     std::fs::remove_file(&log).unwrap();
     let output = child.wait_with_output().unwrap();
@@ -1037,4 +1025,25 @@ fn a_robot_configuration_listening_beyond_loopback_needs_tls_files_that_exist_or
             "{name}: {stderr}"
         );
     }
+}
+
+/// `rtchunk run CONFIG --seconds SECONDS --json --record LOG`, started with its output piped.
+fn spawn_recorded_run(
+    config: &std::path::Path,
+    log: &std::path::Path,
+    seconds: &str,
+) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args([
+            "run",
+            config.to_str().unwrap(),
+            "--seconds",
+            seconds,
+            "--json",
+        ])
+        .args(["--record", log.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
 }
