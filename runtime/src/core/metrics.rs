@@ -4,7 +4,7 @@
 use crate::core::inference_fault::InferenceFault;
 use crate::core::record::InferenceRecord;
 use crate::core::record::{StepClass, TickKind, TickRecord};
-use rtchunk_policy::NormalRng;
+use hdrhistogram::Histogram;
 use serde::Serialize;
 
 /// Quantiles of a sample.
@@ -46,36 +46,68 @@ impl Quantiles {
     }
 }
 
-/// A stream of values summarised in bounded memory: count, sum, minimum and maximum exactly, and for the
-/// quantiles the values themselves up to [`Sample::CAPACITY`], then a uniform reservoir of that many (Vitter's
-/// algorithm R, seeded, so a run's summary is reproducible). Quantiles are exact up to the capacity (about
-/// 8.7 minutes of a 500 Hz loop) and estimates beyond it; memory stays constant however long the run.
+/// A stream of non-negative values summarised in constant memory, however long the run: count, sum, minimum and
+/// maximum exactly; the quantiles from a log-linear (HDR) histogram to three significant digits of the value
+/// (a quantile is off by at most 0.1 %, or by the resolution for values near it). Values are kept in units of
+/// `resolution` up to `largest` (larger ones count in the top bucket; the exact maximum is still reported);
+/// negative values count as zero in the quantiles. The histogram's memory is allocated and touched when it is
+/// made, so recording never grows the process.
 #[derive(Debug, Clone)]
-pub struct Sample {
-    values: Vec<f64>,
+pub struct Distribution {
+    histogram: Histogram<u64>,
+    resolution: f64,
     count: u64,
     sum: f64,
     min: f64,
     max: f64,
-    rng: NormalRng,
 }
 
-impl Default for Sample {
-    fn default() -> Self {
-        Sample {
-            values: Vec::new(),
+impl Distribution {
+    /// Three significant digits of every value.
+    const SIGNIFICANT_DIGITS: u8 = 3;
+
+    /// A distribution of values resolved to `resolution` and tracked up to `largest` (both positive, in the
+    /// values' unit; `largest / resolution` at most 2^62).
+    pub fn new(resolution: f64, largest: f64) -> Self {
+        let highest = (largest / resolution)
+            .ceil()
+            .clamp(2.0, (1u64 << 62) as f64) as u64;
+        let mut histogram = Histogram::new_with_bounds(1, highest, Self::SIGNIFICANT_DIGITS)
+            .unwrap_or_else(|e| {
+                panic!("a histogram of 1..{highest} at three significant digits: {e}")
+            });
+        // The counts come zeroed from the allocator, but their pages only when first written: writing them all now
+        // keeps the resident memory from growing as new buckets fill during the run.
+        histogram.reset();
+        Distribution {
+            histogram,
+            resolution,
             count: 0,
             sum: 0.0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
-            rng: NormalRng::new(0x9e37_79b9_7f4a_7c15),
         }
     }
-}
 
-impl Sample {
-    /// The most values kept for the quantiles (2 MiB).
-    pub const CAPACITY: usize = 1 << 18;
+    /// Wake lateness in microseconds: resolved to the nanosecond, up to 1 000 s.
+    pub fn microseconds() -> Self {
+        Distribution::new(1e-3, 1e9)
+    }
+
+    /// Durations in milliseconds: resolved to the microsecond, up to 10 000 s.
+    pub fn milliseconds() -> Self {
+        Distribution::new(1e-3, 1e7)
+    }
+
+    /// Counts (ticks): resolved to one, up to 10^9.
+    pub fn counts() -> Self {
+        Distribution::new(1.0, 1e9)
+    }
+
+    /// Action-space distances: resolved to 10^-7, up to 10^6.
+    pub fn distances() -> Self {
+        Distribution::new(1e-7, 1e6)
+    }
 
     /// Adds one value.
     pub fn push(&mut self, value: f64) {
@@ -83,15 +115,10 @@ impl Sample {
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
-        if self.values.len() < Self::CAPACITY {
-            self.values.push(value);
-            return;
-        }
-        // Algorithm R: the new value takes a uniformly drawn slot of the first `count`, if that slot is kept.
-        let slot = (self.rng.next_u64() % self.count) as usize;
-        if let Some(kept) = self.values.get_mut(slot) {
-            *kept = value;
-        }
+        let units = (value / self.resolution).round();
+        // NaN and negative values count as zero; `as` saturates anything too large for u64.
+        self.histogram
+            .saturating_record(if units > 0.0 { units as u64 } else { 0 });
     }
 
     /// Values added.
@@ -99,17 +126,25 @@ impl Sample {
         self.count
     }
 
-    /// The summary: exact count, mean, minimum and maximum; quantiles of what is kept.
-    pub fn quantiles(self) -> Quantiles {
+    /// The summary: exact count, mean, minimum and maximum; quantiles from the histogram, within the exact
+    /// minimum and maximum.
+    pub fn quantiles(&self) -> Quantiles {
         if self.count == 0 {
             return Quantiles::default();
         }
+        let at = |q: f64| {
+            (self.histogram.value_at_quantile(q) as f64 * self.resolution)
+                .max(self.min)
+                .min(self.max)
+        };
         Quantiles {
             min: self.min,
+            p50: at(0.5),
+            p99: at(0.99),
+            p999: at(0.999),
             max: self.max,
             mean: self.sum / self.count as f64,
             count: self.count as usize,
-            ..Quantiles::of(self.values)
         }
     }
 }
@@ -192,8 +227,8 @@ impl RunMetrics {
     }
 }
 
-/// The inference side of [`RunMetrics`], gathered one inference at a time in bounded memory.
-#[derive(Debug, Clone, Default)]
+/// The inference side of [`RunMetrics`], gathered one inference at a time in constant memory.
+#[derive(Debug, Clone)]
 pub struct InferenceSummary {
     /// Inferences.
     pub count: usize,
@@ -204,7 +239,19 @@ pub struct InferenceSummary {
     /// Of those, inferences that ran past the inference timeout.
     pub timeouts: u64,
     /// Their wall-clock durations, milliseconds.
-    pub duration_ms: Sample,
+    pub duration_ms: Distribution,
+}
+
+impl Default for InferenceSummary {
+    fn default() -> Self {
+        InferenceSummary {
+            count: 0,
+            failures: 0,
+            panics: 0,
+            timeouts: 0,
+            duration_ms: Distribution::milliseconds(),
+        }
+    }
 }
 
 impl InferenceSummary {
@@ -224,15 +271,28 @@ impl InferenceSummary {
 }
 
 /// The tick side of [`RunMetrics`], gathered one record at a time, so that a long run need not keep its records:
-/// it holds the counters and a bounded [`Sample`] per quantity.
-#[derive(Debug, Default)]
+/// it holds the counters and a constant-memory [`Distribution`] per quantity.
+#[derive(Debug)]
 pub struct TickMetrics {
     metrics: RunMetrics,
-    lateness_us: Sample,
-    delays: Sample,
-    seams: Sample,
-    within: Sample,
+    lateness_us: Distribution,
+    delays: Distribution,
+    seams: Distribution,
+    within: Distribution,
     cold_seen: bool,
+}
+
+impl Default for TickMetrics {
+    fn default() -> Self {
+        TickMetrics {
+            metrics: RunMetrics::default(),
+            lateness_us: Distribution::microseconds(),
+            delays: Distribution::counts(),
+            seams: Distribution::distances(),
+            within: Distribution::distances(),
+            cold_seen: false,
+        }
+    }
 }
 
 impl TickMetrics {
@@ -422,24 +482,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sample_keeps_bounded_memory_with_exact_moments_and_close_quantiles() {
-        let mut sample = Sample::default();
-        let n = 4 * Sample::CAPACITY as u64;
-        // A permutation of 0..n (in a scrambled order), scaled to [0, 1).
+    fn a_distribution_keeps_constant_memory_with_exact_moments_and_close_quantiles() {
+        let mut distribution = Distribution::microseconds();
+        let before = distribution.histogram.distinct_values();
+        let n = 1_000_000u64;
+        // A permutation of 0..n (in a scrambled order), scaled to [0, 1000) microseconds.
         for i in 0..n {
-            sample.push(((i * 2_654_435_761) % n) as f64 / n as f64);
+            distribution.push(((i * 2_654_435_761) % n) as f64 / 1e3);
         }
-        assert_eq!(sample.values.len(), Sample::CAPACITY);
-        assert_eq!(sample.values.capacity(), Sample::CAPACITY);
-        let q = sample.quantiles();
+        assert_eq!(distribution.histogram.distinct_values(), before);
+        let q = distribution.quantiles();
         assert_eq!(q.count, n as usize);
-        assert_eq!((q.min, q.max), (0.0, (n - 1) as f64 / n as f64));
-        assert!((q.mean - 0.5).abs() < 1e-6);
-        for (estimate, exact) in [(q.p50, 0.5), (q.p99, 0.99), (q.p999, 0.999)] {
-            assert!((estimate - exact).abs() < 0.005, "{estimate} vs {exact}");
+        assert_eq!((q.min, q.max), (0.0, (n - 1) as f64 / 1e3));
+        assert!((q.mean - 499.9995).abs() < 1e-6, "{}", q.mean);
+        for (estimate, exact) in [(q.p50, 500.0), (q.p99, 990.0), (q.p999, 999.0)] {
+            assert!(
+                (estimate - exact).abs() <= exact * 1e-3,
+                "{estimate} vs {exact}"
+            );
         }
-        let mut small = Sample::default();
+    }
+
+    #[test]
+    fn a_distribution_reports_small_samples_exactly_and_clamps_what_it_cannot_hold() {
+        let mut small = Distribution::counts();
         [3.0, 1.0, 2.0].into_iter().for_each(|v| small.push(v));
         assert_eq!(small.quantiles(), Quantiles::of(vec![1.0, 2.0, 3.0]));
+        let mut odd = Distribution::new(1.0, 100.0);
+        [-5.0, 1e30, 50.0].into_iter().for_each(|v| odd.push(v));
+        let q = odd.quantiles();
+        assert_eq!((q.count, q.min), (3, -5.0));
+        assert!(q.p50 >= -5.0 && q.p999 <= 1e30, "{q:?}");
+        assert_eq!(Distribution::counts().quantiles(), Quantiles::default());
+        let mut undefined = Distribution::counts();
+        undefined.push(f64::NAN);
+        assert_eq!(undefined.quantiles().count, 1);
     }
 }

@@ -10,7 +10,7 @@
 use crate::core::clock::monotonic_ns;
 use crate::core::clock::wall_clock_ns;
 use crate::core::messages::InferenceRequest;
-use crate::core::metrics::Quantiles;
+use crate::core::metrics::{Distribution, Quantiles};
 use crate::core::policies::load_policy;
 use crate::core::worker::{ChunkSource, InferenceEngine};
 use crate::io::admission::{Admission, Refusal};
@@ -211,7 +211,7 @@ pub fn serve_policy(
         per_robot: BTreeMap::new(),
         inference_ms: Quantiles::default(),
     };
-    let mut times = Vec::new();
+    let mut times = Distribution::milliseconds();
     let mut request = InferenceRequest::with_capacity(spec.robot_chunk_len(), spec.observation_dim);
     let mut seq = 0u64;
     let mut admission = Admission::new(settings.max_robots, settings.max_wait);
@@ -292,7 +292,7 @@ pub fn serve_policy(
             tracing::warn!(key = %key, "cannot reply: {error}");
         }
     }
-    report.inference_ms = Quantiles::of(times);
+    report.inference_ms = times.quantiles();
     let early = early_refusals.load(Ordering::Relaxed);
     if early > 0 {
         // Too large and queue-full refusals are made on zenoh's thread; they are counted together.

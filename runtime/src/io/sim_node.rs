@@ -9,7 +9,7 @@
 //! waits for commands to resume before its next episode.
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
-use crate::core::metrics::Quantiles;
+use crate::core::metrics::{Distribution, Quantiles};
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, CameraImage, ControlCommand, Encode, MessageKind, SequenceGuard,
     StateMessage, decode_header, new_source_id,
@@ -165,7 +165,7 @@ struct Pending {
 struct LatencyTracker {
     published_at: Vec<u64>,
     answered: Vec<bool>,
-    samples_ms: Vec<f64>,
+    samples_ms: Distribution,
 }
 
 impl LatencyTracker {
@@ -452,7 +452,7 @@ pub fn serve(
         latency: LatencyTracker {
             published_at: vec![0; LATENCY_WINDOW],
             answered: vec![false; LATENCY_WINDOW],
-            samples_ms: Vec::new(),
+            samples_ms: Distribution::milliseconds(),
         },
         pending: VecDeque::new(),
         guard: SequenceGuard::new(COMMAND_SOURCE_HANDOVER_NS),
@@ -486,7 +486,7 @@ pub fn serve(
         }
     }
     let mut report = node.report;
-    report.state_to_action_ms = Quantiles::of(node.latency.samples_ms);
+    report.state_to_action_ms = node.latency.samples_ms.quantiles();
     if settings.stop_runtime_when_done {
         let bytes = ControlCommand::Stop.encode(0, node.source, 1, wall_clock_ns());
         session
