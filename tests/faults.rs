@@ -3,18 +3,30 @@
 //! injected into chosen inferences of the real reference policy. Each must cost only the inferences it hits:
 //! the controller is told (on a hang, at the timeout, not when the policy returns), keeps executing its chunk
 //! and then holds; the run goes on, counts the fault by kind, records it, and the inferences after it succeed.
+//! On a robot over zenoh, the status topic reports the failures by kind while the run goes on.
 
 use ndarray::{ArrayView2, ArrayView3, ArrayViewMut3};
 use rtchunk_config::{ClockKind, Config, SamplerMode};
+use rtchunk_config::{IoConfig, PlantKind};
 use rtchunk_policy::{FlowPolicy, Normalization, PolicyError, PolicySpec};
 use rtchunk_runtime::RunOutcome;
+use rtchunk_runtime::core::clock::wall_clock_ns;
 use rtchunk_runtime::core::inference_fault::InferenceFault;
 use rtchunk_runtime::core::policies::load_policy;
 use rtchunk_runtime::core::record::TickKind;
+use rtchunk_runtime::io::link::RobotLink;
+use rtchunk_runtime::io::protocol::{
+    Encode, MessageKind, Phase, StateMessage, StatusMessage, decode_header,
+};
+use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
+use rtchunk_runtime::{RunOptions, run};
 use rtchunk_sim::PointMass;
 use rtchunk_tests::{run_policy, simulated};
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use zenoh::Wait;
 
 /// What goes wrong in the chosen inferences.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,22 +41,35 @@ enum Fault {
     Error,
 }
 
-/// The real policy with `fault` in inferences `at` (counted from 1 by `prepare`, once per inference).
+/// The real policy with each fault of its schedule in that fault's inferences (counted from 1 by `prepare`,
+/// once per inference).
 struct Faulty {
     inner: Box<dyn FlowPolicy>,
-    fault: Fault,
-    at: Range<u64>,
+    schedule: Vec<(Fault, Range<u64>)>,
     inferences: u64,
 }
 
 impl Faulty {
-    fn faulting(&self) -> bool {
-        self.at.contains(&self.inferences)
+    /// The reference policy of `config` with `schedule`.
+    fn new(config: &Config, schedule: Vec<(Fault, Range<u64>)>) -> Self {
+        Faulty {
+            inner: load_policy(config).expect("the reference policy loads"),
+            schedule,
+            inferences: 0,
+        }
+    }
+
+    /// The fault of the current inference, if any.
+    fn fault(&self) -> Option<Fault> {
+        self.schedule
+            .iter()
+            .find(|(_, at)| at.contains(&self.inferences))
+            .map(|&(fault, _)| fault)
     }
 
     /// Makes a computed velocity NaN, in the inferences that return non-finite values.
     fn spoil(&self, mut velocity: ArrayViewMut3<f32>) {
-        if self.faulting() && self.fault == Fault::NonFinite {
+        if self.fault() == Some(Fault::NonFinite) {
             velocity.fill(f32::NAN);
         }
     }
@@ -59,8 +84,8 @@ impl FlowPolicy for Faulty {
     }
     fn prepare(&mut self, observations: ArrayView2<f32>) -> Result<(), PolicyError> {
         self.inferences += 1;
-        if self.faulting() {
-            match self.fault {
+        if let Some(fault) = self.fault() {
+            match fault {
                 Fault::Panic => panic!("injected fault in inference {}", self.inferences),
                 Fault::Hang(duration) => std::thread::sleep(duration),
                 Fault::Error => {
@@ -114,12 +139,7 @@ fn configuration() -> Config {
 /// Runs 150 policy ticks (3 s) with `fault` in inferences `at`.
 fn run_with(fault: Fault, at: Range<u64>) -> RunOutcome<PointMass> {
     let config = configuration();
-    let policy = Faulty {
-        inner: load_policy(&config).expect("the reference policy loads"),
-        fault,
-        at,
-        inferences: 0,
-    };
+    let policy = Faulty::new(&config, vec![(fault, at)]);
     run_policy(&config, Box::new(policy), 150, None)
 }
 
@@ -214,5 +234,147 @@ fn a_backend_failure_mid_run_costs_only_its_inferences() {
     assert_eq!(
         outcome.metrics.inference_panics + outcome.metrics.inference_timeouts,
         0
+    );
+}
+
+/// Publishes a robot's state at 500 Hz to the runtime at `config.io` until `done`.
+fn publish_state(
+    config: &Config,
+    observation_dim: usize,
+    done: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let robot = open_session(&IoConfig {
+        listen: vec![],
+        connect: config.io.listen.clone(),
+        ..config.io.clone()
+    })
+    .expect("the robot's zenoh session");
+    let topic = Topics::new(&config.io.namespace).state;
+    let joints = config.policy.action_dim;
+    std::thread::spawn(move || {
+        let mut seq = 0u64;
+        while !done.load(Ordering::Relaxed) {
+            seq += 1;
+            let state = StateMessage {
+                position: vec![0.0; joints],
+                velocity: vec![0.0; joints],
+                observation: vec![0.1; observation_dim],
+                images: Vec::new(),
+            };
+            robot
+                .put(topic.as_str(), state.encode(0, 1, seq, wall_clock_ns()))
+                .wait()
+                .expect("the state is published");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    })
+}
+
+#[test]
+fn the_status_topic_counts_each_failed_inference_by_kind_while_the_run_goes_on() {
+    let mut config = configuration();
+    config.plant.kind = PlantKind::Zenoh;
+    let endpoint = format!("tcp/127.0.0.1:{}", free_loopback_port().unwrap());
+    config.io = IoConfig {
+        listen: vec![endpoint],
+        namespace: format!("faults{}", std::process::id()),
+        stale_after_ms: 100.0,
+        status_rate_hz: 20.0,
+        ..IoConfig::default()
+    };
+    config.validate().expect("valid");
+    let hang = Duration::from_millis(300);
+    let policy = Faulty::new(
+        &config,
+        vec![
+            (Fault::Panic, 3..4),
+            (Fault::Error, 6..7),
+            (Fault::Hang(hang), 9..10),
+        ],
+    );
+    let observation_dim = policy.spec().observation_dim;
+    let (link, plant) =
+        RobotLink::open(&config.io, config.policy.action_dim, observation_dim, &[]).unwrap();
+    let watcher = open_session(&IoConfig {
+        listen: vec![],
+        connect: config.io.listen.clone(),
+        ..config.io.clone()
+    })
+    .unwrap();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let _subscriber = {
+        let statuses = statuses.clone();
+        watcher
+            .declare_subscriber(Topics::new(&config.io.namespace).status)
+            .callback(move |sample| {
+                let bytes = sample.payload().to_bytes();
+                let (_, body) = decode_header(&bytes, MessageKind::Status).unwrap();
+                statuses
+                    .lock()
+                    .unwrap()
+                    .push(StatusMessage::decode(body).unwrap());
+            })
+            .wait()
+            .unwrap()
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let robot = publish_state(&config, observation_dim, done.clone());
+    link.wait_for_first_state(Duration::from_secs(10)).unwrap();
+    let mut options = RunOptions::new("status", 150 * config.clock.decimation() as u64);
+    options.inference_faults = Some(link.counters().inference_faults.clone());
+    let outcome = run(&config, plant, Box::new(policy), options).expect("the run");
+    link.close();
+    done.store(true, Ordering::Relaxed);
+    robot.join().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline
+        && statuses.lock().unwrap().last().map(|s| s.phase) != Some(Phase::Stopped)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    let metrics = &outcome.metrics;
+    assert_eq!(
+        (
+            metrics.inference_failures,
+            metrics.inference_panics,
+            metrics.inference_timeouts
+        ),
+        (3, 1, 1),
+        "{metrics:?}"
+    );
+    let statuses = statuses.lock().unwrap();
+    let last = statuses.last().expect("statuses arrived");
+    assert_eq!(last.phase, Phase::Stopped, "the last status closes the run");
+    assert_eq!(
+        (
+            last.inference_failures,
+            last.inference_panics,
+            last.inference_timeouts
+        ),
+        (3, 1, 1),
+        "{last:?}"
+    );
+    // Live: statuses during the run saw the failures come one by one, and the run go on after them.
+    let running: Vec<&StatusMessage> = statuses
+        .iter()
+        .filter(|s| s.phase != Phase::Stopped)
+        .collect();
+    for failures in 1..=3 {
+        let first = running
+            .iter()
+            .position(|s| s.inference_failures == failures)
+            .unwrap_or_else(|| panic!("no status while running showed {failures} failures"));
+        assert!(
+            running[first..]
+                .iter()
+                .any(|s| s.swaps > running[first].swaps),
+            "chunks were adopted after failure {failures}"
+        );
+    }
+    assert!(
+        running
+            .windows(2)
+            .all(|w| w[0].inference_failures <= w[1].inference_failures)
     );
 }

@@ -166,6 +166,9 @@ fn protocol_messages_never_panic_the_decoders() {
             max_lateness_us: 40,
             last_delay_ticks: 2,
             last_seam_jump: 0.01,
+            inference_failures: 3,
+            inference_panics: 1,
+            inference_timeouts: 1,
         }
         .encode(0, 7, 4, stamp()),
         ControlCommand::EmergencyStop.encode(0, 7, 5, stamp()),

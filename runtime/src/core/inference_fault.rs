@@ -1,7 +1,9 @@
 //! How an inference failed: the policy returned an error, panicked, or ran past the inference timeout. The
-//! kind travels in the inference record's error text (and so in the session log), written and read here only.
+//! kind travels in the inference record's error text (and so in the session log), written and read here only;
+//! [`InferenceFaultCounters`] counts the kinds as they happen, for whoever reports them live (the status topic).
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Starts the error of an inference whose policy panicked.
@@ -51,6 +53,42 @@ impl InferenceFault {
             limit.as_secs_f64() * 1e3,
             took.as_secs_f64() * 1e3
         )
+    }
+}
+
+/// Failed inferences counted as they happen, by kind; shared between the inference worker, which counts, and a
+/// reporter such as the robot link's status publisher, which reads (wait-free atomics).
+#[derive(Debug, Default)]
+pub struct InferenceFaultCounters {
+    failures: AtomicU64,
+    panics: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl InferenceFaultCounters {
+    /// Counts the failure an inference record's `error` describes.
+    pub fn count(&self, error: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        match InferenceFault::of(error) {
+            InferenceFault::Panic => self.panics.fetch_add(1, Ordering::Relaxed),
+            InferenceFault::Timeout => self.timeouts.fetch_add(1, Ordering::Relaxed),
+            InferenceFault::Error => 0,
+        };
+    }
+
+    /// Failed inferences, all kinds together.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Of those, inferences whose policy panicked.
+    pub fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Of those, inferences that ran past the inference timeout.
+    pub fn timeouts(&self) -> u64 {
+        self.timeouts.load(Ordering::Relaxed)
     }
 }
 

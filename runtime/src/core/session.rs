@@ -7,6 +7,7 @@ use crate::core::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHoo
 use crate::core::doorbell::Doorbell;
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::core::executor::{ChunkExecutor, ExecutorSettings};
+use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::core::metrics::{RunMetrics, SafetyClamps, TickMetrics};
 use crate::core::record::{InferenceRecord, TickRecord};
@@ -62,6 +63,8 @@ pub struct RunOptions {
     /// How long an inference after the first may take before it counts as failed (None: no limit). [`run`]
     /// sets `policy.inference_timeout_ms` for a local policy on the configured real clock.
     pub inference_timeout: Option<Duration>,
+    /// Where the worker counts failed inferences as they happen, by kind (a robot link's status reports them).
+    pub inference_faults: Option<Arc<InferenceFaultCounters>>,
 }
 
 impl RunOptions {
@@ -76,6 +79,7 @@ impl RunOptions {
             cameras: None,
             keep_records: true,
             inference_timeout: None,
+            inference_faults: None,
         }
     }
 }
@@ -232,6 +236,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         cameras: options.cameras.take(),
         keep_records: options.keep_records,
         timeout: options.inference_timeout,
+        faults: options.inference_faults.take(),
     };
     let worker = runtime.spawn(worker.run());
 

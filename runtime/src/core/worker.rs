@@ -6,7 +6,7 @@
 
 use crate::core::doorbell::Doorbell;
 use crate::core::events::RunEvent;
-use crate::core::inference_fault::InferenceFault;
+use crate::core::inference_fault::{InferenceFault, InferenceFaultCounters};
 use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
 use crate::core::metrics::InferenceSummary;
 use crate::core::record::InferenceRecord;
@@ -197,6 +197,8 @@ pub struct InferenceWorker {
     pub keep_records: bool,
     /// How long an inference after the first may take before the controller is told it failed (None: no limit).
     pub timeout: Option<Duration>,
+    /// Where failed inferences are counted as they happen, for a live report (the status topic).
+    pub faults: Option<Arc<InferenceFaultCounters>>,
 }
 
 impl InferenceWorker {
@@ -279,6 +281,9 @@ impl InferenceWorker {
                 image_seq: request.image_seq,
             };
             summary.add(&record);
+            if let (Some(faults), Some(error)) = (&self.faults, &record.error) {
+                faults.count(error);
+            }
             match (&self.log, self.keep_records) {
                 (Some(log), true) => {
                     history.push(record.clone());

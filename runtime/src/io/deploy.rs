@@ -133,6 +133,7 @@ pub fn run_on_robot(
         record,
         cameras: link.take_camera_feed(),
         keep_records: false,
+        inference_faults: Some(link.counters().inference_faults.clone()),
         ..RunOptions::new(&label, ticks)
     };
     let outcome = match chunks {

@@ -14,6 +14,7 @@
 use crate::core::clock::monotonic_ns;
 use crate::core::clock::wall_clock_ns;
 use crate::core::doorbell::Doorbell;
+use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
@@ -65,6 +66,8 @@ pub struct LinkCounters {
     pub last_delay_ticks: AtomicU64,
     /// The step at the last seam (f32 bits).
     pub last_seam_jump: AtomicU32,
+    /// Failed inferences by kind, counted by the run's inference worker (given to it in `RunOptions`).
+    pub inference_faults: Arc<InferenceFaultCounters>,
     phase: AtomicU8,
 }
 
@@ -103,6 +106,9 @@ impl LinkCounters {
             max_lateness_us: self.max_lateness_ns.load(Ordering::Relaxed) / 1000,
             last_delay_ticks: self.last_delay_ticks.load(Ordering::Relaxed),
             last_seam_jump: f32::from_bits(self.last_seam_jump.load(Ordering::Relaxed)),
+            inference_failures: self.inference_faults.failures(),
+            inference_panics: self.inference_faults.panics(),
+            inference_timeouts: self.inference_faults.timeouts(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The wire format of every rtchunk zenoh message (schema version 2; docs/protocol.md is its prose twin).
+//! The wire format of every rtchunk zenoh message (schema version 3; docs/protocol.md is its prose twin).
 //!
 //! Every message starts with a 28-byte little-endian header: magic `RTCK`, schema version (u16), message kind
 //! (u8), flags (u8), source (u32, random per sending process, so a restarted sender may start its sequence
@@ -10,7 +10,7 @@ use rtchunk_policy::Camera;
 use std::fmt;
 
 /// The schema version this build writes and accepts.
-pub const SCHEMA_VERSION: u16 = 2;
+pub const SCHEMA_VERSION: u16 = 3;
 /// The first four bytes of every message.
 pub const MAGIC: [u8; 4] = *b"RTCK";
 /// Length of the common header.
@@ -179,8 +179,8 @@ pub struct StateView<'a> {
     pub images: Vec<ImageView<'a>>,
 }
 
-/// Bytes of a status body: the phase, eleven u64 counters and one f32.
-const STATUS_BODY: usize = 1 + 8 * 11 + 4;
+/// Bytes of a status body: the phase, eleven u64 counters, one f32 and three u64 counters.
+const STATUS_BODY: usize = 1 + 8 * 11 + 4 + 8 * 3;
 
 /// The only image encoding of schema version 2: raw 8-bit pixels.
 const RAW_PIXELS: u8 = 0;
@@ -214,7 +214,8 @@ pub enum Phase {
     Stopped = 3,
 }
 
-/// Status and counters (kind 3). Body: phase (u8), then eleven u64 counters and one f32, in field order.
+/// Status and counters (kind 3). Body: phase (u8), then eleven u64 counters, one f32 and three u64 counters,
+/// in field order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StatusMessage {
     /// Where the controller is.
@@ -243,6 +244,12 @@ pub struct StatusMessage {
     pub last_delay_ticks: u64,
     /// The action step |a_t - a_(t-1)| at the last chunk seam.
     pub last_seam_jump: f32,
+    /// Inferences that failed, all kinds together (the controller kept executing its chunk, then held).
+    pub inference_failures: u64,
+    /// Of those, inferences whose policy panicked.
+    pub inference_panics: u64,
+    /// Of those, inferences that ran past `policy.inference_timeout_ms`.
+    pub inference_timeouts: u64,
 }
 
 /// A control command (kind 4). Body: one byte.
@@ -491,6 +498,13 @@ impl Encode for StatusMessage {
             out.extend_from_slice(&value.to_le_bytes());
         }
         out.extend_from_slice(&self.last_seam_jump.to_le_bytes());
+        for value in [
+            self.inference_failures,
+            self.inference_panics,
+            self.inference_timeouts,
+        ] {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
     }
 }
 
@@ -836,6 +850,9 @@ impl StatusMessage {
             max_lateness_us: reader.u64(),
             last_delay_ticks: reader.u64(),
             last_seam_jump: reader.f32(),
+            inference_failures: reader.u64(),
+            inference_panics: reader.u64(),
+            inference_timeouts: reader.u64(),
         })
     }
 }
