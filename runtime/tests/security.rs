@@ -5,14 +5,20 @@
 //! Access control (the committed example, `config/zenoh/access-control.json5`) then decides which
 //! certified peer may publish state and which may send control messages.
 
-use rtchunk_config::{IoConfig, TlsConfig};
+use rtchunk_config::{Config, IoConfig, PolicyKind, SamplerConfig, TlsConfig};
 use rtchunk_runtime::core::clock::wall_clock_ns;
+use rtchunk_runtime::core::messages::InferenceRequest;
+use rtchunk_runtime::core::worker::ChunkSource;
 use rtchunk_runtime::io::link::RobotLink;
-use rtchunk_runtime::io::protocol::{ControlCommand, Encode, StateMessage};
-use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
+use rtchunk_runtime::io::protocol::{ChunkQuery, ControlCommand, Encode, StateMessage};
+use rtchunk_runtime::io::remote::{
+    RemoteEngine, ServerReport, ServerSettings, infer_key, serve_policy,
+};
+use rtchunk_runtime::io::session::{IoError, Topics, free_loopback_port, open_session};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use zenoh::Wait;
 
@@ -382,15 +388,18 @@ fn access_control_lets_the_bridge_publish_state_and_only_the_operator_send_contr
     link.close();
 }
 
-#[test]
-fn over_mutual_tls_only_certified_robots_get_chunks_from_the_policy_server() {
-    use rtchunk_config::{Config, PolicyKind, SamplerConfig};
-    use rtchunk_runtime::core::messages::InferenceRequest;
-    use rtchunk_runtime::core::worker::ChunkSource;
-    use rtchunk_runtime::io::remote::{RemoteEngine, ServerSettings, serve_policy};
-    let pki = Pki::new("server");
-    let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
-    let namespace = format!("tls-server-{}", std::process::id());
+/// A policy server for the committed reach policy on `endpoint` (mutual TLS as "policy-server", with the zenoh
+/// configuration `zenoh_config` if given), running on its own thread until the flag it returns is set.
+fn start_policy_server(
+    pki: &Pki,
+    endpoint: &str,
+    namespace: &str,
+    zenoh_config: Option<PathBuf>,
+) -> (
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<Result<ServerReport, IoError>>,
+) {
+    pki.certificate("policy-server", "ca");
     let mut config = Config {
         sampler: SamplerConfig::left_out(),
         ..Config::default()
@@ -400,16 +409,49 @@ fn over_mutual_tls_only_certified_robots_get_chunks_from_the_policy_server() {
         Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../sim/policies/reach/base-s0"));
     rtchunk_runtime::core::policies::adopt_bundle_shape(&mut config).unwrap();
     let io = IoConfig {
-        listen: vec![endpoint.clone()],
-        namespace: namespace.clone(),
-        tls: Some(pki.tls("robot")),
+        listen: vec![endpoint.to_string()],
+        namespace: namespace.to_string(),
+        tls: Some(pki.tls("policy-server")),
+        zenoh_config,
         ..IoConfig::default()
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
     let server = {
         let stop = stop.clone();
         std::thread::spawn(move || serve_policy(&config, &io, ServerSettings::default(), &stop))
     };
+    (stop, server)
+}
+
+/// A robot's session to `endpoint`, over mutual TLS with the certificate of `name`.
+fn robot_session(pki: &Pki, name: &str, endpoint: &str) -> zenoh::Session {
+    open_session(&IoConfig {
+        listen: vec![],
+        connect: vec![endpoint.to_string()],
+        tls: Some(pki.tls(name)),
+        ..IoConfig::default()
+    })
+    .unwrap()
+}
+
+/// Asks the policy server of `namespace` for one chunk through `session`, as a robot's remote engine does.
+fn one_chunk(session: zenoh::Session, namespace: &str, wait: Duration) -> Result<usize, String> {
+    let (engine, spec) =
+        RemoteEngine::connect(session, namespace, wait).map_err(|e| e.to_string())?;
+    let mut engine = engine.with_timeout(Duration::from_secs(2));
+    let mut request = InferenceRequest::with_capacity(spec.chunk_len(), spec.observation_dim);
+    request.set_inputs(1, 0, 0, &vec![0.1; spec.observation_dim], &[], &[]);
+    let chunk = engine.sample_chunk(&request).map_err(|e| e.to_string())?;
+    assert_eq!(chunk.len(), spec.chunk_len());
+    Ok(chunk.len())
+}
+
+#[test]
+fn over_mutual_tls_only_certified_robots_get_chunks_from_the_policy_server() {
+    let pki = Pki::new("server");
+    let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
+    let namespace = format!("tls-server-{}", std::process::id());
+    let (stop, server) = start_policy_server(&pki, &endpoint, &namespace, None);
     let ca = pki.file("ca.pem");
     let (intruder_pem, intruder_key) = (pki.file("intruder.pem"), pki.file("intruder.key"));
     let attempts: [&[(&str, &Path)]; 2] = [
@@ -426,23 +468,65 @@ fn over_mutual_tls_only_certified_robots_get_chunks_from_the_policy_server() {
             "a peer without a certificate of the CA reached the policy server"
         );
     }
-    let robot = open_session(&IoConfig {
-        listen: vec![],
-        connect: vec![endpoint],
-        tls: Some(pki.tls("bridge")),
-        ..IoConfig::default()
-    })
-    .unwrap();
-    let (engine, spec) = RemoteEngine::connect(robot, &namespace, Duration::from_secs(30)).unwrap();
-    let mut engine = engine.with_timeout(Duration::from_secs(2));
-    let mut request = InferenceRequest::with_capacity(spec.chunk_len(), spec.observation_dim);
-    request.set_inputs(1, 0, 0, &vec![0.1; spec.observation_dim], &[], &[]);
-    let chunk = engine.sample_chunk(&request).unwrap();
-    assert_eq!(chunk.len(), spec.chunk_len());
+    let robot = robot_session(&pki, "bridge", &endpoint);
+    one_chunk(robot, &namespace, Duration::from_secs(30)).expect("the certified robot's chunk");
     stop.store(true, Ordering::Relaxed);
     let report = server.join().unwrap().unwrap();
     assert_eq!(report.served, 1, "{report:?}");
     println!(
         "policy server over mutual TLS: 2 of 2 uncertified peers refused, the certified robot served"
     );
+}
+
+#[test]
+fn access_control_serves_chunks_only_to_the_robots_it_names() {
+    let pki = Pki::new("server-acl");
+    pki.certificate("robot-arm-1", "ca");
+    pki.certificate("visitor", "ca");
+    let namespace = format!("acl-server-{}", std::process::id());
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/zenoh/policy-server-access.json5"),
+    )
+    .unwrap()
+    .replace("rtchunk/", &format!("{namespace}/"));
+    let acl = pki.file("policy-server-acl.json5");
+    std::fs::write(&acl, rules).unwrap();
+    let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
+    let (stop, server) = start_policy_server(&pki, &endpoint, &namespace, Some(acl));
+    // Named in the rules: served.
+    let robot = robot_session(&pki, "robot-arm-1", &endpoint);
+    one_chunk(robot, &namespace, Duration::from_secs(30)).expect("the named robot's chunk");
+    // Certified by the same CA but not named: its session opens (TLS admits it), but it is not told of the
+    // server, and a chunk query sent anyway gets no answer and is never sampled.
+    let visitor = robot_session(&pki, "visitor", &endpoint);
+    let refused = one_chunk(visitor.clone(), &namespace, Duration::from_secs(2))
+        .expect_err("the visitor got a chunk");
+    assert!(refused.contains("no policy server answered"), "{refused}");
+    let query = ChunkQuery {
+        request_seq: 1,
+        stream: 99,
+        executed: 0,
+        delay: 0,
+        observation: vec![0.1; 8],
+        committed: Vec::new(),
+        images: Vec::new(),
+    };
+    let replies = visitor
+        .get(infer_key(&namespace))
+        .payload(query.encode(0, 99, 1, wall_clock_ns()))
+        .timeout(Duration::from_secs(1))
+        .wait()
+        .unwrap();
+    assert!(
+        replies.recv_timeout(Duration::from_secs(2)).ok().flatten().is_none(),
+        "the visitor's chunk query was answered"
+    );
+    stop.store(true, Ordering::Relaxed);
+    let report = server.join().unwrap().unwrap();
+    assert_eq!(
+        (report.served, report.refused, report.not_admitted.len()),
+        (1, 0, 0),
+        "only the named robot's query reached the server: {report:?}"
+    );
+    println!("policy server access control: 2 of 2 of the visitor's queries denied, the named robot served");
 }
