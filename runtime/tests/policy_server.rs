@@ -235,3 +235,35 @@ fn a_killed_server_costs_the_robot_its_timeout_per_request_and_a_restarted_one_s
     second.kill().unwrap();
     second.wait().unwrap();
 }
+
+#[test]
+fn a_stalled_server_costs_the_robot_its_timeout_and_once_resumed_answers_the_next_request() {
+    let server = Server::new("stall");
+    let child = server.spawn(10);
+    let timeout = Duration::from_millis(300);
+    let mut robot = server.robot(timeout);
+    assert_eq!(ask(&mut robot, 1).1, None);
+    let signal = |signal| {
+        // SAFETY: signals the server child this test started (stop or continue).
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    };
+    signal(libc::SIGSTOP);
+    let (took, error) = ask(&mut robot, 2);
+    std::thread::sleep(Duration::from_millis(700));
+    signal(libc::SIGCONT);
+    let error = error.expect("a stalled server, no chunk");
+    assert!(error.contains("no answer within 300 ms"), "{error}");
+    assert!(
+        took >= timeout && took < timeout + Duration::from_millis(300),
+        "failed after {took:?}"
+    );
+    // Resumed, the server answers the next request; whatever it does with the stale one never reaches the robot
+    // (each request is its own query, and an answer must name its request).
+    let (_, error) = ask(&mut robot, 3);
+    assert_eq!(error, None);
+    let report = report(child);
+    assert!(report["served"].as_u64().unwrap() >= 2, "{report}");
+    println!(
+        "a stalled server: the request failed after {took:?}, the next one after it resumed was served"
+    );
+}

@@ -518,7 +518,11 @@ fn access_control_serves_chunks_only_to_the_robots_it_names() {
         .wait()
         .unwrap();
     assert!(
-        replies.recv_timeout(Duration::from_secs(2)).ok().flatten().is_none(),
+        replies
+            .recv_timeout(Duration::from_secs(2))
+            .ok()
+            .flatten()
+            .is_none(),
         "the visitor's chunk query was answered"
     );
     stop.store(true, Ordering::Relaxed);
@@ -528,5 +532,7 @@ fn access_control_serves_chunks_only_to_the_robots_it_names() {
         (1, 0, 0),
         "only the named robot's query reached the server: {report:?}"
     );
-    println!("policy server access control: 2 of 2 of the visitor's queries denied, the named robot served");
+    println!(
+        "policy server access control: 2 of 2 of the visitor's queries denied, the named robot served"
+    );
 }

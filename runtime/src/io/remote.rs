@@ -25,7 +25,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use zenoh::Wait;
 
 /// The key a policy server answers chunk queries on.
@@ -391,6 +391,13 @@ impl ChunkSource for RemoteEngine {
         };
         let failed =
             |what: String| PolicyError::Backend(format!("policy server on {}: {what}", self.key));
+        let no_answer = || {
+            failed(format!(
+                "no answer within {:.0} ms",
+                self.timeout.as_secs_f64() * 1e3
+            ))
+        };
+        let asked = Instant::now();
         let replies = self
             .session
             .get(self.key.clone())
@@ -398,15 +405,18 @@ impl ChunkSource for RemoteEngine {
             .timeout(self.timeout)
             .wait()
             .map_err(|e| failed(e.to_string()))?;
-        let reply = replies.recv().map_err(|_| {
-            failed(format!(
-                "no answer within {:.0} ms",
-                self.timeout.as_secs_f64() * 1e3
-            ))
+        let reply = replies.recv().map_err(|_| no_answer())?;
+        // Zenoh ends a query that outlived its timeout with an error reply of its own.
+        let sample = reply.result().map_err(|e| {
+            if asked.elapsed() >= self.timeout {
+                no_answer()
+            } else {
+                failed(format!(
+                    "error reply: {}",
+                    String::from_utf8_lossy(&e.payload().to_bytes())
+                ))
+            }
         })?;
-        let sample = reply
-            .result()
-            .map_err(|e| failed(format!("error reply: {:?}", e.payload().to_bytes())))?;
         let bytes = sample.payload().to_bytes();
         let answer = decode_header(&bytes, MessageKind::ChunkReply)
             .and_then(|(_, body)| ChunkReply::decode(body, self.chunk_len))
