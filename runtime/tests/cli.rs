@@ -1,6 +1,6 @@
 //! The `rtchunk` binary, run as a user runs it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn rtchunk(args: &[&str]) -> Output {
@@ -890,8 +890,8 @@ fn a_stalled_runtime_skips_and_counts_the_periods_it_missed_and_executes_no_acti
 #[test]
 fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
     use std::os::unix::process::CommandExt;
-    // The point mass at 500 Hz for 2 s, recorded into a file the kernel lets grow to 64 KiB only (as a disk that
-    // fills up would): the writes beyond fail.
+    // The point mass at 500 Hz for 2 s, recorded into a file the kernel lets grow to 64 KiB only: the writes
+    // beyond fail.
     let (config, log) = point_mass_on_the_real_clock("full");
     const LIMIT: u64 = 64 * 1024;
     let mut command = Command::new(env!("CARGO_BIN_EXE_rtchunk"));
@@ -912,7 +912,43 @@ fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
             Ok(())
         })
     };
-    let output = command.output().unwrap();
+    check_cut_short(command.output().unwrap(), &log, "File too large", LIMIT);
+}
+
+#[test]
+fn a_log_on_a_disk_that_fills_up_stops_and_says_so_while_the_run_goes_on() {
+    // The same run recorded onto a 64 KiB tmpfs of its own (a private mount namespace: root, util-linux's
+    // unshare and mount); the log is copied out before the namespace, and the tmpfs with it, goes away.
+    let (config, log) = point_mass_on_the_real_clock("tmpfs");
+    let disk = log.with_extension("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let on_disk = disk.join("run.log");
+    let script = format!(
+        "mount --make-rprivate / && mount -t tmpfs -o size=64k rtchunk-test {disk} || exit 99
+         {rtchunk} run {config} --seconds 2 --json --record {on_disk}; status=$?
+         cp {on_disk} {log}; exit $status",
+        disk = disk.display(),
+        rtchunk = env!("CARGO_BIN_EXE_rtchunk"),
+        config = config.display(),
+        on_disk = on_disk.display(),
+        log = log.display(),
+    );
+    let output = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("util-linux's unshare runs");
+    assert_ne!(
+        output.status.code(),
+        Some(99),
+        "this test mounts a tmpfs in a mount namespace of its own, which needs root: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    check_cut_short(output, &log, "No space left on device", 64 * 1024);
+}
+
+/// Checks a recorded run of 1 000 ticks whose log stopped early with `error`: the run went on and said so, and
+/// the log (at most `limit` bytes) reads as a clean prefix of the run.
+fn check_cut_short(output: std::process::Output, log: &Path, error: &str, limit: u64) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -921,22 +957,33 @@ fn a_log_that_cannot_grow_stops_and_says_so_while_the_run_goes_on() {
         "the run went on: {metrics}"
     );
     assert!(
-        stderr.contains("the log stopped early: File too large"),
+        stderr.contains(&format!("the log stopped early: {error}")),
         "{stderr}"
     );
-    let size = std::fs::metadata(&log).unwrap().len();
-    assert!(size <= LIMIT, "{size} bytes");
-    let session = rtchunk_runtime::recording::format::read_log(&log).unwrap();
+    let size = std::fs::metadata(log).unwrap().len();
+    assert!(size <= limit, "{size} bytes");
+    let session = rtchunk_runtime::recording::format::read_log(log).unwrap();
     assert!(!session.complete);
     assert!(
         session.ticks.len() > 100,
         "{} ticks kept",
         session.ticks.len()
     );
-    // What was kept is a clean prefix of the run: consecutive ticks from the first.
     for (i, tick) in session.ticks.iter().enumerate() {
-        assert_eq!(tick.controller_tick, i as u64);
+        assert_eq!(tick.controller_tick, i as u64, "a clean prefix of the run");
     }
+    // Every tick is either in the log or counted as lost.
+    let report = stderr
+        .lines()
+        .find(|l| l.contains("stopped early"))
+        .unwrap();
+    let lost: usize = report
+        .split(" ticks and ")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of lost ticks in {report:?}"));
+    assert_eq!(session.ticks.len() + lost, 1000, "{report}");
     println!(
         "{} of 1000 ticks kept in {size} bytes; {}",
         session.ticks.len(),

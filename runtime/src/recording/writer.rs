@@ -1,9 +1,10 @@
 //! The log writer: a thread off the controller that receives tick and inference records through a channel and
-//! appends them to the log, flushing at least every 100 ms (a record reaches the file at most 100 ms, plus the
-//! time to write it, after the previous flush) and closing the log (end record, flush, fsync) when every sender
+//! appends them to the log in one write every 100 ms (a record reaches the file at most 100 ms, plus the time to
+//! write it, after the previous write) and closing the log (end record, flush, fsync) when every sender
 //! has gone, whichever way the run ended. When writing fails (a full disk, a file size limit) it stops writing,
 //! says so once, and keeps taking the run's records only to count them, so the run and its memory are
-//! unaffected; the run's [`RecordSummary`] carries the failure and what was lost. A log file deleted or replaced
+//! unaffected; the run's [`RecordSummary`] carries the failure and what was lost, counted exactly (a write that
+//! fails part-way counts the records that reached the file whole as kept, the rest as lost). A log file deleted or replaced
 //! while recording is such a failure too (checked at every flush).
 
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
@@ -54,9 +55,8 @@ impl Recorder for LogWriter {
         let named = |e: std::io::Error| {
             std::io::Error::new(e.kind(), format!("the log {}: {e}", self.path.display()))
         };
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&self.path).map_err(named)?);
+        let mut file = std::fs::File::create(&self.path).map_err(named)?;
         file.write_all(&encode_header(header)).map_err(named)?;
-        file.flush().map_err(named)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
         let (dims, path) = (header.action_dim, self.path.clone());
         self.thread = Some(
@@ -84,73 +84,123 @@ impl Drop for LogWriter {
 }
 
 fn write_records(
-    mut file: std::io::BufWriter<std::fs::File>,
+    mut file: std::fs::File,
     receiver: Receiver<RunEvent>,
     dims: usize,
     path: PathBuf,
 ) -> std::io::Result<RecordSummary> {
     let mut summary = RecordSummary::default();
-    let mut buffer = Vec::with_capacity(1 << 16);
+    let mut batch = Batch::default();
     let mut last_flush = Instant::now();
     loop {
         // Wait only until the next flush is due, so that a record never waits for a whole further period.
         let event = receiver.recv_timeout(FLUSH_EVERY.saturating_sub(last_flush.elapsed()));
-        if summary.failure.is_some() {
-            match event {
-                Ok(RunEvent::Tick(_)) => summary.lost_ticks += 1,
-                Ok(RunEvent::Inference(_)) => summary.lost_inferences += 1,
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
-            }
-            continue;
-        }
-        match &event {
+        let ended = matches!(event, Err(RecvTimeoutError::Disconnected));
+        let failed = summary.failure.is_some();
+        match event {
+            Ok(RunEvent::Tick(_)) if failed => summary.lost_ticks += 1,
+            Ok(RunEvent::Inference(_)) if failed => summary.lost_inferences += 1,
             Ok(RunEvent::Tick(tick)) => {
-                encode_tick(&mut buffer, tick, dims);
-                summary.ticks += 1;
+                batch.add(Record::Tick, |out| encode_tick(out, &tick, dims))
             }
             Ok(RunEvent::Inference(record)) => {
-                encode_inference(&mut buffer, record);
-                summary.inferences += 1;
+                batch.add(Record::Inference, |out| encode_inference(out, &record))
             }
             Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) if failed => {}
             Err(RecvTimeoutError::Disconnected) => {
-                encode_end(&mut buffer, summary.ticks, summary.inferences);
+                let (ticks, inferences) = (
+                    summary.ticks + batch.count(Record::Tick),
+                    summary.inferences + batch.count(Record::Inference),
+                );
+                batch.add(Record::End, |out| encode_end(out, ticks, inferences));
             }
         }
-        let flush = event.is_err() || last_flush.elapsed() >= FLUSH_EVERY;
-        let written = file.write_all(&buffer).and_then(|()| {
-            if flush {
-                file.flush()?;
-                still_at(&path, file.get_ref())
-            } else {
-                Ok(())
-            }
-        });
-        buffer.clear();
-        if flush {
+        if summary.failure.is_none() && (ended || last_flush.elapsed() >= FLUSH_EVERY) {
             last_flush = Instant::now();
-        }
-        if let Err(error) = written {
-            tracing::error!(
-                "the log {} stopped after {} ticks and {} inferences: {error}; the run goes on unrecorded",
-                path.display(),
-                summary.ticks,
-                summary.inferences
-            );
-            summary.failure = Some(error.to_string());
-            if matches!(event, Err(RecvTimeoutError::Disconnected)) {
-                break;
+            let written = batch
+                .write(&mut file, &mut summary)
+                .and_then(|()| still_at(&path, &file));
+            if let Err(error) = written {
+                tracing::error!(
+                    "the log {} stopped after {} ticks and {} inferences: {error}; the run goes on unrecorded",
+                    path.display(),
+                    summary.ticks,
+                    summary.inferences
+                );
+                summary.failure = Some(error.to_string());
+            } else if ended {
+                file.sync_all()?;
             }
-            continue;
         }
-        if matches!(event, Err(RecvTimeoutError::Disconnected)) {
-            file.get_ref().sync_all()?;
+        if ended {
             break;
         }
     }
-    summary.bytes = file.get_ref().metadata()?.len();
+    summary.bytes = file.metadata()?.len();
     Ok(summary)
+}
+
+/// What a record in a [`Batch`] is, for counting what reached the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Record {
+    Tick,
+    Inference,
+    End,
+}
+
+/// The records encoded since the last write, with where each ends, so that a write that fails part-way counts
+/// exactly the records that reached the file whole and those that did not.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    ends: Vec<(usize, Record)>,
+}
+
+impl Batch {
+    /// Appends one record, encoded by `encode`.
+    fn add(&mut self, record: Record, encode: impl FnOnce(&mut Vec<u8>)) {
+        encode(&mut self.bytes);
+        self.ends.push((self.bytes.len(), record));
+    }
+
+    /// Records of kind `record` in the batch.
+    fn count(&self, record: Record) -> u64 {
+        self.ends.iter().filter(|(_, r)| *r == record).count() as u64
+    }
+
+    /// Writes the batch to `file` and empties it, counting in `summary` the records that reached the file whole
+    /// and, if the write failed part-way, those that did not.
+    fn write(
+        &mut self,
+        file: &mut std::fs::File,
+        summary: &mut RecordSummary,
+    ) -> std::io::Result<()> {
+        let mut written = 0;
+        let result = loop {
+            if written == self.bytes.len() {
+                break Ok(());
+            }
+            match file.write(&self.bytes[written..]) {
+                Ok(0) => break Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => written += n,
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => break Err(error),
+            }
+        };
+        for &(end, record) in &self.ends {
+            match (record, end <= written) {
+                (Record::Tick, true) => summary.ticks += 1,
+                (Record::Tick, false) => summary.lost_ticks += 1,
+                (Record::Inference, true) => summary.inferences += 1,
+                (Record::Inference, false) => summary.lost_inferences += 1,
+                (Record::End, _) => {}
+            }
+        }
+        self.bytes.clear();
+        self.ends.clear();
+        result
+    }
 }
 
 /// Fails when the file at `path` is no longer `file` (the log was deleted or replaced while recording: what is
