@@ -323,17 +323,25 @@ fn arrives(mut condition: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// The committed access-control example `name` (in config/zenoh/) for `namespace`, written into the PKI's folder.
+fn access_rules(pki: &Pki, name: &str, namespace: &str) -> PathBuf {
+    let rules = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../config/zenoh")
+            .join(name),
+    )
+    .unwrap()
+    .replace("rtchunk/", &format!("{namespace}/"));
+    let acl = pki.file(name);
+    std::fs::write(&acl, rules).unwrap();
+    acl
+}
+
 #[test]
 fn access_control_lets_the_bridge_publish_state_and_only_the_operator_send_control() {
     let pki = Pki::new("acl");
     let namespace = format!("acl{}", std::process::id());
-    let rules = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/zenoh/access-control.json5"),
-    )
-    .unwrap()
-    .replace("rtchunk/", &format!("{namespace}/"));
-    let acl = pki.file("acl.json5");
-    std::fs::write(&acl, rules).unwrap();
+    let acl = access_rules(&pki, "access-control.json5", &namespace);
     let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
     let io = IoConfig {
         listen: vec![endpoint.clone()],
@@ -484,13 +492,7 @@ fn access_control_serves_chunks_only_to_the_robots_it_names() {
     pki.certificate("robot-arm-1", "ca");
     pki.certificate("visitor", "ca");
     let namespace = format!("acl-server-{}", std::process::id());
-    let rules = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/zenoh/policy-server-access.json5"),
-    )
-    .unwrap()
-    .replace("rtchunk/", &format!("{namespace}/"));
-    let acl = pki.file("policy-server-acl.json5");
-    std::fs::write(&acl, rules).unwrap();
+    let acl = access_rules(&pki, "policy-server-access.json5", &namespace);
     let endpoint = format!("tls/localhost:{}", free_loopback_port().unwrap());
     let (stop, server) = start_policy_server(&pki, &endpoint, &namespace, Some(acl));
     // Named in the rules: served.
