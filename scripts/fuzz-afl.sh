@@ -19,7 +19,8 @@ cargo afl build --release -p rtchunk-fuzz --features afl --target-dir "$work"
 harness="$work/release/rtchunk-fuzz"
 rm -rf "$work/seeds"
 "$harness" seeds "$work/seeds"
-export AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SUPPRESS_TARGET_OUTPUT=1
+export AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SUPPRESS_TARGET_OUTPUT=1
+mkdir -p "$work/out"
 lines=()
 for target in "${targets[@]}"; do
   rm -rf "$work/out/$target"
