@@ -125,6 +125,8 @@ struct SoakReport {
     simulator_episodes: usize,
     state_to_action_ms: serde_json::Value,
     windows: Vec<Window>,
+    /// Resident memory every 10 s: (seconds into the run, MiB).
+    resident_timeline: Vec<(f64, f64)>,
 }
 
 fn repo() -> PathBuf {
@@ -342,6 +344,11 @@ fn a_long_run_at_500_hz_keeps_its_memory_flat_its_records_whole_and_its_controll
         simulator_episodes: sim["episodes"].as_array().map_or(0, Vec::len),
         state_to_action_ms: sim["state_to_action_ms"].clone(),
         windows: windows(&recorded.ticks, &inference_ticks, window_s, &memory),
+        resident_timeline: memory
+            .iter()
+            .step_by(10)
+            .map(|&(t, bytes)| (t.round(), bytes as f64 / (1 << 20) as f64))
+            .collect(),
     };
     print_windows(&report.windows);
     let json = serde_json::to_string_pretty(&report).unwrap();

@@ -218,12 +218,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         }
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("rtchunk-infer")
-        .enable_time()
-        .build()
-        .map_err(|e| RunError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    let runtime = inference_runtime()?;
     let worker = InferenceWorker {
         engine: source,
         requests: request_out,
@@ -381,6 +376,43 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
             (controller.run(), realtime)
         })
         .map_err(|e| RunError::Runtime(format!("cannot start the controller thread: {e}")))
+}
+
+/// The inference worker's blocking threads (the policy's job, the wait for the controller's doorbell): at most
+/// two at a time, one spare.
+const BLOCKING_THREADS: usize = 3;
+
+/// The inference worker's async runtime, with every thread it will ever use already started and kept for the
+/// whole run. Threads started later would each take a fresh stack, and with memory locked (`mlockall`) every
+/// page of it at once: a run's resident memory would step up whenever the pool grew back after idling.
+fn inference_runtime() -> Result<tokio::runtime::Runtime, RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(BLOCKING_THREADS)
+        .thread_keep_alive(Duration::from_secs(365 * 24 * 3600))
+        .thread_name("rtchunk-infer")
+        .enable_time()
+        .build()
+        .map_err(|e| RunError::Runtime(format!("cannot start the async runtime: {e}")))?;
+    // Each task holds its thread until all have one: the pool starts them all now.
+    let all_started = Arc::new(std::sync::Barrier::new(BLOCKING_THREADS));
+    let tasks: Vec<_> = (0..BLOCKING_THREADS)
+        .map(|_| {
+            let all_started = all_started.clone();
+            runtime.spawn_blocking(move || {
+                all_started.wait();
+            })
+        })
+        .collect();
+    runtime.block_on(async {
+        for task in tasks {
+            task.await.map_err(|e| {
+                RunError::Runtime(format!("cannot start the worker's threads: {e}"))
+            })?;
+        }
+        Ok::<(), RunError>(())
+    })?;
+    Ok(runtime)
 }
 
 /// Drains the tick ring until the controller has gone and the ring is empty, forwarding each tick to the log and
