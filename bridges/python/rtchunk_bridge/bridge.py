@@ -62,7 +62,8 @@ class Bridge:
         try:
             command = decode_command(sample.payload.to_bytes())
         except ProtocolError:
-            self.rejected += 1
+            with self._lock:
+                self.rejected += 1
             return
         with self._lock:
             if self._command is None or command.tick > self._command.tick:
@@ -72,7 +73,8 @@ class Bridge:
         try:
             status = decode_status(sample.payload.to_bytes())
         except ProtocolError:
-            self.rejected += 1
+            with self._lock:
+                self.rejected += 1
             return
         with self._lock:
             self._status = status
