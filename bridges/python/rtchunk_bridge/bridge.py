@@ -58,26 +58,28 @@ class Bridge:
             self._session.declare_subscriber(f"{namespace}/status", self._on_status),
         ]
 
-    def _on_command(self, sample: zenoh.Sample) -> None:
+    def _decoded(self, sample: zenoh.Sample, decoder):
+        """The sample's message decoded by `decoder`, or ``None`` (counted in `rejected`) if it does not decode."""
         try:
-            command = decode_command(sample.payload.to_bytes())
+            return decoder(sample.payload.to_bytes())
         except ProtocolError:
             with self._lock:
                 self.rejected += 1
+            return None
+
+    def _on_command(self, sample: zenoh.Sample) -> None:
+        command = self._decoded(sample, decode_command)
+        if command is None:
             return
         with self._lock:
             if self._command is None or command.tick > self._command.tick:
                 self._command, self._command_at = command, time.monotonic()
 
     def _on_status(self, sample: zenoh.Sample) -> None:
-        try:
-            status = decode_status(sample.payload.to_bytes())
-        except ProtocolError:
+        status = self._decoded(sample, decode_status)
+        if status is not None:
             with self._lock:
-                self.rejected += 1
-            return
-        with self._lock:
-            self._status = status
+                self._status = status
 
     def _next(self, kind: Kind, body: bytes) -> bytes:
         self._seq += 1
