@@ -15,6 +15,7 @@ mod error;
 mod io;
 mod plant;
 mod policy;
+mod ros2;
 mod sampler;
 mod scheduler;
 mod timing;
@@ -25,6 +26,7 @@ pub use error::ConfigError;
 pub use io::{IoConfig, OnStale, TlsConfig, ZenohMode};
 pub use plant::{PlantConfig, PlantKind};
 pub use policy::{PolicyConfig, PolicyKind};
+pub use ros2::{CommandType, Distribution, JointField, Ros2Config};
 pub use sampler::{MaskSchedule, SamplerConfig, SamplerMode};
 pub use scheduler::{Execution, SchedulerConfig, Starvation};
 pub use timing::{ClockConfig, ClockKind, RealtimeConfig};
@@ -55,6 +57,8 @@ pub struct Config {
     pub plant: PlantConfig,
     /// The zenoh link to a robot or to `rtchunk sim serve` (`[io]`).
     pub io: IoConfig,
+    /// The ROS 2 robot's topics and joint names (`[ros2]`, with `plant.kind = "ros2"`).
+    pub ros2: Ros2Config,
 }
 
 impl Config {

@@ -1,5 +1,6 @@
 //! `[plant]`: what the controller drives: the built-in simulated point mass (a force-controlled mass in a walled
-//! box with one obstacle), or a robot (or `rtchunk sim serve`) over zenoh as `[io]` describes.
+//! box with one obstacle), a robot (or `rtchunk sim serve`) over zenoh as `[io]` describes, or a ROS 2 robot
+//! over rmw_zenoh as `[ros2]` describes.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,17 @@ pub enum PlantKind {
     PointMass,
     /// A robot over zenoh (`[io]`): state in, one command per controller tick out. Needs the real clock.
     Zenoh,
+    /// A ROS 2 robot over rmw_zenoh (`[ros2]`, session from `[io]`): `sensor_msgs/JointState` in, one command
+    /// per controller tick out. Needs the real clock.
+    Ros2,
+}
+
+impl PlantKind {
+    /// Whether the plant is reached through a zenoh session (`[io]`), which makes it a real robot on the wall
+    /// clock.
+    pub fn over_zenoh(self) -> bool {
+        matches!(self, PlantKind::Zenoh | PlantKind::Ros2)
+    }
 }
 
 /// Settings of the plant (the point-mass fields apply to the point mass only).

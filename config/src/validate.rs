@@ -44,17 +44,17 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
         "must be a zenoh key such as \"robot1\" or \"lab/arm\" (no empty parts, wildcards or spaces)",
     )?;
     check(
-        config.plant.kind != crate::PlantKind::Zenoh || config.clock.kind == crate::ClockKind::Real,
+        !config.plant.kind.over_zenoh() || config.clock.kind == crate::ClockKind::Real,
         "clock.kind",
         "\"simulated\"",
-        "must be \"real\" when plant.kind = \"zenoh\" (a robot runs on the wall clock)",
+        "must be \"real\" when plant.kind is \"zenoh\" or \"ros2\" (a robot runs on the wall clock)",
     )?;
     check(
-        config.policy.kind != crate::PolicyKind::Remote
-            || config.plant.kind == crate::PlantKind::Zenoh,
+        config.policy.kind != crate::PolicyKind::Remote || config.plant.kind.over_zenoh(),
         "plant.kind",
         "\"point-mass\"",
-        "must be \"zenoh\" when policy.kind = \"remote\" (the policy server is reached over the [io] session)",
+        "must be \"zenoh\" or \"ros2\" when policy.kind = \"remote\" (the policy server is reached over the \
+         [io] session)",
     )?;
     within(
         config.policy.server_timeout_ms,
@@ -86,7 +86,7 @@ const MILLISECONDS_IN_AN_HOUR: f64 = 3.6e6;
 const LARGEST_PARAMETER: f64 = 1e6;
 
 /// `value` must be finite, above 0 and at most `high`.
-fn within(value: f64, key: &str, high: f64) -> Result<(), ConfigError> {
+pub(crate) fn within(value: f64, key: &str, high: f64) -> Result<(), ConfigError> {
     check(
         value.is_finite() && value > 0.0 && value <= high,
         key,
@@ -105,7 +105,7 @@ fn between(value: f64, key: &str, low: f64, high: f64) -> Result<(), ConfigError
     )
 }
 
-fn check(
+pub(crate) fn check(
     ok: bool,
     key: &str,
     value: impl std::fmt::Display,
@@ -361,6 +361,12 @@ fn validate_limits(config: &Config) -> Result<(), ConfigError> {
 }
 
 fn validate_plant(config: &Config) -> Result<(), ConfigError> {
+    if config.plant.kind == crate::PlantKind::Ros2 {
+        crate::ros2::validate(&config.ros2)?;
+    }
+    if config.plant.kind != crate::PlantKind::PointMass {
+        return Ok(());
+    }
     let plant = &config.plant;
     check(
         config.policy.action_dim == 2,

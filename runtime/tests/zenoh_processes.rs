@@ -945,3 +945,215 @@ fn the_runtime_and_the_robot_hold_through_a_router_restart_and_resume() {
     assert_ne!(report["episodes"][0]["outcome"], "running", "{sim_out}");
     println!("held {held} ticks through the router restart\n{sim_out}");
 }
+
+/// The ROS 2 robot of `tests/ros2_peer/robot.py` (eclipse-zenoh, rosbags and xxhash from PyPI; no rtchunk
+/// code), as a zenoh router on `port`, for `seconds`.
+fn spawn_ros2_robot(port: u16, seconds: f64, report: &std::path::Path, extra: &[&str]) -> Child {
+    Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("tests/ros2_peer/robot.py"))
+        .args(["--listen", &format!("tcp/127.0.0.1:{port}")])
+        .args(["--seconds", &seconds.to_string()])
+        .arg("--report")
+        .arg(report)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the ROS 2 peer starts (scripts/setup.sh installs its packages into .venv)")
+}
+
+/// `rtchunk run` of the reach policy as a ROS 2 node connected to the router on `port`: joints "x" and "y",
+/// observation = their positions then velocities, commands as `command_type`.
+fn ros2_robot_config(name: &str, port: u16, command_type: &str, joints: &str) -> PathBuf {
+    let text = format!(
+        r#"
+{policy}
+
+[sampler]
+mode = "rtc"
+
+[clock]
+kind = "real"
+policy_rate_hz = 30.0
+
+[controller]
+kind = "passthrough"
+
+[plant]
+kind = "ros2"
+
+[io]
+listen = []
+connect = ["tcp/127.0.0.1:{port}"]
+namespace = "ros2-{name}-{pid}"
+stale_after_ms = 150.0
+
+[ros2]
+joints = {joints}
+observation = ["position", "velocity"]
+joint_states_topic = "/joint_states"
+command_topic = "/forward_command_controller/commands"
+command_type = "{command_type}"
+"#,
+        policy = local_policy(),
+        pid = std::process::id(),
+    );
+    let path =
+        std::env::temp_dir().join(format!("rtchunk-{}-ros2-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the ROS 2 peer and the runtime against each other; returns the peer's report and the runtime's JSON.
+fn ros2_run(
+    name: &str,
+    command_type: &str,
+    peer_args: &[&str],
+) -> (serde_json::Value, serde_json::Value) {
+    let port = free_loopback_port().unwrap();
+    let report =
+        std::env::temp_dir().join(format!("rtchunk-{}-ros2-{name}.json", std::process::id()));
+    let robot = spawn_ros2_robot(port, 9.0, &report, peer_args);
+    std::thread::sleep(Duration::from_millis(500));
+    let config = ros2_robot_config(name, port, command_type, r#"["x", "y"]"#);
+    let runtime = spawn(&["run", config.to_str().unwrap(), "--json", "--seconds", "6"]);
+    let summary = finish(runtime, "rtchunk run (ros2)", Duration::from_secs(60));
+    finish(robot, "the ROS 2 peer", Duration::from_secs(60));
+    (json(&report), serde_json::from_str(&summary).unwrap())
+}
+
+/// Checks the graph the peer read: rtchunk's node, its joint-state subscription and its command publisher, in
+/// rmw_zenoh's token format with the type hashes `rosbags` computes; returns the publisher's token.
+fn check_ros2_graph(robot: &serde_json::Value, command_dds: &str, command_hash: &str) -> String {
+    let graph: Vec<&str> = robot["graph"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    let zid = graph
+        .iter()
+        .find_map(|token| token.strip_suffix("/0/0/NN/%/%/rtchunk"))
+        .unwrap_or_else(|| panic!("no rtchunk node in the graph: {graph:?}"));
+    let joint_state_hash = robot["type_hashes"]["sensor_msgs/msg/JointState"]
+        .as_str()
+        .unwrap();
+    let subscription = format!(
+        "{zid}/0/1/MS/%/%/rtchunk/%joint_states/sensor_msgs::msg::dds_::JointState_/{joint_state_hash}/::,10:,:,:,,"
+    );
+    let publisher = format!(
+        "{zid}/0/2/MP/%/%/rtchunk/%forward_command_controller%commands/{command_dds}/{command_hash}/::,10:,:,:,,"
+    );
+    assert!(
+        graph.contains(&subscription.as_str()),
+        "{subscription} not in {graph:?}"
+    );
+    assert!(
+        graph.contains(&publisher.as_str()),
+        "{publisher} not in {graph:?}"
+    );
+    assert_eq!(graph.len(), 3, "{graph:?}");
+    publisher
+}
+
+#[test]
+fn a_ros2_robot_built_from_pypi_packages_is_driven_through_rmw_zenohs_wire_format() {
+    let (robot, runtime) = ros2_run("float64", "float64-multi-array", &["--bad"]);
+    let hash = robot["type_hashes"]["std_msgs/msg/Float64MultiArray"]
+        .as_str()
+        .unwrap();
+    let publisher = check_ros2_graph(&robot, "std_msgs::msg::dds_::Float64MultiArray_", hash);
+    // Every command decoded with rosbags, carried an attachment whose GID is the XXH3-128 of the publisher's
+    // token (computed by the peer), and numbered its samples 1, 2, 3, ... without a gap.
+    assert_eq!(robot["command_problems"], serde_json::json!([]), "{robot}");
+    assert_eq!(
+        robot["command_gids"],
+        serde_json::json!([robot["expected_gid_of"][&publisher]])
+    );
+    assert_eq!(robot["command_sequences_increase_by_one"], true);
+    let received = robot["commands_received"].as_u64().unwrap();
+    let published = runtime["link"]["actions_published"].as_u64().unwrap();
+    assert!(
+        received > 100 && received <= published,
+        "{received} of {published}"
+    );
+    assert!(robot["command_clock_offset_ms_max"].as_f64().unwrap() < 100.0);
+    // The policy drove the point mass from x = 0.35 towards the goal at x = 3.5, its joints mapped by name
+    // (the robot sends "gripper", "y", "x").
+    let furthest = robot["positions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_f64().unwrap())
+        .fold(f64::MIN, f64::max);
+    assert!(furthest > 1.5, "the robot reached only x = {furthest}");
+    // Each malformed joint state was refused under its kind, and nothing else was.
+    let rejected: std::collections::HashMap<String, u64> =
+        serde_json::from_value(serde_json::Value::Object(
+            runtime["link"]["rejected"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|pair| (pair[0].as_str().unwrap().to_string(), pair[1].clone()))
+                .collect(),
+        ))
+        .unwrap();
+    let sent = &robot["bad_sent"];
+    for (peer_kind, kind) in [
+        ("malformed", "malformed"),
+        ("nan_or_inf", "NaN or Inf"),
+        ("dimensions", "wrong dimensions"),
+        ("out_of_order", "out-of-order sequence number"),
+        (
+            "other_source",
+            "another source while the one in use is live",
+        ),
+    ] {
+        assert_eq!(
+            rejected[kind],
+            sent[peer_kind].as_u64().unwrap(),
+            "{kind}: {rejected:?} against {sent}"
+        );
+    }
+    assert_eq!(rejected.values().sum::<u64>(), 6, "{rejected:?}");
+    let accepted = runtime["link"]["states_accepted"].as_u64().unwrap();
+    assert!(accepted > 100, "{accepted} states accepted");
+    assert!(
+        runtime["link"]["state_to_command_ms"]["count"]
+            .as_u64()
+            .unwrap()
+            > 100
+    );
+}
+
+#[test]
+fn a_ros2_robot_takes_joint_trajectories_and_a_mismatched_joint_list_is_refused_at_start() {
+    let (robot, _) = ros2_run(
+        "trajectory",
+        "joint-trajectory",
+        &["--command-type", "joint-trajectory"],
+    );
+    let hash = robot["type_hashes"]["trajectory_msgs/msg/JointTrajectory"]
+        .as_str()
+        .unwrap();
+    check_ros2_graph(&robot, "trajectory_msgs::msg::dds_::JointTrajectory_", hash);
+    assert_eq!(robot["command_problems"], serde_json::json!([]), "{robot}");
+    assert!(
+        robot["commands_received"].as_u64().unwrap() > 100,
+        "{robot}"
+    );
+
+    let port = free_loopback_port().unwrap();
+    let config = ros2_robot_config("one-joint", port, "float64-multi-array", r#"["x"]"#);
+    let output = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["run", config.to_str().unwrap(), "--seconds", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("ros2.joints names 1 joints")
+            && stderr.contains("the policy's action has 2 values"),
+        "{stderr}"
+    );
+}

@@ -2,7 +2,7 @@
 
 use crate::cli::note_log;
 use anyhow::Context;
-use rtchunk_config::{Config, PlantKind};
+use rtchunk_config::Config;
 use rtchunk_runtime::RunOptions;
 use rtchunk_runtime::core::events::Recorder;
 use rtchunk_runtime::core::policies::{adopt_bundle_shape, load_policy};
@@ -42,7 +42,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             .validate()
             .with_context(|| format!("{file} with its bundle's shape"))?;
     }
-    if config.plant.kind == PlantKind::Zenoh {
+    if config.plant.kind.over_zenoh() {
         let (outcome, link) = rtchunk_runtime::io::deploy::run_on_robot(&config, seconds, record)
             .with_context(|| format!("running {file}"))?;
         if json {

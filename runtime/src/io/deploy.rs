@@ -4,15 +4,17 @@
 
 use crate::core::clock::SimClock;
 use crate::core::events::Recorder;
+use crate::core::metrics::Quantiles;
 use crate::core::policies::load_policy;
 use crate::core::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
 use crate::core::shutdown::stop_on_signal;
 use crate::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use crate::io::protocol::RejectKind;
 use crate::io::remote::RemoteEngine;
+use crate::io::ros2::plant_wire::{PolicyShape, ros2_wire};
 use crate::io::session::IoError;
 use crate::io::session::open_session;
-use rtchunk_config::{Config, PolicyKind};
+use rtchunk_config::{Config, PlantKind, PolicyKind};
 use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -62,10 +64,13 @@ pub struct LinkSummary {
     pub actions_dropped: u64,
     /// Emergency stops received.
     pub emergency_stops: u64,
+    /// From the robot publishing a state to the first command computed from it leaving, milliseconds
+    /// ([`RobotLink::state_to_command`]).
+    pub state_to_command_ms: Quantiles,
 }
 
 impl LinkSummary {
-    fn of(counters: &LinkCounters) -> Self {
+    fn of(counters: &LinkCounters, state_to_command_ms: Quantiles) -> Self {
         LinkSummary {
             states_accepted: counters.states_accepted.load(Ordering::Relaxed),
             rejected: RejectKind::ALL
@@ -76,6 +81,7 @@ impl LinkSummary {
             actions_published: counters.actions_published.load(Ordering::Relaxed),
             actions_dropped: counters.actions_dropped.load(Ordering::Relaxed),
             emergency_stops: counters.emergency_stops.load(Ordering::Relaxed),
+            state_to_command_ms,
         }
     }
 }
@@ -110,16 +116,30 @@ pub fn run_on_robot(
         Chunks::Remote(_, spec) => spec.clone(),
         Chunks::Local(policy) => policy.spec().clone(),
     };
-    let (mut link, plant) = RobotLink::attach(
-        session,
-        &config.io,
-        config.policy.action_dim,
-        spec.observation_dim,
-        &spec.cameras,
-    )?;
+    let (joints, observation_dim) = (config.policy.action_dim, spec.observation_dim);
+    let (mut link, plant) = if config.plant.kind == PlantKind::Ros2 {
+        let shape = PolicyShape {
+            joints,
+            observation_dim,
+            cameras: &spec.cameras,
+        };
+        let period_ns = (1e9 / config.clock.controller_rate()) as i64;
+        let stale_after_ns = (config.io.stale_after_ms * 1e6) as u64;
+        let wire = ros2_wire(&session, &config.ros2, shape, period_ns, stale_after_ns)?;
+        RobotLink::attach_wire(
+            session,
+            &config.io,
+            wire,
+            joints,
+            observation_dim,
+            &spec.cameras,
+        )?
+    } else {
+        RobotLink::attach(session, &config.io, joints, observation_dim, &spec.cameras)?
+    };
     let control = link.control().clone();
     let signals = stop_on_signal(move || control.stop.store(true, Ordering::Relaxed));
-    tracing::info!(topic = %link.topics().state, "waiting for the robot's first state");
+    tracing::info!(topic = %link.state_topic(), "waiting for the robot's first state");
     link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
     let ticks = seconds.map_or(u64::MAX, |s| (s * config.clock.controller_rate()) as u64);
     let label = format!(
@@ -148,7 +168,7 @@ pub fn run_on_robot(
         ),
     };
     drop(signals);
-    let counters = link.counters().clone();
+    let summary = LinkSummary::of(link.counters(), link.state_to_command());
     link.close();
-    Ok((outcome?, LinkSummary::of(&counters)))
+    Ok((outcome?, summary))
 }

@@ -11,23 +11,23 @@
 //!
 //! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
 
-use crate::core::clock::monotonic_ns;
-use crate::core::clock::wall_clock_ns;
+use crate::core::clock::{monotonic_ns, wall_clock_ns};
 use crate::core::doorbell::Doorbell;
 use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
+use crate::core::metrics::{Distribution, Quantiles};
 use crate::io::protocol::{
-    ACTION_HELD, ActionMessage, ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection,
-    SequenceGuard, SourceChange, StateView, StatusMessage, decode_header, new_source_id,
+    ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection, StatusMessage,
+    decode_header, new_source_id,
 };
 use crate::io::session::{IoError, Topics, open_session};
-use crate::io::transit::TransitAge;
+use crate::io::wire::{Command, Wire, native_wire};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};
 use rtchunk_policy::Camera;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 use zenoh::Wait;
@@ -148,7 +148,7 @@ pub struct LatestState {
     /// Its sequence number (0: none yet).
     pub seq: u64,
     /// When it was sent, on this host's monotonic clock (ns): its arrival less its estimated age
-    /// ([`TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
+    /// ([`crate::io::transit::TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
     pub received_ns: u64,
     /// Joint positions (empty when the robot reports none).
     pub position: Vec<f64>,
@@ -163,6 +163,8 @@ pub struct LatestState {
 struct ActionRecord {
     tick: u64,
     state_seq: u64,
+    /// When the state was sent, on this host's monotonic clock ([`LatestState::received_ns`]).
+    state_sent_ns: u64,
     held: bool,
     command: [f64; MAX_JOINTS],
 }
@@ -191,6 +193,7 @@ pub struct ZenohPlant {
     wait_for_start: bool,
     freshness: Freshness,
     state_seq: u64,
+    state_sent_ns: u64,
     tick: u64,
     started: bool,
 }
@@ -232,6 +235,7 @@ impl Plant for ZenohPlant {
         self.freshness = self.classify();
         let newest = self.state.output_buffer();
         self.state_seq = newest.seq;
+        self.state_sent_ns = newest.received_ns;
         if newest.position.len() == state.position.len() {
             state.position.copy_from_slice(&newest.position);
             state.velocity.copy_from_slice(&newest.velocity);
@@ -285,6 +289,7 @@ impl Plant for ZenohPlant {
         let mut record = ActionRecord {
             tick: self.tick,
             state_seq: self.state_seq,
+            state_sent_ns: self.state_sent_ns,
             held,
             command: [0.0; MAX_JOINTS],
         };
@@ -314,7 +319,10 @@ pub struct RobotLink {
     action_bell: Arc<Doorbell>,
     threads: Vec<JoinHandle<()>>,
     camera_feed: Option<CameraFeed>,
+    state_topic: String,
+    state_to_command: Arc<Mutex<Distribution>>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
+    _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
 
 impl RobotLink {
@@ -334,6 +342,27 @@ impl RobotLink {
     pub fn attach(
         session: zenoh::Session,
         io: &IoConfig,
+        joints: usize,
+        observation_dim: usize,
+        cameras: &[Camera],
+    ) -> Result<(RobotLink, ZenohPlant), IoError> {
+        let topics = Topics::new(&io.namespace);
+        let wire = native_wire(
+            &topics,
+            joints,
+            observation_dim,
+            cameras,
+            stale_after_ns(io),
+        );
+        RobotLink::attach_wire(session, io, wire, joints, observation_dim, cameras)
+    }
+
+    /// [`RobotLink::attach`] with states and commands in another format (`wire`); control and status stay on
+    /// rtchunk's topics under `io.namespace`.
+    pub fn attach_wire(
+        session: zenoh::Session,
+        io: &IoConfig,
+        wire: Wire,
         joints: usize,
         observation_dim: usize,
         cameras: &[Camera],
@@ -360,10 +389,12 @@ impl RobotLink {
             state_seq: 0,
             pixels: vec![0; cameras.iter().map(Camera::bytes).sum()],
         });
-        let cameras = cameras.to_vec();
         let camera_feed = (!cameras.is_empty()).then_some(camera_out);
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
+        let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
+        let state_topic = wire.state_topic.clone();
+        let keep_alive = wire.keep_alive;
 
         let control_subscriber = {
             let log = RejectLog::new(&topics.control, counters.clone());
@@ -385,71 +416,35 @@ impl RobotLink {
         };
         let state_thread = {
             let subscriber = session
-                .declare_subscriber(&topics.state)
+                .declare_subscriber(&wire.state_key)
                 .with(zenoh::handlers::RingChannel::new(4))
                 .wait()
-                .map_err(|e| IoError::zenoh(&topics.state, e))?;
-            let log = RejectLog::new(&topics.state, counters.clone());
+                .map_err(|e| IoError::zenoh(&wire.state_topic, e))?;
+            let log = RejectLog::new(&wire.state_topic, counters.clone());
             let shutdown = shutdown.clone();
-            let stale_after_ns = stale_after_ns(io);
             let counters = counters.clone();
+            let mut decoder = wire.states;
+            let with_cameras = !cameras.is_empty();
             spawn("rtchunk-state", move || {
                 let mut state_in = state_in;
-                let mut guard = SequenceGuard::new(stale_after_ns);
-                let mut age = TransitAge::default();
-                // Whether the source in use sends joint positions: its states must all do, or all not, so
-                // positions from an older message are never paired with a newer observation.
-                let mut sends_joints = None;
                 while !shutdown.load(Ordering::Relaxed) {
                     let Ok(Some(sample)) = subscriber.recv_timeout(Duration::from_millis(20))
                     else {
                         continue;
                     };
-                    let bytes = sample.payload().to_bytes();
-                    let arrived_ns = monotonic_ns();
-                    let accepted =
-                        decode_header(&bytes, MessageKind::State).and_then(|(header, body)| {
-                            let view = StateView::decode(body, joints, observation_dim, &cameras)?;
-                            if guard.accept(&header, arrived_ns)? == SourceChange::New {
-                                age.reset();
-                                sends_joints = None;
-                            }
-                            let has_joints = !view.state.position.is_empty();
-                            if *sends_joints.get_or_insert(has_joints) != has_joints {
-                                return Err(Rejection::new(
-                                    RejectKind::Dimensions,
-                                    format!(
-                                        "a state {} joint positions from a source whose states {}",
-                                        if has_joints { "with" } else { "without" },
-                                        if has_joints { "have none" } else { "have them" }
-                                    ),
-                                ));
-                            }
-                            Ok((header, view))
-                        });
-                    match accepted {
-                        Ok((header, view)) => {
-                            let message = &view.state;
-                            let slot = state_in.input_buffer_mut();
-                            slot.seq = header.seq;
-                            slot.received_ns = arrived_ns.saturating_sub(age.age_ns(
-                                header.stamp_ns,
-                                wall_clock_ns(),
-                                arrived_ns,
-                            ));
-                            if !message.position.is_empty() {
-                                slot.position.copy_from_slice(&message.position);
-                                slot.velocity.copy_from_slice(&message.velocity);
-                            }
-                            slot.observation.copy_from_slice(&message.observation);
+                    let payload = sample.payload().to_bytes();
+                    let attachment = sample.attachment().map(|a| a.to_bytes());
+                    let decoded = decoder.decode(
+                        &payload,
+                        attachment.as_deref(),
+                        monotonic_ns(),
+                        state_in.input_buffer_mut(),
+                        camera_in.input_buffer_mut(),
+                    );
+                    match decoded {
+                        Ok(()) => {
                             state_in.publish();
-                            if !cameras.is_empty() {
-                                let frame = camera_in.input_buffer_mut();
-                                frame.state_seq = header.seq;
-                                frame.pixels.clear();
-                                for image in &view.images {
-                                    frame.pixels.extend_from_slice(image.pixels);
-                                }
+                            if with_cameras {
                                 camera_in.publish();
                             }
                             counters.states_accepted.fetch_add(1, Ordering::Relaxed);
@@ -461,32 +456,43 @@ impl RobotLink {
         };
         let action_thread = {
             let publisher = session
-                .declare_publisher(topics.action.clone())
+                .declare_publisher(wire.command_key.clone())
                 .congestion_control(zenoh::qos::CongestionControl::Drop)
                 .express(true)
                 .wait()
-                .map_err(|e| IoError::zenoh(&topics.action, e))?;
+                .map_err(|e| IoError::zenoh(&wire.command_key, e))?;
             let shutdown = shutdown.clone();
             let bell = action_bell.clone();
             let counters = counters.clone();
-            let topic = topics.action.clone();
+            let topic = wire.command_key.clone();
+            let mut encoder = wire.commands;
+            let state_to_command = state_to_command.clone();
             spawn("rtchunk-actions", move || {
                 let mut consumer: rtrb::Consumer<ActionRecord> = action_consumer;
-                let mut seq = 0u64;
+                let mut last_state_seq = 0;
                 loop {
                     let seen = bell.rings();
                     let mut published_any = false;
                     while let Ok(record) = consumer.pop() {
-                        seq += 1;
-                        let message = ActionMessage {
+                        let (payload, attachment) = encoder.encode(&Command {
                             tick: record.tick,
                             state_seq: record.state_seq,
-                            command: record.command[..joints].to_vec(),
+                            held: record.held,
+                            values: &record.command[..joints],
+                        });
+                        let put = publisher.put(payload);
+                        let put = match attachment {
+                            Some(attachment) => put.attachment(attachment),
+                            None => put,
                         };
-                        let flags = if record.held { ACTION_HELD } else { 0 };
-                        let bytes = message.encode(flags, source, seq, wall_clock_ns());
-                        if let Err(error) = publisher.put(bytes).wait() {
+                        if let Err(error) = put.wait() {
                             tracing::warn!(topic = %topic, "cannot publish an action: {error}");
+                        }
+                        if !record.held && record.state_seq != last_state_seq {
+                            last_state_seq = record.state_seq;
+                            let age_ms =
+                                monotonic_ns().saturating_sub(record.state_sent_ns) as f64 / 1e6;
+                            lock(&state_to_command).push(age_ms);
                         }
                         counters.actions_published.fetch_add(1, Ordering::Relaxed);
                         published_any = true;
@@ -535,6 +541,7 @@ impl RobotLink {
             wait_for_start: io.wait_for_start,
             freshness: Freshness::Stale,
             state_seq: 0,
+            state_sent_ns: 0,
             tick: 0,
             started: false,
         };
@@ -547,7 +554,10 @@ impl RobotLink {
             action_bell,
             threads: vec![state_thread, action_thread, status_thread],
             camera_feed,
+            state_topic,
+            state_to_command,
             _control_subscriber: control_subscriber,
+            _keep_alive: keep_alive,
         };
         Ok((link, plant))
     }
@@ -567,9 +577,21 @@ impl RobotLink {
         &self.control
     }
 
-    /// The topics in use.
+    /// The control and status topics in use.
     pub fn topics(&self) -> &Topics {
         &self.topics
+    }
+
+    /// The topic states arrive on (rtchunk's state topic, or the ROS 2 joint-state topic).
+    pub fn state_topic(&self) -> &str {
+        &self.state_topic
+    }
+
+    /// How old each state was when the first command computed from it was handed to zenoh: from the robot
+    /// publishing it (its timestamp, through [`crate::io::transit::TransitAge`]) to the command leaving, in milliseconds. Held
+    /// commands are not counted.
+    pub fn state_to_command(&self) -> Quantiles {
+        lock(&self.state_to_command).quantiles()
     }
 
     /// Blocks until the first valid state has arrived, or fails after `timeout` naming the topic.
@@ -584,7 +606,7 @@ impl RobotLink {
             if monotonic_ns() > deadline {
                 return Err(IoError::Setup(format!(
                     "no valid state on {} within {:.1} s ({} messages rejected)",
-                    self.topics.state,
+                    self.state_topic,
                     timeout.as_secs_f64(),
                     self.counters.rejected_total()
                 )));
@@ -643,4 +665,12 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .name(name.into())
         .spawn(body)
         .map_err(|e| IoError::Setup(format!("cannot start the {name} thread: {e}")))
+}
+
+/// Locks the state-to-command distribution (only the action thread and the link's owner touch it; a panic
+/// while holding it leaves plain numbers, so a poisoned lock is still read).
+fn lock(distribution: &Mutex<Distribution>) -> std::sync::MutexGuard<'_, Distribution> {
+    distribution
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

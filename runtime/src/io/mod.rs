@@ -9,12 +9,14 @@
 //! - [`protocol`]: the versioned binary wire format of every message;
 //! - [`session`]: the zenoh session from `[io]` (TLS, a zenoh configuration file) and the topic names;
 //! - [`exposure`]: which listening endpoints reach beyond this machine, and the TLS rule for them;
-//! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them;
+//! - [`link`]: I/O threads and [`link::ZenohPlant`], the controller's wait-free view of them; [`wire`]: the
+//!   format states and commands take on the wire, rtchunk's own or ROS 2's ([`ros2`]: rmw_zenoh's key
+//!   expressions, CDR messages, attachments and graph tokens);
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source; [`admission`]:
 //!   which query the server answers next and which it refuses at once;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock;
 //! - [`transit`]: how old an arriving message is, from its sender's timestamp;
-//! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"`).
+//! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"` or `"ros2"`).
 
 pub mod admission;
 pub mod deploy;
@@ -22,6 +24,8 @@ pub mod exposure;
 pub mod link;
 pub mod protocol;
 pub mod remote;
+pub mod ros2;
 pub mod session;
 pub mod sim_node;
 pub mod transit;
+pub mod wire;
