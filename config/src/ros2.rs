@@ -65,11 +65,14 @@ pub struct Ros2Config {
     pub node_namespace: String,
     /// The `sensor_msgs/msg/JointState` topic the robot publishes.
     pub joint_states_topic: String,
-    /// The joints the policy drives, by name, in the order of its action vector and of every command. Each
-    /// joint state must name them all (in any order, among others).
+    /// The joints the policy drives, by name, in the order of its action vector and of every command. When
+    /// the joint state names them all, their positions and velocities are the controller's robot state.
     pub joints: Vec<String>,
-    /// The policy's observation: these fields of the joint state, each over `joints` in order, concatenated
-    /// (`["position", "velocity"]`: every position, then every velocity).
+    /// The joints the policy observes, by name (unset: `joints`). Each joint state must name them all, in any
+    /// order, among others.
+    pub observation_joints: Option<Vec<String>>,
+    /// The policy's observation: these fields of the joint state, each over the observed joints in order,
+    /// concatenated (`["position", "velocity"]`: every position, then every velocity).
     pub observation: Vec<JointField>,
     /// One `sensor_msgs/msg/Image` topic per camera of the policy, in its order (empty when it has none).
     pub camera_topics: Vec<String>,
@@ -90,6 +93,7 @@ impl Default for Ros2Config {
             node_namespace: "/".to_string(),
             joint_states_topic: "/joint_states".to_string(),
             joints: Vec::new(),
+            observation_joints: None,
             observation: vec![JointField::Position, JointField::Velocity],
             camera_topics: Vec::new(),
             command_topic: "/forward_command_controller/commands".to_string(),
@@ -100,9 +104,14 @@ impl Default for Ros2Config {
 }
 
 impl Ros2Config {
-    /// The length of the observation the joint state gives: fields times joints.
+    /// The joints the policy observes: `observation_joints`, else `joints`.
+    pub fn observed_joints(&self) -> &[String] {
+        self.observation_joints.as_deref().unwrap_or(&self.joints)
+    }
+
+    /// The length of the observation the joint state gives: fields times observed joints.
     pub fn observation_dim(&self) -> usize {
-        self.observation.len() * self.joints.len()
+        self.observation.len() * self.observed_joints().len()
     }
 }
 

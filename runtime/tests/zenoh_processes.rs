@@ -689,7 +689,9 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
             "--extra-latency",
             "0,100",
             "--methods",
-            "naive,rtc",
+            "rtc",
+            "--wires",
+            "rtchunk,ros2",
         ])
         .args(["--episodes", "1", "--policy"])
         .arg(&policy)
@@ -708,8 +710,14 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
     let rows = report["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for row in rows {
+        // The robot measures the whole loop on rtchunk's protocol only; the runtime its side on both wires.
+        let robot_side = &row["state_to_action_ms"];
+        match row["wire"].as_str().unwrap() {
+            "rtchunk" => assert!(robot_side["count"].as_u64().unwrap() > 20, "{row}"),
+            wire => assert!(wire == "ros2" && robot_side.is_null(), "{row}"),
+        }
         assert!(
-            row["state_to_action_ms"]["count"].as_u64().unwrap() > 20,
+            row["state_to_command_sent_ms"]["count"].as_u64().unwrap() > 20,
             "{row}"
         );
         assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");

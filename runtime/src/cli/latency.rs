@@ -1,7 +1,9 @@
 //! `rtchunk latency`: the runtime against `rtchunk sim serve` in separate processes, per method and latency.
 
 use crate::cli::repository_default;
-use rtchunk_runtime::studies::latency::{LatencyMethod, LatencySettings, latency_study};
+use rtchunk_runtime::studies::latency::{
+    LatencyMethod, LatencySettings, LatencyWire, latency_study,
+};
 use rtchunk_sim::TaskKind;
 use std::path::PathBuf;
 
@@ -21,6 +23,10 @@ pub struct LatencyArgs {
     /// Methods: sync, naive, rtc, separated by commas.
     #[arg(long, default_value = "sync,naive,rtc", value_delimiter = ',')]
     methods: Vec<LatencyMethod>,
+    /// Wires: rtchunk (its own protocol), ros2 (the simulator as a ROS 2 robot over rmw_zenoh), separated by
+    /// commas; every method and latency runs on each.
+    #[arg(long, default_value = "rtchunk", value_delimiter = ',')]
+    wires: Vec<LatencyWire>,
     /// Episodes per run.
     #[arg(long, default_value_t = 3)]
     episodes: u64,
@@ -39,6 +45,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         policy,
         extra_latency,
         methods,
+        wires,
         episodes,
         controller_rate_hz,
         out,
@@ -51,6 +58,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         },
         extra_ms: extra_latency,
         methods,
+        wires,
         episodes,
         controller_rate_hz,
         out,

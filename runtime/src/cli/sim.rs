@@ -2,7 +2,7 @@
 
 use crate::cli::ZenohArgs;
 use anyhow::Context;
-use rtchunk_config::IoConfig;
+use rtchunk_config::{CommandType, IoConfig};
 use rtchunk_runtime::core::shutdown::StopFlag;
 use rtchunk_runtime::io::sim_node::{SimNodeSettings, serve};
 use rtchunk_runtime::studies::progress::Progress;
@@ -58,15 +58,19 @@ pub fn serve_task(
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let solved = result.episodes.iter().filter(|e| e.success).count();
-    let latency = &result.state_to_action_ms;
+    let latency = match &result.state_to_action_ms {
+        Some(latency) => format!(
+            "state to first command p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            latency.p50, latency.p99, latency.max
+        ),
+        None => "state to first command not measured here (ROS 2 commands do not name their state)"
+            .into(),
+    };
     Ok(format!(
-        "{}: {solved} of {} episodes solved; state to first command p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
-         {} states published ({} lost), {} commands received ({} lost, {} held, {} rejected); {} brakes\n",
+        "{}: {solved} of {} episodes solved; {latency}; {} states published ({} lost), {} commands received \
+         ({} lost, {} held, {} rejected); {} brakes\n",
         result.task,
         result.episodes.len(),
-        latency.p50,
-        latency.p99,
-        latency.max,
         result.states_published,
         result.states_lost,
         result.actions_received,
@@ -184,6 +188,12 @@ pub enum SimCommand {
         /// Also write the report as JSON to this file.
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Be a ROS 2 robot over rmw_zenoh instead: joint states on /joint_states (one joint per observation
+        /// entry), commands on /forward_command_controller/commands of this type (float64-multi-array or
+        /// joint-trajectory), the camera on /camera/image_raw; domain 0. Connect it to the router rtchunk
+        /// connects to (rmw_zenohd's tcp/127.0.0.1:7447, or listen there yourself with --listen).
+        #[arg(long, value_parser = parse_command_type)]
+        ros2: Option<CommandType>,
     },
     /// Run a task's expert on one episode and draw where it went (PNG).
     Render {
@@ -235,6 +245,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             command_timeout_ms,
             camera_width,
             report,
+            ros2,
         } => {
             let io = zenoh.io(&[], &["tcp/127.0.0.1:7447"]);
             let settings = SimNodeSettings {
@@ -247,6 +258,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
                 stop_runtime_when_done,
                 command_timeout_ms,
                 camera_width,
+                ros2,
                 ..SimNodeSettings::new(task)
             };
             let result = serve_task(&io, &settings, report.as_deref())?;
@@ -261,4 +273,15 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `float64-multi-array` or `joint-trajectory`.
+fn parse_command_type(text: &str) -> Result<CommandType, String> {
+    match text {
+        "float64-multi-array" => Ok(CommandType::Float64MultiArray),
+        "joint-trajectory" => Ok(CommandType::JointTrajectory),
+        other => Err(format!(
+            "unknown command type {other:?}; expected float64-multi-array or joint-trajectory"
+        )),
+    }
 }

@@ -14,7 +14,8 @@
 //!   expressions, CDR messages, attachments and graph tokens);
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source; [`admission`]:
 //!   which query the server answers next and which it refuses at once;
-//! - [`sim_node`]: the simulator as a zenoh node with its own clock;
+//! - [`sim_node`]: the simulator as a zenoh node with its own clock, speaking either wire through
+//!   [`robot_wire`];
 //! - [`transit`]: how old an arriving message is, from its sender's timestamp;
 //! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"` or `"ros2"`).
 
@@ -24,6 +25,7 @@ pub mod exposure;
 pub mod link;
 pub mod protocol;
 pub mod remote;
+pub mod robot_wire;
 pub mod ros2;
 pub mod session;
 pub mod sim_node;

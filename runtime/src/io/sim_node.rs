@@ -10,12 +10,10 @@
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
 use crate::core::metrics::{Distribution, Quantiles};
-use crate::io::protocol::{
-    ACTION_HELD, ActionMessage, CameraImage, ControlCommand, Encode, MessageKind, SequenceGuard,
-    StateMessage, decode_header, new_source_id,
-};
+use crate::io::protocol::{CameraImage, ControlCommand, Encode, StateMessage, new_source_id};
+use crate::io::robot_wire::{RobotCodec, Ros2Robot, native_robot_wire, ros2_robot_wire};
 use crate::io::session::{IoError, Topics, open_session};
-use rtchunk_config::IoConfig;
+use rtchunk_config::{CommandType, IoConfig};
 use rtchunk_policy::NormalRng;
 use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
 use serde::{Deserialize, Serialize};
@@ -61,6 +59,29 @@ pub struct SimNodeSettings {
     pub command_timeout_ms: f64,
     /// Render the task into an RGB camera image this wide and send it with every state (None: no camera).
     pub camera_width: Option<usize>,
+    /// Be a ROS 2 robot over rmw_zenoh taking commands of this type (None: rtchunk's protocol): see
+    /// [`ros2_robot`].
+    pub ros2: Option<CommandType>,
+}
+
+/// The ROS 2 robot the simulator node plays with `ros2` set: domain 0, joint states on `/joint_states` (one
+/// joint per observation entry, its value the position), commands on `/forward_command_controller/commands`,
+/// the camera on `/camera/image_raw`.
+pub fn ros2_robot(settings: &SimNodeSettings, command_type: CommandType) -> Ros2Robot {
+    let spec = Env::new(settings.task).spec();
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    Ros2Robot {
+        domain: 0,
+        joint_states_topic: "/joint_states".to_string(),
+        command_topic: "/forward_command_controller/commands".to_string(),
+        command_type,
+        camera_topics: settings
+            .camera_width
+            .map(|_| vec!["/camera/image_raw".to_string()])
+            .unwrap_or_default(),
+        observation_names: names(spec.observation),
+        action_names: names(spec.action),
+    }
 }
 
 impl SimNodeSettings {
@@ -79,6 +100,7 @@ impl SimNodeSettings {
             first_command_timeout_s: 30.0,
             command_timeout_ms: 250.0,
             camera_width: None,
+            ros2: None,
         }
     }
 }
@@ -131,8 +153,9 @@ pub struct SimNodeReport {
     pub task: String,
     /// Every episode.
     pub episodes: Vec<EpisodeReport>,
-    /// State published to the first command computed from it arriving, in milliseconds.
-    pub state_to_action_ms: Quantiles,
+    /// State published to the first command computed from it arriving, in milliseconds (none as a ROS 2
+    /// robot: its commands do not say which state they answer; the runtime's link measures it instead).
+    pub state_to_action_ms: Option<Quantiles>,
     /// States published (after loss).
     pub states_published: u64,
     /// States dropped by the injected loss.
@@ -157,7 +180,7 @@ pub struct SimNodeReport {
 /// A command waiting out its injected delay.
 struct Pending {
     release_ns: u64,
-    tick: u64,
+    tick: Option<u64>,
     command: Vec<f32>,
 }
 
@@ -185,19 +208,36 @@ impl LatencyTracker {
     }
 }
 
+/// A command as zenoh's callback hands it over: arrival time (monotonic), payload, attachment.
+type Arrival = (u64, Vec<u8>, Option<Vec<u8>>);
+
+/// Publishes one message (with its attachment, when it has one).
+fn put(
+    publisher: &zenoh::pubsub::Publisher<'static>,
+    (payload, attachment): (Vec<u8>, Option<Vec<u8>>),
+) -> Result<(), IoError> {
+    let put = publisher.put(payload);
+    let put = match attachment {
+        Some(attachment) => put.attachment(attachment),
+        None => put,
+    };
+    put.wait()
+        .map_err(|e| IoError::zenoh(publisher.key_expr().as_str(), e))
+}
+
 /// The node's state between control periods.
 struct Node<'a> {
     settings: &'a SimNodeSettings,
-    topics: Topics,
+    /// Where commands arrive (named in errors).
+    command_key: String,
     env: Env,
     action_dim: usize,
-    source: u32,
     seq: u64,
     rng: NormalRng,
     report: SimNodeReport,
     latency: LatencyTracker,
     pending: VecDeque<Pending>,
-    guard: SequenceGuard,
+    codec: Box<dyn RobotCodec>,
     applied: Vec<f32>,
     /// The controller tick of `applied` (none before the first command).
     applied_tick: Option<u64>,
@@ -205,8 +245,10 @@ struct Node<'a> {
     last_command_ns: u64,
     message: StateMessage,
     state_publisher: zenoh::pubsub::Publisher<'static>,
-    /// Commands as they arrived: the arrival time (taken in zenoh's callback) and the payload.
-    arrivals: crossbeam_channel::Receiver<(u64, Vec<u8>)>,
+    /// Camera images' own publishers (ROS 2: one per camera; rtchunk's protocol: none).
+    image_publishers: Vec<zenoh::pubsub::Publisher<'static>>,
+    /// Commands as they arrived: the arrival time (taken in zenoh's callback), the payload and the attachment.
+    arrivals: crossbeam_channel::Receiver<Arrival>,
     /// Commands zenoh's callback dropped because `arrivals` was full (a flood between two steps).
     overflowed: Arc<AtomicU64>,
 }
@@ -225,13 +267,15 @@ impl Node<'_> {
             return Ok(());
         }
         self.report.states_published += 1;
-        let bytes = self
-            .message
-            .encode(0, self.source, self.seq, wall_clock_ns());
-        self.state_publisher
-            .put(bytes)
-            .wait()
-            .map_err(|e| IoError::zenoh(&self.topics.state, e))
+        // Images first: a ROS 2 subscriber pairs each joint state with the newest image.
+        let images = self.codec.images(&self.message);
+        for (publisher, outgoing) in self.image_publishers.iter().zip(images) {
+            put(publisher, outgoing)?;
+        }
+        put(
+            &self.state_publisher,
+            self.codec.state(self.seq, &self.message),
+        )
     }
 
     /// The task drawn as the camera sees it: RGB, `width` pixels wide.
@@ -249,13 +293,11 @@ impl Node<'_> {
     /// Takes every command that has arrived, validates it and queues it behind its injected delay.
     fn receive(&mut self) {
         self.report.actions_rejected += self.overflowed.swap(0, Ordering::Relaxed);
-        while let Ok((arrived, bytes)) = self.arrivals.try_recv() {
-            let decoded = decode_header(&bytes, MessageKind::Action).and_then(|(header, body)| {
-                let message = ActionMessage::decode(body, self.action_dim)?;
-                self.guard.accept(&header, arrived)?;
-                Ok((header, message))
-            });
-            let Ok((header, action)) = decoded else {
+        while let Ok((arrived, payload, attachment)) = self.arrivals.try_recv() {
+            let decoded =
+                self.codec
+                    .command(&payload, attachment.as_deref(), arrived, self.action_dim);
+            let Ok(action) = decoded else {
                 self.report.actions_rejected += 1;
                 continue;
             };
@@ -265,13 +307,15 @@ impl Node<'_> {
             }
             self.report.actions_received += 1;
             self.last_command_ns = self.last_command_ns.max(arrived);
-            self.report.actions_held += u64::from(header.flags & ACTION_HELD != 0);
-            self.latency.answered(action.state_seq, arrived);
+            self.report.actions_held += u64::from(action.held);
+            if let Some(state_seq) = action.state_seq {
+                self.latency.answered(state_seq, arrived);
+            }
             let delay_ms = self.settings.delay_ms + self.settings.jitter_ms * self.rng.uniform();
             self.pending.push_back(Pending {
                 release_ns: arrived + (delay_ms * 1e6) as u64,
                 tick: action.tick,
-                command: action.command.iter().map(|&v| v as f32).collect(),
+                command: action.values,
             });
         }
     }
@@ -283,7 +327,7 @@ impl Node<'_> {
         while self.pending.front().is_some_and(|p| p.release_ns <= now) {
             let released = self.pending.pop_front().expect("checked");
             self.applied = released.command;
-            self.applied_tick = Some(released.tick);
+            self.applied_tick = released.tick;
             fresh = true;
         }
         fresh
@@ -319,12 +363,12 @@ impl Node<'_> {
         Err(IoError::Setup(if stop.load(Ordering::Relaxed) {
             format!(
                 "stopped before the first command arrived on {}",
-                self.topics.action
+                self.command_key
             )
         } else {
             format!(
                 "no command on {} within {:.0} s",
-                self.topics.action, self.settings.first_command_timeout_s
+                self.command_key, self.settings.first_command_timeout_s
             )
         }))
     }
@@ -407,38 +451,57 @@ pub fn serve(
 ) -> Result<SimNodeReport, IoError> {
     let session = open_session(io)?;
     let topics = Topics::new(&io.namespace);
+    let wire = match settings.ros2 {
+        Some(command_type) => ros2_robot_wire(
+            &session,
+            &ros2_robot(settings, command_type),
+            COMMAND_SOURCE_HANDOVER_NS,
+        )?,
+        None => native_robot_wire(&topics, COMMAND_SOURCE_HANDOVER_NS),
+    };
     let (arrived, arrivals) = crossbeam_channel::bounded(ARRIVALS_QUEUE);
     let overflowed = Arc::new(AtomicU64::new(0));
     let dropped = overflowed.clone();
     let _actions = session
-        .declare_subscriber(topics.action.clone())
+        .declare_subscriber(wire.command_key.clone())
         .callback(move |sample| {
-            let arrival = (monotonic_ns(), sample.payload().to_bytes().into_owned());
+            let arrival = (
+                monotonic_ns(),
+                sample.payload().to_bytes().into_owned(),
+                sample.attachment().map(|a| a.to_bytes().into_owned()),
+            );
             if arrived.try_send(arrival).is_err() {
                 dropped.fetch_add(1, Ordering::Relaxed);
             }
         })
         .wait()
-        .map_err(|e| IoError::zenoh(&topics.action, e))?;
-    let state_publisher = session
-        .declare_publisher(topics.state.clone())
-        .express(true)
-        .wait()
-        .map_err(|e| IoError::zenoh(&topics.state, e))?;
+        .map_err(|e| IoError::zenoh(&wire.command_key, e))?;
+    let publisher = |key: &String| {
+        session
+            .declare_publisher(key.clone())
+            .express(true)
+            .wait()
+            .map_err(|e| IoError::zenoh(key, e))
+    };
+    let state_publisher = publisher(&wire.state_key)?;
+    let image_publishers = wire
+        .image_keys
+        .iter()
+        .map(publisher)
+        .collect::<Result<Vec<_>, _>>()?;
     let env = Env::new(settings.task);
     let (observation_dim, action_dim) = (env.spec().observation_dim(), env.spec().action_dim());
     let mut node = Node {
         settings,
-        topics: topics.clone(),
+        command_key: wire.command_key.clone(),
         env,
         action_dim,
-        source: new_source_id(),
         seq: 0,
         rng: NormalRng::new(settings.seed),
         report: SimNodeReport {
             task: settings.task.to_string(),
             episodes: Vec::new(),
-            state_to_action_ms: Quantiles::default(),
+            state_to_action_ms: None,
             states_published: 0,
             states_lost: 0,
             actions_received: 0,
@@ -455,7 +518,7 @@ pub fn serve(
             samples_ms: Distribution::milliseconds(),
         },
         pending: VecDeque::new(),
-        guard: SequenceGuard::new(COMMAND_SOURCE_HANDOVER_NS),
+        codec: wire.codec,
         applied: vec![0.0; action_dim],
         applied_tick: None,
         last_command_ns: 0,
@@ -466,6 +529,7 @@ pub fn serve(
             images: Vec::new(),
         },
         state_publisher,
+        image_publishers,
         arrivals,
         overflowed,
     };
@@ -486,9 +550,12 @@ pub fn serve(
         }
     }
     let mut report = node.report;
-    report.state_to_action_ms = node.latency.samples_ms.quantiles();
+    report.state_to_action_ms = settings
+        .ros2
+        .is_none()
+        .then(|| node.latency.samples_ms.quantiles());
     if settings.stop_runtime_when_done {
-        let bytes = ControlCommand::Stop.encode(0, node.source, 1, wall_clock_ns());
+        let bytes = ControlCommand::Stop.encode(0, new_source_id(), 1, wall_clock_ns());
         session
             .put(topics.control.clone(), bytes)
             .wait()

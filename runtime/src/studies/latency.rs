@@ -1,6 +1,9 @@
 //! `rtchunk latency`: the runtime against `rtchunk sim serve` over zenoh, as separate processes on loopback,
-//! with extra inference latency injected (as in the RTC paper's real-robot study), for each execution method.
-//! It reports end-to-end latency (a state published to the first command computed from it arriving), the
+//! with extra inference latency injected (as in the RTC paper's real-robot study), for each execution method
+//! and wire (rtchunk's protocol, or the simulator as a ROS 2 robot over rmw_zenoh). It reports end-to-end
+//! latency (a state published to the first command computed from it arriving; rtchunk's protocol only, as a
+//! ROS 2 command does not name its state), the runtime's side of it on both wires (a state published to the
+//! first command computed from it being sent), the
 //! inference delay d in ticks, the controller's wake lateness, seam discontinuity, starvation, task success and
 //! time to completion, next to a bare zenoh publish/subscribe hop measured in the same command, and draws the
 //! first episode's position trajectory, one line per method.
@@ -13,9 +16,10 @@ use crate::studies::transport::bare_zenoh_hop;
 use anyhow::Context;
 use plotters::prelude::*;
 use rtchunk_config::{
-    ClockKind, Config, ControllerKind, Execution, IoConfig, PlantKind, PolicyKind, SamplerMode,
+    ClockKind, Config, ControllerKind, Execution, IoConfig, JointField, PlantKind, PolicyKind,
+    Ros2Config, SamplerMode,
 };
-use rtchunk_sim::TaskKind;
+use rtchunk_sim::{Env, TaskKind};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -69,6 +73,36 @@ impl std::str::FromStr for LatencyMethod {
     }
 }
 
+/// How the runtime and the simulated robot talk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyWire {
+    /// rtchunk's own protocol (`plant.kind = "zenoh"`).
+    Rtchunk,
+    /// ROS 2 over rmw_zenoh (`plant.kind = "ros2"`; the simulator as a ROS 2 robot, `sim serve --ros2`).
+    Ros2,
+}
+
+impl LatencyWire {
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyWire::Rtchunk => "rtchunk",
+            LatencyWire::Ros2 => "ros2",
+        }
+    }
+}
+
+impl std::str::FromStr for LatencyWire {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        [LatencyWire::Rtchunk, LatencyWire::Ros2]
+            .into_iter()
+            .find(|w| w.name() == text)
+            .ok_or_else(|| format!("unknown wire {text:?}; expected rtchunk or ros2"))
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LatencySettings {
@@ -80,6 +114,8 @@ pub struct LatencySettings {
     pub extra_ms: Vec<f64>,
     /// Methods to compare.
     pub methods: Vec<LatencyMethod>,
+    /// Wires to compare.
+    pub wires: Vec<LatencyWire>,
     /// Episodes per run.
     pub episodes: u64,
     /// The runtime's controller rate (default: the task's 30 Hz); a faster controller reads state sooner.
@@ -93,6 +129,8 @@ pub struct LatencySettings {
 pub struct LatencyRow {
     /// The method.
     pub method: LatencyMethod,
+    /// The wire.
+    pub wire: LatencyWire,
     /// Injected extra inference latency, in milliseconds.
     pub extra_ms: f64,
     /// The same in policy ticks (rounded up), as the runtime injects it.
@@ -101,8 +139,12 @@ pub struct LatencyRow {
     pub success_rate: f64,
     /// Mean duration of the solved episodes, in seconds (none solved: absent).
     pub mean_solved_seconds: Option<f64>,
-    /// State published to the first command computed from it arriving, in milliseconds.
-    pub state_to_action_ms: Quantiles,
+    /// State published to the first command computed from it arriving at the robot, in milliseconds (measured
+    /// by the simulator; absent on the ROS 2 wire, whose commands do not name their state).
+    pub state_to_action_ms: Option<Quantiles>,
+    /// State published to the first command computed from it leaving the runtime, in milliseconds (measured by
+    /// the runtime's link from the state's timestamp; both wires).
+    pub state_to_command_sent_ms: Quantiles,
     /// The observed inference delay d, in policy ticks.
     pub delay_ticks: Quantiles,
     /// Controller wake lateness, in microseconds.
@@ -133,6 +175,7 @@ pub struct LatencyReport {
 fn runtime_config(
     settings: &LatencySettings,
     method: LatencyMethod,
+    wire: LatencyWire,
     ticks: usize,
     port: u16,
     namespace: &str,
@@ -147,7 +190,20 @@ fn runtime_config(
     config.clock.controller_rate_hz = settings.controller_rate_hz;
     config.clock.inference_delay_ticks = ticks;
     config.controller.kind = ControllerKind::Passthrough;
-    config.plant.kind = PlantKind::Zenoh;
+    config.plant.kind = match wire {
+        LatencyWire::Rtchunk => PlantKind::Zenoh,
+        LatencyWire::Ros2 => PlantKind::Ros2,
+    };
+    // As a ROS 2 robot the simulator names one joint per observation entry (its position) and takes one
+    // command value per action entry.
+    let spec = Env::new(settings.task).spec();
+    let names = |names: &[&str]| names.iter().map(|n| n.to_string()).collect();
+    config.ros2 = Ros2Config {
+        joints: names(spec.action),
+        observation_joints: Some(names(spec.observation)),
+        observation: vec![JointField::Position],
+        ..Ros2Config::default()
+    };
     config.io = IoConfig {
         listen: vec![format!("tcp/127.0.0.1:{port}")],
         namespace: namespace.to_string(),
@@ -165,7 +221,7 @@ fn quantiles(value: &serde_json::Value) -> Quantiles {
 /// Runs one method at one extra latency: the runtime and the simulator node as child processes.
 fn run_one(
     settings: &LatencySettings,
-    method: LatencyMethod,
+    (method, wire): (LatencyMethod, LatencyWire),
     extra_ms: f64,
     index: usize,
 ) -> anyhow::Result<LatencyRow> {
@@ -175,8 +231,9 @@ fn run_one(
     let namespace = format!("latency{}x{index}", std::process::id());
     let runs = settings.out.join("runs");
     std::fs::create_dir_all(&runs)?;
-    let config = runs.join(format!("run-{}-{extra_ms}ms.toml", method.name()));
-    let checked = runtime_config(settings, method, ticks, port, &namespace)?;
+    let name = format!("{}-{}-{extra_ms}ms", method.name(), wire.name());
+    let config = runs.join(format!("run-{name}.toml"));
+    let checked = runtime_config(settings, method, wire, ticks, port, &namespace)?;
     checked.validate().with_context(|| {
         format!(
             "{} at +{extra_ms} ms ({ticks} ticks at 30 Hz): more delay than the policy's horizon of {} can absorb",
@@ -185,7 +242,11 @@ fn run_one(
         )
     })?;
     std::fs::write(&config, checked.to_toml_string())?;
-    let report_path = runs.join(format!("sim-{}-{extra_ms}ms.json", method.name()));
+    let report_path = runs.join(format!("sim-{name}.json"));
+    let ros2 = match wire {
+        LatencyWire::Rtchunk => vec![],
+        LatencyWire::Ros2 => vec!["--ros2", "float64-multi-array"],
+    };
     let runtime = Command::new(&exe)
         .args(["run", "--json"])
         .arg(&config)
@@ -205,6 +266,7 @@ fn run_one(
         .arg(format!("tcp/127.0.0.1:{port}"))
         .args(["--namespace", &namespace, "--report"])
         .arg(&report_path)
+        .args(&ros2)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .output()
@@ -233,12 +295,14 @@ fn run_one(
     let count = |key: &str| metrics[key].as_u64().unwrap_or(0);
     Ok(LatencyRow {
         method,
+        wire,
         extra_ms,
         injected_ticks: ticks,
         success_rate: solved.len() as f64 / episodes.len().max(1) as f64,
         mean_solved_seconds: (!solved.is_empty())
             .then(|| solved.iter().sum::<f64>() / solved.len() as f64),
-        state_to_action_ms: quantiles(&sim["state_to_action_ms"]),
+        state_to_action_ms: serde_json::from_value(sim["state_to_action_ms"].clone())?,
+        state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
         delay_ticks: quantiles(&metrics["observed_delay_ticks"]),
         wake_lateness_us: quantiles(&metrics["wake_lateness_us"]),
         seam_jump: quantiles(&metrics["seam_jump"]),
@@ -273,9 +337,15 @@ pub fn latency_study(settings: &LatencySettings) -> anyhow::Result<String> {
     let bare = bare_zenoh_hop(200, 30.0, 64, false)?;
     let mut rows = Vec::new();
     for &extra_ms in &settings.extra_ms {
-        for &method in &settings.methods {
-            eprintln!("{} at +{extra_ms} ms ...", method.name());
-            rows.push(run_one(settings, method, extra_ms, rows.len())?);
+        for &wire in &settings.wires {
+            for &method in &settings.methods {
+                eprintln!(
+                    "{} over {} at +{extra_ms} ms ...",
+                    method.name(),
+                    wire.name()
+                );
+                rows.push(run_one(settings, (method, wire), extra_ms, rows.len())?);
+            }
         }
     }
     let report = LatencyReport {
@@ -301,17 +371,19 @@ pub fn latency_table(report: &LatencyReport) -> String {
     let bare = &report.bare_zenoh_one_way_ms;
     let mut text = format!(
         "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
-         {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+         {:<7} {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
         report.task,
         bare.p50,
         bare.p99,
         "method",
+        "wire",
         "+ms",
         "d+",
         "solved",
         "time s",
         "state->action p50/p99/max",
         "x bare",
+        "sent p50/p99",
         "d p50/max",
         "late p99",
         "seam",
@@ -319,19 +391,28 @@ pub fn latency_table(report: &LatencyReport) -> String {
         "starved",
     );
     for row in &report.rows {
-        let e2e = &row.state_to_action_ms;
+        let e2e = match &row.state_to_action_ms {
+            Some(e2e) => format!(
+                "{:>10.2}/{:>6.2}/{:>6.2} {:>9.0}",
+                e2e.p50,
+                e2e.p99,
+                e2e.max,
+                e2e.p50 / bare.p50.max(1e-9)
+            ),
+            None => format!("{:>24} {:>9}", "-", "-"),
+        };
+        let sent = &row.state_to_command_sent_ms;
         text += &format!(
-            "{:<7} {:>6.0} {:>3} {:>7.3} {:>7} {:>10.2}/{:>6.2}/{:>6.2} {:>9.0} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            "{:<7} {:<7} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
             row.method.name(),
+            row.wire.name(),
             row.extra_ms,
             row.injected_ticks,
             row.success_rate,
             row.mean_solved_seconds
                 .map_or("-".to_string(), |s| format!("{s:.2}")),
-            e2e.p50,
-            e2e.p99,
-            e2e.max,
-            e2e.p50 / bare.p50.max(1e-9),
+            sent.p50,
+            sent.p99,
             row.delay_ticks.p50,
             row.delay_ticks.max,
             row.wake_lateness_us.p99,
@@ -404,11 +485,16 @@ fn trajectory_figure(report: &LatencyReport, path: &Path) -> anyhow::Result<()> 
                     .iter()
                     .enumerate()
                     .map(|(i, v)| (i as f64 / 30.0, f64::from(*v)));
+                // The ROS 2 wire's runs are drawn thinner, in their method's colour.
+                let (label, width) = match row.wire {
+                    LatencyWire::Rtchunk => (row.method.name().to_string(), 2),
+                    LatencyWire::Ros2 => (format!("{} (ros2)", row.method.name()), 1),
+                };
                 chart
-                    .draw_series(LineSeries::new(points, colour.stroke_width(2)))?
-                    .label(row.method.name())
+                    .draw_series(LineSeries::new(points, colour.stroke_width(width)))?
+                    .label(label)
                     .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(2))
+                        PathElement::new(vec![(x, y), (x + 16, y)], colour.stroke_width(width))
                     });
             }
             draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;

@@ -273,6 +273,25 @@ impl<'a> Image<'a> {
     }
 }
 
+/// Encodes a `sensor_msgs/msg/Image` of tightly packed 8-bit pixels: `rgb8` for 3 channels, `mono8` for 1.
+pub fn encode_image(
+    stamp_ns: i64,
+    height: usize,
+    width: usize,
+    channels: u8,
+    pixels: &[u8],
+) -> Vec<u8> {
+    let mut writer = CdrWriter::new();
+    write_header(&mut writer, stamp_ns, "camera");
+    writer.u32(height as u32);
+    writer.u32(width as u32);
+    writer.string(if channels == 1 { "mono8" } else { "rgb8" });
+    writer.u8(0); // is_bigendian
+    writer.u32((width * usize::from(channels)) as u32);
+    writer.byte_sequence(pixels);
+    writer.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +318,20 @@ mod tests {
         let mut names = Vec::new();
         decode_joint_trajectory(&bytes, &mut names, &mut values).unwrap();
         assert_eq!((names, values), (vec!["x", "y"], vec![0.25, 0.75]));
+    }
+
+    #[test]
+    fn an_image_reads_back_and_converts_to_the_cameras_layout() {
+        let bgr = [1, 2, 3, 4, 5, 6];
+        let bytes = encode_image(0, 1, 2, 3, &bgr);
+        let image = Image::decode(&bytes).unwrap();
+        assert_eq!(
+            (image.height, image.width, image.encoding, image.step),
+            (1, 2, "rgb8", 6)
+        );
+        let mut pixels = Vec::new();
+        image.append_pixels(3, &mut pixels).unwrap();
+        assert_eq!(pixels, bgr);
+        assert!(image.append_pixels(1, &mut pixels).is_err());
     }
 }

@@ -47,7 +47,7 @@ pub fn check_shape(ros2: &Ros2Config, shape: PolicyShape<'_>) -> Result<(), IoEr
         let fields: Vec<&str> = ros2.observation.iter().map(|f| f.name()).collect();
         return Err(IoError::Setup(format!(
             "ros2.observation {fields:?} over {} joints gives {} values; the policy observes {}",
-            ros2.joints.len(),
+            ros2.observed_joints().len(),
             ros2.observation_dim(),
             shape.observation_dim
         )));
@@ -129,9 +129,11 @@ pub fn ros2_wire(
         ),
         states: Box::new(JointStates {
             joints: ros2.joints.clone(),
+            observed: ros2.observed_joints().to_vec(),
             fields: ros2.observation.clone(),
             known_names: Vec::new(),
             index: Vec::new(),
+            joint_index: None,
             buffers: Buffers::default(),
             guard: SequenceGuard::new(stale_after_ns),
             age: TransitAge::default(),
@@ -231,10 +233,13 @@ struct Buffers {
 /// Decodes joint states into the policy's vectors.
 struct JointStates {
     joints: Vec<String>,
+    observed: Vec<String>,
     fields: Vec<JointField>,
-    /// The names of the last accepted message, and where each of `joints` is among them.
+    /// The names of the last accepted message, where each observed joint is among them, and where each of
+    /// `joints` is (when all are).
     known_names: Vec<String>,
     index: Vec<usize>,
+    joint_index: Option<Vec<usize>>,
     buffers: Buffers,
     guard: SequenceGuard,
     age: TransitAge,
@@ -243,7 +248,8 @@ struct JointStates {
 }
 
 impl JointStates {
-    /// Maps `joints` to the message's names (again only when the names changed).
+    /// Maps the observed joints (and `joints`, when all are named) to the message's names, again only when the
+    /// names changed.
     fn map_names(&mut self, names: &[&str]) -> Result<(), Rejection> {
         if names
             .iter()
@@ -252,17 +258,21 @@ impl JointStates {
         {
             return Ok(());
         }
-        let mut index = Vec::with_capacity(self.joints.len());
-        for joint in &self.joints {
-            let Some(at) = names.iter().position(|name| name == joint) else {
+        let find = |joint: &String| names.iter().position(|name| name == joint);
+        let mut index = Vec::with_capacity(self.observed.len());
+        for joint in &self.observed {
+            let Some(at) = find(joint) else {
                 return Err(Rejection::new(
                     RejectKind::Dimensions,
-                    format!("no joint {joint:?} among the state's names {names:?} (ros2.joints)"),
+                    format!(
+                        "no joint {joint:?} among the state's names {names:?} (observed joints)"
+                    ),
                 ));
             };
             index.push(at);
         }
         self.index = index;
+        self.joint_index = self.joints.iter().map(find).collect();
         self.known_names = names.iter().map(|name| name.to_string()).collect();
         Ok(())
     }
@@ -299,12 +309,13 @@ impl JointStates {
             (&mut slot.position, &message.position, "position"),
             (&mut slot.velocity, &message.velocity, "velocity"),
         ] {
-            if source.is_empty() {
-                out.fill(0.0);
-                continue;
-            }
-            for (&at, value) in self.index.iter().zip(out.iter_mut()) {
-                *value = finite(name, source[at])?;
+            match &self.joint_index {
+                Some(index) if !source.is_empty() => {
+                    for (&at, value) in index.iter().zip(out.iter_mut()) {
+                        *value = finite(name, source[at])?;
+                    }
+                }
+                _ => out.fill(0.0),
             }
         }
         Ok(())
