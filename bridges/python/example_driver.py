@@ -1,6 +1,6 @@
 """A robot driver on rtchunk in twenty lines: a toy two-joint arm that goes where each command says, sending its
 state at 50 Hz and holding still (its safe state) whenever commands stop. Start a runtime first, e.g.
-`rtchunk run config/examples/robot-zenoh.toml` (it listens on tcp/127.0.0.1:7447, namespace "rtchunk")."""
+`rtchunk run config/examples/robot-zenoh.toml` (it listens on tcp/127.0.0.1:7450, namespace "rtchunk")."""
 
 import argparse
 import json
@@ -31,7 +31,7 @@ def drive(connect: str, namespace: str, seconds: float, rate_hz: float = 50.0) -
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--connect", default="tcp/127.0.0.1:7447")
+    parser.add_argument("--connect", default="tcp/127.0.0.1:7450")
     parser.add_argument("--namespace", default="rtchunk")
     parser.add_argument("--seconds", type=float, default=10.0)
     arguments = parser.parse_args()

@@ -52,7 +52,7 @@ fn mutual_by_default() -> bool {
 pub struct IoConfig {
     /// Peer or client.
     pub mode: ZenohMode,
-    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7447` (loopback only by default).
+    /// Endpoints to listen on, e.g. `tcp/127.0.0.1:7450` (loopback only by default).
     pub listen: Vec<String>,
     /// Endpoints to connect to.
     pub connect: Vec<String>,
@@ -87,7 +87,7 @@ impl Default for IoConfig {
     fn default() -> Self {
         IoConfig {
             mode: ZenohMode::Peer,
-            listen: vec!["tcp/127.0.0.1:7447".to_string()],
+            listen: vec!["tcp/127.0.0.1:7450".to_string()],
             connect: Vec::new(),
             namespace: "rtchunk".to_string(),
             shared_memory: false,

@@ -27,7 +27,7 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
                 endpoint_ok(endpoint),
                 key,
                 format!("{endpoint:?}"),
-                "must hold endpoints like \"tcp/127.0.0.1:7447\", \"tls/robot.local:7447\" or \
+                "must hold endpoints like \"tcp/127.0.0.1:7450\", \"tls/robot.local:7450\" or \
                  \"unixsock-stream//tmp/rtchunk.sock\"",
             )?;
         }

@@ -1,6 +1,7 @@
 //! Every decoder of untrusted bytes as a fuzz target, with valid inputs to start from: each protocol message
-//! kind (through the header check, as the link and the policy server decode them), the session-log reader, the
-//! bundle manifest, the configuration and the simulator's report. A target must decode or refuse any input with
+//! kind (through the header check, as the link and the policy server decode them), the ROS 2 messages (CDR
+//! payloads and rmw_zenoh's attachment), the session-log reader, the bundle manifest, the configuration and the
+//! simulator's report. A target must decode or refuse any input with
 //! an error, never panic or hang. The same targets run under the structure-aware mutation test
 //! (`tests/mutations.rs`, in CI) and under AFL++ (`rtchunk-fuzz` built with the `afl` feature).
 
@@ -11,6 +12,11 @@ use rtchunk_runtime::core::policies::load_policy;
 use rtchunk_runtime::io::protocol::{
     ActionMessage, CameraImage, ChunkQuery, ChunkReply, ControlCommand, Encode, MessageKind, Phase,
     PolicyInfo, StateMessage, StateView, StatusMessage, decode_header,
+};
+use rtchunk_runtime::io::ros2::graph::{ATTACHMENT_LEN, Attachment};
+use rtchunk_runtime::io::ros2::messages::{
+    Image, JointState, decode_float64_multi_array, decode_joint_trajectory,
+    encode_float64_multi_array, encode_image, encode_joint_state, encode_joint_trajectory,
 };
 use rtchunk_runtime::recording::format::read_log_bytes;
 use rtchunk_runtime::recording::task_replay::SimRecording;
@@ -30,11 +36,16 @@ pub struct Target {
 }
 
 /// Every target.
-pub const TARGETS: [Target; 5] = [
+pub const TARGETS: [Target; 6] = [
     Target {
         name: "protocol",
         decode: decode_protocol,
         seeds: protocol_seeds,
+    },
+    Target {
+        name: "ros2",
+        decode: decode_ros2,
+        seeds: ros2_seeds,
     },
     Target {
         name: "session-log",
@@ -109,6 +120,38 @@ fn decode_protocol(bytes: &[u8]) {
             MessageKind::PolicyInfo => PolicyInfo::decode(body).map(|_| ()),
         };
     }
+}
+
+/// The ROS 2 decoders, each on the whole input: a joint state, an image, both command types, and the last 33
+/// bytes as an attachment.
+fn decode_ros2(bytes: &[u8]) {
+    let _ = JointState::default().decode_into(bytes);
+    if let Ok(image) = Image::decode(bytes) {
+        let _ = image.append_pixels(3, &mut Vec::new());
+    }
+    let _ = decode_float64_multi_array(bytes, &mut Vec::new());
+    let _ = decode_joint_trajectory(bytes, &mut Vec::new(), &mut Vec::new());
+    let _ = Attachment::decode(bytes.get(bytes.len().saturating_sub(ATTACHMENT_LEN)..));
+}
+
+fn ros2_seeds() -> Vec<Vec<u8>> {
+    let names = ["a".to_string(), "b".to_string()];
+    let attachment = Attachment {
+        sequence: 3,
+        source_timestamp_ns: 1_700_000_000_000_000_000,
+        gid: [7; 16],
+    };
+    vec![
+        encode_joint_state(1, &names, &[0.5, -0.5], &[0.1, 0.2]),
+        encode_image(1, 2, 3, 3, &[9; 18]),
+        encode_float64_multi_array(&[0.25, -1.0]),
+        encode_joint_trajectory(&names, &[0.25, -1.0], 20_000_000),
+        [
+            encode_float64_multi_array(&[1.0]),
+            attachment.encode().to_vec(),
+        ]
+        .concat(),
+    ]
 }
 
 fn protocol_seeds() -> Vec<Vec<u8>> {

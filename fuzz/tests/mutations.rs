@@ -105,6 +105,11 @@ fn protocol_messages_never_panic_the_decoders() {
 }
 
 #[test]
+fn ros2_messages_never_panic_the_decoders() {
+    fuzz("ros2");
+}
+
+#[test]
 fn session_logs_never_panic_the_reader() {
     fuzz("session-log");
 }
@@ -131,6 +136,7 @@ fn every_target_is_fuzzed_here() {
         names,
         [
             "protocol",
+            "ros2",
             "session-log",
             "configuration",
             "manifest",

@@ -1049,16 +1049,16 @@ fn a_robot_configuration_listening_beyond_loopback_needs_tls_files_that_exist_or
         std::fs::write(&path, text).unwrap();
         path
     };
-    let open = text.replace("tcp/127.0.0.1:7447", "tcp/0.0.0.0:7447");
+    let open = text.replace("tcp/127.0.0.1:7450", "tcp/0.0.0.0:7450");
     let tls = format!(
         "{}\n[io.tls]\nca = \"/nonexistent/ca.pem\"\ncertificate = \"/nonexistent/robot.pem\"\nkey = \"/nonexistent/robot.key\"\n",
-        text.replace("tcp/127.0.0.1:7447", "tls/0.0.0.0:7447")
+        text.replace("tcp/127.0.0.1:7450", "tls/0.0.0.0:7450")
     );
     for (name, text, expected) in [
         (
             "open",
             open,
-            "io.listen: tcp/0.0.0.0:7447 can be reached beyond this machine without TLS",
+            "io.listen: tcp/0.0.0.0:7450 can be reached beyond this machine without TLS",
         ),
         ("tls", tls, "io.tls.ca: /nonexistent/ca.pem: no such file"),
     ] {

@@ -970,9 +970,8 @@ fn spawn_ros2_robot(port: u16, seconds: f64, report: &std::path::Path, extra: &[
         .expect("the ROS 2 peer starts (scripts/setup.sh installs its packages into .venv)")
 }
 
-/// `rtchunk run` of the reach policy as a ROS 2 node connected to the router on `port`: joints "x" and "y",
-/// observation = their positions then velocities, commands as `command_type`.
-fn ros2_robot_config(name: &str, port: u16, command_type: &str, joints: &str) -> PathBuf {
+/// `rtchunk run` of `policy` as a ROS 2 node connected to the router on `port`, its `[ros2]` section `ros2`.
+fn ros2_runtime_config(name: &str, port: u16, policy: &str, ros2: &str) -> PathBuf {
     let text = format!(
         r#"
 {policy}
@@ -997,19 +996,24 @@ namespace = "ros2-{name}-{pid}"
 stale_after_ms = 150.0
 
 [ros2]
-joints = {joints}
-observation = ["position", "velocity"]
-joint_states_topic = "/joint_states"
-command_topic = "/forward_command_controller/commands"
-command_type = "{command_type}"
+{ros2}
 "#,
-        policy = local_policy(),
         pid = std::process::id(),
     );
     let path =
         std::env::temp_dir().join(format!("rtchunk-{}-ros2-{name}.toml", std::process::id()));
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The reach policy as a ROS 2 node for the peer's robot: joints "x" and "y", observation = their positions
+/// then velocities, commands as `command_type`.
+fn ros2_robot_config(name: &str, port: u16, command_type: &str, joints: &str) -> PathBuf {
+    let ros2 = format!(
+        "joints = {joints}\nobservation = [\"position\", \"velocity\"]\njoint_states_topic = \"/joint_states\"\n\
+         command_topic = \"/forward_command_controller/commands\"\ncommand_type = \"{command_type}\"\n"
+    );
+    ros2_runtime_config(name, port, &local_policy(), &ros2)
 }
 
 /// Runs the ROS 2 peer and the runtime against each other; returns the peer's report and the runtime's JSON.
@@ -1164,4 +1168,72 @@ fn a_ros2_robot_takes_joint_trajectories_and_a_mismatched_joint_list_is_refused_
             && stderr.contains("the policy's action has 2 values"),
         "{stderr}"
     );
+}
+
+#[test]
+fn camera_images_on_a_ros2_image_topic_reach_the_policy() {
+    // The simulator as a ROS 2 robot: joint states on /joint_states (one joint per observation entry) and the
+    // rendered 42 x 22 RGB image on /camera/image_raw; the camera fixture's chunks follow the image.
+    let port = free_loopback_port().unwrap();
+    let policy = format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
+        repo().join("policy/fixtures/gaussian-camera").display()
+    );
+    let ros2 = r#"
+joints = ["force_x", "force_y"]
+observation_joints = ["x", "y", "vx", "vy"]
+observation = ["position"]
+camera_topics = ["/camera/image_raw"]
+"#;
+    let config = ros2_runtime_config("camera", port, &policy, ros2);
+    let log = std::env::temp_dir().join(format!("rtchunk-{}-ros2-camera.log", std::process::id()));
+    let sim = spawn(&[
+        "sim",
+        "serve",
+        "--task",
+        "reach",
+        "--episodes",
+        "1",
+        "--camera-width",
+        "42",
+        "--ros2",
+        "float64-multi-array",
+        "--stop-runtime-when-done",
+        "--command-timeout-ms",
+        "0",
+        "--listen",
+        &format!("tcp/127.0.0.1:{port}"),
+        "--namespace",
+        &format!("ros2-camera-{}", std::process::id()),
+    ]);
+    let runtime = spawn(&[
+        "run",
+        config.to_str().unwrap(),
+        "--json",
+        "--record",
+        log.to_str().unwrap(),
+    ]);
+    finish(sim, "rtchunk sim serve --ros2", Duration::from_secs(120));
+    let run_out = finish(
+        runtime,
+        "rtchunk run (ros2, camera)",
+        Duration::from_secs(30),
+    );
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+    let rejected: u64 = run["link"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, 0, "{run_out}");
+    let log = rtchunk_runtime::recording::format::read_log(&log).unwrap();
+    assert!(log.inferences.len() > 5);
+    for inference in &log.inferences {
+        assert!(inference.error.is_none(), "{:?}", inference.error);
+        assert_eq!(inference.images.len(), 22 * 42 * 3);
+    }
+    let first = &log.inferences[0].images;
+    assert!(log.inferences.iter().any(|i| &i.images != first));
 }

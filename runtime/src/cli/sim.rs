@@ -170,8 +170,9 @@ pub enum SimCommand {
         /// Probability of dropping each published state and each arriving command.
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
-        /// Listen (default none) and connect (default tcp/127.0.0.1:7447, where `rtchunk run` listens)
-        /// endpoints, and the topic namespace.
+        /// Listen (default none) and connect (default tcp/127.0.0.1:7450, where `rtchunk run` listens; with
+        /// --ros2 tcp/127.0.0.1:7447, where ROS 2's router rmw_zenohd listens) endpoints, and the topic
+        /// namespace.
         #[command(flatten)]
         zenoh: Box<ZenohArgs>,
         /// Send a stop command to the runtime after the last episode.
@@ -190,8 +191,8 @@ pub enum SimCommand {
         report: Option<PathBuf>,
         /// Be a ROS 2 robot over rmw_zenoh instead: joint states on /joint_states (one joint per observation
         /// entry), commands on /forward_command_controller/commands of this type (float64-multi-array or
-        /// joint-trajectory), the camera on /camera/image_raw; domain 0. Connect it to the router rtchunk
-        /// connects to (rmw_zenohd's tcp/127.0.0.1:7447, or listen there yourself with --listen).
+        /// joint-trajectory), the camera on /camera/image_raw; domain 0. It connects to rmw_zenohd's
+        /// tcp/127.0.0.1:7447 unless given endpoints (`--listen tcp/127.0.0.1:7447` stands in for the router).
         #[arg(long, value_parser = parse_command_type)]
         ros2: Option<CommandType>,
     },
@@ -247,7 +248,12 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             report,
             ros2,
         } => {
-            let io = zenoh.io(&[], &["tcp/127.0.0.1:7447"]);
+            let router = if ros2.is_some() {
+                ROS2_ROUTER
+            } else {
+                RUNTIME_ENDPOINT
+            };
+            let io = zenoh.io(&[], &[router]);
             let settings = SimNodeSettings {
                 episodes,
                 first_seed: seed,
@@ -274,6 +280,11 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Where `rtchunk run` listens by default.
+const RUNTIME_ENDPOINT: &str = "tcp/127.0.0.1:7450";
+/// Where ROS 2's zenoh router (`rmw_zenohd`) listens by default.
+const ROS2_ROUTER: &str = "tcp/127.0.0.1:7447";
 
 /// `float64-multi-array` or `joint-trajectory`.
 fn parse_command_type(text: &str) -> Result<CommandType, String> {

@@ -8,7 +8,7 @@ use crate::core::metrics::Quantiles;
 use crate::core::policies::load_policy;
 use crate::core::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
 use crate::core::shutdown::stop_on_signal;
-use crate::io::link::{LinkCounters, RobotLink, ZenohPlant};
+use crate::io::link::{RobotLink, ZenohPlant};
 use crate::io::protocol::RejectKind;
 use crate::io::remote::RemoteEngine;
 use crate::io::ros2::plant_wire::{PolicyShape, ros2_wire};
@@ -67,10 +67,13 @@ pub struct LinkSummary {
     /// From the robot publishing a state to the first command computed from it leaving, milliseconds
     /// ([`RobotLink::state_to_command`]).
     pub state_to_command_ms: Quantiles,
+    /// From the robot's stamp on a state to its decoding here, milliseconds ([`RobotLink::state_transit`]).
+    pub state_transit_ms: Quantiles,
 }
 
 impl LinkSummary {
-    fn of(counters: &LinkCounters, state_to_command_ms: Quantiles) -> Self {
+    fn of(link: &RobotLink) -> Self {
+        let counters = link.counters();
         LinkSummary {
             states_accepted: counters.states_accepted.load(Ordering::Relaxed),
             rejected: RejectKind::ALL
@@ -81,7 +84,8 @@ impl LinkSummary {
             actions_published: counters.actions_published.load(Ordering::Relaxed),
             actions_dropped: counters.actions_dropped.load(Ordering::Relaxed),
             emergency_stops: counters.emergency_stops.load(Ordering::Relaxed),
-            state_to_command_ms,
+            state_to_command_ms: link.state_to_command(),
+            state_transit_ms: link.state_transit(),
         }
     }
 }
@@ -168,7 +172,7 @@ pub fn run_on_robot(
         ),
     };
     drop(signals);
-    let summary = LinkSummary::of(link.counters(), link.state_to_command());
+    let summary = LinkSummary::of(&link);
     link.close();
     Ok((outcome?, summary))
 }

@@ -150,6 +150,8 @@ pub struct LatestState {
     /// When it was sent, on this host's monotonic clock (ns): its arrival less its estimated age
     /// ([`crate::io::transit::TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
     pub received_ns: u64,
+    /// The sender's wall-clock stamp, nanoseconds since the Unix epoch (0: it sent none).
+    pub sent_wall_ns: u64,
     /// Joint positions (empty when the robot reports none).
     pub position: Vec<f64>,
     /// Joint velocities.
@@ -321,6 +323,7 @@ pub struct RobotLink {
     camera_feed: Option<CameraFeed>,
     state_topic: String,
     state_to_command: Arc<Mutex<Distribution>>,
+    state_transit: Arc<Mutex<Distribution>>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
     _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -380,6 +383,7 @@ impl RobotLink {
         let empty = LatestState {
             seq: 0,
             received_ns: 0,
+            sent_wall_ns: 0,
             position: vec![0.0; joints],
             velocity: vec![0.0; joints],
             observation: vec![0.0; observation_dim],
@@ -393,6 +397,7 @@ impl RobotLink {
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
         let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
+        let state_transit = Arc::new(Mutex::new(Distribution::milliseconds()));
         let state_topic = wire.state_topic.clone();
         let keep_alive = wire.keep_alive;
 
@@ -425,6 +430,7 @@ impl RobotLink {
             let counters = counters.clone();
             let mut decoder = wire.states;
             let with_cameras = !cameras.is_empty();
+            let state_transit = state_transit.clone();
             spawn("rtchunk-state", move || {
                 let mut state_in = state_in;
                 while !shutdown.load(Ordering::Relaxed) {
@@ -443,6 +449,11 @@ impl RobotLink {
                     );
                     match decoded {
                         Ok(()) => {
+                            let sent_wall_ns = state_in.input_buffer_mut().sent_wall_ns;
+                            if sent_wall_ns > 0 {
+                                let transit_ns = wall_clock_ns().saturating_sub(sent_wall_ns);
+                                lock(&state_transit).push(transit_ns as f64 / 1e6);
+                            }
                             state_in.publish();
                             if with_cameras {
                                 camera_in.publish();
@@ -556,6 +567,7 @@ impl RobotLink {
             camera_feed,
             state_topic,
             state_to_command,
+            state_transit,
             _control_subscriber: control_subscriber,
             _keep_alive: keep_alive,
         };
@@ -592,6 +604,13 @@ impl RobotLink {
     /// commands are not counted.
     pub fn state_to_command(&self) -> Quantiles {
         lock(&self.state_to_command).quantiles()
+    }
+
+    /// How long each accepted state took from its sender's stamp to being decoded here, in milliseconds: the
+    /// wire's own time (serialising, zenoh, decoding), free of the controller's phase. Across hosts it includes
+    /// their clock offset; on one host it is exact.
+    pub fn state_transit(&self) -> Quantiles {
+        lock(&self.state_transit).quantiles()
     }
 
     /// Blocks until the first valid state has arrived, or fails after `timeout` naming the topic.
@@ -667,7 +686,7 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|e| IoError::Setup(format!("cannot start the {name} thread: {e}")))
 }
 
-/// Locks the state-to-command distribution (only the action thread and the link's owner touch it; a panic
+/// Locks one of the link's latency distributions (only one I/O thread and the link's owner touch each; a panic
 /// while holding it leaves plain numbers, so a poisoned lock is still read).
 fn lock(distribution: &Mutex<Distribution>) -> std::sync::MutexGuard<'_, Distribution> {
     distribution

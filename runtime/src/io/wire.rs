@@ -131,6 +131,7 @@ impl StateDecoder for NativeStates {
         }
         let message = &view.state;
         slot.seq = header.seq;
+        slot.sent_wall_ns = header.stamp_ns;
         slot.received_ns = arrived_ns.saturating_sub(self.age.age_ns(
             header.stamp_ns,
             wall_clock_ns(),

@@ -145,6 +145,9 @@ pub struct LatencyRow {
     /// State published to the first command computed from it leaving the runtime, in milliseconds (measured by
     /// the runtime's link from the state's timestamp; both wires).
     pub state_to_command_sent_ms: Quantiles,
+    /// A state's stamp to its decoding in the runtime, in milliseconds: the wire's own time, free of the
+    /// controller's phase (both wires).
+    pub state_transit_ms: Quantiles,
     /// The observed inference delay d, in policy ticks.
     pub delay_ticks: Quantiles,
     /// Controller wake lateness, in microseconds.
@@ -303,6 +306,7 @@ fn run_one(
             .then(|| solved.iter().sum::<f64>() / solved.len() as f64),
         state_to_action_ms: serde_json::from_value(sim["state_to_action_ms"].clone())?,
         state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
+        state_transit_ms: quantiles(&run["link"]["state_transit_ms"]),
         delay_ticks: quantiles(&metrics["observed_delay_ticks"]),
         wake_lateness_us: quantiles(&metrics["wake_lateness_us"]),
         seam_jump: quantiles(&metrics["seam_jump"]),
@@ -371,7 +375,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
     let bare = &report.bare_zenoh_one_way_ms;
     let mut text = format!(
         "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
-         {:<7} {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+         {:<7} {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
         report.task,
         bare.p50,
         bare.p99,
@@ -384,6 +388,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         "state->action p50/p99/max",
         "x bare",
         "sent p50/p99",
+        "transit p50/p99",
         "d p50/max",
         "late p99",
         "seam",
@@ -403,7 +408,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         };
         let sent = &row.state_to_command_sent_ms;
         text += &format!(
-            "{:<7} {:<7} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            "{:<7} {:<7} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
             row.method.name(),
             row.wire.name(),
             row.extra_ms,
@@ -413,6 +418,8 @@ pub fn latency_table(report: &LatencyReport) -> String {
                 .map_or("-".to_string(), |s| format!("{s:.2}")),
             sent.p50,
             sent.p99,
+            row.state_transit_ms.p50,
+            row.state_transit_ms.p99,
             row.delay_ticks.p50,
             row.delay_ticks.max,
             row.wake_lateness_us.p99,

@@ -258,14 +258,18 @@ impl<'a> Image<'a> {
                 ));
             }
         };
-        if self.step < self.width * size {
+        let row_bytes = self.width.checked_mul(size).filter(|&bytes| bytes > 0);
+        let Some(row_bytes) = row_bytes.filter(|&bytes| bytes <= self.step) else {
             return Err(Rejection::new(
                 RejectKind::Dimensions,
-                format!("step {} below width {} x {size}", self.step, self.width),
+                format!(
+                    "step {} for {} pixels of {size} bytes per row",
+                    self.step, self.width
+                ),
             ));
-        }
+        };
         for row in self.data.chunks_exact(self.step).take(self.height) {
-            for pixel in row[..self.width * size].chunks_exact(size) {
+            for pixel in row[..row_bytes].chunks_exact(size) {
                 out.extend(order.iter().map(|&channel| pixel[channel]));
             }
         }

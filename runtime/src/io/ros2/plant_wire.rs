@@ -408,6 +408,7 @@ impl JointStates {
             self.age.reset();
         }
         slot.seq = seq;
+        slot.sent_wall_ns = header.stamp_ns;
         slot.received_ns = arrived_ns.saturating_sub(self.age.age_ns(
             header.stamp_ns,
             wall_clock_ns(),
