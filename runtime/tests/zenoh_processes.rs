@@ -349,7 +349,117 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     let blank = replay(&blanked, &["--re-infer"]);
     assert_eq!(blank["chunks"]["differing"], blank["inferences"], "{blank}");
     assert_eq!(blank["chunks"]["first"], log.inferences[0].seq, "{blank}");
+    check_mcap_export(&session.log, &log);
     println!("{sim_out}{run_out}{exact}");
+}
+
+/// `rtchunk export mcap` of `path`, read back with the `mcap` Python package: every tick, inference and camera
+/// image of `log`, value for value, on channels with JSON Schemas, in an LZ4-chunked file.
+fn check_mcap_export(
+    path: &std::path::Path,
+    log: &rtchunk_runtime::recording::format::RecordedSession,
+) {
+    let mcap = path.with_extension("mcap");
+    let exported = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
+        .args(["export", "mcap"])
+        .arg(path)
+        .arg("--out")
+        .arg(&mcap)
+        .output()
+        .unwrap();
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let read = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("runtime/tests/read_mcap.py"))
+        .arg(&mcap)
+        .output()
+        .unwrap();
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let file: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(file["compression"], serde_json::json!(["lz4"]));
+    let channels = &file["channels"];
+    for (topic, schema, count) in [
+        ("/rtchunk/tick", "rtchunk.Tick", log.ticks.len()),
+        (
+            "/rtchunk/inference",
+            "rtchunk.Inference",
+            log.inferences.len(),
+        ),
+        (
+            "/rtchunk/camera/front",
+            "foxglove.RawImage",
+            log.inferences.len(),
+        ),
+    ] {
+        let channel = &channels[topic];
+        assert_eq!(channel["schema"], schema, "{channels}");
+        assert_eq!(channel["schema_encoding"], "jsonschema");
+        assert_eq!(channel["message_encoding"], "json");
+        assert_eq!(channel["count"], count as u64, "{topic}");
+    }
+    assert_eq!(file["metadata"]["rtchunk"]["complete"], "true");
+    let messages = file["messages"].as_array().unwrap();
+    let on = |topic: &'static str| {
+        messages
+            .iter()
+            .filter(move |m| m["topic"] == topic)
+            .map(|m| &m["body"])
+    };
+    let same = |values: &serde_json::Value, recorded: &[f32]| {
+        let values: Vec<f32> = values
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        values == recorded
+    };
+    let dims = log.header.action_dim;
+    for (body, tick) in on("/rtchunk/tick").zip(&log.ticks) {
+        assert_eq!(body["controller_tick"], tick.controller_tick);
+        assert!(
+            same(&body["action"], &tick.action[..dims])
+                && same(&body["command"], &tick.command[..dims])
+        );
+    }
+    let mut chunks: Vec<_> = on("/rtchunk/inference").collect();
+    chunks.sort_by_key(|body| body["seq"].as_u64());
+    let mut inferences: Vec<_> = log.inferences.iter().collect();
+    inferences.sort_by_key(|inference| inference.seq);
+    for (body, inference) in chunks.iter().zip(inferences) {
+        assert_eq!(body["seq"], inference.seq);
+        let chunk: Vec<f32> = body["chunk"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| {
+                row.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap() as f32)
+            })
+            .collect();
+        assert_eq!(chunk, inference.chunk);
+        assert!(same(&body["observation"], &inference.observation));
+    }
+    let mut images: Vec<String> = on("/rtchunk/camera/front")
+        .map(|b| b["data"].as_str().unwrap().to_string())
+        .collect();
+    let mut recorded: Vec<String> = log
+        .inferences
+        .iter()
+        .map(|i| i.images.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    images.sort();
+    recorded.sort();
+    assert_eq!(images, recorded);
 }
 
 /// The LeRobot import toolchain's Python, made by `./scripts/setup.sh --with-lerobot` (always there in CI, whose

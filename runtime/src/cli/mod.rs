@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check_config;
 pub mod demo;
+pub mod export;
 pub mod inspect;
 pub mod latency;
 pub mod replay;
@@ -52,6 +53,9 @@ pub enum Command {
     /// Re-run a recorded session and report where and by how much it diverges: from the recorded chunks
     /// (exact output), or running the policy again on the recorded inputs (--re-infer).
     Replay(replay::ReplayArgs),
+    /// Write a session log in another format (MCAP).
+    #[command(subcommand)]
+    Export(export::ExportCommand),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -71,6 +75,7 @@ impl Command {
             Command::ServePolicy(args) => serve_policy::run(args),
             Command::Latency(args) => latency::run(args),
             Command::Replay(args) => replay::run(args),
+            Command::Export(command) => export::run(command),
             Command::Bench(command) => bench::run(command),
             Command::Sim(command) => sim::run(command),
         }

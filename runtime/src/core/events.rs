@@ -23,6 +23,9 @@ pub struct RunHeader {
     pub started_unix_ns: u64,
     /// The rtchunk version that ran it.
     pub rtchunk_version: String,
+    /// The policy's cameras, in the order their images are recorded (absent in logs of older versions).
+    #[serde(default)]
+    pub cameras: Vec<rtchunk_policy::Camera>,
 }
 
 /// One record of a run.

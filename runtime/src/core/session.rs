@@ -209,6 +209,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
                 observation_dim: plant.observation_dim(),
                 started_unix_ns: wall_clock_ns(),
                 rtchunk_version: env!("CARGO_PKG_VERSION").to_string(),
+                cameras: spec.cameras.clone(),
             };
             Some(
                 recorder

@@ -8,11 +8,13 @@
 //! - [`writer`]: the thread that writes the log off the controller, flushed on every exit path;
 //! - [`replay`]: re-running a log from its recorded chunks ("exact output") or by running the policy again
 //!   ("re-infer"), and where and by how much it diverges;
-//! - [`task_replay`]: re-running the task of a session against `rtchunk sim serve` with the replayed commands.
+//! - [`task_replay`]: re-running the task of a session against `rtchunk sim serve` with the replayed commands;
+//! - [`mcap_export`]: a log as MCAP, for Foxglove, Rerun and the mcap tools.
 
 pub mod check;
 pub mod divergence;
 pub mod format;
+pub mod mcap_export;
 pub mod replay;
 pub mod reschedule;
 pub mod task_replay;

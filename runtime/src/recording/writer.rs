@@ -233,6 +233,7 @@ mod tests {
             observation_dim: 4,
             started_unix_ns: 0,
             rtchunk_version: "test".into(),
+            cameras: Vec::new(),
         };
         let mut writer = Box::new(LogWriter::new(&path));
         let sender = writer.open(&header).unwrap();
