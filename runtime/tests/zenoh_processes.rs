@@ -22,15 +22,9 @@ fn local_policy() -> String {
     )
 }
 
-/// The runtime's configuration: `policy`, RTC, 30 Hz on the wall clock, zenoh listening on `port` and
-/// connecting to `connect`.
-fn robot_config(
-    name: &str,
-    port: u16,
-    namespace: &str,
-    policy: &str,
-    connect: &[String],
-) -> PathBuf {
+/// Writes a runtime configuration: `policy`, RTC, 30 Hz on the wall clock, a passthrough controller, then
+/// `plant` (the plant's and the link's sections).
+fn runtime_config(name: &str, policy: &str, plant: &str) -> PathBuf {
     let text = format!(
         r#"
 {policy}
@@ -45,19 +39,33 @@ policy_rate_hz = 30.0
 [controller]
 kind = "passthrough"
 
-[plant]
+{plant}
+"#
+    );
+    let path = std::env::temp_dir().join(format!("rtchunk-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The runtime's configuration: `policy`, zenoh listening on `port` and connecting to `connect`.
+fn robot_config(
+    name: &str,
+    port: u16,
+    namespace: &str,
+    policy: &str,
+    connect: &[String],
+) -> PathBuf {
+    let plant = format!(
+        r#"[plant]
 kind = "zenoh"
 
 [io]
 listen = ["tcp/127.0.0.1:{port}"]
 connect = {connect:?}
 namespace = "{namespace}"
-stale_after_ms = 150.0
-"#
+stale_after_ms = 150.0"#
     );
-    let path = std::env::temp_dir().join(format!("rtchunk-{}-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
+    runtime_config(name, policy, &plant)
 }
 
 fn spawn(args: &[&str]) -> Child {
@@ -310,26 +318,7 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     );
     let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
     let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
-    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
-    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
-    let rejected: u64 = run["link"]["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|kind| kind[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(rejected, 0, "{run_out}");
-
-    let log = rtchunk_runtime::recording::format::read_log(&session.log).unwrap();
-    assert!(log.inferences.len() > 5);
-    for inference in &log.inferences {
-        assert!(inference.error.is_none(), "{:?}", inference.error);
-        assert_eq!(inference.images.len(), 22 * 42 * 3);
-        assert!(inference.image_seq > 0);
-    }
-    // The agent moves, so the camera saw different pictures over the episode.
-    let first = &log.inferences[0].images;
-    assert!(log.inferences.iter().any(|i| &i.images != first));
+    let log = check_camera_run(&run_out, &session.log);
 
     // Re-running the policy on the recorded observations and images gives the recorded chunks exactly.
     let exact = replay(&session.log, &["--re-infer"]);
@@ -353,6 +342,34 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     println!("{sim_out}{run_out}{exact}");
 }
 
+/// Checks a run of the camera fixture against the simulator's 42 x 22 RGB camera (its JSON summary `run_out`
+/// and its log at `path`): chunks adopted, nothing rejected, every inference saw a whole image paired with a
+/// state, and the pictures changed as the agent moved. Returns the log.
+fn check_camera_run(
+    run_out: &str,
+    path: &std::path::Path,
+) -> rtchunk_runtime::recording::format::RecordedSession {
+    let run: serde_json::Value = serde_json::from_str(run_out).unwrap();
+    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
+    let rejected: u64 = run["link"]["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|kind| kind[1].as_u64().unwrap())
+        .sum();
+    assert_eq!(rejected, 0, "{run_out}");
+    let log = rtchunk_runtime::recording::format::read_log(path).unwrap();
+    assert!(log.inferences.len() > 5);
+    for inference in &log.inferences {
+        assert!(inference.error.is_none(), "{:?}", inference.error);
+        assert_eq!(inference.images.len(), 22 * 42 * 3);
+        assert!(inference.image_seq > 0);
+    }
+    let first = &log.inferences[0].images;
+    assert!(log.inferences.iter().any(|i| &i.images != first));
+    log
+}
+
 /// `rtchunk export mcap` of `path`, read back with the `mcap` Python package: every tick, inference and camera
 /// image of `log`, value for value, on channels with JSON Schemas, in an LZ4-chunked file.
 fn check_mcap_export(
@@ -360,29 +377,23 @@ fn check_mcap_export(
     log: &rtchunk_runtime::recording::format::RecordedSession,
 ) {
     let mcap = path.with_extension("mcap");
-    let exported = Command::new(env!("CARGO_BIN_EXE_rtchunk"))
-        .args(["export", "mcap"])
-        .arg(path)
-        .arg("--out")
-        .arg(&mcap)
-        .output()
-        .unwrap();
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let read = Command::new(repo().join(".venv/bin/python"))
+    let exported = spawn(&[
+        "export",
+        "mcap",
+        path.to_str().unwrap(),
+        "--out",
+        mcap.to_str().unwrap(),
+    ]);
+    finish(exported, "rtchunk export mcap", Duration::from_secs(60));
+    let reader = Command::new(repo().join(".venv/bin/python"))
         .arg(repo().join("runtime/tests/read_mcap.py"))
         .arg(&mcap)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(
-        read.status.success(),
-        "{}",
-        String::from_utf8_lossy(&read.stderr)
-    );
-    let file: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let read = finish(reader, "reading the MCAP file", Duration::from_secs(60));
+    let file: serde_json::Value = serde_json::from_str(&read).unwrap();
     assert_eq!(file["compression"], serde_json::json!(["lz4"]));
     let channels = &file["channels"];
     for (topic, schema, count) in [
@@ -1082,21 +1093,8 @@ fn spawn_ros2_robot(port: u16, seconds: f64, report: &std::path::Path, extra: &[
 
 /// `rtchunk run` of `policy` as a ROS 2 node connected to the router on `port`, its `[ros2]` section `ros2`.
 fn ros2_runtime_config(name: &str, port: u16, policy: &str, ros2: &str) -> PathBuf {
-    let text = format!(
-        r#"
-{policy}
-
-[sampler]
-mode = "rtc"
-
-[clock]
-kind = "real"
-policy_rate_hz = 30.0
-
-[controller]
-kind = "passthrough"
-
-[plant]
+    let plant = format!(
+        r#"[plant]
 kind = "ros2"
 
 [io]
@@ -1106,14 +1104,10 @@ namespace = "ros2-{name}-{pid}"
 stale_after_ms = 150.0
 
 [ros2]
-{ros2}
-"#,
+{ros2}"#,
         pid = std::process::id(),
     );
-    let path =
-        std::env::temp_dir().join(format!("rtchunk-{}-ros2-{name}.toml", std::process::id()));
-    std::fs::write(&path, text).unwrap();
-    path
+    runtime_config(&format!("ros2-{name}"), policy, &plant)
 }
 
 /// The reach policy as a ROS 2 node for the peer's robot: joints "x" and "y", observation = their positions
@@ -1329,21 +1323,5 @@ camera_topics = ["/camera/image_raw"]
         "rtchunk run (ros2, camera)",
         Duration::from_secs(30),
     );
-    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
-    assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
-    let rejected: u64 = run["link"]["rejected"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k[1].as_u64().unwrap())
-        .sum();
-    assert_eq!(rejected, 0, "{run_out}");
-    let log = rtchunk_runtime::recording::format::read_log(&log).unwrap();
-    assert!(log.inferences.len() > 5);
-    for inference in &log.inferences {
-        assert!(inference.error.is_none(), "{:?}", inference.error);
-        assert_eq!(inference.images.len(), 22 * 42 * 3);
-    }
-    let first = &log.inferences[0].images;
-    assert!(log.inferences.iter().any(|i| &i.images != first));
+    check_camera_run(&run_out, &log);
 }

@@ -6,15 +6,14 @@ use crate::io::protocol::{
     ACTION_HELD, ActionMessage, Encode, Header, MessageKind, RejectKind, Rejection, SequenceGuard,
     StateMessage, decode_header, new_source_id,
 };
-use crate::io::ros2::graph::{Attachment, EntityKind, Gid, RosNode, topic_key};
+use crate::io::ros2::graph::{Attachment, EntityKind, Gid, RosNode, declare_tokens, topic_key};
 use crate::io::ros2::messages::{
-    FLOAT64_MULTI_ARRAY, IMAGE, JOINT_STATE, JOINT_TRAJECTORY, decode_float64_multi_array,
-    decode_joint_trajectory, encode_image, encode_joint_state,
+    IMAGE, JOINT_STATE, command_message, decode_float64_multi_array, decode_joint_trajectory,
+    encode_image, encode_joint_state,
 };
 use crate::io::session::IoError;
 use crate::io::session::Topics;
 use rtchunk_config::{CommandType, Distribution};
-use zenoh::Wait;
 
 /// A command as the robot received it.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,10 +144,7 @@ pub fn ros2_robot_wire(
         "rtchunk_sim",
         distribution,
     );
-    let command_type = match robot.command_type {
-        CommandType::Float64MultiArray => &FLOAT64_MULTI_ARRAY,
-        CommandType::JointTrajectory => &JOINT_TRAJECTORY,
-    };
+    let command_type = command_message(robot.command_type);
     let mut tokens = vec![node.node_token()];
     let (token, state_gid) = node.endpoint_token(
         EntityKind::Publisher,
@@ -166,15 +162,7 @@ pub fn ros2_robot_wire(
         node.endpoint_token(EntityKind::Subscription, &robot.command_topic, command_type)
             .0,
     );
-    let mut keep_alive: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
-    for token in tokens {
-        let declared = session
-            .liveliness()
-            .declare_token(token.clone())
-            .wait()
-            .map_err(|e| IoError::zenoh(&format!("liveliness token {token}"), e))?;
-        keep_alive.push(Box::new(declared));
-    }
+    let keep_alive = declare_tokens(session, tokens)?;
     Ok(RobotWire {
         state_key: topic_key(
             robot.domain,

@@ -83,6 +83,75 @@ impl Timeline {
     }
 }
 
+/// The channels of one export and what has gone through them.
+struct Channels {
+    tick: u16,
+    inference: u16,
+    cameras: Vec<u16>,
+}
+
+/// Writes messages onto the export's channels, counting them.
+struct Exporter<'a, W: Write + std::io::Seek> {
+    writer: &'a mut mcap::Writer<W>,
+    channels: Channels,
+    session: &'a RecordedSession,
+    timeline: Timeline,
+    summary: McapSummary,
+}
+
+impl<W: Write + std::io::Seek> Exporter<'_, W> {
+    fn put(
+        &mut self,
+        channel_id: u16,
+        sequence: u64,
+        time: u64,
+        body: &Value,
+    ) -> anyhow::Result<()> {
+        let message = mcap::records::MessageHeader {
+            channel_id,
+            sequence: sequence as u32,
+            log_time: time,
+            publish_time: time,
+        };
+        self.writer
+            .write_to_known_channel(&message, &serde_json::to_vec(body)?)?;
+        Ok(())
+    }
+
+    fn tick(&mut self, tick: &TickRecord) -> anyhow::Result<()> {
+        let body = tick_json(tick, self.session.header.action_dim);
+        let time = self.timeline.at(tick.time_ns);
+        self.put(self.channels.tick, self.summary.ticks, time, &body)?;
+        self.summary.ticks += 1;
+        Ok(())
+    }
+
+    /// An inference at `finished_ns` (monotonic), and the images it saw.
+    fn inference(&mut self, inference: &InferenceRecord, finished_ns: u64) -> anyhow::Result<()> {
+        let time = self.timeline.at(finished_ns);
+        let body = inference_json(inference, self.session.header.action_dim);
+        self.put(
+            self.channels.inference,
+            self.summary.inferences,
+            time,
+            &body,
+        )?;
+        self.summary.inferences += 1;
+        let mut pixels = inference.images.as_slice();
+        let cameras = &self.session.header.cameras;
+        for (camera, channel_id) in cameras.iter().zip(self.channels.cameras.clone()) {
+            let (image, rest) = pixels.split_at(camera.bytes().min(pixels.len()));
+            pixels = rest;
+            if image.len() == camera.bytes() {
+                let body = raw_image_json(camera, image, time);
+                self.put(channel_id, self.summary.images, time, &body)?;
+                self.summary.images += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn write_session<W: Write + std::io::Seek>(
     writer: &mut mcap::Writer<W>,
     session: &RecordedSession,
@@ -105,36 +174,17 @@ fn write_session<W: Write + std::io::Seek>(
         let schema = writer.add_schema(name, "jsonschema", schema.as_bytes())?;
         Ok(writer.add_channel(schema, topic, "json", &no_metadata)?)
     };
-    let tick_channel = channel("rtchunk.Tick", TICK_SCHEMA, "/rtchunk/tick")?;
-    let inference_channel = channel("rtchunk.Inference", INFERENCE_SCHEMA, "/rtchunk/inference")?;
-    let camera_channels = header
-        .cameras
-        .iter()
-        .map(|camera| {
-            let topic = format!("/rtchunk/camera/{}", camera.name);
-            channel("foxglove.RawImage", RAW_IMAGE_SCHEMA, &topic)
-        })
-        .collect::<anyhow::Result<Vec<u16>>>()?;
-
-    let timeline = Timeline {
-        started_unix_ns: header.started_unix_ns,
-        first_tick_ns: session.ticks.first().map_or(0, |t| t.time_ns),
-    };
-    let dims = header.action_dim;
-    let mut summary = McapSummary {
-        ticks: 0,
-        inferences: 0,
-        images: 0,
-        bytes: 0,
-    };
-    let mut put = |channel_id: u16, sequence: u64, time: u64, data: &[u8]| {
-        let message = mcap::records::MessageHeader {
-            channel_id,
-            sequence: sequence as u32,
-            log_time: time,
-            publish_time: time,
-        };
-        writer.write_to_known_channel(&message, data)
+    let channels = Channels {
+        tick: channel("rtchunk.Tick", TICK_SCHEMA, "/rtchunk/tick")?,
+        inference: channel("rtchunk.Inference", INFERENCE_SCHEMA, "/rtchunk/inference")?,
+        cameras: header
+            .cameras
+            .iter()
+            .map(|camera| {
+                let topic = format!("/rtchunk/camera/{}", camera.name);
+                channel("foxglove.RawImage", RAW_IMAGE_SCHEMA, &topic)
+            })
+            .collect::<anyhow::Result<Vec<u16>>>()?,
     };
     // When each request was issued: an inference is stamped at its request's tick plus its duration.
     let mut requested_at = HashMap::new();
@@ -143,57 +193,39 @@ fn write_session<W: Write + std::io::Seek>(
             requested_at.insert(policy.request_seq, tick.time_ns);
         }
     }
-    let mut inferences = session.inferences.iter().collect::<Vec<_>>();
-    inferences.sort_by_key(|i| finished_ns(i, &requested_at));
-    let mut next_inference = inferences.into_iter().peekable();
+    let mut inferences: Vec<(u64, &InferenceRecord)> = session
+        .inferences
+        .iter()
+        .map(|i| (finished_ns(i, &requested_at), i))
+        .collect();
+    inferences.sort_by_key(|&(finished, _)| finished);
+    let mut exporter = Exporter {
+        writer,
+        channels,
+        session,
+        timeline: Timeline {
+            started_unix_ns: header.started_unix_ns,
+            first_tick_ns: session.ticks.first().map_or(0, |t| t.time_ns),
+        },
+        summary: McapSummary {
+            ticks: 0,
+            inferences: 0,
+            images: 0,
+            bytes: 0,
+        },
+    };
+    let mut pending = inferences.into_iter().peekable();
     for tick in &session.ticks {
-        while let Some(inference) =
-            next_inference.next_if(|i| finished_ns(i, &requested_at) <= tick.time_ns)
-        {
-            let time = timeline.at(finished_ns(inference, &requested_at));
-            put(
-                inference_channel,
-                summary.inferences,
-                time,
-                &serde_json::to_vec(&inference_json(inference, dims))?,
-            )?;
-            summary.inferences += 1;
-            let mut pixels = inference.images.as_slice();
-            for (camera, &channel_id) in header.cameras.iter().zip(&camera_channels) {
-                let (image, rest) = pixels.split_at(camera.bytes().min(pixels.len()));
-                pixels = rest;
-                if image.len() == camera.bytes() {
-                    let message = raw_image_json(camera, image, time);
-                    put(
-                        channel_id,
-                        summary.images,
-                        time,
-                        &serde_json::to_vec(&message)?,
-                    )?;
-                    summary.images += 1;
-                }
-            }
+        while let Some((finished, inference)) = pending.next_if(|&(f, _)| f <= tick.time_ns) {
+            exporter.inference(inference, finished)?;
         }
-        put(
-            tick_channel,
-            summary.ticks,
-            timeline.at(tick.time_ns),
-            &serde_json::to_vec(&tick_json(tick, dims))?,
-        )?;
-        summary.ticks += 1;
+        exporter.tick(tick)?;
     }
     // Inferences that finished after the last tick (a run cut short) come last.
-    for inference in next_inference {
-        let time = timeline.at(finished_ns(inference, &requested_at));
-        put(
-            inference_channel,
-            summary.inferences,
-            time,
-            &serde_json::to_vec(&inference_json(inference, dims))?,
-        )?;
-        summary.inferences += 1;
+    for (finished, inference) in pending {
+        exporter.inference(inference, finished)?;
     }
-    Ok(summary)
+    Ok(exporter.summary)
 }
 
 /// When `inference` finished, on the run's monotonic clock (its request's tick plus its duration).

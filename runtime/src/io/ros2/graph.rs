@@ -5,7 +5,9 @@
 
 use crate::io::protocol::{RejectKind, Rejection};
 use crate::io::ros2::messages::RosType;
+use crate::io::session::IoError;
 use rtchunk_config::Distribution;
+use zenoh::Wait;
 
 /// The GID rmw_zenoh gives an entity: 16 bytes.
 pub type Gid = [u8; 16];
@@ -143,6 +145,24 @@ impl RosNode {
         }
         token
     }
+}
+
+/// Declares each of `tokens` on `session`; the graph shows the entities while the returned tokens live.
+pub fn declare_tokens(
+    session: &zenoh::Session,
+    tokens: Vec<String>,
+) -> Result<Vec<Box<dyn std::any::Any + Send>>, IoError> {
+    tokens
+        .into_iter()
+        .map(|token| {
+            let declared = session
+                .liveliness()
+                .declare_token(token.clone())
+                .wait()
+                .map_err(|e| IoError::zenoh(&format!("liveliness token {token}"), e))?;
+            Ok(Box::new(declared) as Box<dyn std::any::Any + Send>)
+        })
+        .collect()
 }
 
 /// An entity's GID: the XXH3-128 of its liveliness token, low half then high half, little-endian.

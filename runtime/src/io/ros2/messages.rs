@@ -44,6 +44,14 @@ pub const JOINT_TRAJECTORY: RosType = RosType {
     hash: "RIHS01_179b33eba59d676f6d967ac71fe35e7ca2f64b2f3928f4a018cec115e213796e",
 };
 
+/// The message type of `command_type`.
+pub fn command_message(command_type: rtchunk_config::CommandType) -> &'static RosType {
+    match command_type {
+        rtchunk_config::CommandType::Float64MultiArray => &FLOAT64_MULTI_ARRAY,
+        rtchunk_config::CommandType::JointTrajectory => &JOINT_TRAJECTORY,
+    }
+}
+
 /// A decoded `sensor_msgs/msg/JointState`; its buffers are reused from one message to the next.
 #[derive(Debug, Default)]
 pub struct JointState<'a> {

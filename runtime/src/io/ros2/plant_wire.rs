@@ -8,10 +8,12 @@ use crate::io::link::LatestState;
 use crate::io::protocol::{
     Header, MessageKind, RejectKind, Rejection, SequenceGuard, SourceChange,
 };
-use crate::io::ros2::graph::{Attachment, EntityKind, Gid, RosNode, resolve, topic_key};
+use crate::io::ros2::graph::{
+    Attachment, EntityKind, Gid, RosNode, declare_tokens, resolve, topic_key,
+};
 use crate::io::ros2::messages::{
-    FLOAT64_MULTI_ARRAY, IMAGE, Image, JOINT_STATE, JOINT_TRAJECTORY, JointState,
-    encode_float64_multi_array, encode_joint_trajectory,
+    IMAGE, Image, JOINT_STATE, JointState, command_message, encode_float64_multi_array,
+    encode_joint_trajectory,
 };
 use crate::io::session::IoError;
 use crate::io::transit::TransitAge;
@@ -103,20 +105,10 @@ pub fn ros2_wire(
         images.push(CameraSlot { topic, latest });
     }
     let command_topic = resolve(&ros2.command_topic, namespace);
-    let command_type = match ros2.command_type {
-        CommandType::Float64MultiArray => &FLOAT64_MULTI_ARRAY,
-        CommandType::JointTrajectory => &JOINT_TRAJECTORY,
-    };
+    let command_type = command_message(ros2.command_type);
     let (token, gid) = node.endpoint_token(EntityKind::Publisher, &command_topic, command_type);
     tokens.push(token);
-    for token in tokens {
-        let declared = session
-            .liveliness()
-            .declare_token(token.clone())
-            .wait()
-            .map_err(|e| IoError::zenoh(&format!("liveliness token {token}"), e))?;
-        keep_alive.push(Box::new(declared));
-    }
+    keep_alive.extend(declare_tokens(session, tokens)?);
     let time_from_start_ns = ros2
         .time_from_start_ms
         .map_or(controller_period_ns, |ms| (ms * 1e6) as i64);
