@@ -127,6 +127,13 @@ pub fn run_on_robot(
             observation_dim,
             cameras: &spec.cameras,
         };
+        if config.io.connect.is_empty() {
+            tracing::warn!(
+                listen = ?config.io.listen,
+                "plant.kind = \"ros2\" with no io.connect: ROS 2 nodes reach rtchunk only by connecting to it; \
+                 to join their router set io.connect = [\"tcp/127.0.0.1:7447\"] (rmw_zenohd's default)"
+            );
+        }
         let period_ns = (1e9 / config.clock.controller_rate()) as i64;
         let stale_after_ns = (config.io.stale_after_ms * 1e6) as u64;
         let wire = ros2_wire(&session, &config.ros2, shape, period_ns, stale_after_ns)?;

@@ -322,6 +322,8 @@ pub struct RobotLink {
     threads: Vec<JoinHandle<()>>,
     camera_feed: Option<CameraFeed>,
     state_topic: String,
+    /// Where the session listens and connects, for errors.
+    endpoints: String,
     state_to_command: Arc<Mutex<Distribution>>,
     state_transit: Arc<Mutex<Distribution>>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
@@ -566,6 +568,10 @@ impl RobotLink {
             threads: vec![state_thread, action_thread, status_thread],
             camera_feed,
             state_topic,
+            endpoints: format!(
+                "the session listens on {:?} and connects to {:?}",
+                io.listen, io.connect
+            ),
             state_to_command,
             state_transit,
             _control_subscriber: control_subscriber,
@@ -624,10 +630,11 @@ impl RobotLink {
             }
             if monotonic_ns() > deadline {
                 return Err(IoError::Setup(format!(
-                    "no valid state on {} within {:.1} s ({} messages rejected)",
+                    "no valid state on {} within {:.1} s ({} messages rejected; {})",
                     self.state_topic,
                     timeout.as_secs_f64(),
-                    self.counters.rejected_total()
+                    self.counters.rejected_total(),
+                    self.endpoints
                 )));
             }
             std::thread::sleep(Duration::from_millis(5));
