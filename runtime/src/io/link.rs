@@ -21,7 +21,7 @@ use crate::io::protocol::{
     decode_header, new_source_id,
 };
 use crate::io::session::{IoError, Topics, open_session};
-use crate::io::wire::{Command, Wire, native_wire};
+use crate::io::wire::{Command, LatestState, Wire, native_wire};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};
@@ -140,24 +140,6 @@ impl RejectLog {
             );
         }
     }
-}
-
-/// The newest accepted state, as the controller reads it (buffers sized once).
-#[derive(Debug, Clone)]
-pub struct LatestState {
-    /// Its sequence number (0: none yet).
-    pub seq: u64,
-    /// When it was sent, on this host's monotonic clock (ns): its arrival less its estimated age
-    /// ([`crate::io::transit::TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
-    pub received_ns: u64,
-    /// The sender's wall-clock stamp, nanoseconds since the Unix epoch (0: it sent none).
-    pub sent_wall_ns: u64,
-    /// Joint positions (empty when the robot reports none).
-    pub position: Vec<f64>,
-    /// Joint velocities.
-    pub velocity: Vec<f64>,
-    /// The policy's observation.
-    pub observation: Vec<f32>,
 }
 
 /// One tick's command on its way to the publisher (fixed size, so pushing never allocates).

@@ -5,7 +5,6 @@
 
 use crate::core::clock::wall_clock_ns;
 use crate::core::messages::CameraFrame;
-use crate::io::link::LatestState;
 use crate::io::protocol::{
     ACTION_HELD, ActionMessage, Encode, MessageKind, RejectKind, Rejection, SequenceGuard,
     SourceChange, StateView, decode_header, new_source_id,
@@ -13,6 +12,24 @@ use crate::io::protocol::{
 use crate::io::session::Topics;
 use crate::io::transit::TransitAge;
 use rtchunk_policy::Camera;
+
+/// The newest accepted state, as the controller reads it (buffers sized once).
+#[derive(Debug, Clone)]
+pub struct LatestState {
+    /// Its sequence number (0: none yet).
+    pub seq: u64,
+    /// When it was sent, on this host's monotonic clock (ns): its arrival less its estimated age
+    /// ([`TransitAge`]), so a backlog delivered after a network stall is not taken for fresh.
+    pub received_ns: u64,
+    /// The sender's wall-clock stamp, nanoseconds since the Unix epoch (0: it sent none).
+    pub sent_wall_ns: u64,
+    /// Joint positions (empty when the robot reports none).
+    pub position: Vec<f64>,
+    /// Joint velocities.
+    pub velocity: Vec<f64>,
+    /// The policy's observation.
+    pub observation: Vec<f32>,
+}
 
 /// Reads states for the state thread.
 pub trait StateDecoder: Send {

@@ -4,7 +4,6 @@
 
 use crate::core::clock::wall_clock_ns;
 use crate::core::messages::CameraFrame;
-use crate::io::link::LatestState;
 use crate::io::protocol::{
     Header, MessageKind, RejectKind, Rejection, SequenceGuard, SourceChange,
 };
@@ -17,7 +16,7 @@ use crate::io::ros2::messages::{
 };
 use crate::io::session::IoError;
 use crate::io::transit::TransitAge;
-use crate::io::wire::{Command, CommandEncoder, StateDecoder, Wire};
+use crate::io::wire::{Command, CommandEncoder, LatestState, StateDecoder, Wire};
 use rtchunk_config::{CommandType, JointField, Ros2Config};
 use rtchunk_policy::Camera;
 use std::sync::atomic::{AtomicBool, Ordering};
