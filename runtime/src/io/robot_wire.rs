@@ -3,7 +3,7 @@
 
 use crate::core::clock::wall_clock_ns;
 use crate::io::protocol::{
-    ACTION_HELD, ActionMessage, Encode, Header, MessageKind, RejectKind, Rejection, SequenceGuard,
+    ACTION_HELD, ActionMessage, Encode, MessageKind, RejectKind, Rejection, SequenceGuard,
     StateMessage, decode_header, new_source_id,
 };
 use crate::io::ros2::graph::{Attachment, EntityKind, Gid, RosNode, declare_tokens, topic_key};
@@ -187,7 +187,6 @@ pub fn ros2_robot_wire(
             image_gids,
             image_sequence: 0,
             guard: SequenceGuard::new(handover_ns),
-            names: Vec::new(),
             values: Vec::new(),
         }),
         keep_alive,
@@ -200,7 +199,6 @@ struct RosRobot {
     image_gids: Vec<Gid>,
     image_sequence: i64,
     guard: SequenceGuard,
-    names: Vec<String>,
     values: Vec<f64>,
 }
 
@@ -260,26 +258,20 @@ impl RobotCodec for RosRobot {
             CommandType::JointTrajectory => {
                 let mut joints = Vec::new();
                 decode_joint_trajectory(payload, &mut joints, &mut self.values)?;
-                self.names = joints.iter().map(|j| j.to_string()).collect();
-                self.robot
-                    .action_names
-                    .iter()
-                    .map(|name| {
-                        self.names
-                            .iter()
-                            .position(|joint| joint == name)
-                            .map(|at| self.values[at])
-                            .ok_or_else(|| {
-                                Rejection::new(
-                                    RejectKind::Dimensions,
-                                    format!(
-                                        "no joint {name:?} in the trajectory's {:?}",
-                                        self.names
-                                    ),
-                                )
-                            })
+                let value_of = |name: &String| {
+                    let at = joints.iter().position(|joint| joint == name);
+                    at.map(|at| self.values[at]).ok_or_else(|| {
+                        Rejection::new(
+                            RejectKind::Dimensions,
+                            format!("no joint {name:?} in the trajectory's {joints:?}"),
+                        )
                     })
-                    .collect::<Result<Vec<f64>, Rejection>>()?
+                };
+                let action = &self.robot.action_names;
+                action
+                    .iter()
+                    .map(value_of)
+                    .collect::<Result<Vec<f64>, _>>()?
             }
         };
         if values.len() != dims {
@@ -294,14 +286,8 @@ impl RobotCodec for RosRobot {
                 "a command value is not finite",
             ));
         }
-        let header = Header {
-            kind: MessageKind::Action,
-            flags: 0,
-            source: attachment.source(),
-            seq: attachment.sequence as u64,
-            stamp_ns: u64::try_from(attachment.source_timestamp_ns).unwrap_or(0),
-        };
-        self.guard.accept(&header, arrived_ns)?;
+        self.guard
+            .accept(&attachment.header(MessageKind::Action), arrived_ns)?;
         Ok(ReceivedCommand {
             tick: None,
             state_seq: None,

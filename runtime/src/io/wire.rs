@@ -6,7 +6,7 @@
 use crate::core::clock::wall_clock_ns;
 use crate::core::messages::CameraFrame;
 use crate::io::protocol::{
-    ACTION_HELD, ActionMessage, Encode, MessageKind, RejectKind, Rejection, SequenceGuard,
+    ACTION_HELD, ActionMessage, Encode, Header, MessageKind, RejectKind, Rejection, SequenceGuard,
     SourceChange, StateView, decode_header, new_source_id,
 };
 use crate::io::session::Topics;
@@ -81,6 +81,45 @@ pub struct Wire {
     pub keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
 
+/// The one source a state decoder follows and how old its states are: the sequence guard and the transit-age
+/// estimate, which both wires apply the same way.
+pub struct SourceTracker {
+    guard: SequenceGuard,
+    age: TransitAge,
+}
+
+impl SourceTracker {
+    /// A tracker that hands over to another source after `handover_after_ns` of silence from the one in use.
+    pub fn new(handover_after_ns: u64) -> Self {
+        SourceTracker {
+            guard: SequenceGuard::new(handover_after_ns),
+            age: TransitAge::default(),
+        }
+    }
+
+    /// Accepts a state with `header` arriving at `arrived_ns` (monotonic) and stamps `slot` with its sequence
+    /// number, its sender's stamp and when it was sent on this host's clock; says whether a new source took over.
+    pub fn stamp(
+        &mut self,
+        header: &Header,
+        arrived_ns: u64,
+        slot: &mut LatestState,
+    ) -> Result<SourceChange, Rejection> {
+        let change = self.guard.accept(header, arrived_ns)?;
+        if change == SourceChange::New {
+            self.age.reset();
+        }
+        slot.seq = header.seq;
+        slot.sent_wall_ns = header.stamp_ns;
+        slot.received_ns = arrived_ns.saturating_sub(self.age.age_ns(
+            header.stamp_ns,
+            wall_clock_ns(),
+            arrived_ns,
+        ));
+        Ok(change)
+    }
+}
+
 /// rtchunk's own protocol on `<namespace>/state` and `<namespace>/action` ([`crate::io::protocol`]).
 pub fn native_wire(
     topics: &Topics,
@@ -96,8 +135,7 @@ pub fn native_wire(
             joints,
             observation_dim,
             cameras: cameras.to_vec(),
-            guard: SequenceGuard::new(stale_after_ns),
-            age: TransitAge::default(),
+            source: SourceTracker::new(stale_after_ns),
             sends_joints: None,
         }),
         command_key: topics.action.clone(),
@@ -113,8 +151,7 @@ struct NativeStates {
     joints: usize,
     observation_dim: usize,
     cameras: Vec<Camera>,
-    guard: SequenceGuard,
-    age: TransitAge,
+    source: SourceTracker,
     /// Whether the source in use sends joint positions: its states must all do, or all not, so positions from
     /// an older message are never paired with a newer observation.
     sends_joints: Option<bool>,
@@ -131,8 +168,7 @@ impl StateDecoder for NativeStates {
     ) -> Result<(), Rejection> {
         let (header, body) = decode_header(payload, MessageKind::State)?;
         let view = StateView::decode(body, self.joints, self.observation_dim, &self.cameras)?;
-        if self.guard.accept(&header, arrived_ns)? == SourceChange::New {
-            self.age.reset();
+        if self.source.stamp(&header, arrived_ns, slot)? == SourceChange::New {
             self.sends_joints = None;
         }
         let has_joints = !view.state.position.is_empty();
@@ -147,13 +183,6 @@ impl StateDecoder for NativeStates {
             ));
         }
         let message = &view.state;
-        slot.seq = header.seq;
-        slot.sent_wall_ns = header.stamp_ns;
-        slot.received_ns = arrived_ns.saturating_sub(self.age.age_ns(
-            header.stamp_ns,
-            wall_clock_ns(),
-            arrived_ns,
-        ));
         if has_joints {
             slot.position.copy_from_slice(&message.position);
             slot.velocity.copy_from_slice(&message.velocity);

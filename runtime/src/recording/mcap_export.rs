@@ -139,7 +139,8 @@ impl<W: Write + std::io::Seek> Exporter<'_, W> {
         self.summary.inferences += 1;
         let mut pixels = inference.images.as_slice();
         let cameras = &self.session.header.cameras;
-        for (camera, channel_id) in cameras.iter().zip(self.channels.cameras.clone()) {
+        for (index, camera) in cameras.iter().enumerate() {
+            let channel_id = self.channels.cameras[index];
             let (image, rest) = pixels.split_at(camera.bytes().min(pixels.len()));
             pixels = rest;
             if image.len() == camera.bytes() {

@@ -3,7 +3,7 @@
 //! each entity's GID (XXH3-128 of its token) and the attachment every sample carries (sequence number, source
 //! timestamp, publisher GID).
 
-use crate::io::protocol::{RejectKind, Rejection};
+use crate::io::protocol::{Header, MessageKind, RejectKind, Rejection};
 use crate::io::ros2::messages::RosType;
 use crate::io::session::IoError;
 use rtchunk_config::Distribution;
@@ -227,8 +227,20 @@ impl Attachment {
         })
     }
 
+    /// The header rtchunk's sequence guard checks for a sample of `kind` carrying this attachment: the GID as
+    /// its source, the sequence number and the source timestamp.
+    pub fn header(&self, kind: MessageKind) -> Header {
+        Header {
+            kind,
+            flags: 0,
+            source: self.source(),
+            seq: self.sequence as u64,
+            stamp_ns: u64::try_from(self.source_timestamp_ns).unwrap_or(0),
+        }
+    }
+
     /// The GID folded into the 32-bit source id rtchunk's sequence guard tracks publishers by.
-    pub fn source(&self) -> u32 {
+    fn source(&self) -> u32 {
         self.gid
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))

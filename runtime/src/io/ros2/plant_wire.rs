@@ -4,9 +4,7 @@
 
 use crate::core::clock::wall_clock_ns;
 use crate::core::messages::CameraFrame;
-use crate::io::protocol::{
-    Header, MessageKind, RejectKind, Rejection, SequenceGuard, SourceChange,
-};
+use crate::io::protocol::{MessageKind, RejectKind, Rejection};
 use crate::io::ros2::graph::{
     Attachment, EntityKind, Gid, RosNode, declare_tokens, resolve, topic_key,
 };
@@ -15,8 +13,7 @@ use crate::io::ros2::messages::{
     encode_joint_trajectory,
 };
 use crate::io::session::IoError;
-use crate::io::transit::TransitAge;
-use crate::io::wire::{Command, CommandEncoder, LatestState, StateDecoder, Wire};
+use crate::io::wire::{Command, CommandEncoder, LatestState, SourceTracker, StateDecoder, Wire};
 use rtchunk_config::{CommandType, JointField, Ros2Config};
 use rtchunk_policy::Camera;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -126,8 +123,7 @@ pub fn ros2_wire(
             index: Vec::new(),
             joint_index: None,
             buffers: Buffers::default(),
-            guard: SequenceGuard::new(stale_after_ns),
-            age: TransitAge::default(),
+            source: SourceTracker::new(stale_after_ns),
             images,
             stale_after_ns,
         }),
@@ -232,8 +228,7 @@ struct JointStates {
     index: Vec<usize>,
     joint_index: Option<Vec<usize>>,
     buffers: Buffers,
-    guard: SequenceGuard,
-    age: TransitAge,
+    source: SourceTracker,
     images: Vec<CameraSlot>,
     stale_after_ns: u64,
 }
@@ -386,25 +381,9 @@ impl JointStates {
         message.decode_into(payload)?;
         self.map_names(&message.names)?;
         self.fill(message, slot)?;
-        let seq = attachment.sequence as u64;
-        self.fill_images(seq, arrived_ns, frame)?;
-        let header = Header {
-            kind: MessageKind::State,
-            flags: 0,
-            source: attachment.source(),
-            seq,
-            stamp_ns: u64::try_from(attachment.source_timestamp_ns).unwrap_or(0),
-        };
-        if self.guard.accept(&header, arrived_ns)? == SourceChange::New {
-            self.age.reset();
-        }
-        slot.seq = seq;
-        slot.sent_wall_ns = header.stamp_ns;
-        slot.received_ns = arrived_ns.saturating_sub(self.age.age_ns(
-            header.stamp_ns,
-            wall_clock_ns(),
-            arrived_ns,
-        ));
+        let header = attachment.header(MessageKind::State);
+        self.fill_images(header.seq, arrived_ns, frame)?;
+        self.source.stamp(&header, arrived_ns, slot)?;
         Ok(())
     }
 }
