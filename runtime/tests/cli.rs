@@ -1094,3 +1094,198 @@ fn spawn_recorded_run(
         .spawn()
         .unwrap()
 }
+
+/// A LeRobotDataset directory as LeRobot's own `LeRobotDataset` loads it (`runtime/tests/read_lerobot.py`, which
+/// also checks `meta/stats.json` against the frames).
+fn loaded_by_lerobot(dir: &Path) -> serde_json::Value {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = Command::new(repo.join(".venv-lerobot/bin/python"))
+        .arg(repo.join("runtime/tests/read_lerobot.py"))
+        .arg(dir)
+        .output()
+        .expect("LeRobot's Python runs (scripts/setup.sh --with-lerobot installs it)");
+    assert!(
+        output.status.success(),
+        "LeRobot could not load {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A JSON array of numbers as f32 values (exact: the numbers were f32 to begin with).
+fn f32s(value: &serde_json::Value) -> Vec<f32> {
+    let numbers = value.as_array().unwrap();
+    numbers.iter().map(|v| v.as_f64().unwrap() as f32).collect()
+}
+
+#[test]
+fn demonstrations_collected_as_a_lerobot_dataset_load_in_lerobot_value_for_value() {
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-reach-lerobot", std::process::id()));
+    let npz = dir.with_extension("npz");
+    let options = ["--seed", "11", "--camera-width", "42"];
+    collect_demonstrations("reach", 3, &options, &npz);
+    let lerobot_options = [&options[..], &["--format", "lerobot"]].concat();
+    collect_demonstrations("reach", 3, &lerobot_options, &dir);
+    let loaded = loaded_by_lerobot(&dir);
+    // The .npz the same command writes, read by numpy, is the truth.
+    let script = "import sys, json, numpy as np; d = np.load(sys.argv[1]); \
+                  print(json.dumps({'observation': d['observation'].tolist(), 'action': d['action'].tolist(), \
+                  'episode_index': d['episode_index'].tolist(), 'camera0': [i.tobytes().hex() for i in d['camera0']]}))";
+    let truth: serde_json::Value =
+        serde_json::from_str(&toolchain(&["-c", script, npz.to_str().unwrap()])).unwrap();
+    let frames = &loaded["frames"];
+    let rows = truth["action"].as_array().unwrap().len();
+    assert_eq!(loaded["total_frames"], rows);
+    assert_eq!(loaded["fps"], 30);
+    for row in 0..rows {
+        assert_eq!(
+            f32s(&frames["state"][row]),
+            f32s(&truth["observation"][row]),
+            "row {row}"
+        );
+        assert_eq!(
+            f32s(&frames["action"][row]),
+            f32s(&truth["action"][row]),
+            "row {row}"
+        );
+        assert_eq!(
+            frames["episode_index"][row], truth["episode_index"][row],
+            "row {row}"
+        );
+        assert_eq!(frames["index"][row], row);
+        let frame_index = frames["frame_index"][row].as_u64().unwrap();
+        assert_eq!(
+            frames["timestamp"][row].as_f64().unwrap() as f32,
+            (frame_index as f64 / 30.0) as f32
+        );
+        assert_eq!(
+            loaded["images"]["observation.images.camera0"][row], truth["camera0"][row],
+            "row {row}: the image LeRobot decodes is the one the simulator drew"
+        );
+    }
+    let episodes = loaded["episodes"].as_array().unwrap();
+    assert_eq!(episodes.len(), 3);
+    assert_eq!(episodes[0]["dataset_from_index"], 0);
+    assert_eq!(episodes[2]["dataset_to_index"], rows);
+    assert!(
+        frames["task"][0].as_str().unwrap().contains("point mass"),
+        "{}",
+        frames["task"][0]
+    );
+    assert_eq!(
+        loaded["features"]["observation.state"]["names"],
+        serde_json::json!(["x", "y", "vx", "vy"])
+    );
+    assert_eq!(
+        loaded["features"]["observation.images.camera0"]["shape"],
+        serde_json::json!([22, 42, 3])
+    );
+    // The training toolchain reads the directory into exactly the arrays of the .npz.
+    let same = "import sys, numpy as np; from pathlib import Path; from rtchunk_train import dataset; \
+                a, b = dataset.load(Path(sys.argv[1])), dataset.load(Path(sys.argv[2])); \
+                print(int(all(np.array_equal(getattr(a, f), getattr(b, f)) \
+                for f in ('observation', 'action', 'episode_index', 'camera'))))";
+    assert_eq!(
+        toolchain(&["-c", same, dir.to_str().unwrap(), npz.to_str().unwrap()]).trim(),
+        "1"
+    );
+    // A second export into the same directory is refused, naming it.
+    let again = rtchunk(
+        &[
+            &[
+                "sim",
+                "collect",
+                "--task",
+                "reach",
+                "--episodes",
+                "1",
+                "--out",
+                dir.to_str().unwrap(),
+            ][..],
+            &["--format", "lerobot"],
+        ]
+        .concat(),
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && stderr.contains("not empty") && stderr.contains("reach-lerobot"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_file(&npz).ok();
+}
+
+#[test]
+fn recorded_runs_export_as_a_lerobot_dataset_one_episode_per_log() {
+    use rtchunk_runtime::recording::format::read_log;
+    let config = examples()
+        .into_iter()
+        .find(|f| f.ends_with("point-mass-rtc.toml"))
+        .unwrap();
+    let logs: Vec<PathBuf> = ["2", "1"]
+        .iter()
+        .enumerate()
+        .map(|(i, seconds)| {
+            let log =
+                std::env::temp_dir().join(format!("rtchunk-{}-export-{i}.log", std::process::id()));
+            rtchunk_ok(&[
+                "run",
+                config.to_str().unwrap(),
+                "--seconds",
+                seconds,
+                "--record",
+                log.to_str().unwrap(),
+            ]);
+            log
+        })
+        .collect();
+    let dir = std::env::temp_dir().join(format!("rtchunk-{}-runs-lerobot", std::process::id()));
+    let mut args = vec!["export", "lerobot"];
+    args.extend(logs.iter().map(|l| l.to_str().unwrap()));
+    args.extend(["--out", dir.to_str().unwrap(), "--task", "reach the goal"]);
+    let (stdout, _) = rtchunk_ok(&args);
+    assert!(stdout.contains("2 episodes"), "{stdout}");
+    let loaded = loaded_by_lerobot(&dir);
+    let frames = &loaded["frames"];
+    let mut row = 0;
+    for (episode, log) in logs.iter().enumerate() {
+        let session = read_log(log).unwrap();
+        let (observation_dim, action_dim) =
+            (session.header.observation_dim, session.header.action_dim);
+        let policy_ticks = session
+            .ticks
+            .iter()
+            .filter_map(|t| t.policy.map(|p| (t, p)));
+        for (frame_index, (tick, policy)) in policy_ticks.enumerate() {
+            let action = if policy.kind.carries_action() {
+                &tick.action
+            } else {
+                &tick.command
+            };
+            assert_eq!(
+                f32s(&frames["state"][row]),
+                tick.observation[..observation_dim],
+                "row {row}"
+            );
+            assert_eq!(
+                f32s(&frames["action"][row]),
+                action[..action_dim],
+                "row {row}"
+            );
+            assert_eq!(frames["episode_index"][row], episode);
+            assert_eq!(frames["frame_index"][row], frame_index);
+            assert_eq!(frames["task"][row], "reach the goal");
+            row += 1;
+        }
+        assert!(row > 0);
+    }
+    assert_eq!(
+        loaded["total_frames"], row,
+        "every policy tick is a frame, nothing else"
+    );
+    assert_eq!(loaded["total_episodes"], 2);
+    assert_eq!(loaded["fps"], 50, "the policy rate");
+    std::fs::remove_dir_all(&dir).ok();
+    logs.iter().for_each(|l| drop(std::fs::remove_file(l)));
+}

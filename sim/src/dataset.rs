@@ -5,6 +5,7 @@
 //! records it in the bundle, so evaluation can stay off the training episodes), and, for a dataset with a camera,
 //! `camera0` uint8 [N, height, width, 3]: what the camera saw at each step.
 
+use crate::lerobot::{CameraFeature, Features, LeRobotError, LeRobotWriter};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -182,6 +183,55 @@ impl Dataset {
         )
         .map_err(io)?;
         out.flush().map_err(io)
+    }
+}
+
+impl Dataset {
+    /// Writes the dataset as a LeRobotDataset v3.0 directory: one LeRobot episode per episode, frames at `fps`,
+    /// every episode under `task`, the state and action values named `names` (state, action), the camera as
+    /// the image feature `observation.images.camera0`.
+    pub fn write_lerobot(
+        &self,
+        dir: &Path,
+        fps: u32,
+        task: &str,
+        names: [&[&str]; 2],
+    ) -> Result<(), LeRobotError> {
+        let to_strings = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let features = Features {
+            state_dim: self.observation_dim,
+            state_names: Some(to_strings(names[0])),
+            action_dim: self.action_dim,
+            action_names: Some(to_strings(names[1])),
+            cameras: self
+                .camera
+                .iter()
+                .map(|([height, width], _)| CameraFeature {
+                    name: "camera0".into(),
+                    height: *height,
+                    width: *width,
+                    channels: 3,
+                })
+                .collect(),
+        };
+        let mut writer = LeRobotWriter::new(fps, Some("rtchunk-sim".into()), features);
+        let image_bytes = self.image_bytes();
+        for row in 0..self.len() {
+            if row > 0 && self.episode_index[row] != self.episode_index[row - 1] {
+                writer.end_episode(task);
+            }
+            let image = self
+                .camera
+                .as_ref()
+                .map(|(_, images)| &images[row * image_bytes..(row + 1) * image_bytes]);
+            writer.push_frame(
+                &self.observations[row * self.observation_dim..(row + 1) * self.observation_dim],
+                &self.actions[row * self.action_dim..(row + 1) * self.action_dim],
+                image.as_slice(),
+            )?;
+        }
+        writer.end_episode(task);
+        writer.write(dir)
     }
 }
 

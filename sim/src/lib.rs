@@ -8,13 +8,14 @@
 //! Gaussian action noise (sigma 0.1) on every executed action, binary success, 256 steps at most, and for each a
 //! scripted expert that draws one of several strategies per episode. [`Env`] runs one episode deterministically
 //! from a seed, [`EnvBatch`] many at once; [`collect`] writes expert demonstrations in the `.npz` dataset format
-//! the training toolchain reads.
+//! the training toolchain reads, or as a LeRobotDataset v3.0 ([`lerobot`]).
 
 mod canvas;
 mod collect;
 mod dataset;
 mod env;
 mod expert;
+pub mod lerobot;
 mod point_mass;
 mod task;
 mod tasks;

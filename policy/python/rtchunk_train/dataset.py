@@ -1,4 +1,6 @@
 """The demonstration dataset format shared by the simulator (which writes it) and the trainer (which reads it).
+The trainer also reads a LeRobotDataset v3.0 directory (`rtchunk sim collect --format lerobot`, `rtchunk export
+lerobot`, or a team's own LeRobot data; see `lerobot_dataset.py`) into the same arrays.
 
 One `.npz` file with three arrays, one row per control step, episodes stored one after another in time order:
 
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from rtchunk_train import lerobot_dataset
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ def save(path: Path, observation, action, episode_index):
 
 def episode_seeds(path: Path):
     """The `[first, end)` episode seeds a dataset file was collected from, or None when it does not say."""
+    if lerobot_dataset.is_lerobot_dataset(path):
+        return None
     with np.load(path) as data:
         if "episode_seeds" not in data.files:
             return None
@@ -63,19 +69,26 @@ def episode_seeds(path: Path):
 
 
 def load(path: Path) -> Dataset:
-    """Reads and validates a dataset file; errors name the file and the array."""
+    """Reads and validates a dataset file (or LeRobotDataset directory); errors name the file and the array."""
+    if lerobot_dataset.is_lerobot_dataset(path):
+        return _from_arrays(path, lerobot_dataset.read(path))
     with np.load(path) as data:
-        missing = {"observation", "action", "episode_index"} - set(data.files)
-        if missing:
-            raise ValueError(f"{path}: missing arrays {sorted(missing)}")
-        dataset = validate(path, data["observation"], data["action"], data["episode_index"])
-        if "camera0" not in data.files:
-            return dataset
-        camera = data["camera0"]
-        if camera.dtype != np.uint8 or camera.ndim != 4 or camera.shape[3] != 3 or len(camera) != len(dataset.action):
-            raise ValueError(f"{path}: camera0 must be uint8 [{len(dataset.action)}, height, width, 3] (one RGB image "
-                             f"per row), got {camera.dtype} {list(camera.shape)}")
-        return Dataset(dataset.observation, dataset.action, dataset.episode_index, camera)
+        return _from_arrays(path, {name: data[name] for name in data.files})
+
+
+def _from_arrays(path: Path, data: dict) -> Dataset:
+    """Validates the arrays of a dataset (a camera is optional)."""
+    missing = {"observation", "action", "episode_index"} - set(data)
+    if missing:
+        raise ValueError(f"{path}: missing arrays {sorted(missing)}")
+    dataset = validate(path, data["observation"], data["action"], data["episode_index"])
+    if "camera0" not in data:
+        return dataset
+    camera = data["camera0"]
+    if camera.dtype != np.uint8 or camera.ndim != 4 or camera.shape[3] != 3 or len(camera) != len(dataset.action):
+        raise ValueError(f"{path}: camera0 must be uint8 [{len(dataset.action)}, height, width, 3] (one RGB image "
+                         f"per row), got {camera.dtype} {list(camera.shape)}")
+    return Dataset(dataset.observation, dataset.action, dataset.episode_index, camera)
 
 
 def validate(path, observation, action, episode_index) -> Dataset:

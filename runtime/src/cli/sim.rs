@@ -9,16 +9,25 @@ use rtchunk_runtime::studies::progress::Progress;
 use rtchunk_sim::{Env, TaskKind, collect, play_expert_episode, stale_success_rate};
 use std::path::{Path, PathBuf};
 
+/// The file formats `rtchunk sim collect` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DatasetFormat {
+    /// One `.npz` file (rtchunk's training format).
+    Npz,
+    /// A LeRobotDataset v3.0 directory (parquet, `meta/`), one LeRobot episode per solved episode.
+    Lerobot,
+}
+
 /// Runs the expert of `kind` for `episodes` episodes from `seed` (each acting on states up to `max_stale_steps`
 /// old, see [`collect`]; with `camera_width`, also the task's camera images) and writes its solved episodes to
-/// `out`.
+/// `out` in `format`.
 pub fn collect_demonstrations(
     kind: TaskKind,
     episodes: u64,
     seed: u64,
     max_stale_steps: usize,
     camera_width: Option<usize>,
-    out: &Path,
+    (out, format): (&Path, DatasetFormat),
 ) -> anyhow::Result<String> {
     let mut progress = Progress::new(format!("collecting {kind}"), episodes);
     let (dataset, report) = collect(
@@ -33,7 +42,14 @@ pub fn collect_demonstrations(
     if dataset.is_empty() {
         anyhow::bail!("the {kind} expert solved none of {episodes} episodes; nothing to write");
     }
-    dataset.write_npz(out)?;
+    match format {
+        DatasetFormat::Npz => dataset.write_npz(out)?,
+        DatasetFormat::Lerobot => {
+            let spec = Env::new(kind).spec();
+            let fps = (1.0 / rtchunk_sim::CONTROL_PERIOD).round() as u32;
+            dataset.write_lerobot(out, fps, spec.summary, [spec.observation, spec.action])?
+        }
+    }
     Ok(format!(
         "{}: {} of {} expert episodes solved and kept ({} control steps); episodes per mode {:?}",
         out.display(),
@@ -123,7 +139,8 @@ pub fn calibration_table(kinds: &[TaskKind], stale: &[usize], episodes: u64) -> 
 
 #[derive(clap::Subcommand)]
 pub enum SimCommand {
-    /// Run a task's scripted expert and write its solved episodes as a training dataset (.npz).
+    /// Run a task's scripted expert and write its solved episodes as a training dataset (.npz, or a
+    /// LeRobotDataset v3.0 directory with --format lerobot).
     Collect {
         /// reach, cartpole, lander or catch.
         #[arg(long)]
@@ -142,9 +159,12 @@ pub enum SimCommand {
         /// follows the task's view): the images `rtchunk sim serve --camera-width` sends.
         #[arg(long)]
         camera_width: Option<usize>,
-        /// The dataset file to write.
+        /// The dataset file (npz) or directory (lerobot, new or empty) to write.
         #[arg(long)]
         out: PathBuf,
+        /// npz (one file) or lerobot (a LeRobotDataset v3.0 directory: parquet frames, the camera as PNG images).
+        #[arg(long, value_enum, default_value = "npz")]
+        format: DatasetFormat,
     },
     /// Run a task as its own process on its own clock, over zenoh: publish state, apply the commands that
     /// arrive (with injected delay, jitter and loss), and report episodes and state-to-command latency.
@@ -229,9 +249,17 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             max_stale_steps,
             camera_width,
             out,
+            format,
         } => println!(
             "{}",
-            collect_demonstrations(task, episodes, seed, max_stale_steps, camera_width, &out)?
+            collect_demonstrations(
+                task,
+                episodes,
+                seed,
+                max_stale_steps,
+                camera_width,
+                (&out, format)
+            )?
         ),
         SimCommand::Serve {
             task,

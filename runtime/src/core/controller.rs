@@ -191,7 +191,12 @@ impl<P: Plant, C: Clock> ControllerLoop<P, C> {
                 time_ns: wake.time_ns,
                 action: [0.0; MAX_VALUES],
                 command: [0.0; MAX_VALUES],
+                observation: [0.0; MAX_VALUES],
             };
+            if policy.is_some() {
+                let kept = observation.len().min(MAX_VALUES);
+                record.observation[..kept].copy_from_slice(&observation[..kept]);
+            }
             for (slot, value) in record.command.iter_mut().zip(command.iter()) {
                 *slot = *value as f32;
             }

@@ -79,7 +79,8 @@ impl PolicyTick {
     }
 }
 
-/// The most action or command values a tick record keeps (the policy's action dimension is at most 64).
+/// The most action, command or observation values a tick record keeps (the policy's action dimension is at most
+/// 64; a longer observation is kept in part).
 pub const MAX_VALUES: usize = 64;
 
 /// One controller tick.
@@ -107,6 +108,10 @@ pub struct TickRecord {
     /// The command written to the plant (the first action_dim values, as f32).
     #[serde(skip)]
     pub command: [f32; MAX_VALUES],
+    /// On policy ticks, the observation the controller read (its first `MAX_VALUES` values); zeros on other
+    /// ticks.
+    #[serde(skip)]
+    pub observation: [f32; MAX_VALUES],
 }
 
 /// One inference, as the worker saw it.

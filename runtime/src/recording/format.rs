@@ -48,6 +48,8 @@ pub struct RecordedSession {
     pub inferences: Vec<InferenceRecord>,
     /// The end record was there (the writer closed the log).
     pub complete: bool,
+    /// Every policy tick carries the observation the controller read (logs of rtchunk 0.1 lack them).
+    pub policy_tick_observations: bool,
 }
 
 /// The header's bytes: magic, u32 length, JSON.
@@ -95,8 +97,17 @@ fn step_class_byte(class: StepClass) -> u8 {
     }
 }
 
-/// Appends a tick record, keeping the first `dims` action and command values.
-pub fn encode_tick(out: &mut Vec<u8>, tick: &TickRecord, dims: usize) {
+/// How many values of a tick record a log keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickDims {
+    /// Action and command values (the policy's action dimension).
+    pub action: usize,
+    /// Observation values, kept on policy ticks (the observation's length, at most `MAX_VALUES`).
+    pub observation: usize,
+}
+
+/// Appends a tick record, keeping `dims` of its values.
+pub fn encode_tick(out: &mut Vec<u8>, tick: &TickRecord, dims: TickDims) {
     let start = begin(out, TICK);
     out.extend_from_slice(&tick.controller_tick.to_le_bytes());
     out.extend_from_slice(&tick.time_ns.to_le_bytes());
@@ -105,7 +116,8 @@ pub fn encode_tick(out: &mut Vec<u8>, tick: &TickRecord, dims: usize) {
     out.extend_from_slice(&tick.state_seq.to_le_bytes());
     let flags = u8::from(tick.safety_rejected)
         | u8::from(tick.safety_clamped) << 1
-        | u8::from(tick.policy.is_some()) << 2;
+        | u8::from(tick.policy.is_some()) << 2
+        | u8::from(tick.policy.is_some()) << 3;
     out.push(flags);
     if let Some(policy) = &tick.policy {
         out.extend_from_slice(&policy.tick.to_le_bytes());
@@ -118,8 +130,11 @@ pub fn encode_tick(out: &mut Vec<u8>, tick: &TickRecord, dims: usize) {
         out.extend_from_slice(&policy.step.to_le_bytes());
         out.push(step_class_byte(policy.step_class));
     }
-    put_f32s(out, &tick.action[..dims]);
-    put_f32s(out, &tick.command[..dims]);
+    put_f32s(out, &tick.action[..dims.action]);
+    put_f32s(out, &tick.command[..dims.action]);
+    if tick.policy.is_some() {
+        put_f32s(out, &tick.observation[..dims.observation]);
+    }
     end(out, start);
 }
 
@@ -207,7 +222,8 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_tick(cursor: &mut Cursor) -> Result<TickRecord, LogError> {
+/// A tick record, and whether it carried an observation.
+fn decode_tick(cursor: &mut Cursor) -> Result<(TickRecord, bool), LogError> {
     let controller_tick = cursor.u64()?;
     let time_ns = cursor.u64()?;
     let lateness_ns = cursor.u64()?;
@@ -250,7 +266,8 @@ fn decode_tick(cursor: &mut Cursor) -> Result<TickRecord, LogError> {
     } else {
         None
     };
-    Ok(TickRecord {
+    let observed = flags & 8 != 0;
+    let record = TickRecord {
         controller_tick,
         lateness_ns,
         missed,
@@ -261,7 +278,13 @@ fn decode_tick(cursor: &mut Cursor) -> Result<TickRecord, LogError> {
         time_ns,
         action: cursor.values("action")?,
         command: cursor.values("command")?,
-    })
+        observation: if observed {
+            cursor.values("observation")?
+        } else {
+            [0.0; MAX_VALUES]
+        },
+    };
+    Ok((record, observed))
 }
 
 fn decode_inference(cursor: &mut Cursor) -> Result<InferenceRecord, LogError> {
@@ -320,6 +343,7 @@ pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogEr
         ticks: Vec::new(),
         inferences: Vec::new(),
         complete: false,
+        policy_tick_observations: true,
     };
     while cursor.offset < bytes.len() {
         let record_start = cursor.offset;
@@ -337,7 +361,11 @@ pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogEr
             file,
         };
         match kind {
-            TICK => session.ticks.push(decode_tick(&mut record)?),
+            TICK => {
+                let (tick, observed) = decode_tick(&mut record)?;
+                session.policy_tick_observations &= observed || tick.policy.is_none();
+                session.ticks.push(tick);
+            }
             INFERENCE => session.inferences.push(decode_inference(&mut record)?),
             END => {
                 session.complete = true;

@@ -9,11 +9,13 @@
 //! - [`replay`]: re-running a log from its recorded chunks ("exact output") or by running the policy again
 //!   ("re-infer"), and where and by how much it diverges;
 //! - [`task_replay`]: re-running the task of a session against `rtchunk sim serve` with the replayed commands;
-//! - [`mcap_export`]: a log as MCAP, for Foxglove, Rerun and the mcap tools.
+//! - [`mcap_export`]: a log as MCAP, for Foxglove, Rerun and the mcap tools;
+//! - [`lerobot_export`]: logs as a LeRobotDataset v3.0, one episode per log.
 
 pub mod check;
 pub mod divergence;
 pub mod format;
+pub mod lerobot_export;
 pub mod mcap_export;
 pub mod replay;
 pub mod reschedule;

@@ -8,7 +8,10 @@
 //! while recording is such a failure too (checked at every flush).
 
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
-use crate::recording::format::{encode_end, encode_header, encode_inference, encode_tick};
+use crate::core::record::MAX_VALUES;
+use crate::recording::format::{
+    TickDims, encode_end, encode_header, encode_inference, encode_tick,
+};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -58,7 +61,11 @@ impl Recorder for LogWriter {
         let mut file = std::fs::File::create(&self.path).map_err(named)?;
         file.write_all(&encode_header(header)).map_err(named)?;
         let (sender, receiver) = crossbeam_channel::unbounded();
-        let (dims, path) = (header.action_dim, self.path.clone());
+        let dims = TickDims {
+            action: header.action_dim,
+            observation: header.observation_dim.min(MAX_VALUES),
+        };
+        let path = self.path.clone();
         self.thread = Some(
             std::thread::Builder::new()
                 .name("rtchunk-log".into())
@@ -86,7 +93,7 @@ impl Drop for LogWriter {
 fn write_records(
     mut file: std::fs::File,
     receiver: Receiver<RunEvent>,
-    dims: usize,
+    dims: TickDims,
     path: PathBuf,
 ) -> std::io::Result<RecordSummary> {
     let mut summary = RecordSummary::default();
@@ -220,7 +227,7 @@ fn still_at(path: &Path, file: &std::fs::File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::record::{MAX_VALUES, TickRecord};
+    use crate::core::record::TickRecord;
     use rtchunk_config::Config;
 
     #[test]
@@ -253,6 +260,7 @@ mod tests {
             time_ns: 0,
             action: [0.0; MAX_VALUES],
             command: [0.0; MAX_VALUES],
+            observation: [0.0; MAX_VALUES],
         };
         sender.send(RunEvent::Tick(Box::new(tick))).unwrap();
         while std::fs::metadata(&path).unwrap().len() == header_bytes {
