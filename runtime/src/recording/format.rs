@@ -48,7 +48,8 @@ pub struct RecordedSession {
     pub inferences: Vec<InferenceRecord>,
     /// The end record was there (the writer closed the log).
     pub complete: bool,
-    /// Every policy tick carries the observation the controller read (logs of rtchunk 0.1 lack them).
+    /// Every policy tick carries the observation the controller read (logs written before ticks recorded it
+    /// lack them).
     pub policy_tick_observations: bool,
 }
 
