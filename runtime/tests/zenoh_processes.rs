@@ -471,6 +471,44 @@ fn check_mcap_export(
     images.sort();
     recorded.sort();
     assert_eq!(images, recorded);
+    check_rerun_view(&mcap, &recorded);
+}
+
+/// The Rerun view of an MCAP export (`python -m rtchunk_rerun`), read back with Rerun's own reader
+/// (`bridges/rerun/tests/read_rrd.py`): the camera's images are those `recorded` (hex, sorted), pixel for pixel.
+fn check_rerun_view(mcap: &std::path::Path, recorded: &[String]) {
+    let rrd = mcap.with_extension("rrd");
+    let python = repo().join(".venv/bin/python");
+    let converted = Command::new(&python)
+        .args(["-m", "rtchunk_rerun"])
+        .arg(mcap)
+        .arg("--out")
+        .arg(&rrd)
+        .env("PYTHONPATH", repo().join("bridges/rerun"))
+        .output()
+        .unwrap();
+    assert!(
+        converted.status.success(),
+        "python -m rtchunk_rerun: {}",
+        String::from_utf8_lossy(&converted.stderr)
+    );
+    let read = Command::new(&python)
+        .arg(repo().join("bridges/rerun/tests/read_rrd.py"))
+        .arg(&rrd)
+        .output()
+        .unwrap();
+    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    let recording: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let camera = &recording["entities"]["/camera/front"];
+    let mut images: Vec<String> = camera["image"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hex| hex.as_str().unwrap().to_string())
+        .collect();
+    images.sort();
+    assert_eq!(images, recorded, "every inference's image, as Rerun reads it back");
+    std::fs::remove_file(&rrd).ok();
 }
 
 /// The LeRobot import toolchain's Python, made by `./scripts/setup.sh --with-lerobot` (always there in CI, whose
