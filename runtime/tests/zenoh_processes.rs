@@ -497,7 +497,11 @@ fn check_rerun_view(mcap: &std::path::Path, recorded: &[String]) {
         .arg(&rrd)
         .output()
         .unwrap();
-    assert!(read.status.success(), "{}", String::from_utf8_lossy(&read.stderr));
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
     let recording: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
     let camera = &recording["entities"]["/camera/front"];
     let mut images: Vec<String> = camera["image"]
@@ -507,7 +511,10 @@ fn check_rerun_view(mcap: &std::path::Path, recorded: &[String]) {
         .map(|hex| hex.as_str().unwrap().to_string())
         .collect();
     images.sort();
-    assert_eq!(images, recorded, "every inference's image, as Rerun reads it back");
+    assert_eq!(
+        images, recorded,
+        "every inference's image, as Rerun reads it back"
+    );
     std::fs::remove_file(&rrd).ok();
 }
 
