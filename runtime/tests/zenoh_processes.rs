@@ -130,23 +130,32 @@ fn join(session: &Session) -> zenoh::Session {
 }
 
 fn start(name: &str, sim_args: &[&str]) -> Session {
-    start_robot(name, sim_args, &local_policy(), &[])
+    start_robot(name, sim_args, &local_policy(), &[], &[])
 }
 
-/// Starts a runtime (with `policy`, also connecting to `connect`) and a simulator node for it.
-fn start_robot(name: &str, sim_args: &[&str], policy: &str, connect: &[String]) -> Session {
+/// Starts a runtime (with `policy`, also connecting to `connect`, and `runtime_args` for `rtchunk run`) and a
+/// simulator node for it.
+fn start_robot(
+    name: &str,
+    sim_args: &[&str],
+    policy: &str,
+    connect: &[String],
+    runtime_args: &[&str],
+) -> Session {
     let port = free_loopback_port().unwrap();
     let namespace = format!("test{}{name}", std::process::id());
     let config = robot_config(name, port, &namespace, policy, connect);
     let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
     let log = std::env::temp_dir().join(format!("rtchunk-{}-{name}.log", std::process::id()));
-    let runtime = spawn(&[
+    let mut run_args = vec![
         "run",
         config.to_str().unwrap(),
         "--json",
         "--record",
         log.to_str().unwrap(),
-    ]);
+    ];
+    run_args.extend_from_slice(runtime_args);
+    let runtime = spawn(&run_args);
     let endpoint = format!("tcp/127.0.0.1:{port}");
     let mut args = vec![
         "sim",
@@ -306,14 +315,11 @@ fn replay(log: &PathBuf, extra: &[&str]) -> serde_json::Value {
 fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     // The simulator renders reach into a 42 x 22 RGB image per state; the camera fixture's chunk follows the
     // brightest region of its image, so every chunk depends on the pixels that came over zenoh.
-    let policy = format!(
-        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
-        repo().join("policy/fixtures/gaussian-camera").display()
-    );
     let session = start_robot(
         "camera",
         &["--episodes", "1", "--camera-width", "42"],
-        &policy,
+        &camera_policy(),
+        &[],
         &[],
     );
     let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
@@ -340,6 +346,92 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     assert_eq!(blank["chunks"]["first"], log.inferences[0].seq, "{blank}");
     check_mcap_export(&session.log, &log);
     println!("{sim_out}{run_out}{exact}");
+}
+
+/// The camera fixture as the run's policy (its chunk follows the brightest region of its image).
+fn camera_policy() -> String {
+    format!(
+        "[policy]\nkind = \"bundle\"\nbundle = \"{}\"\nintra_threads = 1\n",
+        repo().join("policy/fixtures/gaussian-camera").display()
+    )
+}
+
+#[test]
+fn every_camera_frame_recorded_exports_to_lerobot_with_the_images_of_each_policy_tick() {
+    let session = start_robot(
+        "frames",
+        &["--episodes", "1", "--camera-width", "42"],
+        &camera_policy(),
+        &[],
+        &["--record-camera-frames"],
+    );
+    finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let log = check_camera_run(&run_out, &session.log);
+    // Every state's images are in the log, among them exactly those each inference saw.
+    let frames = &log.camera_frames;
+    assert!(
+        frames.len() > 3 * log.inferences.len(),
+        "{} frames",
+        frames.len()
+    );
+    assert!(frames.windows(2).all(|w| w[0].state_seq < w[1].state_seq));
+    for inference in &log.inferences {
+        let frame = frames
+            .iter()
+            .find(|f| f.state_seq == inference.image_seq)
+            .unwrap();
+        assert_eq!(frame.pixels, inference.images);
+    }
+    let dir = session.log.with_extension("lerobot");
+    let exported = spawn(&[
+        "export",
+        "lerobot",
+        session.log.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let summary = finish(exported, "rtchunk export lerobot", Duration::from_secs(60));
+    assert!(summary.contains("cameras: front"), "{summary}");
+    let reader = Command::new(lerobot_python())
+        .arg(repo().join("runtime/tests/read_lerobot.py"))
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        reader.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reader.stderr)
+    );
+    let loaded: serde_json::Value = serde_json::from_slice(&reader.stdout).unwrap();
+    // Each policy tick from the first with images: the images that came with the state it read.
+    let mut expected = Vec::new();
+    for tick in log.ticks.iter().filter(|t| t.policy.is_some()) {
+        if let Some(frame) = frames.iter().rev().find(|f| f.state_seq <= tick.state_seq) {
+            let hex: String = frame.pixels.iter().map(|b| format!("{b:02x}")).collect();
+            expected.push((hex, tick.observation[..log.header.observation_dim].to_vec()));
+        }
+    }
+    let images = loaded["images"]["observation.images.front"]
+        .as_array()
+        .unwrap();
+    let states = loaded["frames"]["state"].as_array().unwrap();
+    assert_eq!(images.len(), expected.len());
+    for ((image, state), (hex, observation)) in images.iter().zip(states).zip(&expected) {
+        assert_eq!(image.as_str().unwrap(), hex);
+        let state: Vec<f32> = state
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(&state, observation);
+    }
+    assert_eq!(
+        loaded["features"]["observation.images.front"]["shape"],
+        serde_json::json!([22, 42, 3])
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Checks a run of the camera fixture against the simulator's 42 x 22 RGB camera (its JSON summary `run_out`
@@ -706,6 +798,7 @@ fn lerobot_checkpoint_drives_the_simulated_robot(size: &str) {
         &["--episodes", "1", "--camera-width", "42"],
         &policy,
         &[],
+        &[],
     );
     finish(session.sim, "rtchunk sim serve", Duration::from_secs(180));
     let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
@@ -812,6 +905,7 @@ fn two_robots_share_a_remote_policy_server() {
                 &["--episodes", "1"],
                 &remote,
                 std::slice::from_ref(&server_endpoint),
+                &[],
             )
         })
         .collect();

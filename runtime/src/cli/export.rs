@@ -58,9 +58,13 @@ pub fn run(command: ExportCommand) -> anyhow::Result<()> {
                 summary.fps,
                 started.elapsed().as_secs_f64()
             );
+            if !summary.cameras.is_empty() {
+                println!("cameras: {}", summary.cameras.join(", "));
+            }
             if !summary.cameras_left_out.is_empty() {
                 println!(
-                    "cameras left out ({}): a log keeps their images only with each inference, not every frame",
+                    "cameras left out ({}): the log keeps their images only with each inference; record with \
+                     `rtchunk run --record LOG --record-camera-frames` to export them",
                     summary.cameras_left_out.join(", ")
                 );
             }

@@ -194,15 +194,15 @@ pub fn note_log(log: &rtchunk_runtime::core::events::RecordSummary) {
     let mut stderr = std::io::stderr();
     let _ = writeln!(
         stderr,
-        "recorded {} ticks and {} inferences ({} bytes)",
-        log.ticks, log.inferences, log.bytes
+        "recorded {} ticks, {} inferences and {} camera frames ({} bytes)",
+        log.ticks, log.inferences, log.camera_frames, log.bytes
     );
     if let Some(failure) = &log.failure {
         let _ = writeln!(
             stderr,
-            "the log stopped early: {failure}; it reads up to its last complete record, and {} ticks and {} \
-             inferences after it were not recorded",
-            log.lost_ticks, log.lost_inferences
+            "the log stopped early: {failure}; it reads up to its last complete record, and {} ticks, {} \
+             inferences and {} camera frames after it were not recorded",
+            log.lost_ticks, log.lost_inferences, log.lost_camera_frames
         );
     }
 }

@@ -21,6 +21,10 @@ pub struct RunArgs {
     /// Record every tick and inference to this log (replay it with `rtchunk replay`).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// With --record on a robot with cameras: also keep every camera frame it sends, not only those each
+    /// inference saw (what `rtchunk export lerobot` needs for the cameras; the log grows by every image).
+    #[arg(long, requires = "record")]
+    record_camera_frames: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -32,10 +36,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         config,
         seconds,
         record,
+        record_camera_frames,
         json,
     } = args;
     let file = config.display().to_string();
-    let record = record.map(|path| Box::new(LogWriter::new(&path)) as Box<dyn Recorder>);
+    let record = record.map(|path| {
+        let writer = LogWriter::new(&path);
+        let writer = if record_camera_frames {
+            writer.with_camera_frames()
+        } else {
+            writer
+        };
+        Box::new(writer) as Box<dyn Recorder>
+    });
     let mut config = Config::load(&config)?;
     if adopt_bundle_shape(&mut config)?.is_some() {
         config

@@ -1,7 +1,8 @@
-//! What a run hands to whatever records it: a header once, then every tick and every inference, through a
-//! channel off the controller thread. `recording` implements [`Recorder`] for the session log; the core knows
+//! What a run hands to whatever records it: a header once, then every tick and every inference (and, when the
+//! recorder asks for them, every camera frame the robot sent), through a channel off the controller thread. `recording` implements [`Recorder`] for the session log; the core knows
 //! nothing of its format.
 
+use crate::core::messages::CameraFrame;
 use crate::core::record::InferenceRecord;
 use crate::core::record::TickRecord;
 use crossbeam_channel::Sender;
@@ -35,6 +36,9 @@ pub enum RunEvent {
     Tick(Box<TickRecord>),
     /// A finished inference (sent by the inference worker).
     Inference(InferenceRecord),
+    /// The camera images that came with a state (sent off the robot link's state thread, when the recorder
+    /// [asks for them](Recorder::records_camera_frames)).
+    CameraFrame(CameraFrame),
 }
 
 /// What a recorder kept, and what it could not.
@@ -53,6 +57,10 @@ pub struct RecordSummary {
     pub lost_ticks: u64,
     /// Inference records the run sent after the failure, not written.
     pub lost_inferences: u64,
+    /// Camera frames written.
+    pub camera_frames: u64,
+    /// Camera frames the run sent after the failure, not written.
+    pub lost_camera_frames: u64,
 }
 
 /// Where a run's records go besides its metrics: the run opens it with its header before the controller starts,
@@ -64,4 +72,9 @@ pub trait Recorder: Send {
 
     /// Waits until every sender has gone and closes the record.
     fn finish(self: Box<Self>) -> std::io::Result<RecordSummary>;
+
+    /// Whether the recorder wants every camera frame the robot sends (not only those each inference saw).
+    fn records_camera_frames(&self) -> bool {
+        false
+    }
 }

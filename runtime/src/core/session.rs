@@ -8,17 +8,17 @@ use crate::core::doorbell::Doorbell;
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::core::executor::{ChunkExecutor, ExecutorSettings};
 use crate::core::inference_fault::InferenceFaultCounters;
-use crate::core::messages::{CameraFeed, ChunkMessage, InferenceRequest};
+use crate::core::messages::{CameraFeed, CameraFrame, ChunkMessage, InferenceRequest};
 use crate::core::metrics::{RunMetrics, SafetyClamps, TickMetrics};
 use crate::core::record::{InferenceRecord, TickRecord};
 use crate::core::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
 use crate::core::worker::{ChunkSource, InferenceEngine, InferenceWorker};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use rtchunk_config::{ClockKind, Config};
 use rtchunk_controllers::{ActionPipeline, Plant};
 use rtchunk_policy::{FlowPolicy, PolicyError, PolicySpec, Sampler};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use thiserror::Error;
 
@@ -56,6 +56,9 @@ pub struct RunOptions {
     pub record: Option<Box<dyn Recorder>>,
     /// The robot's camera images, for a policy with cameras.
     pub cameras: Option<CameraFeed>,
+    /// Every camera frame the robot sends, for the recorder (when it [records them](
+    /// crate::core::events::Recorder::records_camera_frames)).
+    pub camera_frames: Option<Receiver<CameraFrame>>,
     /// Keep every tick and inference record in memory for [`RunOutcome`] (false for open-ended deployments,
     /// whose memory would otherwise grow with every tick: the metrics are gathered as the run goes and the log
     /// keeps the records).
@@ -77,6 +80,7 @@ impl RunOptions {
             weak_policy: None,
             record: None,
             cameras: None,
+            camera_frames: None,
             keep_records: true,
             inference_timeout: None,
             inference_faults: None,
@@ -237,6 +241,17 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     let worker = runtime.spawn(worker.run());
 
     let (producer, consumer) = rtrb::RingBuffer::new(RECORD_RING);
+    let frame_forwarder = match (options.camera_frames.take(), &log) {
+        (Some(frames), Some(log)) => {
+            let (log, stop) = (log.clone(), stop.clone());
+            let thread = std::thread::Builder::new()
+                .name("rtchunk-frames".into())
+                .spawn(move || forward_camera_frames(&frames, &log, &stop))
+                .map_err(|e| RunError::Runtime(format!("cannot start the frame recorder: {e}")))?;
+            Some(thread)
+        }
+        _ => None,
+    };
     // The collector takes the run's own sender: the recorder closes once it and the worker's have gone.
     let tick_log = log;
     let keep_ticks = options.keep_records;
@@ -285,7 +300,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         }
     };
     let joined = controller.join();
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
     request_bell.ring();
     let (result, realtime) =
         joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
@@ -295,6 +310,11 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     let (ticks, tick_metrics) = collector
         .join()
         .map_err(|_| RunError::Runtime("the collector thread panicked".into()))?;
+    if let Some(forwarder) = frame_forwarder {
+        forwarder
+            .join()
+            .map_err(|_| RunError::Runtime("the frame recorder panicked".into()))?;
+    }
     let log = match recorder {
         Some(recorder) => Some(
             recorder
@@ -319,6 +339,27 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
         realtime,
         log,
     })
+}
+
+/// Sends the robot's camera frames to the recorder as they come, until the run stops (and then those already
+/// queued).
+fn forward_camera_frames(
+    frames: &Receiver<CameraFrame>,
+    log: &Sender<RunEvent>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match frames.recv_timeout(Duration::from_millis(20)) {
+            Ok(frame) => {
+                let _ = log.send(RunEvent::CameraFrame(frame));
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+        }
+    }
+    for frame in frames.try_iter() {
+        let _ = log.send(RunEvent::CameraFrame(frame));
+    }
 }
 
 /// `io.replan_after_ms` in policy ticks (at least one; `u64::MAX` for never).

@@ -160,9 +160,14 @@ pub fn run_on_robot(
         config.io.namespace
     );
     let config = &config;
+    let camera_frames = record
+        .as_ref()
+        .filter(|recorder| recorder.records_camera_frames())
+        .and_then(|_| link.take_camera_frames());
     let options = RunOptions {
         record,
         cameras: link.take_camera_feed(),
+        camera_frames,
         keep_records: false,
         inference_faults: Some(link.counters().inference_faults.clone()),
         ..RunOptions::new(&label, ticks)

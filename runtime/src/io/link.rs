@@ -3,7 +3,9 @@
 //!
 //! - state: a zenoh subscriber (drop-oldest ring) drained by the `rtchunk-state` thread, which validates each
 //!   message and publishes the newest into a triple buffer (the controller always reads the newest state), and
-//!   its camera images into another that only the inference worker reads ([`RobotLink::take_camera_feed`]);
+//!   its camera images into another that only the inference worker reads ([`RobotLink::take_camera_feed`]),
+//!   and, when the run records them, a copy of each into a channel for the recorder
+//!   ([`RobotLink::take_camera_frames`]);
 //! - actions: the controller pushes one record per tick into an SPSC ring and rings a futex doorbell; the
 //!   `rtchunk-actions` thread publishes them;
 //! - control: a subscriber callback sets atomic flags (stop, emergency stop, start);
@@ -303,6 +305,9 @@ pub struct RobotLink {
     action_bell: Arc<Doorbell>,
     threads: Vec<JoinHandle<()>>,
     camera_feed: Option<CameraFeed>,
+    /// Every camera frame accepted, once someone takes the receiver ([`RobotLink::take_camera_frames`]).
+    camera_frames: Option<crossbeam_channel::Receiver<CameraFrame>>,
+    frames_wanted: Arc<AtomicBool>,
     state_topic: String,
     /// Where the session listens and connects, for errors.
     endpoints: String,
@@ -378,6 +383,8 @@ impl RobotLink {
             pixels: vec![0; cameras.iter().map(Camera::bytes).sum()],
         });
         let camera_feed = (!cameras.is_empty()).then_some(camera_out);
+        let (frames_out, frames_in) = crossbeam_channel::unbounded();
+        let frames_wanted = Arc::new(AtomicBool::new(false));
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
         let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
@@ -415,6 +422,8 @@ impl RobotLink {
             let mut decoder = wire.states;
             let with_cameras = !cameras.is_empty();
             let state_transit = state_transit.clone();
+            let frames_wanted = frames_wanted.clone();
+            let mut frames_out = Some(frames_out);
             spawn("rtchunk-state", move || {
                 let mut state_in = state_in;
                 while !shutdown.load(Ordering::Relaxed) {
@@ -440,6 +449,17 @@ impl RobotLink {
                             }
                             state_in.publish();
                             if with_cameras {
+                                if frames_wanted.load(Ordering::Relaxed) {
+                                    let frame = camera_in.input_buffer_mut().clone();
+                                    // Once the taker has gone, nobody wants the frames any more.
+                                    if frames_out
+                                        .as_ref()
+                                        .is_some_and(|out| out.send(frame).is_err())
+                                    {
+                                        frames_out = None;
+                                        frames_wanted.store(false, Ordering::Relaxed);
+                                    }
+                                }
                                 camera_in.publish();
                             }
                             counters.states_accepted.fetch_add(1, Ordering::Relaxed);
@@ -549,6 +569,8 @@ impl RobotLink {
             action_bell,
             threads: vec![state_thread, action_thread, status_thread],
             camera_feed,
+            camera_frames: (!cameras.is_empty()).then_some(frames_in),
+            frames_wanted,
             state_topic,
             endpoints: format!(
                 "the session listens on {:?} and connects to {:?}",
@@ -565,6 +587,16 @@ impl RobotLink {
     /// The inference worker's end of the camera images (once; `None` when the policy has no cameras).
     pub fn take_camera_feed(&mut self) -> Option<CameraFeed> {
         self.camera_feed.take()
+    }
+
+    /// Every camera frame the link accepts from now on, each with the sequence number of its state (once;
+    /// `None` when the policy has no cameras). The frames queue until read: take it only to drain it (the
+    /// session's recorder does, with `rtchunk run --record-camera-frames`).
+    pub fn take_camera_frames(&mut self) -> Option<crossbeam_channel::Receiver<CameraFrame>> {
+        let frames = self.camera_frames.take();
+        self.frames_wanted
+            .store(frames.is_some(), Ordering::Relaxed);
+        frames
     }
 
     /// The shared counters.

@@ -1,8 +1,10 @@
 //! The binary session log: an 8-byte magic `RTCKLOG2`, a length-prefixed JSON header (the configuration and the
-//! shapes), then records, each `u8 kind`, `u32 length`, payload (little-endian): 1 tick, 2 inference, 3 end. A
-//! log without its end record was cut short (a crash); everything before the cut still reads.
+//! shapes), then records, each `u8 kind`, `u32 length`, payload (little-endian): 1 tick, 2 inference, 3 end,
+//! 4 camera frame (the images that came with a state, when the run recorded every frame). A log without its end
+//! record was cut short (a crash); everything before the cut still reads.
 
 use crate::core::events::RunHeader;
+use crate::core::messages::CameraFrame;
 use crate::core::record::InferenceRecord;
 use crate::core::record::{MAX_VALUES, PolicyTick, StepClass, TickKind, TickRecord};
 use std::path::Path;
@@ -13,6 +15,7 @@ pub const LOG_MAGIC: [u8; 8] = *b"RTCKLOG2";
 const TICK: u8 = 1;
 const INFERENCE: u8 = 2;
 const END: u8 = 3;
+const CAMERA_FRAME: u8 = 4;
 
 /// A log that could not be read.
 #[derive(Debug, Error)]
@@ -48,6 +51,8 @@ pub struct RecordedSession {
     pub inferences: Vec<InferenceRecord>,
     /// The end record was there (the writer closed the log).
     pub complete: bool,
+    /// Every camera frame the robot sent, in order (empty unless the run recorded them).
+    pub camera_frames: Vec<CameraFrame>,
     /// Every policy tick carries the observation the controller read (logs written before ticks recorded it
     /// lack them).
     pub policy_tick_observations: bool,
@@ -156,6 +161,15 @@ pub fn encode_inference(out: &mut Vec<u8>, record: &InferenceRecord) {
     out.extend_from_slice(&record.image_seq.to_le_bytes());
     out.extend_from_slice(&(record.images.len() as u32).to_le_bytes());
     out.extend_from_slice(&record.images);
+    end(out, start);
+}
+
+/// Appends a camera frame record: the state's sequence number and every camera's pixels.
+pub fn encode_camera_frame(out: &mut Vec<u8>, frame: &CameraFrame) {
+    let start = begin(out, CAMERA_FRAME);
+    out.extend_from_slice(&frame.state_seq.to_le_bytes());
+    out.extend_from_slice(&(frame.pixels.len() as u32).to_le_bytes());
+    out.extend_from_slice(&frame.pixels);
     end(out, start);
 }
 
@@ -344,6 +358,7 @@ pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogEr
         ticks: Vec::new(),
         inferences: Vec::new(),
         complete: false,
+        camera_frames: Vec::new(),
         policy_tick_observations: true,
     };
     while cursor.offset < bytes.len() {
@@ -368,6 +383,14 @@ pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogEr
                 session.ticks.push(tick);
             }
             INFERENCE => session.inferences.push(decode_inference(&mut record)?),
+            CAMERA_FRAME => {
+                let state_seq = record.u64()?;
+                let n = record.u32()? as usize;
+                let pixels = record.take(n)?.to_vec();
+                session
+                    .camera_frames
+                    .push(CameraFrame { state_seq, pixels });
+            }
             END => {
                 session.complete = true;
                 break;
@@ -377,7 +400,7 @@ pub fn read_log_bytes(bytes: &[u8], file: &str) -> Result<RecordedSession, LogEr
                     file: file.to_string(),
                     offset: record_start,
                     message: format!(
-                        "record kind {other}, expected 1 (tick), 2 (inference) or 3 (end)"
+                        "record kind {other}, expected 1 (tick), 2 (inference), 3 (end) or 4 (camera frame)"
                     ),
                 });
             }

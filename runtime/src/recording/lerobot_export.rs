@@ -2,13 +2,17 @@
 //!
 //! A frame is a policy tick (the dataset's fps is the policy rate): `observation.state` is the observation the
 //! controller read at that tick and `action` the policy's action in force; on warm-up and held ticks, which
-//! execute no action, `action` is the command written (the target held). Camera images are not exported: a
-//! log keeps them only with each inference, not at every frame.
+//! execute no action, `action` is the command written (the target held). A log recorded with every camera frame
+//! (`rtchunk run --record-camera-frames`) gives each frame `observation.images.<camera>`: the images that came
+//! with the state the controller read (the newest frame up to that state), and the episode starts at the first
+//! policy tick that has them. Without those frames the cameras are left out (a log otherwise keeps images only
+//! with each inference) and the summary says so.
 
-use crate::core::record::MAX_VALUES;
+use crate::core::messages::CameraFrame;
+use crate::core::record::{MAX_VALUES, TickRecord};
 use crate::recording::format::{RecordedSession, read_log};
 use anyhow::{Context, bail};
-use rtchunk_sim::lerobot::{Features, LeRobotWriter};
+use rtchunk_sim::lerobot::{CameraFeature, Features, LeRobotWriter};
 use std::path::{Path, PathBuf};
 
 /// What an export wrote.
@@ -20,7 +24,9 @@ pub struct LeRobotSummary {
     pub frames: usize,
     /// The dataset's frame rate (the policy rate).
     pub fps: u32,
-    /// Cameras the logs' policy had, not exported.
+    /// Cameras exported (from logs with every camera frame).
+    pub cameras: Vec<String>,
+    /// Cameras the logs' policy had, left out (their logs lack the camera frames).
     pub cameras_left_out: Vec<String>,
 }
 
@@ -30,6 +36,8 @@ struct Shape {
     fps: u32,
     observation_dim: usize,
     action_dim: usize,
+    /// The cameras exported (none when the log lacks camera frames).
+    cameras: Vec<CameraFeature>,
 }
 
 fn shape_of(log: &Path, session: &RecordedSession) -> anyhow::Result<Shape> {
@@ -55,11 +63,42 @@ fn shape_of(log: &Path, session: &RecordedSession) -> anyhow::Result<Shape> {
             header.observation_dim
         );
     }
+    let cameras = if session.camera_frames.is_empty() {
+        Vec::new()
+    } else {
+        header
+            .cameras
+            .iter()
+            .map(|camera| CameraFeature {
+                name: camera.name.clone(),
+                height: camera.height,
+                width: camera.width,
+                channels: camera.channels,
+            })
+            .collect()
+    };
     Ok(Shape {
         fps: rate as u32,
         observation_dim: header.observation_dim,
         action_dim: header.action_dim,
+        cameras,
     })
+}
+
+/// The camera frame that came with the state `tick` read: the newest up to its sequence number (`frames` in
+/// arrival order, `next` the first not yet passed).
+fn frame_at<'a>(
+    frames: &'a [CameraFrame],
+    next: &mut usize,
+    tick: &TickRecord,
+) -> Option<&'a CameraFrame> {
+    while frames
+        .get(*next)
+        .is_some_and(|f| f.state_seq <= tick.state_seq)
+    {
+        *next += 1;
+    }
+    next.checked_sub(1).map(|last| &frames[last])
 }
 
 /// Adds the policy ticks of `session` to `writer` as one episode under `task`.
@@ -69,6 +108,7 @@ fn add_episode(
     shape: &Shape,
     task: &str,
 ) -> anyhow::Result<()> {
+    let mut next_frame = 0;
     for tick in &session.ticks {
         let Some(policy) = tick.policy else { continue };
         let action = if policy.kind.carries_action() {
@@ -76,10 +116,29 @@ fn add_episode(
         } else {
             &tick.command
         };
+        let mut images = Vec::with_capacity(shape.cameras.len());
+        if !shape.cameras.is_empty() {
+            let Some(frame) = frame_at(&session.camera_frames, &mut next_frame, tick) else {
+                continue;
+            };
+            let mut pixels = frame.pixels.as_slice();
+            for camera in &shape.cameras {
+                let bytes = camera.height * camera.width * camera.channels;
+                if pixels.len() < bytes {
+                    bail!(
+                        "the camera frame of state {} is shorter than the cameras' images",
+                        frame.state_seq
+                    );
+                }
+                let (image, rest) = pixels.split_at(bytes);
+                images.push(image);
+                pixels = rest;
+            }
+        }
         writer.push_frame(
             &tick.observation[..shape.observation_dim],
             &action[..shape.action_dim],
-            &[],
+            &images,
         )?;
     }
     writer.end_episode(task);
@@ -98,6 +157,7 @@ pub fn export_lerobot(
         episodes: 0,
         frames: 0,
         fps: 0,
+        cameras: Vec::new(),
         cameras_left_out: Vec::new(),
     };
     for log in logs {
@@ -109,7 +169,7 @@ pub fn export_lerobot(
                 state_names: None,
                 action_dim: shape.action_dim,
                 action_names: None,
-                cameras: Vec::new(),
+                cameras: shape.cameras.clone(),
             };
             (
                 LeRobotWriter::new(shape.fps, None, features),
@@ -120,7 +180,7 @@ pub fn export_lerobot(
         if shape != *first_shape {
             bail!(
                 "{}: {shape:?} differs from {}'s {first_shape:?}; the episodes of one dataset share fps, \
-                 observation and action",
+                 observation, action and cameras",
                 log.display(),
                 first_log.display()
             );
@@ -129,11 +189,14 @@ pub fn export_lerobot(
         add_episode(writer, &session, &shape, task).with_context(|| log.display().to_string())?;
         summary.episodes += 1;
         summary.fps = shape.fps;
-        for camera in &session.header.cameras {
-            if !summary.cameras_left_out.contains(&camera.name) {
-                summary.cameras_left_out.push(camera.name.clone());
-            }
+        let names = session.header.cameras.iter().map(|c| c.name.clone());
+        if shape.cameras.is_empty() {
+            summary.cameras_left_out.extend(names);
+        } else {
+            summary.cameras.extend(names);
         }
+        summary.cameras.dedup();
+        summary.cameras_left_out.dedup();
     }
     let Some((writer, _, _)) = writer else {
         bail!("no logs to export")

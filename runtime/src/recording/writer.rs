@@ -10,7 +10,7 @@
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::core::record::MAX_VALUES;
 use crate::recording::format::{
-    TickDims, encode_end, encode_header, encode_inference, encode_tick,
+    TickDims, encode_camera_frame, encode_end, encode_header, encode_inference, encode_tick,
 };
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
@@ -25,6 +25,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(100);
 pub struct LogWriter {
     path: PathBuf,
     thread: Option<JoinHandle<std::io::Result<RecordSummary>>>,
+    camera_frames: bool,
 }
 
 impl LogWriter {
@@ -33,7 +34,15 @@ impl LogWriter {
         LogWriter {
             path: path.to_path_buf(),
             thread: None,
+            camera_frames: false,
         }
+    }
+
+    /// The same log, also keeping every camera frame the robot sends (with the sequence number of its state),
+    /// so that each policy tick's images are in the log, not only each inference's.
+    pub fn with_camera_frames(mut self) -> LogWriter {
+        self.camera_frames = true;
+        self
     }
 
     fn close(&mut self) -> std::io::Result<RecordSummary> {
@@ -78,6 +87,10 @@ impl Recorder for LogWriter {
     fn finish(mut self: Box<Self>) -> std::io::Result<RecordSummary> {
         self.close()
     }
+
+    fn records_camera_frames(&self) -> bool {
+        self.camera_frames
+    }
 }
 
 impl Drop for LogWriter {
@@ -107,11 +120,15 @@ fn write_records(
         match event {
             Ok(RunEvent::Tick(_)) if failed => summary.lost_ticks += 1,
             Ok(RunEvent::Inference(_)) if failed => summary.lost_inferences += 1,
+            Ok(RunEvent::CameraFrame(_)) if failed => summary.lost_camera_frames += 1,
             Ok(RunEvent::Tick(tick)) => {
                 batch.add(Record::Tick, |out| encode_tick(out, &tick, dims))
             }
             Ok(RunEvent::Inference(record)) => {
                 batch.add(Record::Inference, |out| encode_inference(out, &record))
+            }
+            Ok(RunEvent::CameraFrame(frame)) => {
+                batch.add(Record::CameraFrame, |out| encode_camera_frame(out, &frame))
             }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) if failed => {}
@@ -153,6 +170,7 @@ fn write_records(
 enum Record {
     Tick,
     Inference,
+    CameraFrame,
     End,
 }
 
@@ -201,6 +219,8 @@ impl Batch {
                 (Record::Tick, false) => summary.lost_ticks += 1,
                 (Record::Inference, true) => summary.inferences += 1,
                 (Record::Inference, false) => summary.lost_inferences += 1,
+                (Record::CameraFrame, true) => summary.camera_frames += 1,
+                (Record::CameraFrame, false) => summary.lost_camera_frames += 1,
                 (Record::End, _) => {}
             }
         }
