@@ -144,7 +144,9 @@ def model_directory(out: Path, seed: int, max_delay: int, several: bool) -> Path
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="toy", help="a dataset .npz file, or 'toy' for the built-in toy demonstrations")
+    parser.add_argument("--dataset", default="toy",
+                        help="a dataset .npz file or LeRobotDataset v3.0 directory, or 'toy' for the built-in toy "
+                             "demonstrations")
     parser.add_argument("--out", type=Path, required=True, help="the bundle (several models: a folder of them)")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=128)
