@@ -11,6 +11,12 @@ pub enum ClockKind {
     Real,
     /// Virtual time in ticks: runs as fast as the CPU allows and is deterministic.
     Simulated,
+    /// The robot's states: each state a robot over zenoh sends starts a controller tick, so the command leaves
+    /// right after the state arrives (no phase between two clocks). `controller_rate_hz` is then the robot's
+    /// nominal state rate (every k-th state, k = controller_rate_hz / policy_rate_hz, is a policy tick; checked
+    /// against the robot at start); without a state for `io.stale_after_ms` the controller ticks anyway and
+    /// holds, as on the real clock.
+    State,
 }
 
 /// Settings of the clock.

@@ -44,10 +44,18 @@ fn validate_io(config: &Config) -> Result<(), ConfigError> {
         "must be a zenoh key such as \"robot1\" or \"lab/arm\" (no empty parts, wildcards or spaces)",
     )?;
     check(
-        !config.plant.kind.over_zenoh() || config.clock.kind == crate::ClockKind::Real,
+        !config.plant.kind.over_zenoh() || config.clock.kind != crate::ClockKind::Simulated,
         "clock.kind",
         "\"simulated\"",
-        "must be \"real\" when plant.kind is \"zenoh\" or \"ros2\" (a robot runs on the wall clock)",
+        "must be \"real\" or \"state\" when plant.kind is \"zenoh\" or \"ros2\" (a robot runs on the wall \
+         clock or on its own states)",
+    )?;
+    check(
+        config.plant.kind.over_zenoh() || config.clock.kind != crate::ClockKind::State,
+        "clock.kind",
+        "\"state\"",
+        "needs a robot that sends states (plant.kind = \"zenoh\" or \"ros2\"); the point mass runs on \"real\" \
+         or \"simulated\"",
     )?;
     check(
         config.policy.kind != crate::PolicyKind::Remote || config.plant.kind.over_zenoh(),
@@ -516,6 +524,28 @@ mod tests {
         assert!(
             message.contains("safety.position_max = -1 must be above safety.position_min = 1"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn the_state_clock_needs_a_robot_and_a_robot_runs_on_the_real_or_state_clock() {
+        let message = error_of("[clock]\nkind = \"state\"\n");
+        assert!(
+            message.contains("clock.kind = \"state\" needs a robot that sends states"),
+            "{message}"
+        );
+        let message = error_of("[clock]\nkind = \"simulated\"\n[plant]\nkind = \"zenoh\"\n");
+        assert!(
+            message.contains("must be \"real\" or \"state\""),
+            "{message}"
+        );
+        let robot =
+            "[clock]\nkind = \"state\"\ncontroller_rate_hz = 150.0\n[plant]\nkind = \"zenoh\"\n";
+        let config = Config::from_toml_str(robot, "robot.toml").unwrap();
+        assert_eq!(
+            config.clock.decimation(),
+            3,
+            "every third state is a policy tick"
         );
     }
 

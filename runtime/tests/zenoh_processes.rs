@@ -22,9 +22,17 @@ fn local_policy() -> String {
     )
 }
 
+/// The policy at 30 Hz on the wall clock.
+const REAL_CLOCK: &str = "[clock]\nkind = \"real\"\npolicy_rate_hz = 30.0";
+
 /// Writes a runtime configuration: `policy`, RTC, 30 Hz on the wall clock, a passthrough controller, then
 /// `plant` (the plant's and the link's sections).
 fn runtime_config(name: &str, policy: &str, plant: &str) -> PathBuf {
+    runtime_config_on(name, policy, REAL_CLOCK, plant)
+}
+
+/// [`runtime_config`] with the `[clock]` section `clock`.
+fn runtime_config_on(name: &str, policy: &str, clock: &str, plant: &str) -> PathBuf {
     let text = format!(
         r#"
 {policy}
@@ -32,9 +40,7 @@ fn runtime_config(name: &str, policy: &str, plant: &str) -> PathBuf {
 [sampler]
 mode = "rtc"
 
-[clock]
-kind = "real"
-policy_rate_hz = 30.0
+{clock}
 
 [controller]
 kind = "passthrough"
@@ -47,12 +53,12 @@ kind = "passthrough"
     path
 }
 
-/// The runtime's configuration: `policy`, zenoh listening on `port` and connecting to `connect`.
+/// The runtime's configuration: `policy` on `clock`, zenoh listening on `port` and connecting to `connect`.
 fn robot_config(
     name: &str,
     port: u16,
     namespace: &str,
-    policy: &str,
+    (policy, clock): (&str, &str),
     connect: &[String],
 ) -> PathBuf {
     let plant = format!(
@@ -65,7 +71,7 @@ connect = {connect:?}
 namespace = "{namespace}"
 stale_after_ms = 150.0"#
     );
-    runtime_config(name, policy, &plant)
+    runtime_config_on(name, policy, clock, &plant)
 }
 
 fn spawn(args: &[&str]) -> Child {
@@ -130,21 +136,21 @@ fn join(session: &Session) -> zenoh::Session {
 }
 
 fn start(name: &str, sim_args: &[&str]) -> Session {
-    start_robot(name, sim_args, &local_policy(), &[], &[])
+    start_robot(name, sim_args, (&local_policy(), REAL_CLOCK), &[], &[])
 }
 
-/// Starts a runtime (with `policy`, also connecting to `connect`, and `runtime_args` for `rtchunk run`) and a
-/// simulator node for it.
+/// Starts a runtime (with `policy` on `clock`, also connecting to `connect`, and `runtime_args` for
+/// `rtchunk run`) and a simulator node for it.
 fn start_robot(
     name: &str,
     sim_args: &[&str],
-    policy: &str,
+    (policy, clock): (&str, &str),
     connect: &[String],
     runtime_args: &[&str],
 ) -> Session {
     let port = free_loopback_port().unwrap();
     let namespace = format!("test{}{name}", std::process::id());
-    let config = robot_config(name, port, &namespace, policy, connect);
+    let config = robot_config(name, port, &namespace, (policy, clock), connect);
     let report = std::env::temp_dir().join(format!("rtchunk-{}-{name}.json", std::process::id()));
     let log = std::env::temp_dir().join(format!("rtchunk-{}-{name}.log", std::process::id()));
     let mut run_args = vec![
@@ -318,7 +324,7 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
     let session = start_robot(
         "camera",
         &["--episodes", "1", "--camera-width", "42"],
-        &camera_policy(),
+        (&camera_policy(), REAL_CLOCK),
         &[],
         &[],
     );
@@ -361,7 +367,7 @@ fn every_camera_frame_recorded_exports_to_lerobot_with_the_images_of_each_policy
     let session = start_robot(
         "frames",
         &["--episodes", "1", "--camera-width", "42"],
-        &camera_policy(),
+        (&camera_policy(), REAL_CLOCK),
         &[],
         &["--record-camera-frames"],
     );
@@ -432,6 +438,67 @@ fn every_camera_frame_recorded_exports_to_lerobot_with_the_images_of_each_policy
         serde_json::json!([22, 42, 3])
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The policy at 30 Hz on the robot's states, nominally `rate_hz` of them per second.
+fn state_clock(rate_hz: f64) -> String {
+    format!("[clock]\nkind = \"state\"\npolicy_rate_hz = 30.0\ncontroller_rate_hz = {rate_hz:.1}")
+}
+
+#[test]
+fn the_state_clock_ticks_on_each_state_of_a_drifting_lossy_robot_and_the_task_is_solved() {
+    // The robot's states come at 27 Hz, 10 % below the nominal 30, and 5 % of them are lost: the controller
+    // ticks on each state that arrives (every one a policy tick) and solves the task.
+    let clock = state_clock(30.0);
+    let session = start_robot(
+        "drift",
+        &["--episodes", "1", "--rate-hz", "27", "--loss", "0.05"],
+        (&local_policy(), &clock),
+        &[],
+        &[],
+    );
+    finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
+    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
+    let metrics = &run["metrics"];
+    let period = metrics["tick_period_ms"]["p50"].as_f64().unwrap();
+    assert!(
+        (30.0..45.0).contains(&period),
+        "a tick per state, 37 ms apart: {period} ms"
+    );
+    assert!(
+        metrics["tick_gaps"].as_u64().unwrap() >= 1,
+        "lost states are gaps: {metrics}"
+    );
+    assert!(metrics["swaps"].as_u64().unwrap() > 5, "{metrics}");
+    let report = json(&session.report);
+    assert_eq!(report["episodes"][0]["success"], true, "{report}");
+    assert!(
+        run["link"]["states_accepted"].as_u64().unwrap() > 100,
+        "{run_out}"
+    );
+}
+
+#[test]
+fn the_state_clock_refuses_a_robot_off_its_nominal_rate_naming_the_key() {
+    let clock = state_clock(90.0);
+    let session = start_robot(
+        "offrate",
+        &["--episodes", "1"],
+        (&local_policy(), &clock),
+        &[],
+        &[],
+    );
+    let output = session.runtime.wait_with_output().unwrap();
+    let mut sim = session.sim;
+    sim.kill().ok();
+    sim.wait().ok();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("clock.controller_rate_hz = 90") && stderr.contains("states/s"),
+        "{stderr}"
+    );
 }
 
 /// Checks a run of the camera fixture against the simulator's 42 x 22 RGB camera (its JSON summary `run_out`
@@ -796,7 +863,7 @@ fn lerobot_checkpoint_drives_the_simulated_robot(size: &str) {
     let session = start_robot(
         size,
         &["--episodes", "1", "--camera-width", "42"],
-        &policy,
+        (&policy, REAL_CLOCK),
         &[],
         &[],
     );
@@ -903,7 +970,7 @@ fn two_robots_share_a_remote_policy_server() {
             start_robot(
                 name,
                 &["--episodes", "1"],
-                &remote,
+                (&remote, REAL_CLOCK),
                 std::slice::from_ref(&server_endpoint),
                 &[],
             )
@@ -952,6 +1019,8 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
             "rtc",
             "--wires",
             "rtchunk,ros2",
+            "--clocks",
+            "real,state",
         ])
         .args(["--episodes", "1", "--policy"])
         .arg(&policy)
@@ -968,7 +1037,13 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
     let report = json(&out.join("latency.json"));
     assert!(report["bare_zenoh_one_way_ms"]["count"].as_u64().unwrap() > 100);
     let rows = report["rows"].as_array().unwrap();
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
+    let clocks: Vec<&str> = rows.iter().map(|r| r["clock"].as_str().unwrap()).collect();
+    assert_eq!(
+        clocks.iter().filter(|c| **c == "state").count(),
+        4,
+        "{clocks:?}"
+    );
     for row in rows {
         // The robot measures the whole loop on rtchunk's protocol only; the runtime its side on both wires.
         let robot_side = &row["state_to_action_ms"];

@@ -2,7 +2,7 @@
 
 use crate::cli::repository_default;
 use rtchunk_runtime::studies::latency::{
-    LatencyMethod, LatencySettings, LatencyWire, latency_study,
+    LatencyClock, LatencyMethod, LatencySettings, LatencyWire, latency_study,
 };
 use rtchunk_sim::TaskKind;
 use std::path::PathBuf;
@@ -27,10 +27,15 @@ pub struct LatencyArgs {
     /// commas; every method and latency runs on each.
     #[arg(long, default_value = "rtchunk", value_delimiter = ',')]
     wires: Vec<LatencyWire>,
+    /// Clocks: real (the controller's own deadlines at --controller-rate-hz), state (a tick per state the
+    /// simulator sends), separated by commas; every method, latency and wire runs on each.
+    #[arg(long, default_value = "real", value_delimiter = ',')]
+    clocks: Vec<LatencyClock>,
     /// Episodes per run.
     #[arg(long, default_value_t = 3)]
     episodes: u64,
-    /// The runtime's controller rate in Hz (default 30, the task's rate).
+    /// The real clock's controller rate in Hz (default 30, the task's rate; the state clock follows the
+    /// simulator's 30 Hz states).
     #[arg(long)]
     controller_rate_hz: Option<f64>,
     /// Output folder.
@@ -46,6 +51,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         extra_latency,
         methods,
         wires,
+        clocks,
         episodes,
         controller_rate_hz,
         out,
@@ -59,6 +65,7 @@ pub fn run(args: LatencyArgs) -> anyhow::Result<()> {
         extra_ms: extra_latency,
         methods,
         wires,
+        clocks,
         episodes,
         controller_rate_hz,
         out,

@@ -126,6 +126,13 @@ impl Distribution {
         self.count
     }
 
+    /// Values added above `threshold` (to the histogram's three significant digits).
+    pub fn count_above(&self, threshold: f64) -> u64 {
+        let units = (threshold / self.resolution).round().max(0.0) as u64;
+        self.histogram
+            .count_between(units.saturating_add(1), self.histogram.high())
+    }
+
     /// The summary: exact count, mean, minimum and maximum; quantiles from the histogram, within the exact
     /// minimum and maximum.
     pub fn quantiles(&self) -> Quantiles {
@@ -173,8 +180,14 @@ pub struct RunMetrics {
     pub policy_ticks: u64,
     /// Wake lateness after each deadline, in microseconds (zero on the simulated clock).
     pub wake_lateness_us: Quantiles,
-    /// Periods skipped after overruns.
+    /// Periods skipped after overruns (on the state clock: states that arrived during a tick, coalesced).
     pub missed_ticks: u64,
+    /// Time between consecutive controller ticks, in milliseconds (on the state clock: the robot's state
+    /// period as the controller saw it; empty on the simulated clock).
+    pub tick_period_ms: Quantiles,
+    /// Tick periods longer than 1.5 times the median: gaps in the robot's states on the state clock, late
+    /// wake-ups on the real clock.
+    pub tick_gaps: u64,
     /// Inferences run.
     pub inferences: usize,
     /// Inferences that failed, all kinds together.
@@ -276,6 +289,8 @@ impl InferenceSummary {
 pub struct TickMetrics {
     metrics: RunMetrics,
     lateness_us: Distribution,
+    periods_ms: Distribution,
+    last_tick_ns: u64,
     delays: Distribution,
     seams: Distribution,
     within: Distribution,
@@ -287,6 +302,8 @@ impl Default for TickMetrics {
         TickMetrics {
             metrics: RunMetrics::default(),
             lateness_us: Distribution::microseconds(),
+            periods_ms: Distribution::milliseconds(),
+            last_tick_ns: 0,
             delays: Distribution::counts(),
             seams: Distribution::distances(),
             within: Distribution::distances(),
@@ -301,6 +318,12 @@ impl TickMetrics {
         let metrics = &mut self.metrics;
         metrics.controller_ticks += 1;
         self.lateness_us.push(tick.lateness_ns as f64 / 1e3);
+        // The simulated clock's ticks have no time; a record lost in between shows as one long period.
+        if tick.time_ns > 0 && self.last_tick_ns > 0 {
+            self.periods_ms
+                .push(tick.time_ns.saturating_sub(self.last_tick_ns) as f64 / 1e6);
+        }
+        self.last_tick_ns = tick.time_ns;
         metrics.missed_ticks += tick.missed as u64;
         metrics.safety_rejections += tick.safety_rejected as u64;
         metrics.safety_clamps += tick.safety_clamped as u64;
@@ -342,6 +365,10 @@ impl TickMetrics {
             inference_timeouts: inferences.timeouts,
             inference_ms: inferences.duration_ms.quantiles(),
             wake_lateness_us: self.lateness_us.quantiles(),
+            tick_period_ms: self.periods_ms.quantiles(),
+            tick_gaps: self
+                .periods_ms
+                .count_above(1.5 * self.periods_ms.quantiles().p50),
             swaps: self.delays.count() as usize,
             observed_delay_ticks: self.delays.quantiles(),
             seam_jump: self.seams.quantiles(),
@@ -377,6 +404,15 @@ pub fn table(runs: &[&RunMetrics]) -> String {
             }),
         ),
         ("missed ticks", (|m| m.missed_ticks.to_string())),
+        (
+            "tick period p50 / p99 (ms), gaps",
+            (|m| {
+                format!(
+                    "{:.2} / {:.2}, {}",
+                    m.tick_period_ms.p50, m.tick_period_ms.p99, m.tick_gaps
+                )
+            }),
+        ),
         (
             "inferences (failed: panicked, timed out)",
             (|m| {

@@ -6,6 +6,7 @@
 //! - [`controller`]: the controller loop (real-time safe), driven by a [`clock::Clock`];
 //! - [`executor`]: which action runs at each tick, when to request a chunk and when to adopt one;
 //! - [`clock`]: the real clock (absolute deadlines, sleep then spin) and the simulated clock (virtual ticks);
+//!   [`state_clock`]: the state clock (a tick per state the robot sends);
 //! - [`doorbell`], [`messages`]: the wait-free handoff between the controller and the worker, and what it carries;
 //! - [`delay`]: the delay buffer (inference delays in consumed ticks);
 //! - [`record`]: the fixed-size tick records the controller writes; [`events`]: what a run hands to its recorder;
@@ -28,4 +29,5 @@ pub mod record;
 pub mod rt_setup;
 pub mod session;
 pub mod shutdown;
+pub mod state_clock;
 pub mod worker;

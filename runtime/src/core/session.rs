@@ -12,6 +12,7 @@ use crate::core::messages::{CameraFeed, CameraFrame, ChunkMessage, InferenceRequ
 use crate::core::metrics::{RunMetrics, SafetyClamps, TickMetrics};
 use crate::core::record::{InferenceRecord, TickRecord};
 use crate::core::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread};
+use crate::core::state_clock::{StateClock, StateSignal};
 use crate::core::worker::{ChunkSource, InferenceEngine, InferenceWorker};
 use crossbeam_channel::{Receiver, Sender};
 use rtchunk_config::{ClockKind, Config};
@@ -56,6 +57,8 @@ pub struct RunOptions {
     pub record: Option<Box<dyn Recorder>>,
     /// The robot's camera images, for a policy with cameras.
     pub cameras: Option<CameraFeed>,
+    /// Rung by the robot link after each state it accepts: what the state clock (`clock.kind = "state"`) ticks on.
+    pub state_signal: Option<Arc<StateSignal>>,
     /// Every camera frame the robot sends, for the recorder (when it [records them](
     /// crate::core::events::Recorder::records_camera_frames)).
     pub camera_frames: Option<Receiver<CameraFrame>>,
@@ -81,6 +84,7 @@ impl RunOptions {
             record: None,
             cameras: None,
             camera_frames: None,
+            state_signal: None,
             keep_records: true,
             inference_timeout: None,
             inference_faults: None,
@@ -166,7 +170,7 @@ pub fn run_with_clock<P: Plant + 'static, C: Clock + 'static>(
     clock: ClockChoice<C>,
 ) -> Result<RunOutcome<P>, RunError> {
     let spec = policy.spec().clone();
-    if matches!(clock, ClockChoice::Configured) && config.clock.kind == ClockKind::Real {
+    if matches!(clock, ClockChoice::Configured) && config.clock.kind != ClockKind::Simulated {
         let limit = Duration::from_secs_f64(config.policy.inference_timeout_ms / 1e3);
         options.inference_timeout = options.inference_timeout.or(Some(limit));
     }
@@ -288,6 +292,26 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
             let clock = RealClock::new(
                 Duration::from_secs_f64(1.0 / config.clock.controller_rate()),
                 Duration::from_micros(config.realtime.spin_margin_us),
+                delays,
+            );
+            spawn_controller(plant, clock, parts, move || {
+                prepare_current_thread(&realtime, memory)
+            })?
+        }
+        (ClockChoice::Configured, ClockKind::State) => {
+            let signal = options.state_signal.take().ok_or_else(|| {
+                RunError::Mismatch(
+                    "clock.kind = \"state\" ticks on a robot's states; this plant sends none (use a robot \
+                     over zenoh)"
+                        .into(),
+                )
+            })?;
+            let memory = lock_memory(&config.realtime);
+            let realtime = config.realtime.clone();
+            let clock = StateClock::new(
+                signal,
+                Duration::from_secs_f64(1.0 / config.clock.controller_rate()),
+                Duration::from_secs_f64(config.io.stale_after_ms / 1e3),
                 delays,
             );
             spawn_controller(plant, clock, parts, move || {

@@ -14,7 +14,7 @@ use crate::io::remote::RemoteEngine;
 use crate::io::ros2::plant_wire::{PolicyShape, ros2_wire};
 use crate::io::session::IoError;
 use crate::io::session::open_session;
-use rtchunk_config::{Config, PlantKind, PolicyKind};
+use rtchunk_config::{ClockKind, Config, PlantKind, PolicyKind};
 use rtchunk_policy::{FlowPolicy, PolicySpec};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -47,6 +47,43 @@ pub enum DeployError {
     /// The policy bundle.
     #[error("policy bundle: {0}")]
     Bundle(#[from] rtchunk_policy::onnx::BundleError),
+    /// The robot sends states at another rate than the state clock was configured for.
+    #[error(
+        "clock.kind = \"state\": the robot on {topic} sent {measured_hz:.1} states/s over {seconds:.1} s, but \
+         clock.controller_rate_hz = {nominal_hz} (its nominal state rate: every k-th state is a policy tick, k = \
+         controller_rate_hz / policy_rate_hz) expects about that many; set it to the robot's rate"
+    )]
+    StateRate {
+        /// The state topic.
+        topic: String,
+        /// States per second measured at start.
+        measured_hz: f64,
+        /// Over how long.
+        seconds: f64,
+        /// `clock.controller_rate_hz`.
+        nominal_hz: f64,
+    },
+}
+
+/// Measures the robot's state rate for about ten nominal periods (at least 0.2 s) and refuses one that is off the
+/// state clock's nominal rate by more than -30 % / +40 % (a robot that drifts less runs: the policy then follows
+/// its states).
+fn check_state_rate(link: &RobotLink, nominal_hz: f64) -> Result<(), DeployError> {
+    let window = Duration::from_secs_f64((10.0 / nominal_hz).max(0.2));
+    let accepted = || link.counters().states_accepted.load(Ordering::Relaxed);
+    let before = accepted();
+    std::thread::sleep(window);
+    let measured_hz = (accepted() - before) as f64 / window.as_secs_f64();
+    if (0.7..=1.4).contains(&(measured_hz / nominal_hz)) {
+        Ok(())
+    } else {
+        Err(DeployError::StateRate {
+            topic: link.state_topic().to_string(),
+            measured_hz,
+            seconds: window.as_secs_f64(),
+            nominal_hz,
+        })
+    }
 }
 
 /// What the link counted during a deployment.
@@ -152,6 +189,9 @@ pub fn run_on_robot(
     let signals = stop_on_signal(move || control.stop.store(true, Ordering::Relaxed));
     tracing::info!(topic = %link.state_topic(), "waiting for the robot's first state");
     link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
+    if config.clock.kind == ClockKind::State {
+        check_state_rate(&link, config.clock.controller_rate())?;
+    }
     let ticks = seconds.map_or(u64::MAX, |s| (s * config.clock.controller_rate()) as u64);
     let label = format!(
         "{} / {} on {}",
@@ -168,6 +208,7 @@ pub fn run_on_robot(
         record,
         cameras: link.take_camera_feed(),
         camera_frames,
+        state_signal: Some(link.state_signal()),
         keep_records: false,
         inference_faults: Some(link.counters().inference_faults.clone()),
         ..RunOptions::new(&label, ticks)

@@ -18,6 +18,7 @@ use crate::core::doorbell::Doorbell;
 use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::core::metrics::{Distribution, Quantiles};
+use crate::core::state_clock::StateSignal;
 use crate::io::protocol::{
     ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection, StatusMessage,
     decode_header, new_source_id,
@@ -308,6 +309,7 @@ pub struct RobotLink {
     /// Every camera frame accepted, once someone takes the receiver ([`RobotLink::take_camera_frames`]).
     camera_frames: Option<crossbeam_channel::Receiver<CameraFrame>>,
     frames_wanted: Arc<AtomicBool>,
+    state_signal: Arc<StateSignal>,
     state_topic: String,
     /// Where the session listens and connects, for errors.
     endpoints: String,
@@ -385,6 +387,7 @@ impl RobotLink {
         let camera_feed = (!cameras.is_empty()).then_some(camera_out);
         let (frames_out, frames_in) = crossbeam_channel::unbounded();
         let frames_wanted = Arc::new(AtomicBool::new(false));
+        let state_signal = Arc::new(StateSignal::default());
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
         let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
@@ -424,6 +427,7 @@ impl RobotLink {
             let state_transit = state_transit.clone();
             let frames_wanted = frames_wanted.clone();
             let mut frames_out = Some(frames_out);
+            let state_signal = state_signal.clone();
             spawn("rtchunk-state", move || {
                 let mut state_in = state_in;
                 while !shutdown.load(Ordering::Relaxed) {
@@ -463,6 +467,7 @@ impl RobotLink {
                                 camera_in.publish();
                             }
                             counters.states_accepted.fetch_add(1, Ordering::Relaxed);
+                            state_signal.ring(monotonic_ns());
                         }
                         Err(rejection) => log.reject(&rejection),
                     }
@@ -571,6 +576,7 @@ impl RobotLink {
             camera_feed,
             camera_frames: (!cameras.is_empty()).then_some(frames_in),
             frames_wanted,
+            state_signal,
             state_topic,
             endpoints: format!(
                 "the session listens on {:?} and connects to {:?}",
@@ -597,6 +603,12 @@ impl RobotLink {
         self.frames_wanted
             .store(frames.is_some(), Ordering::Relaxed);
         frames
+    }
+
+    /// Rung after every state the link accepts (with camera images published first): what the state clock
+    /// ticks on.
+    pub fn state_signal(&self) -> Arc<StateSignal> {
+        self.state_signal.clone()
     }
 
     /// The shared counters.

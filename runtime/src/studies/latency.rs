@@ -1,6 +1,7 @@
 //! `rtchunk latency`: the runtime against `rtchunk sim serve` over zenoh, as separate processes on loopback,
-//! with extra inference latency injected (as in the RTC paper's real-robot study), for each execution method
-//! and wire (rtchunk's protocol, or the simulator as a ROS 2 robot over rmw_zenoh). It reports end-to-end
+//! with extra inference latency injected (as in the RTC paper's real-robot study), for each execution method,
+//! wire (rtchunk's protocol, or the simulator as a ROS 2 robot over rmw_zenoh) and clock (the real clock at the
+//! controller rate, or the state clock: a tick per state the simulator sends). It reports end-to-end
 //! latency (a state published to the first command computed from it arriving; rtchunk's protocol only, as a
 //! ROS 2 command does not name its state), the runtime's side of it on both wires (a state published to the
 //! first command computed from it being sent), the
@@ -103,6 +104,40 @@ impl std::str::FromStr for LatencyWire {
     }
 }
 
+/// What paces the runtime's controller in a run of the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyClock {
+    /// The real clock at the controller rate: a state waits for the next tick.
+    Real,
+    /// The state clock: each state the simulator sends starts a tick (at the robot's rate).
+    State,
+}
+
+impl LatencyClock {
+    /// Every clock, in table order.
+    pub const ALL: [LatencyClock; 2] = [LatencyClock::Real, LatencyClock::State];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyClock::Real => "real",
+            LatencyClock::State => "state",
+        }
+    }
+}
+
+impl std::str::FromStr for LatencyClock {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        LatencyClock::ALL
+            .into_iter()
+            .find(|c| c.name() == text)
+            .ok_or_else(|| format!("unknown clock {text:?}; expected real or state"))
+    }
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LatencySettings {
@@ -116,9 +151,12 @@ pub struct LatencySettings {
     pub methods: Vec<LatencyMethod>,
     /// Wires to compare.
     pub wires: Vec<LatencyWire>,
+    /// Clocks to compare.
+    pub clocks: Vec<LatencyClock>,
     /// Episodes per run.
     pub episodes: u64,
-    /// The runtime's controller rate (default: the task's 30 Hz); a faster controller reads state sooner.
+    /// The real clock's controller rate (default: the task's 30 Hz); a faster controller reads state sooner. The
+    /// state clock ticks at the simulator's rate.
     pub controller_rate_hz: Option<f64>,
     /// Where the table, JSON and figure go.
     pub out: PathBuf,
@@ -131,6 +169,8 @@ pub struct LatencyRow {
     pub method: LatencyMethod,
     /// The wire.
     pub wire: LatencyWire,
+    /// What paced the controller.
+    pub clock: LatencyClock,
     /// Injected extra inference latency, in milliseconds.
     pub extra_ms: f64,
     /// The same in policy ticks (rounded up), as the runtime injects it.
@@ -177,8 +217,7 @@ pub struct LatencyReport {
 /// inference delay, a passthrough controller and the zenoh link listening on `port`; its shape is the bundle's.
 fn runtime_config(
     settings: &LatencySettings,
-    method: LatencyMethod,
-    wire: LatencyWire,
+    (method, wire, clock): (LatencyMethod, LatencyWire, LatencyClock),
     ticks: usize,
     port: u16,
     namespace: &str,
@@ -188,9 +227,12 @@ fn runtime_config(
     config.policy.kind = PolicyKind::Bundle;
     config.policy.bundle = Some(settings.policy.clone());
     config.policy.intra_threads = 1;
-    config.clock.kind = ClockKind::Real;
     config.clock.policy_rate_hz = 30.0;
-    config.clock.controller_rate_hz = settings.controller_rate_hz;
+    (config.clock.kind, config.clock.controller_rate_hz) = match clock {
+        LatencyClock::Real => (ClockKind::Real, settings.controller_rate_hz),
+        // The simulator's 30 Hz states: every state a policy tick.
+        LatencyClock::State => (ClockKind::State, None),
+    };
     config.clock.inference_delay_ticks = ticks;
     config.controller.kind = ControllerKind::Passthrough;
     config.plant.kind = match wire {
@@ -224,7 +266,7 @@ fn quantiles(value: &serde_json::Value) -> Quantiles {
 /// Runs one method at one extra latency: the runtime and the simulator node as child processes.
 fn run_one(
     settings: &LatencySettings,
-    (method, wire): (LatencyMethod, LatencyWire),
+    (method, wire, clock): (LatencyMethod, LatencyWire, LatencyClock),
     extra_ms: f64,
     index: usize,
 ) -> anyhow::Result<LatencyRow> {
@@ -234,9 +276,14 @@ fn run_one(
     let namespace = format!("latency{}x{index}", std::process::id());
     let runs = settings.out.join("runs");
     std::fs::create_dir_all(&runs)?;
-    let name = format!("{}-{}-{extra_ms}ms", method.name(), wire.name());
+    let name = format!(
+        "{}-{}-{}-{extra_ms}ms",
+        method.name(),
+        wire.name(),
+        clock.name()
+    );
     let config = runs.join(format!("run-{name}.toml"));
-    let checked = runtime_config(settings, method, wire, ticks, port, &namespace)?;
+    let checked = runtime_config(settings, (method, wire, clock), ticks, port, &namespace)?;
     checked.validate().with_context(|| {
         format!(
             "{} at +{extra_ms} ms ({ticks} ticks at 30 Hz): more delay than the policy's horizon of {} can absorb",
@@ -299,6 +346,7 @@ fn run_one(
     Ok(LatencyRow {
         method,
         wire,
+        clock,
         extra_ms,
         injected_ticks: ticks,
         success_rate: solved.len() as f64 / episodes.len().max(1) as f64,
@@ -342,13 +390,17 @@ pub fn latency_study(settings: &LatencySettings) -> anyhow::Result<String> {
     let mut rows = Vec::new();
     for &extra_ms in &settings.extra_ms {
         for &wire in &settings.wires {
-            for &method in &settings.methods {
-                eprintln!(
-                    "{} over {} at +{extra_ms} ms ...",
-                    method.name(),
-                    wire.name()
-                );
-                rows.push(run_one(settings, (method, wire), extra_ms, rows.len())?);
+            for &clock in &settings.clocks {
+                for &method in &settings.methods {
+                    eprintln!(
+                        "{} over {} on the {} clock at +{extra_ms} ms ...",
+                        method.name(),
+                        wire.name(),
+                        clock.name()
+                    );
+                    let run = (method, wire, clock);
+                    rows.push(run_one(settings, run, extra_ms, rows.len())?);
+                }
             }
         }
     }
@@ -375,12 +427,13 @@ pub fn latency_table(report: &LatencyReport) -> String {
     let bare = &report.bare_zenoh_one_way_ms;
     let mut text = format!(
         "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
-         {:<7} {:<7} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+         {:<7} {:<7} {:<5} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
         report.task,
         bare.p50,
         bare.p99,
         "method",
         "wire",
+        "clock",
         "+ms",
         "d+",
         "solved",
@@ -408,9 +461,10 @@ pub fn latency_table(report: &LatencyReport) -> String {
         };
         let sent = &row.state_to_command_sent_ms;
         text += &format!(
-            "{:<7} {:<7} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            "{:<7} {:<7} {:<5} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
             row.method.name(),
             row.wire.name(),
+            row.clock.name(),
             row.extra_ms,
             row.injected_ticks,
             row.success_rate,
@@ -492,11 +546,16 @@ fn trajectory_figure(report: &LatencyReport, path: &Path) -> anyhow::Result<()> 
                     .iter()
                     .enumerate()
                     .map(|(i, v)| (i as f64 / 30.0, f64::from(*v)));
-                // The ROS 2 wire's runs are drawn thinner, in their method's colour.
-                let (label, width) = match row.wire {
-                    LatencyWire::Rtchunk => (row.method.name().to_string(), 2),
-                    LatencyWire::Ros2 => (format!("{} (ros2)", row.method.name()), 1),
-                };
+                // Runs over the ROS 2 wire or on the state clock are drawn thinner, in their method's colour.
+                let mut label = row.method.name().to_string();
+                if row.wire == LatencyWire::Ros2 {
+                    label += " (ros2)";
+                }
+                if row.clock == LatencyClock::State {
+                    label += " (state clock)";
+                }
+                let plain = row.wire == LatencyWire::Rtchunk && row.clock == LatencyClock::Real;
+                let width = if plain { 2 } else { 1 };
                 chart
                     .draw_series(LineSeries::new(points, colour.stroke_width(width)))?
                     .label(label)
