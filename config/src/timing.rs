@@ -79,8 +79,12 @@ pub struct RealtimeConfig {
     pub fifo_priority: u8,
     /// Lock all memory (`mlockall`) so the loop never page-faults.
     pub lock_memory: bool,
-    /// Pin the controller thread to this CPU.
+    /// Pin the controller thread to this CPU (default with `reserve_cpu`: the last CPU the process may use).
     pub cpu: Option<usize>,
+    /// Keep the controller's CPU for it alone where the process may use at least two: every other thread of the
+    /// process (inference, zenoh, I/O, collector, log) is moved onto the other CPUs for the run. False: pin only
+    /// when `cpu` is set, sharing that CPU.
+    pub reserve_cpu: bool,
     /// The controller sleeps to this many microseconds before each deadline, then spins.
     pub spin_margin_us: u64,
 }
@@ -91,6 +95,7 @@ impl Default for RealtimeConfig {
             fifo_priority: 80,
             lock_memory: true,
             cpu: None,
+            reserve_cpu: true,
             spin_margin_us: 200,
         }
     }

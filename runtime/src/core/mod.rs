@@ -13,10 +13,12 @@
 //! - [`worker`]: the tokio inference worker, [`inference_fault`]: how an inference failed; [`policies`]: the one
 //!   loading path from `[policy]` to a policy;
 //! - [`session`]: wires a run together; [`metrics`]: what a run measured;
-//! - [`rt_setup`]: the controller thread's real-time measures; [`shutdown`]: stopping on a signal.
+//! - [`rt_setup`]: the controller thread's real-time measures, [`cpu_reservation`]: a CPU kept for it alone;
+//!   [`shutdown`]: stopping on a signal.
 
 pub mod clock;
 pub mod controller;
+pub mod cpu_reservation;
 pub mod delay;
 pub mod doorbell;
 pub mod events;

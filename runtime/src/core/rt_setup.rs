@@ -1,6 +1,7 @@
 //! Real-time setup of the controller thread: memory locking, SCHED_FIFO, CPU pinning, timer slack, SIGINT and
 //! SIGTERM blocked (the signal watcher's thread takes them) and a pre-faulted stack. Each step is attempted, and what took effect is reported: nothing is assumed.
 
+use crate::core::cpu_reservation::{CpuReservation, set_affinity};
 use rtchunk_config::RealtimeConfig;
 use serde::Serialize;
 
@@ -33,8 +34,10 @@ pub struct RealtimeReport {
     pub memory_lock: Step,
     /// `SCHED_FIFO` at the configured priority.
     pub fifo: Step,
-    /// CPU pinning.
+    /// CPU pinning (and, with `realtime.reserve_cpu`, the CPU kept for the controller alone).
     pub affinity: Step,
+    /// The CPU kept for the controller, released when the run ends.
+    pub reservation: Option<CpuReservation>,
     /// 1 ns timer slack.
     pub timer_slack: Step,
     /// SIGINT and SIGTERM blocked on the controller thread, so their handler never runs there.
@@ -48,6 +51,7 @@ impl RealtimeReport {
             memory_lock: Step::Skipped,
             fifo: Step::Skipped,
             affinity: Step::Skipped,
+            reservation: None,
             timer_slack: Step::Skipped,
             signals_blocked: Step::Skipped,
         }
@@ -85,13 +89,41 @@ pub fn lock_memory(config: &RealtimeConfig) -> Step {
 /// controller thread, before its loop.
 pub fn prepare_current_thread(config: &RealtimeConfig, memory_lock: Step) -> RealtimeReport {
     prefault_stack();
+    let (affinity, reservation) = place(config);
     RealtimeReport {
         memory_lock,
         fifo: set_fifo(config.fifo_priority),
-        affinity: pin(config.cpu),
+        affinity,
+        reservation,
         timer_slack: set_timer_slack(),
         signals_blocked: block_stop_signals(),
     }
+}
+
+/// Pins the calling thread: to a CPU of its own (`reserve_cpu`), falling back to a plain pin to `cpu` when the
+/// process has no second CPU.
+fn place(config: &RealtimeConfig) -> (Step, Option<CpuReservation>) {
+    if config.reserve_cpu {
+        match CpuReservation::take(config.cpu) {
+            Ok(reservation) => {
+                let detail = format!(
+                    "CPU {} kept for the controller: {} other threads moved off it{}",
+                    reservation.cpu,
+                    reservation.threads_moved,
+                    match reservation.threads_refused {
+                        0 => String::new(),
+                        n => format!(", {n} could not be"),
+                    }
+                );
+                return (Step::Applied(detail), Some(reservation));
+            }
+            Err(reason) if config.cpu.is_none() => {
+                return (Step::Refused(format!("no CPU of its own: {reason}")), None);
+            }
+            Err(_) => {}
+        }
+    }
+    (pin(config.cpu), None)
 }
 
 fn block_stop_signals() -> Step {
@@ -128,18 +160,9 @@ fn set_fifo(priority: u8) -> Step {
 
 fn pin(cpu: Option<usize>) -> Step {
     let Some(cpu) = cpu else { return Step::Skipped };
-    // SAFETY: cpu_set_t is plain data, zero is a valid empty set, and CPU_SET stays in bounds for cpu < 1024.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
-            return Step::Refused(format!("CPU {cpu} is out of range"));
-        }
-        libc::CPU_SET(cpu, &mut set);
-        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
-            Step::Applied(format!("CPU {cpu}"))
-        } else {
-            Step::Refused(format!("CPU {cpu}: {}", last_os_error()))
-        }
+    match set_affinity(0, &[cpu]) {
+        Ok(()) => Step::Applied(format!("CPU {cpu} (shared)")),
+        Err(error) => Step::Refused(format!("CPU {cpu}: {error}")),
     }
 }
 

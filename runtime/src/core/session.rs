@@ -4,6 +4,7 @@
 
 use crate::core::clock::{Clock, DelayInjector, RealClock, SimClock, wall_clock_ns};
 use crate::core::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
+use crate::core::cpu_reservation::CONTROLLER_THREAD;
 use crate::core::doorbell::Doorbell;
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::core::executor::{ChunkExecutor, ExecutorSettings};
@@ -328,6 +329,9 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
     request_bell.ring();
     let (result, realtime) =
         joined.map_err(|_| RunError::Runtime("the controller thread panicked".into()))?;
+    if let Some(reservation) = &realtime.reservation {
+        reservation.release();
+    }
     let (inference_summary, inferences) = runtime
         .block_on(worker)
         .map_err(|e| RunError::Runtime(format!("the inference worker failed: {e}")))?;
@@ -420,7 +424,7 @@ fn spawn_controller<P: Plant + 'static, C: Clock + 'static>(
     prepare: impl FnOnce() -> RealtimeReport + Send + 'static,
 ) -> Result<ControllerThread<P>, RunError> {
     std::thread::Builder::new()
-        .name("rtchunk-control".into())
+        .name(CONTROLLER_THREAD.into())
         .spawn(move || {
             let realtime = prepare();
             tracing::info!(%realtime, "controller thread ready");

@@ -6,6 +6,7 @@ use crate::core::metrics::{Quantiles, RunMetrics};
 use crate::core::policies::load_policy;
 use crate::core::rt_setup::RealtimeReport;
 use crate::core::session::{ClockChoice, RunError, RunOptions, run_with_clock};
+use crate::studies::cpu_activity::{CpuActivity, CpuCounters};
 use rtchunk_config::{ClockKind, Config, PolicyKind, SamplerMode};
 use rtchunk_sim::PointMass;
 use serde::Serialize;
@@ -66,6 +67,8 @@ pub struct LoopBenchmark {
     pub worker_busy: [f64; 2],
     /// Which real-time measures took effect for rtchunk's loop.
     pub realtime: RealtimeReport,
+    /// What else ran on the controller's CPU during rtchunk's loop (when it had one).
+    pub controller_cpu: Option<CpuActivity>,
 }
 
 impl LoopBenchmark {
@@ -79,9 +82,27 @@ impl LoopBenchmark {
             }
         };
         let (ours, naive) = (&self.rtchunk.wake_lateness_us, &self.naive.wake_lateness_us);
+        let cpu = match &self.controller_cpu {
+            Some(activity) => {
+                let sources: Vec<String> = activity
+                    .interrupts
+                    .iter()
+                    .take(4)
+                    .map(|(source, count)| format!("{count} {source}"))
+                    .collect();
+                format!(
+                    "on the controller's CPU {} during its loop: {:.0} interrupts/s ({}), steal {:.0} ms\n",
+                    activity.cpu,
+                    activity.interrupts_per_second,
+                    sources.join(", "),
+                    activity.steal_ms
+                )
+            }
+            None => String::new(),
+        };
         format!(
             "{}\nreal-time setup: {}\ninference worker busy: {:.0} % (rtchunk run), {:.0} % (naive run)\n\
-             naive / rtchunk lateness: p50 {:.1}x, p99 {:.1}x, max {:.1}x\n",
+             naive / rtchunk lateness: p50 {:.1}x, p99 {:.1}x, max {:.1}x\n{cpu}",
             crate::core::metrics::table(&[&self.rtchunk, &self.naive]),
             self.realtime,
             100.0 * self.worker_busy[0],
@@ -123,6 +144,8 @@ pub fn loop_benchmark(
     let busy = |inferences: &[crate::core::record::InferenceRecord]| {
         inferences.iter().map(|i| i.duration_us as f64).sum::<f64>() / (seconds * 1e6)
     };
+    let counters = CpuCounters::read();
+    let started = std::time::Instant::now();
     let ours = run_with_clock::<_, NaiveSleepClock>(
         &config,
         plant(),
@@ -130,6 +153,15 @@ pub fn loop_benchmark(
         RunOptions::new("rtchunk loop", ticks),
         ClockChoice::Configured,
     )?;
+    let controller_cpu = ours
+        .realtime
+        .reservation
+        .as_ref()
+        .map(|r| r.cpu)
+        .or(config.realtime.cpu)
+        .map(|cpu| {
+            counters.activity_until(&CpuCounters::read(), cpu, started.elapsed().as_secs_f64())
+        });
     let naive = run_with_clock(
         &config,
         plant(),
@@ -144,6 +176,7 @@ pub fn loop_benchmark(
         rtchunk: ours.metrics,
         naive: naive.metrics,
         realtime: ours.realtime,
+        controller_cpu,
     })
 }
 

@@ -1,0 +1,161 @@
+//! A CPU kept for the controller thread: the controller is pinned to it and every other thread of the process
+//! (the inference worker and its pool, zenoh's and tokio's threads, the I/O, collector and log threads, and the
+//! threads they start later, which inherit their masks) is moved onto the process's other CPUs, until the run
+//! ends. Other controllers (threads named `rtchunk-control`) keep their own pins.
+
+use serde::Serialize;
+
+/// The controller thread's name (its threads are never moved by another run's reservation).
+pub const CONTROLLER_THREAD: &str = "rtchunk-control";
+
+/// A CPU held for one controller thread, and the CPUs the process's other threads had before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CpuReservation {
+    /// The controller's CPU.
+    pub cpu: usize,
+    /// Other threads moved off it.
+    pub threads_moved: usize,
+    /// Threads that could not be moved (they exited meanwhile, or the system refused).
+    pub threads_refused: usize,
+    /// The CPUs the process could use before, restored on [`CpuReservation::release`].
+    #[serde(skip)]
+    allowed: Vec<usize>,
+}
+
+/// The CPUs the calling thread may run on.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data and zero is a valid empty set; sched_getaffinity fills it for the caller.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// Sets the CPUs thread `tid` (0: the calling thread) may run on.
+pub fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: cpu_set_t is plain data, zero is a valid empty set, and CPU_SET stays in bounds (checked).
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::Error::other(format!("CPU {cpu} is out of range")));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        if libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+}
+
+/// Every other thread of the process that is not a controller, by thread id.
+fn other_threads() -> Vec<libc::pid_t> {
+    // SAFETY: gettid takes no arguments.
+    let me = unsafe { libc::gettid() };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|entry| {
+            entry
+                .ok()?
+                .file_name()
+                .to_str()?
+                .parse::<libc::pid_t>()
+                .ok()
+        })
+        .filter(|&tid| tid != me)
+        .filter(|tid| {
+            let name =
+                std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+            name.trim_end() != CONTROLLER_THREAD
+        })
+        .collect()
+}
+
+/// Moves `threads` onto `cpus`; returns how many moved and how many could not.
+fn move_threads(threads: &[libc::pid_t], cpus: &[usize]) -> (usize, usize) {
+    let moved = threads
+        .iter()
+        .filter(|&&tid| set_affinity(tid, cpus).is_ok())
+        .count();
+    (moved, threads.len() - moved)
+}
+
+impl CpuReservation {
+    /// Pins the calling thread to `cpu` (default: the last CPU the process may use) and moves the process's
+    /// other threads onto its other CPUs. Fails when the process may use fewer than two CPUs or the pin is
+    /// refused.
+    pub fn take(cpu: Option<usize>) -> Result<CpuReservation, String> {
+        let allowed = allowed_cpus();
+        let cpu = cpu.or(allowed.last().copied()).ok_or("no CPU is allowed")?;
+        let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != cpu).collect();
+        if others.is_empty() {
+            return Err(format!(
+                "the process may use only CPU {cpu}; nothing to keep it from"
+            ));
+        }
+        set_affinity(0, &[cpu]).map_err(|e| format!("CPU {cpu}: {e}"))?;
+        let (threads_moved, threads_refused) = move_threads(&other_threads(), &others);
+        Ok(CpuReservation {
+            cpu,
+            threads_moved,
+            threads_refused,
+            allowed,
+        })
+    }
+
+    /// Gives every thread of the process (but controllers) the CPUs it had before the reservation.
+    pub fn release(&self) {
+        move_threads(&other_threads(), &self.allowed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_keeps_the_other_threads_off_the_controllers_cpu_until_released() {
+        if allowed_cpus().len() < 2 {
+            return; // one CPU: nothing to reserve (the controller shares it, as reported at start-up)
+        }
+        let (ready, wait) = std::sync::mpsc::channel();
+        let (done, finish) = std::sync::mpsc::channel::<()>();
+        let bystander = std::thread::spawn(move || {
+            ready.send(()).unwrap();
+            finish.recv().unwrap();
+            allowed_cpus()
+        });
+        wait.recv().unwrap();
+        let (reservation, seen) = std::thread::spawn(move || {
+            let reservation = CpuReservation::take(None).unwrap();
+            (reservation.clone(), allowed_cpus())
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![reservation.cpu],
+            "the controller runs on its CPU only"
+        );
+        assert!(reservation.threads_moved >= 1, "{reservation:?}");
+        assert!(
+            !allowed_cpus().contains(&reservation.cpu),
+            "this thread was moved off it"
+        );
+        reservation.release();
+        done.send(()).unwrap();
+        assert!(
+            bystander.join().unwrap().contains(&reservation.cpu),
+            "released"
+        );
+    }
+}
