@@ -67,10 +67,7 @@ impl LatencyMethod {
 impl std::str::FromStr for LatencyMethod {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        LatencyMethod::ALL
-            .into_iter()
-            .find(|m| m.name() == text)
-            .ok_or_else(|| format!("unknown method {text:?}; expected sync, naive or rtc"))
+        by_name(&LatencyMethod::ALL, LatencyMethod::name, "method", text)
     }
 }
 
@@ -97,10 +94,12 @@ impl LatencyWire {
 impl std::str::FromStr for LatencyWire {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        [LatencyWire::Rtchunk, LatencyWire::Ros2]
-            .into_iter()
-            .find(|w| w.name() == text)
-            .ok_or_else(|| format!("unknown wire {text:?}; expected rtchunk or ros2"))
+        by_name(
+            &[LatencyWire::Rtchunk, LatencyWire::Ros2],
+            LatencyWire::name,
+            "wire",
+            text,
+        )
     }
 }
 
@@ -131,11 +130,27 @@ impl std::str::FromStr for LatencyClock {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        LatencyClock::ALL
-            .into_iter()
-            .find(|c| c.name() == text)
-            .ok_or_else(|| format!("unknown clock {text:?}; expected real or state"))
+        by_name(&LatencyClock::ALL, LatencyClock::name, "clock", text)
     }
+}
+
+/// The one of `all` named `text`, or an error naming `what` it is and the choices.
+fn by_name<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    what: &str,
+    text: &str,
+) -> Result<T, String> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v) == text)
+        .ok_or_else(|| {
+            let choices: Vec<&str> = all.iter().map(|v| name(*v)).collect();
+            format!(
+                "unknown {what} {text:?}; expected one of {}",
+                choices.join(", ")
+            )
+        })
 }
 
 /// What to run.
