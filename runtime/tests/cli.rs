@@ -978,7 +978,7 @@ fn check_cut_short(output: std::process::Output, log: &Path, error: &str, limit:
         .find(|l| l.contains("stopped early"))
         .unwrap();
     let lost: usize = report
-        .split(" ticks and ")
+        .split(" ticks, ")
         .next()
         .and_then(|head| head.rsplit(' ').next())
         .and_then(|n| n.parse().ok())

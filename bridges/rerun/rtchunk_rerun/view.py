@@ -161,9 +161,8 @@ def log_run(rec: rr.RecordingStream, run: Run) -> dict:
     counts = {"chunks": 0, "prefix_actions": 0, "images": 0}
     for inference in run.inferences:
         seq, request = inference["seq"], inference["request_tick"]
-        rr_request = clock([request])
         rec.set_time("tick", sequence=request)
-        rec.set_time("time", duration=float(rr_request[0]))
+        rec.set_time("time", duration=float(clock([request])[0]))
         rec.log("timing/forecast_delay", rr.Scalars(inference["delay"]))
         for name, body in run.images.get(seq, []):
             pixels = np.frombuffer(base64.b64decode(body["data"]), dtype=np.uint8)
@@ -187,9 +186,10 @@ def log_run(rec: rr.RecordingStream, run: Run) -> dict:
         counts["chunks"] += 1
         counts["prefix_actions"] += d
     for inference in run.inferences:
-        finished = inference["request_tick"]
-        rec.set_time("tick", sequence=finished)
-        rec.set_time("time", duration=float(clock([finished])[0] + inference["duration_us"] / 1e6))
+        # Logged at its request tick and, on the time line, when it ended.
+        request = inference["request_tick"]
+        rec.set_time("tick", sequence=request)
+        rec.set_time("time", duration=float(clock([request])[0] + inference["duration_us"] / 1e6))
         rec.log("timing/inference_ms", rr.Scalars(inference["duration_us"] / 1e3))
     rec.send_blueprint(blueprint(joints, sorted({name for images in run.images.values() for name, _ in images})))
     counts.update(policy_ticks=len(policy), controller_ticks=len(run.ticks), joints=joints)
