@@ -83,7 +83,9 @@ pub struct RealtimeConfig {
     pub cpu: Option<usize>,
     /// Keep the controller's CPU for it alone where the process may use at least two: every other thread of the
     /// process (inference, zenoh, I/O, collector, log) is moved onto the other CPUs for the run. False: pin only
-    /// when `cpu` is set, sharing that CPU.
+    /// when `cpu` is set, sharing that CPU. The real clock only: on the state clock the controller waits on the
+    /// I/O threads that carry the state in and the command out, and crowding them onto the other CPUs with the
+    /// inference lengthens the state -> command tail.
     pub reserve_cpu: bool,
     /// The controller sleeps to this many microseconds before each deadline, then spins.
     pub spin_margin_us: u64,
