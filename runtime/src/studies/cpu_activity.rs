@@ -112,26 +112,22 @@ fn parse_steal(text: &str) -> Vec<u64> {
 mod tests {
     use super::*;
 
+    /// Counters as the kernel would print them: CPU 1's local timer count and CPU 1's steal ticks.
+    fn counters(timer_cpu1: u64, steal_cpu1: u64) -> CpuCounters {
+        CpuCounters {
+            interrupts: parse_interrupts(&format!(
+                "           CPU0       CPU1\n LOC:        10 {timer_cpu1:>10}   Local timer interrupts\n \
+                 RES:         1          2   Rescheduling interrupts\n ERR:          0\n"
+            )),
+            steal: parse_steal(&format!(
+                "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 0 0 0 0 0 0 0 3 0 0\ncpu1 0 0 0 0 0 0 0 {steal_cpu1} 0 0\n"
+            )),
+        }
+    }
+
     #[test]
     fn interrupts_and_steal_are_read_per_cpu_and_differenced() {
-        let before = CpuCounters {
-            interrupts: parse_interrupts(
-                "           CPU0       CPU1\n LOC:        10         20   Local timer interrupts\n \
-                 RES:         1          2   Rescheduling interrupts\n ERR:          0\n",
-            ),
-            steal: parse_steal(
-                "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 0 0 0 0 0 0 0 3 0 0\ncpu1 0 0 0 0 0 0 0 5 0 0\n",
-            ),
-        };
-        let after = CpuCounters {
-            interrupts: parse_interrupts(
-                "           CPU0       CPU1\n LOC:        15        520   Local timer interrupts\n \
-                 RES:         1          2   Rescheduling interrupts\n ERR:          0\n",
-            ),
-            steal: parse_steal(
-                "cpu  1 2 3 4 5 6 7 8 9 10\ncpu0 0 0 0 0 0 0 0 3 0 0\ncpu1 0 0 0 0 0 0 0 9 0 0\n",
-            ),
-        };
+        let (before, after) = (counters(20, 5), counters(520, 9));
         let activity = before.activity_until(&after, 1, 2.0);
         assert_eq!(
             activity.interrupts,
