@@ -77,6 +77,11 @@ impl ClockConfig {
 pub struct RealtimeConfig {
     /// SCHED_FIFO priority (1..=99); 0 leaves the thread under the normal scheduler.
     pub fifo_priority: u8,
+    /// SCHED_FIFO priority of the robot link's threads that carry a state in and its command out (`rtchunk-state`,
+    /// `rtchunk-actions`), below `fifo_priority`, so the inference and other normal threads never delay a
+    /// command; 0 leaves them under the normal scheduler, as does a controller without SCHED_FIFO. Both threads
+    /// block between messages, so they take the CPU only for the moments their work lasts.
+    pub io_fifo_priority: u8,
     /// Lock all memory (`mlockall`) so the loop never page-faults.
     pub lock_memory: bool,
     /// Pin the controller thread to this CPU (default with `reserve_cpu`: the last CPU the process may use).
@@ -95,10 +100,23 @@ impl Default for RealtimeConfig {
     fn default() -> Self {
         RealtimeConfig {
             fifo_priority: 80,
+            io_fifo_priority: 70,
             lock_memory: true,
             cpu: None,
             reserve_cpu: true,
             spin_margin_us: 200,
+        }
+    }
+}
+
+impl RealtimeConfig {
+    /// The SCHED_FIFO priority the link's threads get: `io_fifo_priority`, or 0 (the normal scheduler) when the
+    /// controller itself runs without SCHED_FIFO.
+    pub fn io_priority(&self) -> u8 {
+        if self.fifo_priority == 0 {
+            0
+        } else {
+            self.io_fifo_priority
         }
     }
 }

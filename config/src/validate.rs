@@ -295,6 +295,17 @@ fn validate_clock(config: &Config) -> Result<(), ConfigError> {
         config.realtime.fifo_priority,
         "must be between 0 (off) and 99",
     )?;
+    let realtime = &config.realtime;
+    check(
+        realtime.io_priority() == 0 || realtime.io_fifo_priority < realtime.fifo_priority,
+        "realtime.io_fifo_priority",
+        realtime.io_fifo_priority,
+        &format!(
+            "must be below realtime.fifo_priority = {} (the link's threads must never preempt the controller), \
+             or 0 to leave them under the normal scheduler",
+            realtime.fifo_priority
+        ),
+    )?;
     check(
         config.realtime.spin_margin_us <= 1_000_000,
         "realtime.spin_margin_us",
@@ -473,6 +484,23 @@ mod tests {
             message,
             "robot.toml: scheduler.execution_horizon = 2 is below the inference delay 3: need d <= s <= H - d"
         );
+    }
+
+    #[test]
+    fn link_threads_at_or_above_the_controllers_priority_are_refused_unless_the_controller_is_not_fifo()
+     {
+        let message = error_of("[realtime]\nfifo_priority = 60\nio_fifo_priority = 60\n");
+        assert!(
+            message.contains(
+                "realtime.io_fifo_priority = 60 must be below realtime.fifo_priority = 60"
+            ),
+            "{message}"
+        );
+        let normal = "[realtime]\nfifo_priority = 0\nio_fifo_priority = 70\n";
+        let config = Config::from_toml_str(normal, "robot.toml").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.realtime.io_priority(), 0);
+        assert_eq!(Config::default().realtime.io_priority(), 70);
     }
 
     #[test]

@@ -746,6 +746,7 @@ fn every_configuration_check_config_accepts_runs_or_fails_cleanly() {
         ("clock", "inference_delay_jitter_ticks"),
         ("clock", "seed"),
         ("realtime", "fifo_priority"),
+        ("realtime", "io_fifo_priority"),
         ("realtime", "cpu"),
         ("realtime", "spin_margin_us"),
     ];

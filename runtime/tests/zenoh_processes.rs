@@ -1055,6 +1055,16 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
             row["state_to_command_sent_ms"]["count"].as_u64().unwrap() > 20,
             "{row}"
         );
+        // Both wires stamp their states: every command is also timed from the stamp, over the whole hop.
+        let from_stamp = &row["stamp_to_command_sent_ms"];
+        assert_eq!(
+            from_stamp["count"], row["state_to_command_sent_ms"]["count"],
+            "{row}"
+        );
+        assert!(
+            from_stamp["min"].as_f64().unwrap() >= row["state_transit_ms"]["min"].as_f64().unwrap(),
+            "{row}"
+        );
         assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");
     }
     // 100 ms at 30 Hz is injected as 3 ticks; the runtime observes at least that delay.

@@ -1,12 +1,17 @@
 //! A CPU kept for the controller thread: the controller is pinned to it and every other thread of the process
 //! (the inference worker and its pool, zenoh's and tokio's threads, the I/O, collector and log threads, and the
 //! threads they start later, which inherit their masks) is moved onto the process's other CPUs, until the run
-//! ends. Other controllers (threads named `rtchunk-control`) keep their own pins.
+//! ends. Other controllers (threads named `rtchunk-control`) keep their own pins. Companions named by the caller
+//! (on the state clock, [`COMMAND_PATH_THREADS`]) join the controller on its CPU instead.
 
 use serde::Serialize;
 
 /// The controller thread's name (its threads are never moved by another run's reservation).
 pub const CONTROLLER_THREAD: &str = "rtchunk-control";
+
+/// The robot link's threads a state passes through on its way to the controller and its command on its way out.
+/// On the state clock the controller waits on them every tick, so they share its CPU.
+pub const COMMAND_PATH_THREADS: [&str; 2] = ["rtchunk-state", "rtchunk-actions"];
 
 /// A CPU held for one controller thread, and the CPUs the process's other threads had before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,6 +20,8 @@ pub struct CpuReservation {
     pub cpu: usize,
     /// Other threads moved off it.
     pub threads_moved: usize,
+    /// Companion threads pinned to it beside the controller.
+    pub companions: usize,
     /// Threads that could not be moved (they exited meanwhile, or the system refused).
     pub threads_refused: usize,
     /// The CPUs the process could use before, restored on [`CpuReservation::release`].
@@ -55,8 +62,8 @@ pub fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
     }
 }
 
-/// Every other thread of the process that is not a controller, by thread id.
-fn other_threads() -> Vec<libc::pid_t> {
+/// Every other thread of the process that is not a controller: its id and name.
+fn other_threads() -> Vec<(libc::pid_t, String)> {
     // SAFETY: gettid takes no arguments.
     let me = unsafe { libc::gettid() };
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -72,28 +79,34 @@ fn other_threads() -> Vec<libc::pid_t> {
                 .ok()
         })
         .filter(|&tid| tid != me)
-        .filter(|tid| {
+        .map(|tid| {
             let name =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
-            name.trim_end() != CONTROLLER_THREAD
+            (tid, name.trim_end().to_owned())
         })
+        .filter(|(_, name)| name != CONTROLLER_THREAD)
         .collect()
 }
 
+/// Whether a thread's `comm` is `name` (the kernel keeps the first 15 bytes of a thread's name).
+fn is_named(comm: &str, name: &str) -> bool {
+    comm.as_bytes() == &name.as_bytes()[..name.len().min(15)]
+}
+
 /// Moves `threads` onto `cpus`; returns how many moved and how many could not.
-fn move_threads(threads: &[libc::pid_t], cpus: &[usize]) -> (usize, usize) {
+fn move_threads(threads: &[(libc::pid_t, String)], cpus: &[usize]) -> (usize, usize) {
     let moved = threads
         .iter()
-        .filter(|&&tid| set_affinity(tid, cpus).is_ok())
+        .filter(|(tid, _)| set_affinity(*tid, cpus).is_ok())
         .count();
     (moved, threads.len() - moved)
 }
 
 impl CpuReservation {
-    /// Pins the calling thread to `cpu` (default: the last CPU the process may use) and moves the process's
-    /// other threads onto its other CPUs. Fails when the process may use fewer than two CPUs or the pin is
-    /// refused.
-    pub fn take(cpu: Option<usize>) -> Result<CpuReservation, String> {
+    /// Pins the calling thread and the threads named in `companions` to `cpu` (default: the last CPU the process
+    /// may use) and moves the process's other threads onto its other CPUs. Fails when the process may use fewer
+    /// than two CPUs or the pin is refused.
+    pub fn take(cpu: Option<usize>, companions: &[&str]) -> Result<CpuReservation, String> {
         let allowed = allowed_cpus();
         let cpu = cpu.or(allowed.last().copied()).ok_or("no CPU is allowed")?;
         let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != cpu).collect();
@@ -103,16 +116,22 @@ impl CpuReservation {
             ));
         }
         set_affinity(0, &[cpu]).map_err(|e| format!("CPU {cpu}: {e}"))?;
-        let (threads_moved, threads_refused) = move_threads(&other_threads(), &others);
+        let (beside, off): (Vec<_>, Vec<_>) = other_threads()
+            .into_iter()
+            .partition(|(_, name)| companions.iter().any(|c| is_named(name, c)));
+        let (threads_moved, threads_refused) = move_threads(&off, &others);
+        let (companions, companions_refused) = move_threads(&beside, &[cpu]);
         Ok(CpuReservation {
             cpu,
             threads_moved,
-            threads_refused,
+            companions,
+            threads_refused: threads_refused + companions_refused,
             allowed,
         })
     }
 
-    /// Gives every thread of the process (but controllers) the CPUs it had before the reservation.
+    /// Gives every thread of the process (but controllers), companions included, the CPUs it had before the
+    /// reservation.
     pub fn release(&self) {
         move_threads(&other_threads(), &self.allowed);
     }
@@ -122,40 +141,71 @@ impl CpuReservation {
 mod tests {
     use super::*;
 
+    /// A thread named `name` that reports the CPUs it may use each time it is asked, until the asker goes.
+    fn bystander(
+        name: &str,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        std::sync::mpsc::Receiver<Vec<usize>>,
+    ) {
+        let (ask, asked) = std::sync::mpsc::channel::<()>();
+        let (tell, told) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                while asked.recv().is_ok() {
+                    tell.send(allowed_cpus()).unwrap();
+                }
+            })
+            .unwrap();
+        (ask, told)
+    }
+
+    fn cpus_of(
+        thread: &(
+            std::sync::mpsc::Sender<()>,
+            std::sync::mpsc::Receiver<Vec<usize>>,
+        ),
+    ) -> Vec<usize> {
+        thread.0.send(()).unwrap();
+        thread.1.recv().unwrap()
+    }
+
     #[test]
     fn a_reservation_keeps_the_other_threads_off_the_controllers_cpu_until_released() {
         if allowed_cpus().len() < 2 {
             return; // one CPU: nothing to reserve (the controller shares it, as reported at start-up)
         }
-        let (ready, wait) = std::sync::mpsc::channel();
-        let (done, finish) = std::sync::mpsc::channel::<()>();
-        let bystander = std::thread::spawn(move || {
-            ready.send(()).unwrap();
-            finish.recv().unwrap();
-            allowed_cpus()
-        });
-        wait.recv().unwrap();
-        let (reservation, seen) = std::thread::spawn(move || {
-            let reservation = CpuReservation::take(None).unwrap();
-            (reservation.clone(), allowed_cpus())
+        let other = bystander("reserve-other");
+        let companion = bystander("reserve-companion");
+        let reservation = std::thread::spawn(move || {
+            let reservation = CpuReservation::take(None, &["reserve-companion"]).unwrap();
+            assert_eq!(
+                allowed_cpus(),
+                vec![reservation.cpu],
+                "the controller runs on its CPU only"
+            );
+            reservation
         })
         .join()
         .unwrap();
-        assert_eq!(
-            seen,
-            vec![reservation.cpu],
-            "the controller runs on its CPU only"
-        );
         assert!(reservation.threads_moved >= 1, "{reservation:?}");
+        assert_eq!(reservation.companions, 1, "{reservation:?}");
         assert!(
             !allowed_cpus().contains(&reservation.cpu),
             "this thread was moved off it"
         );
-        reservation.release();
-        done.send(()).unwrap();
         assert!(
-            bystander.join().unwrap().contains(&reservation.cpu),
-            "released"
+            !cpus_of(&other).contains(&reservation.cpu),
+            "so was the other"
         );
+        assert_eq!(
+            cpus_of(&companion),
+            vec![reservation.cpu],
+            "the companion shares it"
+        );
+        reservation.release();
+        assert!(cpus_of(&other).contains(&reservation.cpu), "released");
+        assert!(cpus_of(&companion).len() > 1, "released");
     }
 }

@@ -85,11 +85,16 @@ pub fn lock_memory(config: &RealtimeConfig) -> Step {
     }
 }
 
-/// Applies SCHED_FIFO, pinning and timer slack to the calling thread and pre-faults its stack. Call from the
-/// controller thread, before its loop.
-pub fn prepare_current_thread(config: &RealtimeConfig, memory_lock: Step) -> RealtimeReport {
+/// Applies SCHED_FIFO, pinning and timer slack to the calling thread and pre-faults its stack; with
+/// `realtime.reserve_cpu`, the threads named in `companions` share its CPU. Call from the controller thread,
+/// before its loop.
+pub fn prepare_current_thread(
+    config: &RealtimeConfig,
+    memory_lock: Step,
+    companions: &[&str],
+) -> RealtimeReport {
     prefault_stack();
-    let (affinity, reservation) = place(config);
+    let (affinity, reservation) = place(config, companions);
     RealtimeReport {
         memory_lock,
         fifo: set_fifo(config.fifo_priority),
@@ -102,13 +107,17 @@ pub fn prepare_current_thread(config: &RealtimeConfig, memory_lock: Step) -> Rea
 
 /// Pins the calling thread: to a CPU of its own (`reserve_cpu`), falling back to a plain pin to `cpu` when the
 /// process has no second CPU.
-fn place(config: &RealtimeConfig) -> (Step, Option<CpuReservation>) {
+fn place(config: &RealtimeConfig, companions: &[&str]) -> (Step, Option<CpuReservation>) {
     if config.reserve_cpu {
-        match CpuReservation::take(config.cpu) {
+        match CpuReservation::take(config.cpu, companions) {
             Ok(reservation) => {
                 let detail = format!(
-                    "CPU {} kept for the controller: {} other threads moved off it{}",
+                    "CPU {} kept for the controller{}: {} other threads moved off it{}",
                     reservation.cpu,
+                    match reservation.companions {
+                        0 => String::new(),
+                        n => format!(" and {n} threads it waits on ({})", companions.join(", ")),
+                    },
                     reservation.threads_moved,
                     match reservation.threads_refused {
                         0 => String::new(),
@@ -144,17 +153,25 @@ fn block_stop_signals() -> Step {
 }
 
 fn set_fifo(priority: u8) -> Step {
+    // SAFETY: pthread_self takes no arguments and names the calling thread.
+    set_thread_fifo(unsafe { libc::pthread_self() }, priority)
+}
+
+/// Puts `thread`, a live thread of this process, under SCHED_FIFO at `priority` (0: leaves it as it is).
+pub fn set_thread_fifo(thread: libc::pthread_t, priority: u8) -> Step {
     if priority == 0 {
         return Step::Skipped;
     }
     let param = libc::sched_param {
         sched_priority: priority as i32,
     };
-    // SAFETY: pid 0 is the calling thread; param is a valid sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0 {
-        Step::Applied(format!("priority {priority}"))
-    } else {
-        Step::Refused(format!("priority {priority}: {}", last_os_error()))
+    // SAFETY: the caller names a thread that has not been joined; param is a valid sched_param.
+    match unsafe { libc::pthread_setschedparam(thread, libc::SCHED_FIFO, &param) } {
+        0 => Step::Applied(format!("priority {priority}")),
+        status => Step::Refused(format!(
+            "priority {priority}: {}",
+            std::io::Error::from_raw_os_error(status)
+        )),
     }
 }
 
@@ -203,7 +220,7 @@ mod tests {
     fn the_prepared_thread_leaves_stop_signals_to_the_watcher_and_others_keep_them() {
         let config = RealtimeConfig::default();
         let (report, stop_blocked) = std::thread::spawn(move || {
-            let report = prepare_current_thread(&config, Step::Skipped);
+            let report = prepare_current_thread(&config, Step::Skipped, &[]);
             (report, blocked(libc::SIGINT) && blocked(libc::SIGTERM))
         })
         .join()

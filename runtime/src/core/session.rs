@@ -4,6 +4,7 @@
 
 use crate::core::clock::{Clock, DelayInjector, RealClock, SimClock, wall_clock_ns};
 use crate::core::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
+use crate::core::cpu_reservation::COMMAND_PATH_THREADS;
 use crate::core::cpu_reservation::CONTROLLER_THREAD;
 use crate::core::doorbell::Doorbell;
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
@@ -16,7 +17,7 @@ use crate::core::rt_setup::{RealtimeReport, lock_memory, prepare_current_thread}
 use crate::core::state_clock::{StateClock, StateSignal};
 use crate::core::worker::{ChunkSource, InferenceEngine, InferenceWorker};
 use crossbeam_channel::{Receiver, Sender};
-use rtchunk_config::{ClockKind, Config, RealtimeConfig};
+use rtchunk_config::{ClockKind, Config};
 use rtchunk_controllers::{ActionPipeline, Plant};
 use rtchunk_policy::{FlowPolicy, PolicyError, PolicySpec, Sampler};
 use std::sync::Arc;
@@ -296,7 +297,7 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
                 delays,
             );
             spawn_controller(plant, clock, parts, move || {
-                prepare_current_thread(&realtime, memory)
+                prepare_current_thread(&realtime, memory, &[])
             })?
         }
         (ClockChoice::Configured, ClockKind::State) => {
@@ -308,21 +309,17 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
                 )
             })?;
             let memory = lock_memory(&config.realtime);
-            // The controller sleeps until the state thread wakes it and the action thread sends what it
-            // wrote: keeping a CPU for it alone would crowd those two onto the others with the inference
-            // (measured: the state -> command tail grew from about 1 ms to 3-10 ms at p99).
-            let realtime = RealtimeConfig {
-                reserve_cpu: false,
-                ..config.realtime.clone()
-            };
+            let realtime = config.realtime.clone();
             let clock = StateClock::new(
                 signal,
                 Duration::from_secs_f64(1.0 / config.clock.controller_rate()),
                 Duration::from_secs_f64(config.io.stale_after_ms / 1e3),
                 delays,
             );
+            // The controller sleeps until the state thread wakes it and the action thread sends what it wrote:
+            // they share its CPU, away from the inference.
             spawn_controller(plant, clock, parts, move || {
-                prepare_current_thread(&realtime, memory)
+                prepare_current_thread(&realtime, memory, &COMMAND_PATH_THREADS)
             })?
         }
         (ClockChoice::Configured, ClockKind::Simulated) => {

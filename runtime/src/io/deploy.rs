@@ -6,6 +6,7 @@ use crate::core::clock::SimClock;
 use crate::core::events::Recorder;
 use crate::core::metrics::Quantiles;
 use crate::core::policies::load_policy;
+use crate::core::rt_setup::Step;
 use crate::core::session::{ClockChoice, RunError, RunOptions, RunOutcome, run, run_with_source};
 use crate::core::shutdown::stop_on_signal;
 use crate::io::link::{RobotLink, ZenohPlant};
@@ -101,15 +102,21 @@ pub struct LinkSummary {
     pub actions_dropped: u64,
     /// Emergency stops received.
     pub emergency_stops: u64,
-    /// From the robot publishing a state to the first command computed from it leaving, milliseconds
-    /// ([`RobotLink::state_to_command`]).
+    /// From a state's arrival (dated by the fastest transit) to the first command computed from it leaving,
+    /// milliseconds ([`RobotLink::state_to_command`]).
     pub state_to_command_ms: Quantiles,
+    /// From the robot's stamp on a state to the first command computed from it leaving, on the wall clocks,
+    /// milliseconds ([`RobotLink::stamp_to_command`]).
+    pub stamp_to_command_ms: Quantiles,
     /// From the robot's stamp on a state to its decoding here, milliseconds ([`RobotLink::state_transit`]).
     pub state_transit_ms: Quantiles,
+    /// Whether the threads a state and its command pass through ran under SCHED_FIFO
+    /// (`realtime.io_fifo_priority`, [`RobotLink::prioritise_command_path`]).
+    pub command_path_threads: Step,
 }
 
 impl LinkSummary {
-    fn of(link: &RobotLink) -> Self {
+    fn of(link: &RobotLink, command_path_threads: Step) -> Self {
         let counters = link.counters();
         LinkSummary {
             states_accepted: counters.states_accepted.load(Ordering::Relaxed),
@@ -122,7 +129,9 @@ impl LinkSummary {
             actions_dropped: counters.actions_dropped.load(Ordering::Relaxed),
             emergency_stops: counters.emergency_stops.load(Ordering::Relaxed),
             state_to_command_ms: link.state_to_command(),
+            stamp_to_command_ms: link.stamp_to_command(),
             state_transit_ms: link.state_transit(),
+            command_path_threads,
         }
     }
 }
@@ -185,6 +194,8 @@ pub fn run_on_robot(
     } else {
         RobotLink::attach(session, &config.io, joints, observation_dim, &spec.cameras)?
     };
+    let command_path_threads = link.prioritise_command_path(config.realtime.io_priority());
+    tracing::info!(%command_path_threads, "the link's state and action threads");
     let control = link.control().clone();
     let signals = stop_on_signal(move || control.stop.store(true, Ordering::Relaxed));
     tracing::info!(topic = %link.state_topic(), "waiting for the robot's first state");
@@ -225,7 +236,7 @@ pub fn run_on_robot(
         ),
     };
     drop(signals);
-    let summary = LinkSummary::of(&link);
+    let summary = LinkSummary::of(&link, command_path_threads);
     link.close();
     Ok((outcome?, summary))
 }

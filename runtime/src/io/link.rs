@@ -14,10 +14,12 @@
 //! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
+use crate::core::cpu_reservation::COMMAND_PATH_THREADS;
 use crate::core::doorbell::Doorbell;
 use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::core::metrics::{Distribution, Quantiles};
+use crate::core::rt_setup::{Step, set_thread_fifo};
 use crate::core::state_clock::StateSignal;
 use crate::io::protocol::{
     ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection, StatusMessage,
@@ -29,6 +31,7 @@ use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};
 use rtchunk_policy::Camera;
+use std::os::unix::thread::JoinHandleExt;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -152,6 +155,8 @@ struct ActionRecord {
     state_seq: u64,
     /// When the state was sent, on this host's monotonic clock ([`LatestState::received_ns`]).
     state_sent_ns: u64,
+    /// The sender's stamp on the state, on its wall clock (0: none).
+    state_stamp_wall_ns: u64,
     held: bool,
     command: [f64; MAX_JOINTS],
 }
@@ -181,6 +186,7 @@ pub struct ZenohPlant {
     freshness: Freshness,
     state_seq: u64,
     state_sent_ns: u64,
+    state_stamp_wall_ns: u64,
     tick: u64,
     started: bool,
 }
@@ -223,6 +229,7 @@ impl Plant for ZenohPlant {
         let newest = self.state.output_buffer();
         self.state_seq = newest.seq;
         self.state_sent_ns = newest.received_ns;
+        self.state_stamp_wall_ns = newest.sent_wall_ns;
         if newest.position.len() == state.position.len() {
             state.position.copy_from_slice(&newest.position);
             state.velocity.copy_from_slice(&newest.velocity);
@@ -277,6 +284,7 @@ impl Plant for ZenohPlant {
             tick: self.tick,
             state_seq: self.state_seq,
             state_sent_ns: self.state_sent_ns,
+            state_stamp_wall_ns: self.state_stamp_wall_ns,
             held,
             command: [0.0; MAX_JOINTS],
         };
@@ -305,6 +313,8 @@ pub struct RobotLink {
     shutdown: Arc<AtomicBool>,
     action_bell: Arc<Doorbell>,
     threads: Vec<JoinHandle<()>>,
+    /// The threads a state and its command pass through: `rtchunk-state`, `rtchunk-actions`.
+    command_path: [libc::pthread_t; 2],
     camera_feed: Option<CameraFeed>,
     /// Every camera frame accepted, once someone takes the receiver ([`RobotLink::take_camera_frames`]).
     camera_frames: Option<crossbeam_channel::Receiver<CameraFrame>>,
@@ -314,6 +324,7 @@ pub struct RobotLink {
     /// Where the session listens and connects, for errors.
     endpoints: String,
     state_to_command: Arc<Mutex<Distribution>>,
+    stamp_to_command: Arc<Mutex<Distribution>>,
     state_transit: Arc<Mutex<Distribution>>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
     _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
@@ -391,6 +402,7 @@ impl RobotLink {
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
         let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
+        let stamp_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
         let state_transit = Arc::new(Mutex::new(Distribution::milliseconds()));
         let state_topic = wire.state_topic.clone();
         let keep_alive = wire.keep_alive;
@@ -428,7 +440,7 @@ impl RobotLink {
             let frames_wanted = frames_wanted.clone();
             let mut frames_out = Some(frames_out);
             let state_signal = state_signal.clone();
-            spawn("rtchunk-state", move || {
+            spawn(COMMAND_PATH_THREADS[0], move || {
                 let mut state_in = state_in;
                 while !shutdown.load(Ordering::Relaxed) {
                     let Ok(Some(sample)) = subscriber.recv_timeout(Duration::from_millis(20))
@@ -487,7 +499,8 @@ impl RobotLink {
             let topic = wire.command_key.clone();
             let mut encoder = wire.commands;
             let state_to_command = state_to_command.clone();
-            spawn("rtchunk-actions", move || {
+            let stamp_to_command = stamp_to_command.clone();
+            spawn(COMMAND_PATH_THREADS[1], move || {
                 let mut consumer: rtrb::Consumer<ActionRecord> = action_consumer;
                 let mut last_state_seq = 0;
                 loop {
@@ -513,6 +526,11 @@ impl RobotLink {
                             let age_ms =
                                 monotonic_ns().saturating_sub(record.state_sent_ns) as f64 / 1e6;
                             lock(&state_to_command).push(age_ms);
+                            if record.state_stamp_wall_ns > 0 {
+                                let since_stamp_ns =
+                                    wall_clock_ns().saturating_sub(record.state_stamp_wall_ns);
+                                lock(&stamp_to_command).push(since_stamp_ns as f64 / 1e6);
+                            }
                         }
                         counters.actions_published.fetch_add(1, Ordering::Relaxed);
                         published_any = true;
@@ -562,6 +580,7 @@ impl RobotLink {
             freshness: Freshness::Stale,
             state_seq: 0,
             state_sent_ns: 0,
+            state_stamp_wall_ns: 0,
             tick: 0,
             started: false,
         };
@@ -572,6 +591,7 @@ impl RobotLink {
             control,
             shutdown,
             action_bell,
+            command_path: [state_thread.as_pthread_t(), action_thread.as_pthread_t()],
             threads: vec![state_thread, action_thread, status_thread],
             camera_feed,
             camera_frames: (!cameras.is_empty()).then_some(frames_in),
@@ -583,11 +603,28 @@ impl RobotLink {
                 io.listen, io.connect
             ),
             state_to_command,
+            stamp_to_command,
             state_transit,
             _control_subscriber: control_subscriber,
             _keep_alive: keep_alive,
         };
         Ok((link, plant))
+    }
+
+    /// Puts the threads a state and its command pass through (`rtchunk-state`, `rtchunk-actions`) under
+    /// SCHED_FIFO at `priority` (0: leaves them under the normal scheduler), so the inference and the process's
+    /// other normal threads never delay a state on its way to the controller or a command on its way out.
+    pub fn prioritise_command_path(&self, priority: u8) -> Step {
+        let steps = self
+            .command_path
+            .map(|thread| set_thread_fifo(thread, priority));
+        match steps {
+            [Step::Applied(_), Step::Applied(_)] => Step::Applied(format!(
+                "rtchunk-state and rtchunk-actions at SCHED_FIFO priority {priority}"
+            )),
+            [Step::Refused(reason), _] | [_, Step::Refused(reason)] => Step::Refused(reason),
+            _ => Step::Skipped,
+        }
     }
 
     /// The inference worker's end of the camera images (once; `None` when the policy has no cameras).
@@ -631,11 +668,20 @@ impl RobotLink {
         &self.state_topic
     }
 
-    /// How old each state was when the first command computed from it was handed to zenoh: from the robot
-    /// publishing it (its timestamp, through [`crate::io::transit::TransitAge`]) to the command leaving, in milliseconds. Held
-    /// commands are not counted.
+    /// How long each state took, from its arrival, to the first command computed from it being handed to zenoh,
+    /// in milliseconds: the state is dated by its sender's stamp plus the fastest transit seen from that sender
+    /// ([`crate::io::transit::TransitAge`], free of any offset between the two clocks), so this is the link's and
+    /// controller's own time plus whatever the state queued in the hop above its floor. Held commands are not
+    /// counted.
     pub fn state_to_command(&self) -> Quantiles {
         lock(&self.state_to_command).quantiles()
+    }
+
+    /// From the sender's stamp on each state to the first command computed from it being handed to zenoh, on the
+    /// wall clocks, in milliseconds: the whole hop plus [`RobotLink::state_to_command`]'s time. Across hosts it
+    /// includes their clock offset; on one host it is exact. Held commands are not counted.
+    pub fn stamp_to_command(&self) -> Quantiles {
+        lock(&self.stamp_to_command).quantiles()
     }
 
     /// How long each accepted state took from its sender's stamp to being decoded here, in milliseconds: the
