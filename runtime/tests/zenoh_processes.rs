@@ -1065,6 +1065,13 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
             from_stamp["min"].as_f64().unwrap() >= row["state_transit_ms"]["min"].as_f64().unwrap(),
             "{row}"
         );
+        assert!(
+            row["bare_zenoh_one_way_beside_ms"]["count"]
+                .as_u64()
+                .unwrap()
+                > 100,
+            "{row}"
+        );
         assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");
     }
     // 100 ms at 30 Hz is injected as 3 ticks; the runtime observes at least that delay.

@@ -207,6 +207,9 @@ pub struct LatencyRow {
     /// A state's stamp to its decoding in the runtime, in milliseconds: the wire's own time, free of the
     /// controller's phase (both wires).
     pub state_transit_ms: Quantiles,
+    /// A bare zenoh hop between two other sessions on loopback, measured at 30 Hz while this row ran (150
+    /// messages per episode): the hop under the same load as the runtime's, in milliseconds.
+    pub bare_zenoh_one_way_beside_ms: Quantiles,
     /// The observed inference delay d, in policy ticks.
     pub delay_ticks: Quantiles,
     /// Controller wake lateness, in microseconds.
@@ -323,6 +326,9 @@ fn run_one(
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {} run", exe.display()))?;
+    // The bare hop again, while this row runs: the hop under the same load on the machine as the runtime's.
+    let hop_samples = settings.episodes as usize * HOP_SAMPLES_PER_EPISODE;
+    let hop_beside = std::thread::spawn(move || bare_zenoh_hop(hop_samples, 30.0, 64, false));
     let sim = Command::new(&exe)
         .args([
             "sim",
@@ -341,6 +347,9 @@ fn run_one(
         .output()
         .with_context(|| format!("running {} sim serve", exe.display()))?;
     let run = runtime.wait_with_output()?;
+    let hop_beside = hop_beside
+        .join()
+        .map_err(|_| anyhow::anyhow!("the bare hop beside the run panicked"))??;
     anyhow::ensure!(
         run.status.success(),
         "rtchunk run: {}",
@@ -375,6 +384,7 @@ fn run_one(
         state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
         stamp_to_command_sent_ms: quantiles(&run["link"]["stamp_to_command_ms"]),
         state_transit_ms: quantiles(&run["link"]["state_transit_ms"]),
+        bare_zenoh_one_way_beside_ms: hop_beside,
         delay_ticks: quantiles(&metrics["observed_delay_ticks"]),
         wake_lateness_us: quantiles(&metrics["wake_lateness_us"]),
         seam_jump: quantiles(&metrics["seam_jump"]),
@@ -392,6 +402,9 @@ fn run_one(
             .unwrap_or_default(),
     })
 }
+
+/// Messages of the bare hop measured beside a row, per episode (5 s at 30 Hz: most of an episode of reach).
+const HOP_SAMPLES_PER_EPISODE: usize = 150;
 
 /// Samples of the bare hop: about as many as a row has states (three reach episodes at 30 Hz), so its p99 and
 /// the rows' are read over the same count.
@@ -451,7 +464,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
     let bare = &report.bare_zenoh_one_way_ms;
     let mut text = format!(
         "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
-         {:<7} {:<7} {:<5} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>17} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+         {:<7} {:<7} {:<5} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>17} {:>15} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
         report.task,
         bare.p50,
         bare.p99,
@@ -467,6 +480,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         "sent p50/p99",
         "stamp->sent",
         "transit p50/p99",
+        "hop beside",
         "d p50/max",
         "late p99",
         "seam",
@@ -487,7 +501,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         let sent = &row.state_to_command_sent_ms;
         let from_stamp = &row.stamp_to_command_sent_ms;
         text += &format!(
-            "{:<7} {:<7} {:<5} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            "{:<7} {:<7} {:<5} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
             row.method.name(),
             row.wire.name(),
             row.clock.name(),
@@ -502,6 +516,8 @@ pub fn latency_table(report: &LatencyReport) -> String {
             from_stamp.p99,
             row.state_transit_ms.p50,
             row.state_transit_ms.p99,
+            row.bare_zenoh_one_way_beside_ms.p50,
+            row.bare_zenoh_one_way_beside_ms.p99,
             row.delay_ticks.p50,
             row.delay_ticks.max,
             row.wake_lateness_us.p99,
