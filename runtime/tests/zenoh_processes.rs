@@ -1072,6 +1072,7 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
                 > 100,
             "{row}"
         );
+        assert!(row["steal_ms"].is_number(), "{row}");
         assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");
     }
     // 100 ms at 30 Hz is injected as 3 ticks; the runtime observes at least that delay.

@@ -1,6 +1,7 @@
 //! What else ran on a CPU during a stretch of time, from the kernel's per-CPU counters: interrupts by source
 //! (`/proc/interrupts`: the local timer, rescheduling and function-call IPIs, devices) and the time the hypervisor
-//! gave to other guests (steal, `/proc/stat`). Read before and after a loop benchmark for the controller's CPU.
+//! gave to other guests (steal, `/proc/stat`). Read before and after a loop benchmark for the controller's CPU, and
+//! around each row of the latency study for the whole machine's steal.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,15 +55,24 @@ impl CpuCounters {
             .collect();
         interrupts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
         let total: u64 = interrupts.iter().map(|(_, count)| count).sum();
-        let steal_ticks = at(&later.steal).saturating_sub(at(&self.steal));
         CpuActivity {
             cpu,
             interrupts,
             interrupts_per_second: total as f64 / seconds.max(1e-9),
-            // USER_HZ is 100 on Linux.
-            steal_ms: steal_ticks as f64 * 10.0,
+            steal_ms: ticks_to_ms(at(&later.steal).saturating_sub(at(&self.steal))),
         }
     }
+
+    /// The time the hypervisor took from all the machine's CPUs together from `self` to `later`, in milliseconds.
+    pub fn steal_ms_until(&self, later: &CpuCounters) -> f64 {
+        let before: u64 = self.steal.iter().sum();
+        ticks_to_ms(later.steal.iter().sum::<u64>().saturating_sub(before))
+    }
+}
+
+/// `/proc/stat`'s clock ticks in milliseconds (USER_HZ is 100 on Linux).
+fn ticks_to_ms(ticks: u64) -> f64 {
+    ticks as f64 * 10.0
 }
 
 /// `/proc/interrupts`: a header of CPU names, then a row per source: `NAME: count count ... description`.
@@ -135,5 +145,20 @@ mod tests {
         );
         assert_eq!(activity.interrupts_per_second, 250.0);
         assert_eq!(activity.steal_ms, 40.0);
+    }
+
+    #[test]
+    fn the_machines_steal_adds_every_cpus() {
+        let (before, after) = (counters(0, 5), counters(0, 9));
+        assert_eq!(
+            before.steal_ms_until(&after),
+            40.0,
+            "CPU 0's 3 ticks did not change"
+        );
+        let more_on_cpu0 = CpuCounters {
+            steal: vec![7, 9],
+            ..after
+        };
+        assert_eq!(before.steal_ms_until(&more_on_cpu0), 80.0);
     }
 }

@@ -12,6 +12,7 @@
 use crate::core::metrics::Quantiles;
 use crate::core::policies::adopt_bundle_shape;
 use crate::io::session::free_loopback_port;
+use crate::studies::cpu_activity::CpuCounters;
 use crate::studies::delay_benchmark::figure::{draw_legend, register_font, write_png};
 use crate::studies::transport::bare_zenoh_hop;
 use anyhow::Context;
@@ -210,6 +211,10 @@ pub struct LatencyRow {
     /// A bare zenoh hop between two other sessions on loopback, measured at 30 Hz while this row ran (150
     /// messages per episode): the hop under the same load as the runtime's, in milliseconds.
     pub bare_zenoh_one_way_beside_ms: Quantiles,
+    /// Time the hypervisor gave to other guests instead of this machine's CPUs while the row ran (all CPUs
+    /// together, from `/proc/stat`), in milliseconds: on a VM, the source of millisecond tails no thread setting
+    /// can remove.
+    pub steal_ms: f64,
     /// The observed inference delay d, in policy ticks.
     pub delay_ticks: Quantiles,
     /// Controller wake lateness, in microseconds.
@@ -328,6 +333,7 @@ fn run_one(
         .with_context(|| format!("starting {} run", exe.display()))?;
     // The bare hop again, while this row runs: the hop under the same load on the machine as the runtime's.
     let hop_samples = settings.episodes as usize * HOP_SAMPLES_PER_EPISODE;
+    let steal_before = CpuCounters::read();
     let hop_beside = std::thread::spawn(move || bare_zenoh_hop(hop_samples, 30.0, 64, false));
     let sim = Command::new(&exe)
         .args([
@@ -350,6 +356,7 @@ fn run_one(
     let hop_beside = hop_beside
         .join()
         .map_err(|_| anyhow::anyhow!("the bare hop beside the run panicked"))??;
+    let steal_ms = steal_before.steal_ms_until(&CpuCounters::read());
     anyhow::ensure!(
         run.status.success(),
         "rtchunk run: {}",
@@ -385,6 +392,7 @@ fn run_one(
         stamp_to_command_sent_ms: quantiles(&run["link"]["stamp_to_command_ms"]),
         state_transit_ms: quantiles(&run["link"]["state_transit_ms"]),
         bare_zenoh_one_way_beside_ms: hop_beside,
+        steal_ms,
         delay_ticks: quantiles(&metrics["observed_delay_ticks"]),
         wake_lateness_us: quantiles(&metrics["wake_lateness_us"]),
         seam_jump: quantiles(&metrics["seam_jump"]),
@@ -464,7 +472,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
     let bare = &report.bare_zenoh_one_way_ms;
     let mut text = format!(
         "{}: bare zenoh hop p50 {:.3} ms, p99 {:.3} ms (same command, loopback, 30 Hz)\n\
-         {:<7} {:<7} {:<5} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>17} {:>15} {:>15} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
+         {:<7} {:<7} {:<5} {:>6} {:>3} {:>7} {:>7} {:>24} {:>9} {:>17} {:>17} {:>15} {:>15} {:>8} {:>10} {:>9} {:>8} {:>6} {:>9}\n",
         report.task,
         bare.p50,
         bare.p99,
@@ -481,6 +489,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         "stamp->sent",
         "transit p50/p99",
         "hop beside",
+        "steal ms",
         "d p50/max",
         "late p99",
         "seam",
@@ -501,7 +510,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
         let sent = &row.state_to_command_sent_ms;
         let from_stamp = &row.stamp_to_command_sent_ms;
         text += &format!(
-            "{:<7} {:<7} {:<5} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>8.3}/{:>6.3} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
+            "{:<7} {:<7} {:<5} {:>6.0} {:>3} {:>7.3} {:>7} {e2e} {:>10.2}/{:>6.2} {:>10.2}/{:>6.2} {:>8.3}/{:>6.3} {:>8.3}/{:>6.3} {:>8.0} {:>6.0}/{:<3.0} {:>7.0}us {:>8.3} {:>6} {:>9}\n",
             row.method.name(),
             row.wire.name(),
             row.clock.name(),
@@ -518,6 +527,7 @@ pub fn latency_table(report: &LatencyReport) -> String {
             row.state_transit_ms.p99,
             row.bare_zenoh_one_way_beside_ms.p50,
             row.bare_zenoh_one_way_beside_ms.p99,
+            row.steal_ms,
             row.delay_ticks.p50,
             row.delay_ticks.max,
             row.wake_lateness_us.p99,
