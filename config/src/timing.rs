@@ -87,10 +87,9 @@ pub struct RealtimeConfig {
     /// Pin the controller thread to this CPU (default with `reserve_cpu`: the last CPU the process may use).
     pub cpu: Option<usize>,
     /// Keep the controller's CPU for it alone where the process may use at least two: every other thread of the
-    /// process (inference, zenoh, I/O, collector, log) is moved onto the other CPUs for the run. False: pin only
-    /// when `cpu` is set, sharing that CPU. The real clock only: on the state clock the controller waits on the
-    /// I/O threads that carry the state in and the command out, and crowding them onto the other CPUs with the
-    /// inference lengthens the state -> command tail.
+    /// process (inference, zenoh, I/O, collector, log) is moved onto the other CPUs for the run. On the state
+    /// clock the link's state and action threads, which the controller waits on every tick, stay on its CPU with
+    /// it. False: pin only when `cpu` is set, sharing that CPU.
     pub reserve_cpu: bool,
     /// The controller sleeps to this many microseconds before each deadline, then spins.
     pub spin_margin_us: u64,
