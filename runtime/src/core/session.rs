@@ -4,8 +4,7 @@
 
 use crate::core::clock::{Clock, DelayInjector, RealClock, SimClock, wall_clock_ns};
 use crate::core::controller::{ControllerLoop, ControllerResult, LoopHooks, NoHooks};
-use crate::core::cpu_reservation::COMMAND_PATH_THREADS;
-use crate::core::cpu_reservation::CONTROLLER_THREAD;
+use crate::core::cpu_reservation::{COMMAND_PATH_THREADS, CONTROLLER_THREAD};
 use crate::core::doorbell::Doorbell;
 use crate::core::events::{RecordSummary, Recorder, RunEvent, RunHeader};
 use crate::core::executor::{ChunkExecutor, ExecutorSettings};

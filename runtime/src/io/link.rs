@@ -161,6 +161,22 @@ struct ActionRecord {
     command: [f64; MAX_JOINTS],
 }
 
+/// How old each state was when the first command computed from it left, in milliseconds: from its arrival
+/// ([`RobotLink::state_to_command`]) and from its sender's stamp ([`RobotLink::stamp_to_command`]).
+struct CommandAges {
+    since_arrival: Distribution,
+    since_stamp: Distribution,
+}
+
+impl Default for CommandAges {
+    fn default() -> Self {
+        CommandAges {
+            since_arrival: Distribution::milliseconds(),
+            since_stamp: Distribution::milliseconds(),
+        }
+    }
+}
+
 /// Flags the control topic sets.
 #[derive(Debug, Default)]
 pub struct ControlFlags {
@@ -323,8 +339,7 @@ pub struct RobotLink {
     state_topic: String,
     /// Where the session listens and connects, for errors.
     endpoints: String,
-    state_to_command: Arc<Mutex<Distribution>>,
-    stamp_to_command: Arc<Mutex<Distribution>>,
+    command_ages: Arc<Mutex<CommandAges>>,
     state_transit: Arc<Mutex<Distribution>>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
     _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
@@ -401,8 +416,7 @@ impl RobotLink {
         let state_signal = Arc::new(StateSignal::default());
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
-        let state_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
-        let stamp_to_command = Arc::new(Mutex::new(Distribution::milliseconds()));
+        let command_ages = Arc::new(Mutex::new(CommandAges::default()));
         let state_transit = Arc::new(Mutex::new(Distribution::milliseconds()));
         let state_topic = wire.state_topic.clone();
         let keep_alive = wire.keep_alive;
@@ -498,8 +512,7 @@ impl RobotLink {
             let counters = counters.clone();
             let topic = wire.command_key.clone();
             let mut encoder = wire.commands;
-            let state_to_command = state_to_command.clone();
-            let stamp_to_command = stamp_to_command.clone();
+            let command_ages = command_ages.clone();
             spawn(COMMAND_PATH_THREADS[1], move || {
                 let mut consumer: rtrb::Consumer<ActionRecord> = action_consumer;
                 let mut last_state_seq = 0;
@@ -523,13 +536,15 @@ impl RobotLink {
                         }
                         if !record.held && record.state_seq != last_state_seq {
                             last_state_seq = record.state_seq;
-                            let age_ms =
-                                monotonic_ns().saturating_sub(record.state_sent_ns) as f64 / 1e6;
-                            lock(&state_to_command).push(age_ms);
-                            if record.state_stamp_wall_ns > 0 {
-                                let since_stamp_ns =
-                                    wall_clock_ns().saturating_sub(record.state_stamp_wall_ns);
-                                lock(&stamp_to_command).push(since_stamp_ns as f64 / 1e6);
+                            let since_arrival_ns =
+                                monotonic_ns().saturating_sub(record.state_sent_ns);
+                            let since_stamp_ns = (record.state_stamp_wall_ns > 0).then(|| {
+                                wall_clock_ns().saturating_sub(record.state_stamp_wall_ns)
+                            });
+                            let mut ages = lock(&command_ages);
+                            ages.since_arrival.push(since_arrival_ns as f64 / 1e6);
+                            if let Some(since_stamp_ns) = since_stamp_ns {
+                                ages.since_stamp.push(since_stamp_ns as f64 / 1e6);
                             }
                         }
                         counters.actions_published.fetch_add(1, Ordering::Relaxed);
@@ -602,8 +617,7 @@ impl RobotLink {
                 "the session listens on {:?} and connects to {:?}",
                 io.listen, io.connect
             ),
-            state_to_command,
-            stamp_to_command,
+            command_ages,
             state_transit,
             _control_subscriber: control_subscriber,
             _keep_alive: keep_alive,
@@ -674,14 +688,14 @@ impl RobotLink {
     /// controller's own time plus whatever the state queued in the hop above its floor. Held commands are not
     /// counted.
     pub fn state_to_command(&self) -> Quantiles {
-        lock(&self.state_to_command).quantiles()
+        lock(&self.command_ages).since_arrival.quantiles()
     }
 
     /// From the sender's stamp on each state to the first command computed from it being handed to zenoh, on the
     /// wall clocks, in milliseconds: the whole hop plus [`RobotLink::state_to_command`]'s time. Across hosts it
     /// includes their clock offset; on one host it is exact. Held commands are not counted.
     pub fn stamp_to_command(&self) -> Quantiles {
-        lock(&self.stamp_to_command).quantiles()
+        lock(&self.command_ages).since_stamp.quantiles()
     }
 
     /// How long each accepted state took from its sender's stamp to being decoded here, in milliseconds: the
@@ -765,10 +779,10 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|e| IoError::Setup(format!("cannot start the {name} thread: {e}")))
 }
 
-/// Locks one of the link's latency distributions (only one I/O thread and the link's owner touch each; a panic
-/// while holding it leaves plain numbers, so a poisoned lock is still read).
-fn lock(distribution: &Mutex<Distribution>) -> std::sync::MutexGuard<'_, Distribution> {
-    distribution
+/// Locks one of the link's latency records (only one I/O thread and the link's owner touch each; a panic while
+/// holding it leaves plain numbers, so a poisoned lock is still read).
+fn lock<T>(record: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    record
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
