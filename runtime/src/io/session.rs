@@ -2,7 +2,11 @@
 
 use crate::io::exposure::check_endpoints;
 use rtchunk_config::{IoConfig, TlsConfig, ZenohMode};
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use thiserror::Error;
 use zenoh::Wait;
 
@@ -133,9 +137,59 @@ pub fn open_session(io: &IoConfig) -> Result<zenoh::Session, IoError> {
     })
 }
 
-/// A TCP port on loopback that was free a moment ago (for endpoints of local studies and tests).
+/// The lowest port [`free_loopback_port`] hands out.
+const LOWEST_LOOPBACK_PORT: u16 = 10_000;
+
+/// A TCP port on loopback that was free a moment ago (for endpoints of local studies and tests). It is taken from
+/// below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`), which outgoing connections draw their
+/// local ports from, so that no connection opened meanwhile (zenoh's own, between other sessions) can be given
+/// it before its listener binds; each call in a process starts one port further along a randomly placed walk, so
+/// two calls do not return the same port. When that range is empty or full, the kernel picks one.
 pub fn free_loopback_port() -> std::io::Result<u16> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static START: OnceLock<u32> = OnceLock::new();
+    let start = *START.get_or_init(|| RandomState::new().build_hasher().finish() as u32);
+    let below_ephemeral = ephemeral_ports_start().saturating_sub(LOWEST_LOOPBACK_PORT);
+    if below_ephemeral > 0 {
+        for _ in 0..below_ephemeral {
+            let step = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOWEST_LOOPBACK_PORT
+                + (start.wrapping_add(step) % u32::from(below_ephemeral)) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default where it cannot be read).
+fn ephemeral_ports_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_ports_are_free_distinct_and_below_the_ephemeral_range() {
+        let mut ports: Vec<u16> = (0..50).map(|_| free_loopback_port().unwrap()).collect();
+        let ephemeral = ephemeral_ports_start();
+        for &port in &ports {
+            assert!(
+                (LOWEST_LOOPBACK_PORT..ephemeral).contains(&port),
+                "port {port} outside {LOWEST_LOOPBACK_PORT}..{ephemeral}"
+            );
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 50, "a port was handed out twice");
+    }
 }
