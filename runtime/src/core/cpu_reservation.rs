@@ -3,15 +3,25 @@
 //! threads they start later, which inherit their masks) is moved onto the process's other CPUs, until the run
 //! ends. Other controllers (threads named `rtchunk-control`) keep their own pins. Companions named by the caller
 //! (on the state clock, [`COMMAND_PATH_THREADS`]) join the controller on its CPU instead.
+//!
+//! Threads are matched by the start of their name as the kernel keeps it (`comm`: its first 15 bytes).
 
 use serde::Serialize;
 
 /// The controller thread's name (its threads are never moved by another run's reservation).
 pub const CONTROLLER_THREAD: &str = "rtchunk-control";
 
-/// The robot link's threads a state passes through on its way to the controller and its command on its way out.
-/// On the state clock the controller waits on them every tick, so they share its CPU.
-pub const COMMAND_PATH_THREADS: [&str; 2] = ["rtchunk-state", "rtchunk-actions"];
+/// The name zenoh gives its receiving threads (`rx-0`, `rx-1`, ...): they read the links and run subscriber
+/// callbacks, the robot link's state intake among them.
+pub const ZENOH_RECEIVE_THREADS: &str = "rx-";
+
+/// The robot link's thread that publishes commands.
+pub const LINK_ACTION_THREAD: &str = "rtchunk-actions";
+
+/// The threads a state passes through on its way to the controller (zenoh's receiving threads, which decode it)
+/// and its command on its way out (the robot link's `rtchunk-actions`). On the state clock the controller waits on
+/// them every tick, so they share its CPU.
+pub const COMMAND_PATH_THREADS: [&str; 2] = [ZENOH_RECEIVE_THREADS, LINK_ACTION_THREAD];
 
 /// A CPU held for one controller thread, and the CPUs the process's other threads had before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -62,10 +72,8 @@ pub fn set_affinity(tid: libc::pid_t, cpus: &[usize]) -> std::io::Result<()> {
     }
 }
 
-/// Every other thread of the process that is not a controller: its id and name.
-fn other_threads() -> Vec<(libc::pid_t, String)> {
-    // SAFETY: gettid takes no arguments.
-    let me = unsafe { libc::gettid() };
+/// Every thread of the process: its id and name (`comm`).
+fn process_threads() -> Vec<(libc::pid_t, String)> {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Vec::new();
     };
@@ -78,19 +86,37 @@ fn other_threads() -> Vec<(libc::pid_t, String)> {
                 .parse::<libc::pid_t>()
                 .ok()
         })
-        .filter(|&tid| tid != me)
         .map(|tid| {
             let name =
                 std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
             (tid, name.trim_end().to_owned())
         })
-        .filter(|(_, name)| name != CONTROLLER_THREAD)
         .collect()
 }
 
-/// Whether a thread's `comm` is `name` (the kernel keeps the first 15 bytes of a thread's name).
+/// The ids of the process's threads whose name starts with `name`.
+pub fn threads_named(name: &str) -> Vec<libc::pid_t> {
+    process_threads()
+        .into_iter()
+        .filter(|(_, comm)| is_named(comm, name))
+        .map(|(tid, _)| tid)
+        .collect()
+}
+
+/// Every other thread of the process that is not a controller: its id and name.
+fn other_threads() -> Vec<(libc::pid_t, String)> {
+    // SAFETY: gettid takes no arguments.
+    let me = unsafe { libc::gettid() };
+    process_threads()
+        .into_iter()
+        .filter(|(tid, name)| *tid != me && name != CONTROLLER_THREAD)
+        .collect()
+}
+
+/// Whether a thread's `comm` starts with `name` (the kernel keeps the first 15 bytes of a thread's name).
 fn is_named(comm: &str, name: &str) -> bool {
-    comm.as_bytes() == &name.as_bytes()[..name.len().min(15)]
+    comm.as_bytes()
+        .starts_with(&name.as_bytes()[..name.len().min(15)])
 }
 
 /// Moves `threads` onto `cpus`; returns how many moved and how many could not.
@@ -177,9 +203,9 @@ mod tests {
             return; // one CPU: nothing to reserve (the controller shares it, as reported at start-up)
         }
         let other = bystander("reserve-other");
-        let companion = bystander("reserve-companion");
+        let companions = [bystander("reserve-pair-0"), bystander("reserve-pair-1")];
         let reservation = std::thread::spawn(move || {
-            let reservation = CpuReservation::take(None, &["reserve-companion"]).unwrap();
+            let reservation = CpuReservation::take(None, &["reserve-pair-"]).unwrap();
             assert_eq!(
                 allowed_cpus(),
                 vec![reservation.cpu],
@@ -190,7 +216,10 @@ mod tests {
         .join()
         .unwrap();
         assert!(reservation.threads_moved >= 1, "{reservation:?}");
-        assert_eq!(reservation.companions, 1, "{reservation:?}");
+        assert_eq!(
+            reservation.companions, 2,
+            "both match by the start of their names: {reservation:?}"
+        );
         assert!(
             !allowed_cpus().contains(&reservation.cpu),
             "this thread was moved off it"
@@ -199,13 +228,17 @@ mod tests {
             !cpus_of(&other).contains(&reservation.cpu),
             "so was the other"
         );
-        assert_eq!(
-            cpus_of(&companion),
-            vec![reservation.cpu],
-            "the companion shares it"
-        );
+        for companion in &companions {
+            assert_eq!(
+                cpus_of(companion),
+                vec![reservation.cpu],
+                "the companions share it"
+            );
+        }
         reservation.release();
         assert!(cpus_of(&other).contains(&reservation.cpu), "released");
-        assert!(cpus_of(&companion).len() > 1, "released");
+        for companion in &companions {
+            assert!(cpus_of(companion).len() > 1, "released");
+        }
     }
 }

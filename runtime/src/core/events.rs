@@ -36,7 +36,7 @@ pub enum RunEvent {
     Tick(Box<TickRecord>),
     /// A finished inference (sent by the inference worker).
     Inference(InferenceRecord),
-    /// The camera images that came with a state (sent off the robot link's state thread, when the recorder
+    /// The camera images that came with a state (sent by the robot link's state intake, when the recorder
     /// [asks for them](Recorder::records_camera_frames)).
     CameraFrame(CameraFrame),
 }

@@ -159,14 +159,35 @@ fn set_fifo(priority: u8) -> Step {
 
 /// Puts `thread`, a live thread of this process, under SCHED_FIFO at `priority` (0: leaves it as it is).
 pub fn set_thread_fifo(thread: libc::pthread_t, priority: u8) -> Step {
+    fifo_step(priority, |param| {
+        // SAFETY: the caller names a thread that has not been joined; param is a valid sched_param.
+        unsafe { libc::pthread_setschedparam(thread, libc::SCHED_FIFO, param) }
+    })
+}
+
+/// Puts the thread with kernel id `tid` (of this process, not the caller: 0 would name it) under SCHED_FIFO at
+/// `priority` (0: leaves it as it is); for threads this process did not start, e.g. zenoh's.
+pub fn set_task_fifo(tid: libc::pid_t, priority: u8) -> Step {
+    fifo_step(priority, |param| {
+        // SAFETY: param is a valid sched_param; a tid that has exited meanwhile only fails with ESRCH.
+        match unsafe { libc::sched_setscheduler(tid, libc::SCHED_FIFO, param) } {
+            0 => 0,
+            _ => std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EINVAL),
+        }
+    })
+}
+
+/// Runs `set` (returning 0 or an errno) with `priority`'s parameter, unless `priority` is 0.
+fn fifo_step(priority: u8, set: impl FnOnce(&libc::sched_param) -> i32) -> Step {
     if priority == 0 {
         return Step::Skipped;
     }
     let param = libc::sched_param {
         sched_priority: priority as i32,
     };
-    // SAFETY: the caller names a thread that has not been joined; param is a valid sched_param.
-    match unsafe { libc::pthread_setschedparam(thread, libc::SCHED_FIFO, &param) } {
+    match set(&param) {
         0 => Step::Applied(format!("priority {priority}")),
         status => Step::Refused(format!(
             "priority {priority}: {}",

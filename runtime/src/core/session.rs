@@ -315,8 +315,8 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
                 Duration::from_secs_f64(config.io.stale_after_ms / 1e3),
                 delays,
             );
-            // The controller sleeps until the state thread wakes it and the action thread sends what it wrote:
-            // they share its CPU, away from the inference.
+            // The controller sleeps until zenoh's receiving thread, having decoded a state, wakes it, and the
+            // action thread sends what it wrote: they share its CPU, away from the inference.
             spawn_controller(plant, clock, parts, move || {
                 prepare_current_thread(&realtime, memory, &COMMAND_PATH_THREADS)
             })?

@@ -1,11 +1,12 @@
 //! The robot side of the zenoh link: I/O threads that move robot state in and commands out through wait-free
 //! structures, and [`ZenohPlant`], the controller thread's view of them.
 //!
-//! - state: a zenoh subscriber (drop-oldest ring) drained by the `rtchunk-state` thread, which validates each
-//!   message and publishes the newest into a triple buffer (the controller always reads the newest state), and
-//!   its camera images into another that only the inference worker reads ([`RobotLink::take_camera_feed`]),
-//!   and, when the run records them, a copy of each into a channel for the recorder
-//!   ([`RobotLink::take_camera_frames`]);
+//! - state: a zenoh subscriber whose callback, on zenoh's receiving thread as each message arrives, validates it
+//!   and publishes it into a triple buffer (the controller always reads the newest state), its camera images
+//!   into another that only the inference worker reads ([`RobotLink::take_camera_feed`]) and, when the run
+//!   records them, a copy of each into a channel for the recorder ([`RobotLink::take_camera_frames`]); then it
+//!   rings the state clock's doorbell ([`RobotLink::state_signal`]). No thread of rtchunk's own stands between
+//!   the socket and the controller;
 //! - actions: the controller pushes one record per tick into an SPSC ring and rings a futex doorbell; the
 //!   `rtchunk-actions` thread publishes them;
 //! - control: a subscriber callback sets atomic flags (stop, emergency stop, start);
@@ -14,19 +15,19 @@
 //! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
-use crate::core::cpu_reservation::COMMAND_PATH_THREADS;
+use crate::core::cpu_reservation::{LINK_ACTION_THREAD, ZENOH_RECEIVE_THREADS, threads_named};
 use crate::core::doorbell::Doorbell;
 use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::core::metrics::{Distribution, Quantiles};
-use crate::core::rt_setup::{Step, set_thread_fifo};
+use crate::core::rt_setup::{Step, set_task_fifo, set_thread_fifo};
 use crate::core::state_clock::StateSignal;
 use crate::io::protocol::{
     ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection, StatusMessage,
     decode_header, new_source_id,
 };
 use crate::io::session::{IoError, Topics, open_session};
-use crate::io::wire::{Command, LatestState, Wire, native_wire};
+use crate::io::wire::{Command, LatestState, StateDecoder, Wire, native_wire};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState, TickReport};
@@ -174,6 +175,64 @@ impl Default for CommandAges {
             since_arrival: Distribution::milliseconds(),
             since_stamp: Distribution::milliseconds(),
         }
+    }
+}
+
+/// The state side of the link, run by the state subscriber's callback (on zenoh's receiving thread) for each
+/// state message as it arrives: decodes and validates it, publishes it to the controller and its images to the
+/// inference (and to the recorder, when it wants them), and rings the state clock's doorbell.
+struct StateIntake {
+    decoder: Box<dyn StateDecoder>,
+    state_in: triple_buffer::Input<LatestState>,
+    camera_in: triple_buffer::Input<CameraFrame>,
+    with_cameras: bool,
+    frames_out: Option<crossbeam_channel::Sender<CameraFrame>>,
+    frames_wanted: Arc<AtomicBool>,
+    counters: Arc<LinkCounters>,
+    log: RejectLog,
+    transit: Arc<Mutex<Distribution>>,
+    signal: Arc<StateSignal>,
+}
+
+impl StateIntake {
+    /// Takes one state message (its payload and zenoh attachment).
+    fn accept(&mut self, payload: &[u8], attachment: Option<&[u8]>) {
+        let decoded = self.decoder.decode(
+            payload,
+            attachment,
+            monotonic_ns(),
+            self.state_in.input_buffer_mut(),
+            self.camera_in.input_buffer_mut(),
+        );
+        if let Err(rejection) = decoded {
+            self.log.reject(&rejection);
+            return;
+        }
+        let sent_wall_ns = self.state_in.input_buffer_mut().sent_wall_ns;
+        if sent_wall_ns > 0 {
+            let transit_ns = wall_clock_ns().saturating_sub(sent_wall_ns);
+            lock(&self.transit).push(transit_ns as f64 / 1e6);
+        }
+        self.state_in.publish();
+        if self.with_cameras {
+            if self.frames_wanted.load(Ordering::Relaxed) {
+                let frame = self.camera_in.input_buffer_mut().clone();
+                // Once the taker has gone, nobody wants the frames any more.
+                if self
+                    .frames_out
+                    .as_ref()
+                    .is_some_and(|out| out.send(frame).is_err())
+                {
+                    self.frames_out = None;
+                    self.frames_wanted.store(false, Ordering::Relaxed);
+                }
+            }
+            self.camera_in.publish();
+        }
+        self.counters
+            .states_accepted
+            .fetch_add(1, Ordering::Relaxed);
+        self.signal.ring(monotonic_ns());
     }
 }
 
@@ -329,8 +388,8 @@ pub struct RobotLink {
     shutdown: Arc<AtomicBool>,
     action_bell: Arc<Doorbell>,
     threads: Vec<JoinHandle<()>>,
-    /// The threads a state and its command pass through: `rtchunk-state`, `rtchunk-actions`.
-    command_path: [libc::pthread_t; 2],
+    /// The thread that publishes the commands (`rtchunk-actions`).
+    action_thread: libc::pthread_t,
     camera_feed: Option<CameraFeed>,
     /// Every camera frame accepted, once someone takes the receiver ([`RobotLink::take_camera_frames`]).
     camera_frames: Option<crossbeam_channel::Receiver<CameraFrame>>,
@@ -341,6 +400,7 @@ pub struct RobotLink {
     endpoints: String,
     command_ages: Arc<Mutex<CommandAges>>,
     state_transit: Arc<Mutex<Distribution>>,
+    _state_subscriber: zenoh::pubsub::Subscriber<()>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
     _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
 }
@@ -406,7 +466,7 @@ impl RobotLink {
             observation: vec![0.0; observation_dim],
         };
         let (state_in, state_out) = triple_buffer::triple_buffer(&empty);
-        let (mut camera_in, camera_out) = triple_buffer::triple_buffer(&CameraFrame {
+        let (camera_in, camera_out) = triple_buffer::triple_buffer(&CameraFrame {
             state_seq: 0,
             pixels: vec![0; cameras.iter().map(Camera::bytes).sum()],
         });
@@ -439,66 +499,30 @@ impl RobotLink {
                 .wait()
                 .map_err(|e| IoError::zenoh(&topics.control, e))?
         };
-        let state_thread = {
-            let subscriber = session
+        let state_subscriber = {
+            let intake = StateIntake {
+                decoder: wire.states,
+                state_in,
+                camera_in,
+                with_cameras: !cameras.is_empty(),
+                frames_out: Some(frames_out),
+                frames_wanted: frames_wanted.clone(),
+                counters: counters.clone(),
+                log: RejectLog::new(&wire.state_topic, counters.clone()),
+                transit: state_transit.clone(),
+                signal: state_signal.clone(),
+            };
+            // Zenoh may call it from either receiving thread: the lock takes one state at a time.
+            let intake = Mutex::new(intake);
+            session
                 .declare_subscriber(&wire.state_key)
-                .with(zenoh::handlers::RingChannel::new(4))
-                .wait()
-                .map_err(|e| IoError::zenoh(&wire.state_topic, e))?;
-            let log = RejectLog::new(&wire.state_topic, counters.clone());
-            let shutdown = shutdown.clone();
-            let counters = counters.clone();
-            let mut decoder = wire.states;
-            let with_cameras = !cameras.is_empty();
-            let state_transit = state_transit.clone();
-            let frames_wanted = frames_wanted.clone();
-            let mut frames_out = Some(frames_out);
-            let state_signal = state_signal.clone();
-            spawn(COMMAND_PATH_THREADS[0], move || {
-                let mut state_in = state_in;
-                while !shutdown.load(Ordering::Relaxed) {
-                    let Ok(Some(sample)) = subscriber.recv_timeout(Duration::from_millis(20))
-                    else {
-                        continue;
-                    };
+                .callback(move |sample| {
                     let payload = sample.payload().to_bytes();
                     let attachment = sample.attachment().map(|a| a.to_bytes());
-                    let decoded = decoder.decode(
-                        &payload,
-                        attachment.as_deref(),
-                        monotonic_ns(),
-                        state_in.input_buffer_mut(),
-                        camera_in.input_buffer_mut(),
-                    );
-                    match decoded {
-                        Ok(()) => {
-                            let sent_wall_ns = state_in.input_buffer_mut().sent_wall_ns;
-                            if sent_wall_ns > 0 {
-                                let transit_ns = wall_clock_ns().saturating_sub(sent_wall_ns);
-                                lock(&state_transit).push(transit_ns as f64 / 1e6);
-                            }
-                            state_in.publish();
-                            if with_cameras {
-                                if frames_wanted.load(Ordering::Relaxed) {
-                                    let frame = camera_in.input_buffer_mut().clone();
-                                    // Once the taker has gone, nobody wants the frames any more.
-                                    if frames_out
-                                        .as_ref()
-                                        .is_some_and(|out| out.send(frame).is_err())
-                                    {
-                                        frames_out = None;
-                                        frames_wanted.store(false, Ordering::Relaxed);
-                                    }
-                                }
-                                camera_in.publish();
-                            }
-                            counters.states_accepted.fetch_add(1, Ordering::Relaxed);
-                            state_signal.ring(monotonic_ns());
-                        }
-                        Err(rejection) => log.reject(&rejection),
-                    }
-                }
-            })?
+                    lock(&intake).accept(&payload, attachment.as_deref());
+                })
+                .wait()
+                .map_err(|e| IoError::zenoh(&wire.state_topic, e))?
         };
         let action_thread = {
             let publisher = session
@@ -513,7 +537,7 @@ impl RobotLink {
             let topic = wire.command_key.clone();
             let mut encoder = wire.commands;
             let command_ages = command_ages.clone();
-            spawn(COMMAND_PATH_THREADS[1], move || {
+            spawn(LINK_ACTION_THREAD, move || {
                 let mut consumer: rtrb::Consumer<ActionRecord> = action_consumer;
                 let mut last_state_seq = 0;
                 loop {
@@ -606,8 +630,8 @@ impl RobotLink {
             control,
             shutdown,
             action_bell,
-            command_path: [state_thread.as_pthread_t(), action_thread.as_pthread_t()],
-            threads: vec![state_thread, action_thread, status_thread],
+            action_thread: action_thread.as_pthread_t(),
+            threads: vec![action_thread, status_thread],
             camera_feed,
             camera_frames: (!cameras.is_empty()).then_some(frames_in),
             frames_wanted,
@@ -619,26 +643,42 @@ impl RobotLink {
             ),
             command_ages,
             state_transit,
+            _state_subscriber: state_subscriber,
             _control_subscriber: control_subscriber,
             _keep_alive: keep_alive,
         };
         Ok((link, plant))
     }
 
-    /// Puts the threads a state and its command pass through (`rtchunk-state`, `rtchunk-actions`) under
-    /// SCHED_FIFO at `priority` (0: leaves them under the normal scheduler), so the inference and the process's
-    /// other normal threads never delay a state on its way to the controller or a command on its way out.
+    /// Puts the threads a state and its command pass through under SCHED_FIFO at `priority` (0: leaves them
+    /// under the normal scheduler): zenoh's receiving threads, which decode each state and wake the controller,
+    /// and `rtchunk-actions`, which publishes its command; so the inference and the process's other normal
+    /// threads never delay either. Call it once a state has arrived: zenoh starts its receiving threads with the
+    /// first link.
     pub fn prioritise_command_path(&self, priority: u8) -> Step {
-        let steps = self
-            .command_path
-            .map(|thread| set_thread_fifo(thread, priority));
-        match steps {
-            [Step::Applied(_), Step::Applied(_)] => Step::Applied(format!(
-                "rtchunk-state and rtchunk-actions at SCHED_FIFO priority {priority}"
-            )),
-            [Step::Refused(reason), _] | [_, Step::Refused(reason)] => Step::Refused(reason),
-            _ => Step::Skipped,
+        if priority == 0 {
+            return Step::Skipped;
         }
+        let receivers = threads_named(ZENOH_RECEIVE_THREADS);
+        let steps = receivers
+            .iter()
+            .map(|&tid| set_task_fifo(tid, priority))
+            .chain([set_thread_fifo(self.action_thread, priority)]);
+        for step in steps {
+            if let Step::Refused(reason) = step {
+                return Step::Refused(reason);
+            }
+        }
+        if receivers.is_empty() {
+            return Step::Refused(format!(
+                "rtchunk-actions at SCHED_FIFO priority {priority}, but no zenoh receiving thread \
+                 ({ZENOH_RECEIVE_THREADS}*) was found"
+            ));
+        }
+        Step::Applied(format!(
+            "zenoh's {} receiving threads and rtchunk-actions at SCHED_FIFO priority {priority}",
+            receivers.len()
+        ))
     }
 
     /// The inference worker's end of the camera images (once; `None` when the policy has no cameras).

@@ -1,4 +1,4 @@
-//! How robot state and commands look on the wire: the state thread and the action thread of [`crate::io::link`]
+//! How robot state and commands look on the wire: the state intake and the action thread of [`crate::io::link`]
 //! move bytes through a [`Wire`] without knowing its format. Two formats exist: rtchunk's own protocol
 //! ([`native_wire`], `plant.kind = "zenoh"`) and ROS 2 over rmw_zenoh ([`crate::io::ros2`], `plant.kind =
 //! "ros2"`).
@@ -31,7 +31,7 @@ pub struct LatestState {
     pub observation: Vec<f32>,
 }
 
-/// Reads states for the state thread.
+/// Reads states for the link's state intake.
 pub trait StateDecoder: Send {
     /// Decodes one sample (`payload` and its zenoh attachment), arriving at `arrived_ns` on the monotonic clock,
     /// into `slot` (every field of it) and, when the policy has cameras, its images into `frame`. A rejection

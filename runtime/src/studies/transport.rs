@@ -166,7 +166,7 @@ pub fn camera_state_hop(
                 if feed.output_buffer().state_seq == seq {
                     return Ok(Some((monotonic_ns() - sent) as f64 / 1e6));
                 }
-                // Poll without spinning: a spinning reader would take a core from zenoh and the state thread.
+                // Poll without spinning: a spinning reader would take a core from zenoh's receiving threads.
                 std::thread::sleep(Duration::from_micros(20));
             }
             Ok(None)
