@@ -1,11 +1,16 @@
 //! The zenoh link on real loopback sessions: every kind of bad input is rejected, counted and kept from the
-//! controller's plant; stale state makes the plant hold and fresh state resumes it.
+//! controller's plant; stale state makes the plant hold and fresh state resumes it; the threads on a state's way
+//! in and its command's way out can be put under SCHED_FIFO.
 
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
 use rtchunk_controllers::{Freshness, Plant, RobotState};
 use rtchunk_policy::Camera;
 use rtchunk_runtime::core::clock::wall_clock_ns;
+use rtchunk_runtime::core::cpu_reservation::{
+    LINK_ACTION_THREAD, ZENOH_RECEIVE_THREADS, threads_named,
+};
+use rtchunk_runtime::core::rt_setup::Step;
 use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
 use rtchunk_runtime::io::protocol::{
     ActionMessage, CameraImage, ControlCommand, Encode, RejectKind, StateMessage,
@@ -91,22 +96,34 @@ fn accepted(counters: &LinkCounters) -> u64 {
     counters.states_accepted.load(Ordering::Relaxed)
 }
 
+/// Sends states from `source` (sequence numbers from `first_seq` on) until the link accepts one (zenoh delivers
+/// once the sessions have connected); returns the last sequence number sent.
+fn send_until_accepted(
+    robot: &zenoh::Session,
+    topics: &Topics,
+    counters: &LinkCounters,
+    source: u32,
+    first_seq: u64,
+) -> u64 {
+    let mut seq = first_seq - 1;
+    wait_for("the first state", || {
+        seq += 1;
+        put(
+            robot,
+            &topics.state,
+            state(1.0).encode(0, source, seq, wall_clock_ns()),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        accepted(counters) > 0
+    });
+    seq
+}
+
 #[test]
 fn every_kind_of_bad_input_is_rejected_counted_and_kept_from_the_controller() {
     let (link, mut plant, robot, topics) = link_and_robot("bad", 5_000.0);
     let counters = link.counters().clone();
-    // Zenoh delivers once the sessions have connected: repeat the first good state until it arrives.
-    let mut seq = 0u64;
-    wait_for("the first state", || {
-        seq += 1;
-        put(
-            &robot,
-            &topics.state,
-            state(1.0).encode(0, 7, seq, wall_clock_ns()),
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        accepted(&counters) > 0
-    });
+    let seq = send_until_accepted(&robot, &topics, &counters, 7, 1);
     let good = accepted(&counters);
 
     let valid = state(2.0).encode(0, 7, seq + 100, wall_clock_ns());
@@ -520,17 +537,7 @@ fn one_source_at_a_time_and_late_states_are_stale() {
     };
     let counts = || (accepted(&counters), counters.rejected_total());
     // The old bridge is first: it is locked on (repeated until the sessions are connected).
-    let mut seq = 99;
-    wait_for("the first state", || {
-        seq += 1;
-        put(
-            &old_bridge,
-            &topics.state,
-            state(1.0).encode(0, old_source, seq, wall_clock_ns()),
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        accepted(&counters) > 0
-    });
+    let mut seq = send_until_accepted(&old_bridge, &topics, &counters, old_source, 100);
     let send =
         |session: &zenoh::Session, source: u32, seq: u64, message: StateMessage, stamp: u64| {
             let before = counts();
@@ -616,4 +623,55 @@ fn one_source_at_a_time_and_late_states_are_stale() {
     assert_eq!(read(&mut plant).2, Freshness::Fresh);
     new_bridge.close().wait().unwrap();
     link.close();
+}
+
+/// The scheduling policy of thread `tid` of this process.
+fn policy_of(tid: libc::pid_t) -> i32 {
+    // SAFETY: sched_getscheduler only reads the thread's policy (-1 for a thread that has gone).
+    unsafe { libc::sched_getscheduler(tid) }
+}
+
+#[test]
+fn the_threads_that_carry_a_state_in_and_its_command_out_run_under_sched_fifo() {
+    let (link, _plant, robot, topics) = link_and_robot("fifo", 5_000.0);
+    send_until_accepted(&robot, &topics, link.counters(), 7, 1);
+    assert_eq!(link.prioritise_command_path(0), Step::Skipped);
+    // Other tests' links run action threads of the same name in this process; only this link's is prioritised.
+    let fifo_action_threads = || {
+        threads_named(LINK_ACTION_THREAD)
+            .into_iter()
+            .filter(|&tid| policy_of(tid) == libc::SCHED_FIFO)
+            .collect::<Vec<_>>()
+    };
+    assert!(fifo_action_threads().is_empty());
+    let receivers = threads_named(ZENOH_RECEIVE_THREADS);
+    assert!(!receivers.is_empty(), "zenoh's receiving threads run");
+    match link.prioritise_command_path(10) {
+        Step::Applied(what) => {
+            assert!(
+                what.contains("receiving threads") && what.contains("priority 10"),
+                "{what}"
+            );
+            for &tid in &receivers {
+                assert_eq!(policy_of(tid), libc::SCHED_FIFO, "receiving thread {tid}");
+            }
+            let actions = fifo_action_threads();
+            assert_eq!(actions.len(), 1, "this link's action thread");
+            // Leave this process's threads as the other tests expect them.
+            let normal = libc::sched_param { sched_priority: 0 };
+            for &tid in receivers.iter().chain(&actions) {
+                // SAFETY: a valid parameter for SCHED_OTHER on a thread of this process.
+                unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &normal) };
+            }
+        }
+        Step::Refused(reason) => {
+            // Without the right to SCHED_FIFO the run goes on under the normal scheduler, and says why.
+            assert!(reason.contains("priority 10"), "{reason}");
+            assert!(fifo_action_threads().is_empty());
+            for &tid in &receivers {
+                assert_eq!(policy_of(tid), libc::SCHED_OTHER, "receiving thread {tid}");
+            }
+        }
+        Step::Skipped => panic!("a priority above 0 is never skipped"),
+    }
 }

@@ -234,7 +234,8 @@ pub struct LatencyRow {
 pub struct LatencyReport {
     /// The task.
     pub task: String,
-    /// A bare zenoh publish/subscribe hop (half a ping-pong round trip) on loopback at the task's rate.
+    /// A bare zenoh publish/subscribe hop (one way, from `put` to the subscriber's callback) on loopback at the
+    /// task's rate.
     pub bare_zenoh_one_way_ms: Quantiles,
     /// Every run.
     pub rows: Vec<LatencyRow>,

@@ -64,35 +64,32 @@ fn sample_hops(
     Ok(Quantiles::of(hops.split_off(hops.len().min(5))))
 }
 
-/// Half of a ping-pong round trip of `payload` bytes between two zenoh sessions on loopback, `samples` times at
-/// `rate_hz`.
+/// One-way time of `payload` bytes (at least 16) from one zenoh session's `put` to a subscriber's callback in
+/// another on loopback, `samples` times at `rate_hz`. Each message carries its sequence number and its send time
+/// on this host's monotonic clock, which both sessions share; the callback reads the clock as it runs on zenoh's
+/// receiving thread, where the robot link decodes a state, so nothing but zenoh stands between the two readings.
 pub fn bare_zenoh_hop(
     samples: usize,
     rate_hz: f64,
     payload: usize,
     shared_memory: bool,
 ) -> anyhow::Result<Quantiles> {
-    let (io, ping_side, pong_side) = session_pair("bare", shared_memory)?;
-    let namespace = &io.namespace;
-    let (ping, pong) = (format!("{namespace}/ping"), format!("{namespace}/pong"));
-    let echo = pong_side
-        .declare_publisher(pong.clone())
-        .express(true)
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let _echo = pong_side
-        .declare_subscriber(ping.clone())
+    let (io, sending, receiving) = session_pair("bare", shared_memory)?;
+    let topic = format!("{}/hop", io.namespace);
+    let (arrivals, arrived) = crossbeam_channel::unbounded::<(u64, u64)>();
+    let _subscriber = receiving
+        .declare_subscriber(topic.clone())
         .callback(move |sample| {
-            let _ = echo.put(sample.payload().clone()).wait();
+            let now = monotonic_ns();
+            let bytes = sample.payload().to_bytes();
+            if let (Some(seq), Some(sent)) = (read_u64(&bytes, 0), read_u64(&bytes, 8)) {
+                let _ = arrivals.send((seq, now.saturating_sub(sent)));
+            }
         })
         .wait()
         .map_err(anyhow::Error::msg)?;
-    let replies = ping_side
-        .declare_subscriber(pong)
-        .wait()
-        .map_err(anyhow::Error::msg)?;
-    let publisher = ping_side
-        .declare_publisher(ping)
+    let publisher = sending
+        .declare_publisher(topic)
         .express(true)
         .wait()
         .map_err(anyhow::Error::msg)?;
@@ -100,17 +97,29 @@ pub fn bare_zenoh_hop(
         samples,
         rate_hz,
         Duration::from_secs(30),
-        "bare zenoh ping-pong",
-        |_| {
-            let bytes = vec![0u8; payload];
-            let sent = Instant::now();
+        "bare zenoh hop",
+        |seq| {
+            let mut bytes = vec![0u8; payload.max(16)];
+            bytes[..8].copy_from_slice(&seq.to_le_bytes());
+            bytes[8..16].copy_from_slice(&monotonic_ns().to_le_bytes());
             publisher.put(bytes).wait().map_err(anyhow::Error::msg)?;
-            Ok(match replies.recv_timeout(Duration::from_millis(200)) {
-                Ok(Some(_)) => Some(sent.elapsed().as_secs_f64() * 1e3 / 2.0),
-                _ => None,
-            })
+            let give_up = Instant::now() + Duration::from_millis(200);
+            // An earlier message that arrived after its own wait gave up is skipped.
+            while let Ok((arrived_seq, one_way_ns)) = arrived.recv_deadline(give_up) {
+                if arrived_seq == seq {
+                    return Ok(Some(one_way_ns as f64 / 1e6));
+                }
+            }
+            Ok(None)
         },
     )
+}
+
+/// The little-endian `u64` at `offset` of `bytes`, if it holds one.
+fn read_u64(bytes: &[u8], offset: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        bytes.get(offset..offset + 8)?.try_into().ok()?,
+    ))
 }
 
 /// One-way time of a state message carrying one RGB image of `height` x `width`, from the robot's `put` to its
