@@ -190,7 +190,9 @@ struct StateIntake {
     frames_wanted: Arc<AtomicBool>,
     counters: Arc<LinkCounters>,
     log: RejectLog,
-    transit: Arc<Mutex<Distribution>>,
+    /// Each accepted state's time from its sender's stamp to its decoding, in milliseconds
+    /// ([`RobotLink::state_transit`]).
+    transit: Distribution,
     signal: Arc<StateSignal>,
 }
 
@@ -211,7 +213,7 @@ impl StateIntake {
         let sent_wall_ns = self.state_in.input_buffer_mut().sent_wall_ns;
         if sent_wall_ns > 0 {
             let transit_ns = wall_clock_ns().saturating_sub(sent_wall_ns);
-            lock(&self.transit).push(transit_ns as f64 / 1e6);
+            self.transit.push(transit_ns as f64 / 1e6);
         }
         self.state_in.publish();
         if self.with_cameras {
@@ -399,7 +401,7 @@ pub struct RobotLink {
     /// Where the session listens and connects, for errors.
     endpoints: String,
     command_ages: Arc<Mutex<CommandAges>>,
-    state_transit: Arc<Mutex<Distribution>>,
+    state_intake: Arc<Mutex<StateIntake>>,
     _state_subscriber: zenoh::pubsub::Subscriber<()>,
     _control_subscriber: zenoh::pubsub::Subscriber<()>,
     _keep_alive: Vec<Box<dyn std::any::Any + Send>>,
@@ -477,7 +479,6 @@ impl RobotLink {
         let (action_producer, action_consumer) = rtrb::RingBuffer::new(ACTION_RING);
         let source = new_source_id();
         let command_ages = Arc::new(Mutex::new(CommandAges::default()));
-        let state_transit = Arc::new(Mutex::new(Distribution::milliseconds()));
         let state_topic = wire.state_topic.clone();
         let keep_alive = wire.keep_alive;
 
@@ -499,7 +500,7 @@ impl RobotLink {
                 .wait()
                 .map_err(|e| IoError::zenoh(&topics.control, e))?
         };
-        let state_subscriber = {
+        let (state_subscriber, state_intake) = {
             let intake = StateIntake {
                 decoder: wire.states,
                 state_in,
@@ -509,12 +510,13 @@ impl RobotLink {
                 frames_wanted: frames_wanted.clone(),
                 counters: counters.clone(),
                 log: RejectLog::new(&wire.state_topic, counters.clone()),
-                transit: state_transit.clone(),
+                transit: Distribution::milliseconds(),
                 signal: state_signal.clone(),
             };
             // Zenoh may call it from either receiving thread: the lock takes one state at a time.
-            let intake = Mutex::new(intake);
-            session
+            let intake = Arc::new(Mutex::new(intake));
+            let state_intake = intake.clone();
+            let subscriber = session
                 .declare_subscriber(&wire.state_key)
                 .callback(move |sample| {
                     let payload = sample.payload().to_bytes();
@@ -522,7 +524,8 @@ impl RobotLink {
                     lock(&intake).accept(&payload, attachment.as_deref());
                 })
                 .wait()
-                .map_err(|e| IoError::zenoh(&wire.state_topic, e))?
+                .map_err(|e| IoError::zenoh(&wire.state_topic, e))?;
+            (subscriber, state_intake)
         };
         let action_thread = {
             let publisher = session
@@ -642,7 +645,7 @@ impl RobotLink {
                 io.listen, io.connect
             ),
             command_ages,
-            state_transit,
+            state_intake,
             _state_subscriber: state_subscriber,
             _control_subscriber: control_subscriber,
             _keep_alive: keep_alive,
@@ -742,7 +745,7 @@ impl RobotLink {
     /// wire's own time (serialising, zenoh, decoding), free of the controller's phase. Across hosts it includes
     /// their clock offset; on one host it is exact.
     pub fn state_transit(&self) -> Quantiles {
-        lock(&self.state_transit).quantiles()
+        lock(&self.state_intake).transit.quantiles()
     }
 
     /// Blocks until the first valid state has arrived, or fails after `timeout` naming the topic.
@@ -819,8 +822,8 @@ fn spawn(name: &str, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<
         .map_err(|e| IoError::Setup(format!("cannot start the {name} thread: {e}")))
 }
 
-/// Locks one of the link's latency records (only one I/O thread and the link's owner touch each; a panic while
-/// holding it leaves plain numbers, so a poisoned lock is still read).
+/// Locks the state intake or the command ages (each touched by one I/O thread and the link's owner; a panic
+/// while holding it leaves plain numbers and buffers, so a poisoned lock is still used).
 fn lock<T>(record: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     record
         .lock()

@@ -150,14 +150,12 @@ pub fn free_loopback_port() -> std::io::Result<u16> {
     static START: OnceLock<u32> = OnceLock::new();
     let start = *START.get_or_init(|| RandomState::new().build_hasher().finish() as u32);
     let below_ephemeral = ephemeral_ports_start().saturating_sub(LOWEST_LOOPBACK_PORT);
-    if below_ephemeral > 0 {
-        for _ in 0..below_ephemeral {
-            let step = NEXT.fetch_add(1, Ordering::Relaxed);
-            let port = LOWEST_LOOPBACK_PORT
-                + (start.wrapping_add(step) % u32::from(below_ephemeral)) as u16;
-            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-                return Ok(port);
-            }
+    for _ in 0..below_ephemeral {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port =
+            LOWEST_LOOPBACK_PORT + (start.wrapping_add(step) % u32::from(below_ephemeral)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
         }
     }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
