@@ -77,11 +77,13 @@ impl ClockConfig {
 pub struct RealtimeConfig {
     /// SCHED_FIFO priority (1..=99); 0 leaves the thread under the normal scheduler.
     pub fifo_priority: u8,
-    /// SCHED_FIFO priority of the threads that carry a state in and its command out (zenoh's receiving threads
-    /// `rx-*`, which decode each state, and the robot link's `rtchunk-actions`), below `fifo_priority`, so the
-    /// inference and other normal threads never delay a command; 0 leaves them under the normal scheduler, as
-    /// does a controller without SCHED_FIFO. They block between messages, so they take the CPU only for the
-    /// moments their work lasts.
+    /// SCHED_FIFO priority of the threads that carry a state in and its command out (zenoh's link threads: the
+    /// sockets' reactor `acc-*`/`net-*`, which sees a state's bytes arrive, the receiving threads `rx-*`, which
+    /// decode each state, and the transmitting threads `tx-*`, which write each command; and the robot link's
+    /// `rtchunk-actions`, which encodes and puts it), below `fifo_priority`, so the inference and other normal
+    /// threads never delay a state or a command; 0 leaves them under the normal scheduler, as does a controller
+    /// without SCHED_FIFO. They block between messages, so they take the CPU only for the moments their work
+    /// lasts.
     pub io_fifo_priority: u8,
     /// Lock all memory (`mlockall`) so the loop never page-faults.
     pub lock_memory: bool,
@@ -89,8 +91,8 @@ pub struct RealtimeConfig {
     pub cpu: Option<usize>,
     /// Keep the controller's CPU for it alone where the process may use at least two: every other thread of the
     /// process (inference, zenoh, I/O, collector, log) is moved onto the other CPUs for the run. On the state
-    /// clock the threads the controller waits on every tick (zenoh's receiving threads, which decode the states,
-    /// and the link's action thread) stay on its CPU with it. False: pin only when `cpu` is set, sharing that CPU.
+    /// clock the threads the controller waits on every tick (zenoh's link threads and the link's action thread,
+    /// see `io_fifo_priority`) stay on its CPU with it. False: pin only when `cpu` is set, sharing that CPU.
     pub reserve_cpu: bool,
     /// The controller sleeps to this many microseconds before each deadline, then spins.
     pub spin_margin_us: u64,

@@ -8,7 +8,7 @@ use rtchunk_controllers::{Freshness, Plant, RobotState};
 use rtchunk_policy::Camera;
 use rtchunk_runtime::core::clock::wall_clock_ns;
 use rtchunk_runtime::core::cpu_reservation::{
-    LINK_ACTION_THREAD, ZENOH_RECEIVE_THREADS, threads_named,
+    LINK_ACTION_THREAD, ZENOH_LINK_THREADS, threads_named,
 };
 use rtchunk_runtime::core::rt_setup::Step;
 use rtchunk_runtime::io::link::{LinkCounters, RobotLink, ZenohPlant};
@@ -644,22 +644,36 @@ fn the_threads_that_carry_a_state_in_and_its_command_out_run_under_sched_fifo() 
             .collect::<Vec<_>>()
     };
     assert!(fifo_action_threads().is_empty());
-    let receivers = threads_named(ZENOH_RECEIVE_THREADS);
-    assert!(!receivers.is_empty(), "zenoh's receiving threads run");
+    // The receiving and the transmitting threads, and the reactor of the links (accepted or opened).
+    for prefix in ["rx-", "tx-"] {
+        assert!(
+            !threads_named(prefix).is_empty(),
+            "zenoh's {prefix}* threads run"
+        );
+    }
+    assert!(!threads_named("acc-").is_empty() || !threads_named("net-").is_empty());
+    let zenoh_threads: Vec<_> = ZENOH_LINK_THREADS
+        .iter()
+        .flat_map(|prefix| threads_named(prefix))
+        .collect();
+    let zenoh_threads = || zenoh_threads.iter();
     match link.prioritise_command_path(10) {
         Step::Applied(what) => {
             assert!(
-                what.contains("receiving threads") && what.contains("priority 10"),
+                what.contains("rx-*")
+                    && what.contains("tx-*")
+                    && what.contains("rtchunk-actions")
+                    && what.contains("priority 10"),
                 "{what}"
             );
-            for &tid in &receivers {
-                assert_eq!(policy_of(tid), libc::SCHED_FIFO, "receiving thread {tid}");
+            for &tid in zenoh_threads() {
+                assert_eq!(policy_of(tid), libc::SCHED_FIFO, "zenoh thread {tid}");
             }
             let actions = fifo_action_threads();
             assert_eq!(actions.len(), 1, "this link's action thread");
             // Leave this process's threads as the other tests expect them.
             let normal = libc::sched_param { sched_priority: 0 };
-            for &tid in receivers.iter().chain(&actions) {
+            for &tid in zenoh_threads().chain(&actions) {
                 // SAFETY: a valid parameter for SCHED_OTHER on a thread of this process.
                 unsafe { libc::sched_setscheduler(tid, libc::SCHED_OTHER, &normal) };
             }
@@ -668,8 +682,8 @@ fn the_threads_that_carry_a_state_in_and_its_command_out_run_under_sched_fifo() 
             // Without the right to SCHED_FIFO the run goes on under the normal scheduler, and says why.
             assert!(reason.contains("priority 10"), "{reason}");
             assert!(fifo_action_threads().is_empty());
-            for &tid in &receivers {
-                assert_eq!(policy_of(tid), libc::SCHED_OTHER, "receiving thread {tid}");
+            for &tid in zenoh_threads() {
+                assert_eq!(policy_of(tid), libc::SCHED_OTHER, "zenoh thread {tid}");
             }
         }
         Step::Skipped => panic!("a priority above 0 is never skipped"),

@@ -190,7 +190,7 @@ fn start_robot(
 
 #[test]
 fn a_full_episode_runs_end_to_end_between_processes() {
-    let session = start("episode", &["--episodes", "2"]);
+    let session = start("episode", &["--episodes", "2", "--io-fifo-priority", "10"]);
     // A monitor listens to the runtime's status topic for the whole run.
     let monitor = join(&session);
     let statuses = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -225,6 +225,14 @@ fn a_full_episode_runs_end_to_end_between_processes() {
     assert_eq!(report["actions_rejected"], 0, "{sim_out}");
     let latency = &report["state_to_action_ms"];
     assert!(latency["count"].as_u64().unwrap() > 20, "{sim_out}");
+    // The robot's zenoh threads went under SCHED_FIFO as asked, or it says why not.
+    let threads = report["zenoh_threads"].as_str().unwrap();
+    assert!(
+        (threads.starts_with("applied") && threads.contains("rx-*") && threads.contains("tx-*"))
+            || (threads.starts_with("REFUSED") && threads.contains("priority 10")),
+        "{threads}"
+    );
+    assert!(sim_out.contains(threads), "{sim_out}");
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     assert!(run["metrics"]["swaps"].as_u64().unwrap() > 5, "{run_out}");
     assert_eq!(run["link"]["actions_dropped"], 0, "{run_out}");
@@ -1073,6 +1081,16 @@ fn the_latency_study_runs_the_processes_and_writes_its_report() {
             "{row}"
         );
         assert!(row["steal_ms"].is_number(), "{row}");
+        // The runtime's command path and the simulated robot's zenoh threads went under SCHED_FIFO, or say why
+        // not.
+        let threads = row["command_path_threads"].as_str().unwrap().to_lowercase();
+        let (runtime, robot) = threads.split_once("; robot: ").unwrap();
+        for side in [runtime.trim_start_matches("runtime: "), robot] {
+            assert!(
+                side.starts_with("applied") || side.starts_with("refused"),
+                "{row}"
+            );
+        }
         assert!(!row["trajectory"].as_array().unwrap().is_empty(), "{row}");
     }
     // 100 ms at 30 Hz is injected as 3 ticks; the runtime observes at least that delay.

@@ -84,7 +84,7 @@ pub fn serve_task(
     };
     Ok(format!(
         "{}: {solved} of {} episodes solved; {latency}; {} states published ({} lost), {} commands received \
-         ({} lost, {} held, {} rejected); {} brakes\n",
+         ({} lost, {} held, {} rejected); {} brakes; zenoh threads {}\n",
         result.task,
         result.episodes.len(),
         result.states_published,
@@ -93,7 +93,8 @@ pub fn serve_task(
         result.actions_lost,
         result.actions_held,
         result.actions_rejected,
-        result.brakes.len()
+        result.brakes.len(),
+        result.zenoh_threads
     ))
 }
 
@@ -215,6 +216,12 @@ pub enum SimCommand {
         /// tcp/127.0.0.1:7447 unless given endpoints (`--listen tcp/127.0.0.1:7447` stands in for the router).
         #[arg(long, value_parser = parse_command_type)]
         ros2: Option<CommandType>,
+        /// Run the node's zenoh threads (the sockets' reactor, receiving and transmitting) under SCHED_FIFO at
+        /// this priority, as a robot's real-time driver runs its I/O, so a busy process on the same machine (the
+        /// runtime's inference) does not hold a state or a command; 0: the normal scheduler. Needs the right
+        /// to SCHED_FIFO; the report says whether it took effect.
+        #[arg(long, default_value_t = 0)]
+        io_fifo_priority: u8,
     },
     /// Run a task's expert on one episode and draw where it went (PNG).
     Render {
@@ -275,6 +282,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             camera_width,
             report,
             ros2,
+            io_fifo_priority,
         } => {
             let router = if ros2.is_some() {
                 ROS2_ROUTER
@@ -293,6 +301,7 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
                 command_timeout_ms,
                 camera_width,
                 ros2,
+                io_fifo_priority,
                 ..SimNodeSettings::new(task)
             };
             let result = serve_task(&io, &settings, report.as_deref())?;

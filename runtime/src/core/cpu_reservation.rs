@@ -11,17 +11,26 @@ use serde::Serialize;
 /// The controller thread's name (its threads are never moved by another run's reservation).
 pub const CONTROLLER_THREAD: &str = "rtchunk-control";
 
-/// The name zenoh gives its receiving threads (`rx-0`, `rx-1`, ...): they read the links and run subscriber
-/// callbacks, the robot link's state intake among them.
-pub const ZENOH_RECEIVE_THREADS: &str = "rx-";
+/// The names zenoh gives the threads that move a message between a socket and a callback: `acc-*` and `net-*`
+/// run the sockets' readiness (the reactor of the links a session accepted or opened) and wake the others,
+/// `rx-*` read the links and run subscriber callbacks (the robot link's state intake among them), `tx-*` write
+/// the links (a `put` hands its message to one of them).
+pub const ZENOH_LINK_THREADS: [&str; 4] = ["acc-", "net-", "rx-", "tx-"];
 
 /// The robot link's thread that publishes commands.
 pub const LINK_ACTION_THREAD: &str = "rtchunk-actions";
 
-/// The threads a state passes through on its way to the controller (zenoh's receiving threads, which decode it)
-/// and its command on its way out (the robot link's `rtchunk-actions`). On the state clock the controller waits on
-/// them every tick, so they share its CPU.
-pub const COMMAND_PATH_THREADS: [&str; 2] = [ZENOH_RECEIVE_THREADS, LINK_ACTION_THREAD];
+/// The threads a state passes through on its way to the controller and its command on its way out: zenoh's link
+/// threads (the reactor that sees the state's bytes, the receiving thread that decodes it, the transmitting
+/// thread that writes the command) and the robot link's `rtchunk-actions`, which encodes and puts the command.
+/// On the state clock the controller waits on them every tick, so they share its CPU.
+pub const COMMAND_PATH_THREADS: [&str; 5] = [
+    ZENOH_LINK_THREADS[0],
+    ZENOH_LINK_THREADS[1],
+    ZENOH_LINK_THREADS[2],
+    ZENOH_LINK_THREADS[3],
+    LINK_ACTION_THREAD,
+];
 
 /// A CPU held for one controller thread, and the CPUs the process's other threads had before.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

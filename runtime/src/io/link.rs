@@ -15,18 +15,18 @@
 //! Rejected input is counted per kind and logged once per kind and topic; it never reaches the controller.
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
-use crate::core::cpu_reservation::{LINK_ACTION_THREAD, ZENOH_RECEIVE_THREADS, threads_named};
+use crate::core::cpu_reservation::LINK_ACTION_THREAD;
 use crate::core::doorbell::Doorbell;
 use crate::core::inference_fault::InferenceFaultCounters;
 use crate::core::messages::{CameraFeed, CameraFrame};
 use crate::core::metrics::{Distribution, Quantiles};
-use crate::core::rt_setup::{Step, set_task_fifo, set_thread_fifo};
+use crate::core::rt_setup::{Step, set_thread_fifo};
 use crate::core::state_clock::StateSignal;
 use crate::io::protocol::{
     ControlCommand, Encode, MessageKind, Phase, RejectKind, Rejection, StatusMessage,
     decode_header, new_source_id,
 };
-use crate::io::session::{IoError, Topics, open_session};
+use crate::io::session::{IoError, Topics, open_session, prioritise_zenoh_threads};
 use crate::io::wire::{Command, LatestState, StateDecoder, Wire, native_wire};
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
@@ -654,34 +654,20 @@ impl RobotLink {
     }
 
     /// Puts the threads a state and its command pass through under SCHED_FIFO at `priority` (0: leaves them
-    /// under the normal scheduler): zenoh's receiving threads, which decode each state and wake the controller,
-    /// and `rtchunk-actions`, which publishes its command; so the inference and the process's other normal
-    /// threads never delay either. Call it once a state has arrived: zenoh starts its receiving threads with the
-    /// first link.
+    /// under the normal scheduler): zenoh's link threads ([`prioritise_zenoh_threads`]: the reactor that sees a
+    /// state's bytes, the receiving thread that decodes it and wakes the controller, the transmitting thread that
+    /// writes the command) and `rtchunk-actions`, which encodes and puts the command; so the inference and the
+    /// process's other normal threads never delay any of them. Call it once a state has arrived: zenoh starts its
+    /// link threads with the first link.
     pub fn prioritise_command_path(&self, priority: u8) -> Step {
-        if priority == 0 {
-            return Step::Skipped;
+        let zenoh = match prioritise_zenoh_threads(priority) {
+            Step::Applied(what) => what,
+            other => return other,
+        };
+        match set_thread_fifo(self.action_thread, priority) {
+            Step::Applied(_) => Step::Applied(format!("{zenoh}, and rtchunk-actions")),
+            other => other,
         }
-        let receivers = threads_named(ZENOH_RECEIVE_THREADS);
-        let steps = receivers
-            .iter()
-            .map(|&tid| set_task_fifo(tid, priority))
-            .chain([set_thread_fifo(self.action_thread, priority)]);
-        for step in steps {
-            if let Step::Refused(reason) = step {
-                return Step::Refused(reason);
-            }
-        }
-        if receivers.is_empty() {
-            return Step::Refused(format!(
-                "rtchunk-actions at SCHED_FIFO priority {priority}, but no zenoh receiving thread \
-                 ({ZENOH_RECEIVE_THREADS}*) was found"
-            ));
-        }
-        Step::Applied(format!(
-            "zenoh's {} receiving threads and rtchunk-actions at SCHED_FIFO priority {priority}",
-            receivers.len()
-        ))
     }
 
     /// The inference worker's end of the camera images (once; `None` when the policy has no cameras).

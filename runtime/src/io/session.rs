@@ -1,5 +1,7 @@
 //! Opening a zenoh session from `[io]`, and the topic names under its namespace.
 
+use crate::core::cpu_reservation::{ZENOH_LINK_THREADS, threads_named};
+use crate::core::rt_setup::{Step, set_task_fifo};
 use crate::io::exposure::check_endpoints;
 use rtchunk_config::{IoConfig, TlsConfig, ZenohMode};
 use std::collections::hash_map::RandomState;
@@ -135,6 +137,37 @@ pub fn open_session(io: &IoConfig) -> Result<zenoh::Session, IoError> {
             e,
         )
     })
+}
+
+/// Puts zenoh's link threads in this process ([`ZENOH_LINK_THREADS`]: the sockets' reactor, the receiving and the
+/// transmitting threads, shared by every session of the process) under SCHED_FIFO at `priority` (0: leaves them
+/// under the normal scheduler), so that a busy normal thread (the inference) never holds a message on its way
+/// between a socket and a callback. Call it once the sessions' links are up: zenoh starts these threads with
+/// them. A refusal (no right to SCHED_FIFO, or no such thread yet) says why.
+pub fn prioritise_zenoh_threads(priority: u8) -> Step {
+    if priority == 0 {
+        return Step::Skipped;
+    }
+    let mut named = Vec::new();
+    for prefix in ZENOH_LINK_THREADS {
+        for tid in threads_named(prefix) {
+            if let Step::Refused(reason) = set_task_fifo(tid, priority) {
+                return Step::Refused(format!("zenoh's {prefix}* threads at SCHED_FIFO {reason}"));
+            }
+            named.push(format!("{prefix}*"));
+        }
+    }
+    if named.is_empty() {
+        return Step::Refused(format!(
+            "zenoh's link threads at SCHED_FIFO priority {priority}: none of {ZENOH_LINK_THREADS:?} runs yet"
+        ));
+    }
+    let count = named.len();
+    named.dedup();
+    Step::Applied(format!(
+        "zenoh's {count} link threads ({}) at SCHED_FIFO priority {priority}",
+        named.join(", ")
+    ))
 }
 
 /// The lowest port [`free_loopback_port`] hands out.

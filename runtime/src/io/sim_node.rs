@@ -10,9 +10,10 @@
 
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
 use crate::core::metrics::{Distribution, Quantiles};
+use crate::core::rt_setup::Step;
 use crate::io::protocol::{CameraImage, ControlCommand, Encode, StateMessage, new_source_id};
 use crate::io::robot_wire::{RobotCodec, Ros2Robot, native_robot_wire, ros2_robot_wire};
-use crate::io::session::{IoError, Topics, open_session};
+use crate::io::session::{IoError, Topics, open_session, prioritise_zenoh_threads};
 use rtchunk_config::{CommandType, IoConfig};
 use rtchunk_policy::NormalRng;
 use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
@@ -62,6 +63,10 @@ pub struct SimNodeSettings {
     /// Be a ROS 2 robot over rmw_zenoh taking commands of this type (None: rtchunk's protocol): see
     /// [`ros2_robot`].
     pub ros2: Option<CommandType>,
+    /// SCHED_FIFO priority of the node's zenoh link threads, as a robot's real-time driver runs its I/O, so that
+    /// a busy process beside it on the same machine (the runtime's inference) does not hold a state or command
+    /// (0: the normal scheduler; [`prioritise_zenoh_threads`]).
+    pub io_fifo_priority: u8,
 }
 
 /// The ROS 2 robot the simulator node plays with `ros2` set: domain 0, joint states on `/joint_states` (one
@@ -101,6 +106,7 @@ impl SimNodeSettings {
             command_timeout_ms: 250.0,
             camera_width: None,
             ros2: None,
+            io_fifo_priority: 0,
         }
     }
 }
@@ -175,6 +181,8 @@ pub struct SimNodeReport {
     pub brakes: Vec<BrakeRecord>,
     /// The first observation value (a position) at every step of the first episode.
     pub trajectory: Vec<f32>,
+    /// Whether the node's zenoh link threads run under SCHED_FIFO ([`SimNodeSettings::io_fifo_priority`]).
+    pub zenoh_threads: String,
 }
 
 /// A command waiting out its injected delay.
@@ -261,8 +269,8 @@ impl Node<'_> {
         if let Some(width) = self.settings.camera_width {
             self.message.images = vec![self.camera_image(width)];
         }
-        self.latency.published(self.seq);
         if self.rng.uniform() < self.settings.loss {
+            self.latency.published(self.seq);
             self.report.states_lost += 1;
             return Ok(());
         }
@@ -272,10 +280,11 @@ impl Node<'_> {
         for (publisher, outgoing) in self.image_publishers.iter().zip(images) {
             put(publisher, outgoing)?;
         }
-        put(
-            &self.state_publisher,
-            self.codec.state(self.seq, &self.message),
-        )
+        let state = self.codec.state(self.seq, &self.message);
+        // Dated beside the state's own stamp, as it leaves: time the node's thread spent before (preempted while
+        // stepping or encoding) is not the link's.
+        self.latency.published(self.seq);
+        put(&self.state_publisher, state)
     }
 
     /// The task drawn as the camera sees it: RGB, `width` pixels wide.
@@ -511,6 +520,7 @@ pub fn serve(
             steps_without_new_action: 0,
             brakes: Vec::new(),
             trajectory: Vec::new(),
+            zenoh_threads: Step::Skipped.to_string(),
         },
         latency: LatencyTracker {
             published_at: vec![0; LATENCY_WINDOW],
@@ -536,6 +546,8 @@ pub fn serve(
     let period_ns = (1e9 / settings.rate_hz) as u64;
     let period = Duration::from_nanos(period_ns);
     node.wait_for_runtime(stop, period)?;
+    // Zenoh's link threads exist once the runtime's link does.
+    node.report.zenoh_threads = prioritise_zenoh_threads(settings.io_fifo_priority).to_string();
     for seed in settings.first_seed..settings.first_seed + settings.episodes {
         if stop.load(Ordering::Relaxed) {
             break;

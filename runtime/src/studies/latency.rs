@@ -19,7 +19,7 @@ use anyhow::Context;
 use plotters::prelude::*;
 use rtchunk_config::{
     ClockKind, Config, ControllerKind, Execution, IoConfig, JointField, PlantKind, PolicyKind,
-    Ros2Config, SamplerMode,
+    RealtimeConfig, Ros2Config, SamplerMode,
 };
 use rtchunk_sim::{Env, TaskKind};
 use serde::Serialize;
@@ -227,6 +227,9 @@ pub struct LatencyRow {
     pub held_ticks: u64,
     /// The first episode's position (observation 0), one value per control step.
     pub trajectory: Vec<f32>,
+    /// Whether the threads a state and its command pass through ran under SCHED_FIFO, in the runtime (its link's
+    /// command path) and in the simulated robot (its zenoh link threads).
+    pub command_path_threads: String,
 }
 
 /// The whole study.
@@ -335,7 +338,9 @@ fn run_one(
     // The bare hop again, while this row runs: the hop under the same load on the machine as the runtime's.
     let hop_samples = settings.episodes as usize * HOP_SAMPLES_PER_EPISODE;
     let steal_before = CpuCounters::read();
-    let hop_beside = std::thread::spawn(move || bare_zenoh_hop(hop_samples, 30.0, 64, false));
+    let priority = checked.realtime.io_priority();
+    let hop_beside =
+        std::thread::spawn(move || bare_zenoh_hop(hop_samples, 30.0, 64, false, priority));
     let sim = Command::new(&exe)
         .args([
             "sim",
@@ -348,6 +353,7 @@ fn run_one(
         .arg(format!("tcp/127.0.0.1:{port}"))
         .args(["--namespace", &namespace, "--report"])
         .arg(&report_path)
+        .args(["--io-fifo-priority", &priority.to_string()])
         .args(&ros2)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -389,6 +395,16 @@ fn run_one(
         mean_solved_seconds: (!solved.is_empty())
             .then(|| solved.iter().sum::<f64>() / solved.len() as f64),
         state_to_action_ms: serde_json::from_value(sim["state_to_action_ms"].clone())?,
+        command_path_threads: format!(
+            "runtime: {} ({}); robot: {}",
+            run["link"]["command_path_threads"]["status"]
+                .as_str()
+                .unwrap_or("unknown"),
+            run["link"]["command_path_threads"]["detail"]
+                .as_str()
+                .unwrap_or_default(),
+            sim["zenoh_threads"].as_str().unwrap_or("unknown")
+        ),
         state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
         stamp_to_command_sent_ms: quantiles(&run["link"]["stamp_to_command_ms"]),
         state_transit_ms: quantiles(&run["link"]["state_transit_ms"]),
@@ -432,7 +448,13 @@ pub fn latency_study(settings: &LatencySettings) -> anyhow::Result<String> {
         policy,
         ..settings.clone()
     };
-    let bare = bare_zenoh_hop(BARE_HOP_SAMPLES, 30.0, 64, false)?;
+    let bare = bare_zenoh_hop(
+        BARE_HOP_SAMPLES,
+        30.0,
+        64,
+        false,
+        RealtimeConfig::default().io_priority(),
+    )?;
     let mut rows = Vec::new();
     for &extra_ms in &settings.extra_ms {
         for &wire in &settings.wires {

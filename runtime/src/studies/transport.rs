@@ -5,9 +5,10 @@
 use crate::core::clock::monotonic_ns;
 use crate::core::clock::wall_clock_ns;
 use crate::core::metrics::Quantiles;
+use crate::core::rt_setup::Step;
 use crate::io::link::RobotLink;
 use crate::io::protocol::{CameraImage, Encode, StateMessage};
-use crate::io::session::{Topics, free_loopback_port, open_session};
+use crate::io::session::{Topics, free_loopback_port, open_session, prioritise_zenoh_threads};
 use rtchunk_config::IoConfig;
 use rtchunk_policy::Camera;
 use serde::Serialize;
@@ -68,13 +69,19 @@ fn sample_hops(
 /// another on loopback, `samples` times at `rate_hz`. Each message carries its sequence number and its send time
 /// on this host's monotonic clock, which both sessions share; the callback reads the clock as it runs on zenoh's
 /// receiving thread, where the robot link decodes a state, so nothing but zenoh stands between the two readings.
+/// With `fifo_priority` above 0 this process's zenoh link threads run under SCHED_FIFO at it, as the runtime's
+/// and the simulated robot's do in the latency study (a refusal is logged).
 pub fn bare_zenoh_hop(
     samples: usize,
     rate_hz: f64,
     payload: usize,
     shared_memory: bool,
+    fifo_priority: u8,
 ) -> anyhow::Result<Quantiles> {
     let (io, sending, receiving) = session_pair("bare", shared_memory)?;
+    if let Step::Refused(reason) = prioritise_zenoh_threads(fifo_priority) {
+        tracing::warn!("the bare hop runs under the normal scheduler: {reason}");
+    }
     let topic = format!("{}/hop", io.namespace);
     let (arrivals, arrived) = crossbeam_channel::unbounded::<(u64, u64)>();
     let _subscriber = receiving
@@ -213,7 +220,7 @@ pub fn transport_benchmark(
             Ok(TransportRow {
                 image: format!("{height} x {width}"),
                 message_bytes,
-                bare_ms: bare_zenoh_hop(samples, rate_hz, message_bytes, shared_memory)?,
+                bare_ms: bare_zenoh_hop(samples, rate_hz, message_bytes, shared_memory, 0)?,
                 rtchunk_ms: camera_state_hop(samples, rate_hz, height, width, shared_memory)?,
             })
         })
