@@ -316,8 +316,8 @@ pub fn run_with_source<P: Plant + 'static, C: Clock + 'static>(
                 delays,
             );
             // The controller sleeps until zenoh's receiving thread, having decoded a state, wakes it, and the
-            // action thread and zenoh's transmitting thread send what it wrote: they share its CPU, away from the
-            // inference.
+            // action thread and zenoh's transmitting thread send what it wrote: they and zenoh's reactor share its
+            // CPU, away from the inference.
             spawn_controller(plant, clock, parts, move || {
                 prepare_current_thread(&realtime, memory, &COMMAND_PATH_THREADS)
             })?

@@ -198,8 +198,8 @@ pub fn run_on_robot(
     let signals = stop_on_signal(move || control.stop.store(true, Ordering::Relaxed));
     tracing::info!(topic = %link.state_topic(), "waiting for the robot's first state");
     link.wait_for_first_state(FIRST_STATE_TIMEOUT)?;
-    // Zenoh's receiving threads, which decode the states, and its transmitting threads, which write the commands,
-    // exist once the robot's link does.
+    // Zenoh's link threads (the sockets' reactor, the receiving threads that decode the states, the transmitting
+    // thread that writes the commands) exist once the robot's link does.
     let command_path_threads = link.prioritise_command_path(config.realtime.io_priority());
     tracing::info!(%command_path_threads, "the threads that carry a state in and its command out");
     if config.clock.kind == ClockKind::State {

@@ -148,25 +148,28 @@ pub fn prioritise_zenoh_threads(priority: u8) -> Step {
     if priority == 0 {
         return Step::Skipped;
     }
-    let mut named = Vec::new();
+    let mut count = 0;
+    let mut kinds = Vec::new();
     for prefix in ZENOH_LINK_THREADS {
-        for tid in threads_named(prefix) {
+        let threads = threads_named(prefix);
+        for &tid in &threads {
             if let Step::Refused(reason) = set_task_fifo(tid, priority) {
                 return Step::Refused(format!("zenoh's {prefix}* threads at SCHED_FIFO {reason}"));
             }
-            named.push(format!("{prefix}*"));
+        }
+        if !threads.is_empty() {
+            count += threads.len();
+            kinds.push(format!("{prefix}*"));
         }
     }
-    if named.is_empty() {
+    if count == 0 {
         return Step::Refused(format!(
             "zenoh's link threads at SCHED_FIFO priority {priority}: none of {ZENOH_LINK_THREADS:?} runs yet"
         ));
     }
-    let count = named.len();
-    named.dedup();
     Step::Applied(format!(
         "zenoh's {count} link threads ({}) at SCHED_FIFO priority {priority}",
-        named.join(", ")
+        kinds.join(", ")
     ))
 }
 
