@@ -3,10 +3,10 @@
 
 use crate::core::cpu_reservation::{CpuReservation, set_affinity};
 use rtchunk_config::RealtimeConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The outcome of one setup step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", content = "detail", rename_all = "kebab-case")]
 pub enum Step {
     /// It took effect.

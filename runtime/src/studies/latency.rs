@@ -11,6 +11,7 @@
 
 use crate::core::metrics::Quantiles;
 use crate::core::policies::adopt_bundle_shape;
+use crate::core::rt_setup::Step;
 use crate::io::session::free_loopback_port;
 use crate::studies::cpu_activity::CpuCounters;
 use crate::studies::delay_benchmark::figure::{draw_legend, register_font, write_png};
@@ -396,13 +397,9 @@ fn run_one(
             .then(|| solved.iter().sum::<f64>() / solved.len() as f64),
         state_to_action_ms: serde_json::from_value(sim["state_to_action_ms"].clone())?,
         command_path_threads: format!(
-            "runtime: {} ({}); robot: {}",
-            run["link"]["command_path_threads"]["status"]
-                .as_str()
-                .unwrap_or("unknown"),
-            run["link"]["command_path_threads"]["detail"]
-                .as_str()
-                .unwrap_or_default(),
+            "runtime: {}; robot: {}",
+            serde_json::from_value::<Step>(run["link"]["command_path_threads"].clone())
+                .context("the runtime's link.command_path_threads")?,
             sim["zenoh_threads"].as_str().unwrap_or("unknown")
         ),
         state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
