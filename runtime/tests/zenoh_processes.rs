@@ -83,8 +83,8 @@ fn spawn(args: &[&str]) -> Child {
         .expect("rtchunk starts")
 }
 
-/// Waits for `child` (killing it after `limit`) and returns its standard output, checking it succeeded.
-fn finish(child: Child, what: &str, limit: Duration) -> String {
+/// Waits for `child`, killing it after `limit`; returns whether it succeeded and its standard output and error.
+fn wait(child: Child, limit: Duration) -> (std::process::ExitStatus, String, String) {
     let id = child.id();
     let deadline = Instant::now() + limit;
     let watchdog = std::thread::spawn(move || {
@@ -100,14 +100,34 @@ fn finish(child: Child, what: &str, limit: Duration) -> String {
     });
     let output = child.wait_with_output().unwrap();
     let _ = watchdog.join();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Waits for `child` (killing it after `limit`) and returns its standard output, checking it succeeded.
+fn finish(child: Child, what: &str, limit: Duration) -> String {
+    let (status, stdout, stderr) = wait(child, limit);
     assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{stdout}\n{stderr}",
-        output.status
+        status.success(),
+        "{what} failed ({status}):\n{stdout}\n{stderr}"
     );
     stdout
+}
+
+/// Waits for the simulator `sim` (at most `sim_limit`), then for the runtime it drove (at most 30 s more), and
+/// returns their standard outputs; when either failed, shows what both printed (a robot that got no command
+/// fails first, but the runtime says why).
+fn finish_robot(sim: Child, sim_limit: Duration, runtime: Child) -> (String, String) {
+    let (sim_status, sim_out, sim_err) = wait(sim, sim_limit);
+    let (run_status, run_out, run_err) = wait(runtime, Duration::from_secs(30));
+    assert!(
+        sim_status.success() && run_status.success(),
+        "rtchunk sim serve ({sim_status}):\n{sim_out}\n{sim_err}\nrtchunk run ({run_status}):\n{run_out}\n{run_err}"
+    );
+    (sim_out, run_out)
 }
 
 fn json(path: &PathBuf) -> serde_json::Value {
@@ -209,8 +229,7 @@ fn a_full_episode_runs_end_to_end_between_processes() {
             .wait()
             .unwrap()
     };
-    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (sim_out, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let report = json(&session.report);
     let episodes = report["episodes"].as_array().unwrap();
     assert_eq!(episodes.len(), 2, "{sim_out}");
@@ -336,8 +355,7 @@ fn camera_images_from_the_simulator_reach_the_policy_and_replay_exactly() {
         &[],
         &[],
     );
-    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (sim_out, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let log = check_camera_run(&run_out, &session.log);
 
     // Re-running the policy on the recorded observations and images gives the recorded chunks exactly.
@@ -379,8 +397,7 @@ fn every_camera_frame_recorded_exports_to_lerobot_with_the_images_of_each_policy
         &[],
         &["--record-camera-frames"],
     );
-    finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (_, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let log = check_camera_run(&run_out, &session.log);
     // Every state's images are in the log, among them exactly those each inference saw.
     let frames = &log.camera_frames;
@@ -465,8 +482,7 @@ fn the_state_clock_ticks_on_each_state_of_a_drifting_lossy_robot_and_the_task_is
         &[],
         &[],
     );
-    finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (_, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     let metrics = &run["metrics"];
     let period = metrics["tick_period_ms"]["p50"].as_f64().unwrap();
@@ -485,6 +501,7 @@ fn the_state_clock_ticks_on_each_state_of_a_drifting_lossy_robot_and_the_task_is
         run["link"]["states_accepted"].as_u64().unwrap() > 100,
         "{run_out}"
     );
+    println!("{}", run["link"]);
 }
 
 #[test]
@@ -875,8 +892,7 @@ fn lerobot_checkpoint_drives_the_simulated_robot(size: &str) {
         &[],
         &[],
     );
-    finish(session.sim, "rtchunk sim serve", Duration::from_secs(180));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (_, run_out) = finish_robot(session.sim, Duration::from_secs(180), session.runtime);
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     // Random weights leave the arena within a second or so: a few chunks, each continued by the next.
     assert!(run["metrics"]["swaps"].as_u64().unwrap() >= 3, "{run_out}");
@@ -940,8 +956,7 @@ fn a_disconnected_simulator_makes_the_runtime_hold_until_it_returns() {
     std::thread::sleep(pause);
     // SAFETY: as above.
     unsafe { libc::kill(sim_id, libc::SIGCONT) };
-    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (sim_out, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     let held = run["link"]["held_ticks"].as_u64().unwrap() as f64;
     // 30 Hz; the hold starts once the newest state is 150 ms old and ends when state flows again.
@@ -985,12 +1000,7 @@ fn two_robots_share_a_remote_policy_server() {
         })
         .collect();
     for robot in robots {
-        let sim_out = finish(robot.sim, "rtchunk sim serve", Duration::from_secs(120));
-        let run_out = finish(
-            robot.runtime,
-            "rtchunk run (remote policy)",
-            Duration::from_secs(30),
-        );
+        let (sim_out, run_out) = finish_robot(robot.sim, Duration::from_secs(120), robot.runtime);
         let report = json(&robot.report);
         assert_eq!(report["episodes"].as_array().unwrap().len(), 1, "{sim_out}");
         let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
@@ -1138,8 +1148,7 @@ fn bad_input_during_an_episode_is_rejected_and_the_episode_completes() {
     }
     let control = format!("{}/control", session.namespace);
     intruder.put(control.as_str(), bad_control).wait().unwrap();
-    let sim_out = finish(session.sim, "rtchunk sim serve", Duration::from_secs(120));
-    let run_out = finish(session.runtime, "rtchunk run", Duration::from_secs(30));
+    let (sim_out, run_out) = finish_robot(session.sim, Duration::from_secs(120), session.runtime);
     let run: serde_json::Value = serde_json::from_str(&run_out).unwrap();
     let rejected: std::collections::HashMap<String, u64> = run["link"]["rejected"]
         .as_array()
@@ -1567,11 +1576,6 @@ camera_topics = ["/camera/image_raw"]
         "--record",
         log.to_str().unwrap(),
     ]);
-    finish(sim, "rtchunk sim serve --ros2", Duration::from_secs(120));
-    let run_out = finish(
-        runtime,
-        "rtchunk run (ros2, camera)",
-        Duration::from_secs(30),
-    );
+    let (_, run_out) = finish_robot(sim, Duration::from_secs(120), runtime);
     check_camera_run(&run_out, &log);
 }

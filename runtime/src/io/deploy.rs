@@ -66,15 +66,22 @@ pub enum DeployError {
     },
 }
 
-/// Measures the robot's state rate for about ten nominal periods (at least 0.2 s) and refuses one that is off the
-/// state clock's nominal rate by more than -30 % / +40 % (a robot that drifts less runs: the policy then follows
-/// its states).
+/// Measures the rate the robot sends states at, for about ten nominal periods (at least 0.2 s), and refuses one
+/// that is off the state clock's nominal rate by more than -30 % / +40 % (a robot that drifts less runs: the policy
+/// then follows its states). The rate comes from the sender's sequence numbers and send times, so states lost on
+/// the way and this host's scheduling do not skew it; when the sequence restarts it is the states accepted over
+/// the window.
 fn check_state_rate(link: &RobotLink, nominal_hz: f64) -> Result<(), DeployError> {
     let window = Duration::from_secs_f64((10.0 / nominal_hz).max(0.2));
     let accepted = || link.counters().states_accepted.load(Ordering::Relaxed);
-    let before = accepted();
+    let (first, before) = (link.newest_state(), accepted());
     std::thread::sleep(window);
-    let measured_hz = (accepted() - before) as f64 / window.as_secs_f64();
+    let (last, after) = (link.newest_state(), accepted());
+    let measured_hz = first
+        .zip(last)
+        .and_then(|(first, last)| first.send_rate_hz(&last))
+        .unwrap_or((after - before) as f64 / window.as_secs_f64());
+    tracing::info!(measured_hz, nominal_hz, "the robot's state rate");
     if (0.7..=1.4).contains(&(measured_hz / nominal_hz)) {
         Ok(())
     } else {

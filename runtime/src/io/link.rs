@@ -178,6 +178,29 @@ impl Default for CommandAges {
     }
 }
 
+/// Where a state stands in its sender's stream: the sender's sequence number and when it was sent, on this host's
+/// monotonic clock ([`LatestState::received_ns`]). Two marks give the rate the robot sends at, lost states
+/// included.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StateMark {
+    /// The sender's sequence number.
+    pub seq: u64,
+    /// When it was sent, nanoseconds on this host's monotonic clock.
+    pub sent_ns: u64,
+}
+
+impl StateMark {
+    /// States per second the sender sent from `self` to `later`, counted by its sequence numbers (so states lost on
+    /// the way still count); None when the two marks do not bound a run of one sender's states (none sent
+    /// between them, or its sequence restarted).
+    pub fn send_rate_hz(&self, later: &StateMark) -> Option<f64> {
+        if later.seq <= self.seq || later.sent_ns <= self.sent_ns {
+            return None;
+        }
+        Some((later.seq - self.seq) as f64 * 1e9 / (later.sent_ns - self.sent_ns) as f64)
+    }
+}
+
 /// The state side of the link, run by the state subscriber's callback (on zenoh's receiving thread) for each
 /// state message as it arrives: decodes and validates it, publishes it to the controller and its images to the
 /// inference (and to the recorder, when it wants them), and rings the state clock's doorbell.
@@ -193,6 +216,8 @@ struct StateIntake {
     /// Each accepted state's time from its sender's stamp to its decoding, in milliseconds
     /// ([`RobotLink::state_transit`]).
     transit: Distribution,
+    /// The newest accepted state's sequence number and send time ([`RobotLink::newest_state`]).
+    newest: Option<StateMark>,
     signal: Arc<StateSignal>,
 }
 
@@ -210,7 +235,12 @@ impl StateIntake {
             self.log.reject(&rejection);
             return;
         }
-        let sent_wall_ns = self.state_in.input_buffer_mut().sent_wall_ns;
+        let state = self.state_in.input_buffer_mut();
+        self.newest = Some(StateMark {
+            seq: state.seq,
+            sent_ns: state.received_ns,
+        });
+        let sent_wall_ns = state.sent_wall_ns;
         if sent_wall_ns > 0 {
             let transit_ns = wall_clock_ns().saturating_sub(sent_wall_ns);
             self.transit.push(transit_ns as f64 / 1e6);
@@ -511,6 +541,7 @@ impl RobotLink {
                 counters: counters.clone(),
                 log: RejectLog::new(&wire.state_topic, counters.clone()),
                 transit: Distribution::milliseconds(),
+                newest: None,
                 signal: state_signal.clone(),
             };
             // Zenoh may call it from either receiving thread: the lock takes one state at a time.
@@ -734,6 +765,11 @@ impl RobotLink {
         lock(&self.state_intake).transit.quantiles()
     }
 
+    /// The newest accepted state's place in its sender's stream (None before the first).
+    pub fn newest_state(&self) -> Option<StateMark> {
+        lock(&self.state_intake).newest
+    }
+
     /// Blocks until the first valid state has arrived, or fails after `timeout` naming the topic.
     pub fn wait_for_first_state(&self, timeout: Duration) -> Result<(), IoError> {
         let deadline = monotonic_ns() + timeout.as_nanos() as u64;
@@ -814,4 +850,30 @@ fn lock<T>(record: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     record
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StateMark;
+
+    fn mark(seq: u64, sent_ms: u64) -> StateMark {
+        StateMark {
+            seq,
+            sent_ns: sent_ms * 1_000_000,
+        }
+    }
+
+    #[test]
+    fn the_send_rate_counts_lost_states_by_their_sequence_numbers() {
+        // 27 states/s: ten periods of 37.04 ms, whichever of them arrived.
+        let rate = mark(5, 1_000).send_rate_hz(&mark(15, 1_370)).unwrap();
+        assert!((rate - 27.03).abs() < 0.01, "{rate}");
+    }
+
+    #[test]
+    fn no_send_rate_without_a_later_state_of_the_same_sequence() {
+        assert_eq!(mark(5, 1_000).send_rate_hz(&mark(5, 1_000)), None);
+        assert_eq!(mark(500, 1_000).send_rate_hz(&mark(3, 1_100)), None);
+        assert_eq!(mark(5, 1_100).send_rate_hz(&mark(9, 1_000)), None);
+    }
 }
