@@ -14,8 +14,8 @@ pub enum ClockKind {
     /// The robot's states: each state a robot over zenoh sends starts a controller tick, so the command leaves
     /// right after the state arrives (no phase between two clocks). `controller_rate_hz` is then the robot's
     /// nominal state rate (every k-th state, k = controller_rate_hz / policy_rate_hz, is a policy tick; at start
-    /// the robot's send rate, from its sequence numbers, must be within -30 % / +40 % of it); without a state for `io.stale_after_ms` the controller ticks anyway and
-    /// holds, as on the real clock.
+    /// the robot's send rate, from its sequence numbers, must be within -30 % / +40 % of it); without a state for
+    /// `io.stale_after_ms` the controller ticks anyway and holds, as on the real clock.
     State,
 }
 

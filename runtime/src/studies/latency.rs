@@ -400,7 +400,9 @@ fn run_one(
             "runtime: {}; robot: {}",
             serde_json::from_value::<Step>(run["link"]["command_path_threads"].clone())
                 .context("the runtime's link.command_path_threads")?,
-            sim["zenoh_threads"].as_str().unwrap_or("unknown")
+            sim["zenoh_threads"]
+                .as_str()
+                .context("the simulator's report: zenoh_threads")?
         ),
         state_to_command_sent_ms: quantiles(&run["link"]["state_to_command_ms"]),
         stamp_to_command_sent_ms: quantiles(&run["link"]["stamp_to_command_ms"]),
