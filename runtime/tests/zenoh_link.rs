@@ -1,6 +1,6 @@
 //! The zenoh link on real loopback sessions: every kind of bad input is rejected, counted and kept from the
 //! controller's plant; stale state makes the plant hold and fresh state resumes it; the threads on a state's way
-//! in and its command's way out can be put under SCHED_FIFO.
+//! in and its command's way out can be put under SCHED_FIFO; a stop request is repeated until the link confirms it.
 
 use nalgebra::DVector;
 use rtchunk_config::{IoConfig, OnStale};
@@ -16,6 +16,7 @@ use rtchunk_runtime::io::protocol::{
     ActionMessage, CameraImage, ControlCommand, Encode, RejectKind, StateMessage,
 };
 use rtchunk_runtime::io::session::{Topics, free_loopback_port, open_session};
+use rtchunk_runtime::io::stop_request::StopRequest;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use zenoh::Wait;
@@ -688,4 +689,26 @@ fn the_threads_that_carry_a_state_in_and_its_command_out_run_under_sched_fifo() 
         }
         Step::Skipped => panic!("a priority above 0 is never skipped"),
     }
+}
+
+#[test]
+fn a_stop_request_is_repeated_until_the_link_says_it_stopped() {
+    let (link, _plant, robot, topics) = link_and_robot("stop", 150.0);
+    // The runtime's side misses the first stop (as if it were lost on the way), then closes the link (final
+    // status: stopped) once a repeated stop arrives.
+    let control = link.control().clone();
+    let runtime = std::thread::spawn(move || {
+        wait_for("the stop", || control.stop.load(Ordering::Relaxed));
+        control.stop.store(false, Ordering::Relaxed);
+        wait_for("the stop again", || control.stop.load(Ordering::Relaxed));
+        link.close();
+    });
+    let request = StopRequest::prepare(&robot, &topics).unwrap();
+    assert!(request.send(Duration::from_secs(10)).unwrap());
+    runtime.join().unwrap();
+    // With no runtime left to answer, the request gives up after its timeout and says so.
+    let unanswered = StopRequest::prepare(&robot, &topics).unwrap();
+    let started = Instant::now();
+    assert!(!unanswered.send(Duration::from_millis(300)).unwrap());
+    assert!(started.elapsed() >= Duration::from_millis(300));
 }

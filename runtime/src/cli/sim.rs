@@ -196,7 +196,7 @@ pub enum SimCommand {
         /// namespace.
         #[command(flatten)]
         zenoh: Box<ZenohArgs>,
-        /// Send a stop command to the runtime after the last episode.
+        /// After the last episode, send the runtime a stop, repeated until its status says it stopped (at most 3 s).
         #[arg(long)]
         stop_runtime_when_done: bool,
         /// Brake (stop applying commands and stepping, end the episode as "braked") when no command has

@@ -15,7 +15,7 @@
 //! - [`remote`]: a policy server (`rtchunk serve-policy`) and the robot's remote chunk source; [`admission`]:
 //!   which query the server answers next and which it refuses at once;
 //! - [`sim_node`]: the simulator as a zenoh node with its own clock, speaking either wire through
-//!   [`robot_wire`];
+//!   [`robot_wire`]; [`stop_request`]: asking the runtime to stop until it confirms;
 //! - [`transit`]: how old an arriving message is, from its sender's timestamp;
 //! - [`deploy`]: a run on a robot over zenoh (`rtchunk run` with `plant.kind = "zenoh"` or `"ros2"`).
 
@@ -29,5 +29,6 @@ pub mod robot_wire;
 pub mod ros2;
 pub mod session;
 pub mod sim_node;
+pub mod stop_request;
 pub mod transit;
 pub mod wire;

@@ -11,9 +11,10 @@
 use crate::core::clock::{monotonic_ns, wall_clock_ns};
 use crate::core::metrics::{Distribution, Quantiles};
 use crate::core::rt_setup::Step;
-use crate::io::protocol::{CameraImage, ControlCommand, Encode, StateMessage, new_source_id};
+use crate::io::protocol::{CameraImage, StateMessage};
 use crate::io::robot_wire::{RobotCodec, Ros2Robot, native_robot_wire, ros2_robot_wire};
 use crate::io::session::{IoError, Topics, open_session, prioritise_zenoh_threads};
+use crate::io::stop_request::StopRequest;
 use rtchunk_config::{CommandType, IoConfig};
 use rtchunk_policy::NormalRng;
 use rtchunk_sim::{CONTROL_PERIOD, Env, Status, TaskKind};
@@ -26,6 +27,8 @@ use zenoh::Wait;
 
 /// Commands queued between two control periods at most; more are dropped and counted as rejected.
 const ARRIVALS_QUEUE: usize = 1024;
+/// How long the node repeats its stop at the end (`stop_runtime_when_done`) until the runtime confirms it.
+const STOP_CONFIRM_TIMEOUT: Duration = Duration::from_secs(3);
 /// Publish times of this many recent states are kept to match commands to the state they used.
 const LATENCY_WINDOW: usize = 1024;
 /// Silence after which another runtime's commands take over from the one in use (a restarted runtime).
@@ -52,7 +55,7 @@ pub struct SimNodeSettings {
     pub loss: f64,
     /// Seed of the jitter and loss draws.
     pub seed: u64,
-    /// Publish a stop command on the control topic after the last episode.
+    /// After the last episode, publish a stop on the control topic until the runtime confirms it (its status).
     pub stop_runtime_when_done: bool,
     /// Seconds to wait for the first command before giving up.
     pub first_command_timeout_s: f64,
@@ -485,6 +488,11 @@ pub fn serve(
         })
         .wait()
         .map_err(|e| IoError::zenoh(&wire.command_key, e))?;
+    // Listening for the runtime's status from the start, so its last one (stopped) is heard.
+    let stop_request = settings
+        .stop_runtime_when_done
+        .then(|| StopRequest::prepare(&session, &topics))
+        .transpose()?;
     let publisher = |key: &String| {
         session
             .declare_publisher(key.clone())
@@ -566,12 +574,14 @@ pub fn serve(
         .ros2
         .is_none()
         .then(|| node.latency.samples_ms.quantiles());
-    if settings.stop_runtime_when_done {
-        let bytes = ControlCommand::Stop.encode(0, new_source_id(), 1, wall_clock_ns());
-        session
-            .put(topics.control.clone(), bytes)
-            .wait()
-            .map_err(|e| IoError::zenoh(&topics.control, e))?;
+    if let Some(request) = stop_request
+        && !request.send(STOP_CONFIRM_TIMEOUT)?
+    {
+        tracing::warn!(
+            "the runtime on {} did not confirm the stop within {} s",
+            topics.control,
+            STOP_CONFIRM_TIMEOUT.as_secs()
+        );
     }
     drop(node.state_publisher);
     let _ = session.close().wait();
